@@ -1,0 +1,130 @@
+"""The handler protocol, handler purposes and the per-cycle scope handed to a handler."""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "novaconsole_item_id", default=None
+)
+"""The id of the item the current task is processing, for log records."""
+
+
+class HandlerPurpose(StrEnum):
+    """What a handler is for; the console filters by it."""
+
+    INGESTION = "ingestion"
+    INTERNAL = "internal"
+    EXPORT = "export"
+
+
+@runtime_checkable
+class WorkItem(Protocol):
+    """Anything with an ``id`` (str, int or UUID)."""
+
+    @property
+    def id(self) -> Any: ...
+
+
+class Handler(Protocol):
+    """What the engine calls. Structural: no base class needed.
+
+    ``on_failure(item, error)`` is optional and called once after an item's last attempt.
+    """
+
+    async def fetch_next(self, max_items: int) -> Sequence[Any]: ...
+
+    async def process(self, item: Any) -> None: ...
+
+
+class NoDatabaseError(RuntimeError):
+    """``ctx.session()`` was called on a service built without a database."""
+
+
+SessionFactory = Callable[[], "AsyncSession"]
+
+
+class HandlerLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger bound to one handler; records carry ``handler`` and the current ``item_id``."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        extra = dict(self.extra or {})
+        item_id = current_item_id.get()
+        if item_id is not None:
+            extra.setdefault("item_id", item_id)
+        extra.update(kwargs.get("extra") or {})
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+def handler_logger(name: str) -> HandlerLogger:
+    return HandlerLogger(logging.getLogger(f"novaconsole.handlers.{name}"), {"handler": name})
+
+
+@dataclass(eq=False)
+class HandlerContext:
+    """The scope of one handler instance: one fetch and the processing of what it returned.
+
+    Sessions opened with :meth:`session` and not yet closed are closed when the scope ends.
+    """
+
+    name: str
+    purpose: HandlerPurpose
+    options: Any = None
+    log: HandlerLogger = field(default=None)  # type: ignore[assignment]
+    session_factory: SessionFactory | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    """Free for the handler: lives as long as the scope."""
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.log is None:
+            self.log = handler_logger(self.name)
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """Open a new ``AsyncSession`` on the configured database: ``async with ctx.session()``."""
+        if self.session_factory is None:
+            raise NoDatabaseError(
+                f"handler {self.name!r} asked for ctx.session(), but the service was built "
+                "without a database; pass database_url= to build() or set [database] url"
+            )
+        return self._session_scope(self.session_factory)
+
+    @asynccontextmanager
+    async def _session_scope(self, factory: SessionFactory) -> AsyncIterator[AsyncSession]:
+        session = factory()
+        self._stack.push_async_callback(session.close)
+        try:
+            yield session
+        finally:
+            await session.close()
+
+    def add_cleanup(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` (sync or async) when the scope ends."""
+        if inspect.iscoroutinefunction(callback):
+            self._stack.push_async_callback(callback)
+        else:
+            self._stack.callback(callback)
+
+    async def aclose(self) -> None:
+        """End the scope: close whatever it opened. Called by the engine."""
+        await self._stack.aclose()
+
+
+def options_mapping(options: Any) -> Mapping[str, Any]:
+    """Options as a plain mapping, whatever form they were given in."""
+    if options is None:
+        return {}
+    if hasattr(options, "model_dump"):
+        return dict(options.model_dump())
+    return dict(options)

@@ -1,0 +1,98 @@
+"""What happened to an item: statuses, attempts, final outcomes and cycle reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+ItemId = Any
+"""A work item's id: str, int or UUID in practice; the store keeps ``str(item_id)``."""
+
+
+class OutcomeStatus(StrEnum):
+    """Final status of one item in one cycle."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at processing an item."""
+
+    number: int
+    started_at: datetime
+    duration: float
+    error: str | None = None
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """The final outcome of one item: one per item in a cycle report.
+
+    ``attempts`` counts every try, including those made before a restart; ``history`` holds the
+    tries this process saw. ``duration`` is the time spent processing (seconds, all tries).
+    """
+
+    handler: str
+    item_id: ItemId
+    status: OutcomeStatus
+    attempts: int
+    duration: float
+    error: str | None
+    started_at: datetime
+    finished_at: datetime
+    traceback: str | None = None
+    history: tuple[Attempt, ...] = ()
+    wait: float = 0.0
+    """Seconds the item spent waiting in the queue before its first try."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is OutcomeStatus.SUCCEEDED
+
+
+@dataclass(slots=True)
+class CycleReport:
+    """What one cycle (``run_once()``) did: one outcome per fetched item, retries included."""
+
+    cycle: int
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcomes: list[ItemOutcome] = field(default_factory=list)
+    fetched: dict[str, int] = field(default_factory=dict)
+    fetch_errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        if self.finished_at is None:
+            return 0.0
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def count(self, status: OutcomeStatus) -> int:
+        return sum(1 for outcome in self.outcomes if outcome.status is status)
+
+    @property
+    def succeeded(self) -> int:
+        return self.count(OutcomeStatus.SUCCEEDED)
+
+    @property
+    def failed(self) -> int:
+        """Items whose last try failed or timed out."""
+        return self.count(OutcomeStatus.FAILED) + self.count(OutcomeStatus.TIMED_OUT)
+
+    @property
+    def ok(self) -> bool:
+        """True when no item failed, timed out or was cancelled and no fetch failed."""
+        bad = {OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT, OutcomeStatus.CANCELLED}
+        return not self.fetch_errors and not any(o.status in bad for o in self.outcomes)
+
+    def by_handler(self, handler: str) -> Sequence[ItemOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.handler == handler]

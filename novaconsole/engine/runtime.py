@@ -1,0 +1,48 @@
+"""What the service tracks for each registered handler while it runs."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from novaconsole.engine.registry import HandlerRegistration
+from novaconsole.engine.scheduling import Job, Scope
+
+
+@dataclass(eq=False, slots=True)
+class HandlerRuntime:
+    """Live state of one handler: its controls, queues, counters and schedule."""
+
+    registration: HandlerRegistration
+    poll_interval: timedelta
+    item_timeout: timedelta
+    max_attempts: int
+    batch_size: int
+    paused: bool = False
+    queue: deque[Job] = field(default_factory=deque)
+    forced: deque[Job] = field(default_factory=deque)
+    """Items of a ``run_once()``: handed out even while paused."""
+    active: dict[str, Job] = field(default_factory=dict)
+    """Items queued, in flight or waiting for a retry, by key: not taken again."""
+    scopes: set[Scope] = field(default_factory=set)
+    in_flight: int = 0
+    retrying: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    last_error: str | None = None
+    last_run: datetime | None = None
+    fetch_failed: bool = False
+    last_outcome_failed: bool = False
+    busy: bool = False
+    """A poll-loop fetch or its first pass is under way: not due again until it settles."""
+    next_due: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.registration.name
+
+    @property
+    def enabled(self) -> bool:
+        return self.registration.enabled

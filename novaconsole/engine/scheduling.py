@@ -1,0 +1,152 @@
+"""The bounded, fair queue between fetching and the workers.
+
+Items wait in one queue per handler. A free worker takes from the handler that has the fewest
+items in flight (round robin among equals), so one handler with a deep or slow backlog cannot
+occupy every worker while another has items waiting; a handler alone may use them all. Taking
+an item is a plain method call, not a channel round trip: workers only wait (a checkpoint)
+when there is nothing to take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from novaconsole.engine.outcomes import Attempt, CycleReport
+
+if TYPE_CHECKING:
+    from novaconsole.engine.handler import Handler, HandlerContext
+    from novaconsole.engine.runtime import HandlerRuntime
+
+
+@dataclass(eq=False, slots=True)
+class Tracker:
+    """Collects the final outcomes of the items one ``run_once()`` fetched."""
+
+    report: CycleReport
+    pending: int = 0
+    fetching: int = 0
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+    def settle(self) -> None:
+        if self.pending <= 0 and self.fetching <= 0:
+            self.done.set()
+
+
+@dataclass(eq=False, slots=True)
+class Scope:
+    """One handler instance and its context: one fetch and the processing of what it returned."""
+
+    runtime: HandlerRuntime
+    ctx: HandlerContext
+    handler: Handler
+    fetch_duration: float = 0.0
+    unsettled: int = 0
+    """Items not yet final (the scope closes at zero)."""
+    first_pass: int = 0
+    """Items not yet final nor waiting for a retry (the handler is due again at zero)."""
+    closed: bool = False
+    background: bool = True
+    """True when the poll loop started this fetch (it schedules the handler's next poll)."""
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    """One item on its way through the engine."""
+
+    item: Any
+    key: str
+    scope: Scope
+    attempts: int = 0
+    enqueued_at: float = 0.0
+    first_started_at: datetime | None = None
+    wait: float = -1.0
+    processing: float = 0.0
+    history: list[Attempt] = field(default_factory=list)
+    trackers: list[Tracker] = field(default_factory=list)
+    first_pass_done: bool = False
+    forced: bool = False
+    """Part of a ``run_once()``: handed out even while the service is paused."""
+
+
+class FairQueue:
+    """Per-handler queues with one shared capacity; see the module docstring."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.depth = 0
+        self._runtimes: list[HandlerRuntime] = []
+        self._next = 0
+        self._room = anyio.Event()
+        self.paused = False
+        """Global pause: only forced (run-once) items are handed out."""
+
+    def add_runtime(self, runtime: HandlerRuntime) -> None:
+        self._runtimes.append(runtime)
+
+    def put(self, job: Job, *, forced: bool = False, front: bool = False) -> None:
+        runtime = job.scope.runtime
+        lane = runtime.forced if forced else runtime.queue
+        if front:
+            lane.appendleft(job)
+        else:
+            lane.append(job)
+        self.depth += 1
+
+    async def wait_for_room(self) -> None:
+        """Backpressure: wait while the queue is at capacity."""
+        while self.depth >= self.capacity:
+            if self._room.is_set():
+                self._room = anyio.Event()
+            await self._room.wait()
+
+    def take(self) -> Job | None:
+        """The next job for a free worker, or None when nothing may be taken now."""
+        runtimes = self._runtimes
+        count = len(runtimes)
+        best: HandlerRuntime | None = None
+        best_index = 0
+        for offset in range(count):
+            index = (self._next + offset) % count
+            runtime = runtimes[index]
+            if not runtime.forced and not (
+                runtime.queue and not self.paused and not runtime.paused
+            ):
+                continue
+            if best is None or runtime.in_flight < best.in_flight:
+                best, best_index = runtime, index
+                if runtime.in_flight == 0:
+                    break
+        if best is None:
+            return None
+        self._next = (best_index + 1) % count
+        job = best.forced.popleft() if best.forced else best.queue.popleft()
+        self.depth -= 1
+        if self.depth < self.capacity:
+            self._room.set()
+        return job
+
+    def force(self, job: Job) -> None:
+        """Move a job waiting in its handler's normal lane to the forced lane."""
+        runtime = job.scope.runtime
+        job.forced = True
+        try:
+            runtime.queue.remove(job)
+        except ValueError:
+            return  # in flight or waiting for a retry: it is handed out when it comes back
+        runtime.forced.append(job)
+
+    def remove_all(self) -> list[Job]:
+        """Empty every lane (shutdown) and return what was waiting."""
+        jobs: list[Job] = []
+        for runtime in self._runtimes:
+            jobs.extend(runtime.forced)
+            jobs.extend(runtime.queue)
+            runtime.forced.clear()
+            runtime.queue.clear()
+        self.depth = 0
+        self._room.set()
+        return jobs

@@ -1,0 +1,864 @@
+"""The processing service: poll loop, fair queue, workers, retries and the control API."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import socket
+import traceback
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from itertools import count
+from time import monotonic
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.lowlevel import checkpoint
+
+from novaconsole.engine.events import (
+    ControlChanged,
+    CycleFinished,
+    CycleStarted,
+    EventHub,
+    EventSubscription,
+    FetchCompleted,
+    FetchFailed,
+    ItemFinished,
+    ItemRetrying,
+    ServiceStateChanged,
+)
+from novaconsole.engine.handler import HandlerContext, SessionFactory, current_item_id
+from novaconsole.engine.metrics import LatencySamples, Throughput
+from novaconsole.engine.outcomes import Attempt, CycleReport, ItemOutcome, OutcomeStatus
+from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
+from novaconsole.engine.retry import RetryPolicy
+from novaconsole.engine.runtime import HandlerRuntime
+from novaconsole.engine.scheduling import FairQueue, Job, Scope, Tracker
+from novaconsole.engine.snapshot import HandlerView, Snapshot
+from novaconsole.engine.state import Controls, ItemState, MemoryStateStore, StateStore
+
+log = logging.getLogger("novaconsole.engine")
+
+_YIELD_EVERY = 0.005
+"""Seconds a worker may run items that never suspend before it lets other tasks run."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class ProcessingService:
+    """Runs the registered handlers. Build it with ``BackgroundProcessing(...).build()``.
+
+    Every front end (console, headless runner, tests) goes through the methods below.
+    """
+
+    def __init__(
+        self,
+        *,
+        options: ProcessingOptions,
+        retry: RetryPolicy,
+        registrations: Sequence[HandlerRegistration],
+        store: StateStore | None = None,
+        session_factory: SessionFactory | None = None,
+        database_url: str | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.options = options
+        self.retry = retry
+        self.registrations = tuple(registrations)
+        self.store: StateStore = store if store is not None else MemoryStateStore()
+        self.session_factory = session_factory
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.database_display = getattr(self.store, "display_url", None) or (
+            _mask(database_url) if database_url else "memory (nothing persisted)"
+        )
+        self._queue = FairQueue(options.queue_capacity)
+        self._runtimes: dict[str, HandlerRuntime] = {}
+        for registration in self.registrations:
+            runtime = HandlerRuntime(
+                registration=registration,
+                poll_interval=registration.poll_interval or options.poll_interval,
+                item_timeout=registration.item_timeout or options.item_timeout,
+                max_attempts=registration.max_attempts or retry.max_attempts,
+                batch_size=registration.max_items_per_cycle,
+            )
+            self._runtimes[registration.name] = runtime
+            self._queue.add_runtime(runtime)
+        self._hub = EventHub()
+        self._concurrency = options.max_concurrency
+        self._paused = False
+        self._state = "stopped"
+        self._cycles = 0
+        self._last_cycle_duration: float | None = None
+        self._in_flight = 0
+        self._workers = 0
+        self._retry_heap: list[tuple[float, int, Job]] = []
+        self._sequence = count()
+        self._throughput = Throughput()
+        self._latency = LatencySamples()
+        self._totals = {"succeeded": 0, "failed": 0, "skipped": 0}
+        self._task_group: TaskGroup | None = None
+        self._worker_group: TaskGroup | None = None
+        self._fetch_scopes: set[anyio.CancelScope] = set()
+        self._stopping = False
+        self._drained: anyio.Event | None = None
+        self._work = anyio.Event()
+        self._poll_wake = anyio.Event()
+        self._retry_wake = anyio.Event()
+        self._idle = anyio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def is_running(self) -> bool:
+        return self._state in ("running", "paused", "draining")
+
+    @asynccontextmanager
+    async def running(self, *, poll: bool = True) -> AsyncIterator[ProcessingService]:
+        """Run the service for the duration of the block; leave it drained and stopped.
+
+        With ``poll=False`` nothing is fetched on the interval: only ``run_once()`` fetches
+        (the headless ``--once`` mode).
+        """
+        if self._state != "stopped":
+            raise RuntimeError("the service is already running")
+        self._reset_events()
+        self._state = "starting"
+        await self.store.open()
+        self._apply_controls(await self.store.load_controls())
+        try:
+            async with anyio.create_task_group() as group:
+                self._task_group = group
+                await group.start(self._run_workers)
+                group.start_soon(self._retry_loop)
+                group.start_soon(self.store.run)
+                if poll:
+                    group.start_soon(self._poll_loop)
+                self._set_state("paused" if self._paused else "running")
+                log.info(
+                    "novaconsole started: %d handlers, concurrency %d, database %s",
+                    len(self._runtimes),
+                    self._concurrency,
+                    self.database_display,
+                )
+                try:
+                    yield self
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.drain()
+                    group.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._close_scopes()
+                await self.store.close()
+                self._task_group = None
+                self._set_state("stopped")
+                log.info("novaconsole stopped")
+                self._hub.close()
+
+    def _reset_events(self) -> None:
+        self._work = anyio.Event()
+        self._poll_wake = anyio.Event()
+        self._retry_wake = anyio.Event()
+        self._idle = anyio.Event()
+        self._drained = None
+        self._stopping = False
+
+    async def drain(self) -> None:
+        """Stop fetching, let in-flight items finish within ``shutdown_grace``, cancel the rest.
+
+        Items still queued or waiting for a retry stay pending at their source. Idempotent.
+        """
+        if self._drained is not None:
+            await self._drained.wait()
+            return
+        self._drained = drained = anyio.Event()
+        self._stopping = True
+        self._set_state("draining")
+        log.info("draining: %d items in flight", self._in_flight)
+        for scope in list(self._fetch_scopes):
+            scope.cancel()
+        self._wake(self._poll_wake, self._retry_wake, self._work)
+        for job in self._queue.remove_all():
+            self._abandon(job)
+        for _, _, job in self._retry_heap:
+            job.scope.runtime.retrying -= 1
+            self._abandon(job)
+        self._retry_heap.clear()
+        with anyio.move_on_after(self.options.shutdown_grace.total_seconds()):
+            while self._in_flight:
+                self._idle = anyio.Event()
+                await self._idle.wait()
+        if self._in_flight and self._worker_group is not None:
+            log.warning(
+                "shutdown grace of %ss over: cancelling %d items in flight",
+                self.options.shutdown_grace.total_seconds(),
+                self._in_flight,
+            )
+            self._worker_group.cancel_scope.cancel()
+            while self._in_flight:
+                self._idle = anyio.Event()
+                await self._idle.wait()
+        drained.set()
+
+    def _abandon(self, job: Job) -> None:
+        """A job dropped at shutdown: its source keeps it pending; a run-once still hears of it."""
+        runtime = job.scope.runtime
+        runtime.active.pop(job.key, None)
+        if job.trackers:
+            self._finish(job, OutcomeStatus.CANCELLED, "service stopped before the item ran")
+        else:
+            self._settle_scope(job)
+
+    async def _close_scopes(self) -> None:
+        for runtime in self._runtimes.values():
+            for scope in list(runtime.scopes):
+                await self._close_scope(scope)
+
+    # ------------------------------------------------------------------ controls
+
+    def _runtime(self, name: str) -> HandlerRuntime:
+        try:
+            return self._runtimes[name]
+        except KeyError:
+            known = ", ".join(self._runtimes) or "none"
+            raise KeyError(f"no handler named {name!r} (registered: {known})") from None
+
+    def pause(self) -> None:
+        """Stop fetching and starting items (in-flight items finish). ``run_once`` still works."""
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        self._paused = paused
+        self._queue.paused = paused
+        if self.is_running and not self._stopping:
+            self._set_state("paused" if paused else "running")
+        self._controls_changed("pause", paused)
+        self._wake(self._poll_wake, self._work)
+
+    def pause_handler(self, name: str) -> None:
+        """Stop fetching and starting items of one handler."""
+        self._set_handler_paused(name, True)
+
+    def resume_handler(self, name: str) -> None:
+        self._set_handler_paused(name, False)
+
+    def _set_handler_paused(self, name: str, paused: bool) -> None:
+        self._runtime(name).paused = paused
+        self._controls_changed("pause", paused, name)
+        self._wake(self._poll_wake, self._work)
+
+    def set_batch_size(self, name: str, size: int) -> None:
+        """Items asked of the handler per fetch, from its next fetch on."""
+        if size < 1:
+            raise ValueError(f"batch size must be at least 1, got {size}")
+        self._runtime(name).batch_size = size
+        self._controls_changed("batch_size", size, name)
+
+    def set_concurrency(self, workers: int) -> None:
+        """How many items are processed at once; takes effect immediately."""
+        if workers < 1:
+            raise ValueError(f"concurrency must be at least 1, got {workers}")
+        self._concurrency = workers
+        self._spawn_workers()
+        self._wake(self._work)
+        self._controls_changed("concurrency", workers)
+
+    async def retry_item(self, handler: str, item_id: Any) -> bool:
+        """Forget an item's attempts so that its next fetch processes it again."""
+        self._runtime(handler)
+        forgotten = await self.store.forget_item(handler, str(item_id))
+        if forgotten:
+            log.info("item %s will be retried", item_id, extra=_extra(handler, item_id))
+            self._hub.publish(ControlChanged("retry", str(item_id), handler))
+        return forgotten
+
+    def _controls_changed(self, what: str, value: Any, handler: str | None = None) -> None:
+        self.store.save_controls(self._controls())
+        self._hub.publish(ControlChanged(what, value, handler))
+        log.info(
+            "%s%s set to %s",
+            what.replace("_", " "),
+            f" of {handler}" if handler else "",
+            value,
+            extra={"handler": handler} if handler else None,
+        )
+
+    def _controls(self) -> Controls:
+        return Controls(
+            paused=self._paused,
+            concurrency=self._concurrency,
+            handler_paused={name: rt.paused for name, rt in self._runtimes.items()},
+            batch_sizes={name: rt.batch_size for name, rt in self._runtimes.items()},
+        )
+
+    def _apply_controls(self, controls: Controls) -> None:
+        if controls.paused is not None:
+            self._paused = self._queue.paused = controls.paused
+        if controls.concurrency is not None and controls.concurrency >= 1:
+            self._concurrency = controls.concurrency
+        for name, paused in controls.handler_paused.items():
+            if name in self._runtimes:
+                self._runtimes[name].paused = paused
+        for name, size in controls.batch_sizes.items():
+            if name in self._runtimes and size >= 1:
+                self._runtimes[name].batch_size = size
+
+    # ------------------------------------------------------------------ observing
+
+    def events(self, max_buffer: int = 10_000) -> EventSubscription:
+        """A new subscription to the service's events (``async for event in ...``).
+
+        A reader that falls ``max_buffer`` events behind loses the oldest and gets an
+        ``EventsDropped`` telling how many; it never slows the engine.
+        """
+        return self._hub.subscribe(max_buffer)
+
+    def snapshot(self) -> Snapshot:
+        """The service now: cheap and free of side effects."""
+        now = monotonic()
+        handlers = {name: self._handler_view(rt, now) for name, rt in self._runtimes.items()}
+        due = [v.next_poll_in for v in handlers.values() if v.next_poll_in is not None]
+        return Snapshot(
+            state=self._state,
+            paused=self._paused,
+            concurrency=self._concurrency,
+            configured_concurrency=self.options.max_concurrency,
+            queue_depth=self._queue.depth,
+            queue_capacity=self._queue.capacity,
+            in_flight=self._in_flight,
+            cycles=self._cycles,
+            handlers=handlers,
+            succeeded=self._totals["succeeded"],
+            failed=self._totals["failed"],
+            skipped=self._totals["skipped"],
+            retrying=len(self._retry_heap),
+            rate=self._throughput.rate(now=now),
+            throughput=self._throughput.series(now),
+            next_poll_in=min(due) if due and not self._paused else None,
+            last_cycle_duration=self._last_cycle_duration,
+            latency=self._latency.summary(),
+            database=self.database_display,
+            worker_id=self.worker_id,
+        )
+
+    def _handler_view(self, rt: HandlerRuntime, now: float) -> HandlerView:
+        schedulable = self.is_running and rt.enabled and not rt.paused and not rt.busy
+        registration = rt.registration
+        return HandlerView(
+            name=rt.name,
+            purpose=registration.purpose,
+            paused=rt.paused,
+            enabled=rt.enabled,
+            batch_size=rt.batch_size,
+            configured_batch_size=registration.max_items_per_cycle,
+            succeeded=rt.succeeded,
+            failed=rt.failed,
+            last_error=rt.last_error,
+            skipped=rt.skipped,
+            in_flight=rt.in_flight,
+            queued=len(rt.queue) + len(rt.forced),
+            retrying=rt.retrying,
+            last_run=rt.last_run,
+            next_poll_in=max(0.0, rt.next_due - now) if schedulable else None,
+            failing=rt.fetch_failed or rt.last_outcome_failed,
+        )
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state = state
+            self._hub.publish(ServiceStateChanged(state))
+
+    @staticmethod
+    def _wake(*events: anyio.Event) -> None:
+        for event in events:
+            event.set()
+
+    # ------------------------------------------------------------------ the poll loop
+
+    async def _poll_loop(self) -> None:
+        delay = self.options.startup_delay.total_seconds()
+        if delay:
+            log.info("waiting %ss before the first cycle", delay)
+            with anyio.move_on_after(delay):
+                await self._sleep_until_stopping()
+        while not self._stopping:
+            now = monotonic()
+            due: list[HandlerRuntime] = []
+            if not self._paused:
+                due = [
+                    rt
+                    for rt in self._runtimes.values()
+                    if rt.enabled and not rt.paused and not rt.busy and rt.next_due <= now
+                ]
+            if due:
+                self._start_cycle(due)
+            waits = [
+                rt.next_due - now
+                for rt in self._runtimes.values()
+                if rt.enabled and not rt.paused and not rt.busy and rt.next_due > now
+            ]
+            self._poll_wake = anyio.Event()
+            if self._paused or not waits:
+                await self._poll_wake.wait()
+            else:
+                with anyio.move_on_after(min(waits)):
+                    await self._poll_wake.wait()
+
+    async def _sleep_until_stopping(self) -> None:
+        while not self._stopping:
+            self._poll_wake = anyio.Event()
+            await self._poll_wake.wait()
+
+    def _start_cycle(self, due: list[HandlerRuntime]) -> None:
+        assert self._task_group is not None
+        self._cycles += 1
+        cycle = self._cycles
+        names = tuple(rt.name for rt in due)
+        log.debug("cycle %d: fetching from %s", cycle, ", ".join(names))
+        self._hub.publish(CycleStarted(cycle, names))
+        tracker = Tracker(CycleReport(cycle=cycle, started_at=_now()))
+        tracker.fetching = len(due)
+        for rt in due:
+            rt.busy = True
+            self._task_group.start_soon(self._fetch_into_queue, rt, tracker, False)
+        self._task_group.start_soon(self._finish_cycle, tracker)
+
+    async def _finish_cycle(self, tracker: Tracker) -> None:
+        await tracker.done.wait()
+        self._close_report(tracker.report)
+
+    def _close_report(self, report: CycleReport) -> None:
+        report.finished_at = _now()
+        self._last_cycle_duration = report.duration
+        self._hub.publish(CycleFinished(report.cycle, report.duration, len(report.outcomes)))
+        log.debug(
+            "cycle %d done in %.3fs: %d items", report.cycle, report.duration, len(report.outcomes)
+        )
+
+    async def run_once(self) -> CycleReport:
+        """Run one cycle now, even while paused; return when every fetched item is final.
+
+        Handlers paused one by one and disabled handlers are left out.
+        """
+        if not self.is_running or self._stopping:
+            raise RuntimeError("run_once() needs a running service: use `async with running()`")
+        self._cycles += 1
+        runtimes = [rt for rt in self._runtimes.values() if rt.enabled and not rt.paused]
+        tracker = Tracker(CycleReport(cycle=self._cycles, started_at=_now()))
+        tracker.fetching = len(runtimes)
+        self._hub.publish(CycleStarted(self._cycles, tuple(rt.name for rt in runtimes)))
+        async with anyio.create_task_group() as group:
+            for rt in runtimes:
+                group.start_soon(self._fetch_into_queue, rt, tracker, True)
+        tracker.settle()
+        await tracker.done.wait()
+        self._close_report(tracker.report)
+        return tracker.report
+
+    # ------------------------------------------------------------------ fetching
+
+    async def _fetch_into_queue(self, rt: HandlerRuntime, tracker: Tracker, forced: bool) -> None:
+        """Fetch one batch from a handler and queue its new items, waiting for room."""
+        scope: Scope | None = None
+        try:
+            scope, items = await self._fetch(rt, tracker)
+            if scope is not None:
+                scope.background = not forced
+                await self._admit(scope, items, tracker, forced)
+        finally:
+            tracker.fetching -= 1
+            tracker.settle()
+            if not forced and (scope is None or scope.first_pass == 0):
+                self._handler_settled(rt)
+
+    async def _fetch(self, rt: HandlerRuntime, tracker: Tracker) -> tuple[Scope | None, list[Any]]:
+        registration = rt.registration
+        rt.last_run = _now()
+        ctx = HandlerContext(
+            name=rt.name,
+            purpose=registration.purpose,
+            options=registration.options,
+            session_factory=self.session_factory,
+        )
+        started = monotonic()
+        timeout = self.options.fetch_timeout.total_seconds()
+        cancel = anyio.CancelScope()
+        self._fetch_scopes.add(cancel)
+        error: str | None = None
+        failure: BaseException | None = None
+        items: list[Any] = []
+        handler = None
+        try:
+            with cancel:
+                handler = registration.create(ctx)
+                with anyio.fail_after(timeout):
+                    items = list(await handler.fetch_next(rt.batch_size))
+                for item in items:
+                    if not hasattr(item, "id"):
+                        raise TypeError(f"fetch_next returned {item!r}, which has no id")
+        except TimeoutError:
+            error = f"fetch timed out after {timeout:g}s"
+        except Exception as exc:
+            error, failure = _describe(exc), exc
+        finally:
+            self._fetch_scopes.discard(cancel)
+        if cancel.cancelled_caught:
+            error = "fetch cancelled: the service is stopping"
+        duration = monotonic() - started
+        if error is not None or handler is None:
+            error = error or "fetch failed"
+            log.error(
+                "fetch from %s failed: %s",
+                rt.name,
+                error,
+                exc_info=failure,
+                extra=_extra(rt.name),
+            )
+            rt.fetch_failed = True
+            rt.last_error = error
+            tracker.report.fetch_errors[rt.name] = error
+            self._hub.publish(FetchFailed(rt.name, error))
+            with anyio.CancelScope(shield=True):
+                await ctx.aclose()
+            return None, []
+        rt.fetch_failed = False
+        tracker.report.fetched[rt.name] = len(items)
+        self._hub.publish(FetchCompleted(rt.name, len(items), duration))
+        if items:
+            log.debug("fetched %d items from %s", len(items), rt.name, extra=_extra(rt.name))
+        scope = Scope(runtime=rt, ctx=ctx, handler=handler, fetch_duration=duration)
+        rt.scopes.add(scope)
+        return scope, items
+
+    async def _admit(
+        self, scope: Scope, items: list[Any], tracker: Tracker, forced: bool
+    ) -> None:
+        rt = scope.runtime
+        fresh: list[tuple[str, Any]] = []
+        for item in items:
+            key = str(item.id)
+            running = rt.active.get(key)
+            if running is not None:
+                # In progress from an earlier fetch: not taken again, but a run-once waits for it.
+                if forced and tracker not in running.trackers:
+                    running.trackers.append(tracker)
+                    tracker.pending += 1
+                    if not running.forced:
+                        self._queue.force(running)
+                continue
+            fresh.append((key, item))
+        states = await self.store.item_states(rt.name, [key for key, _ in fresh]) if fresh else {}
+        jobs: list[Job] = []
+        for key, item in fresh:
+            if key in rt.active:  # a duplicate id within this batch
+                continue
+            state = states.get(key)
+            job = Job(item=item, key=key, scope=scope, attempts=state.attempts if state else 0)
+            job.forced = forced
+            job.trackers.append(tracker)
+            tracker.pending += 1
+            if state is not None and state.dead:
+                self._finish(job, OutcomeStatus.SKIPPED, f"out of attempts ({state.attempts})")
+                continue
+            rt.active[key] = job
+            jobs.append(job)
+        scope.unsettled += len(jobs)
+        scope.first_pass += len(jobs)
+        if not jobs:
+            await self._close_scope(scope)
+            return
+        for job in jobs:
+            if self._stopping:
+                self._abandon(job)
+                continue
+            await self._queue.wait_for_room()
+            if self._stopping:
+                self._abandon(job)
+                continue
+            job.enqueued_at = monotonic()
+            self._queue.put(job, forced=forced)
+            if not self._work.is_set():
+                self._work.set()
+
+    def _handler_settled(self, rt: HandlerRuntime) -> None:
+        """A poll-loop batch is through its first pass: the handler is due after its interval."""
+        rt.busy = False
+        rt.next_due = monotonic() + rt.poll_interval.total_seconds()
+        self._poll_wake.set()
+
+    # ------------------------------------------------------------------ workers
+
+    async def _run_workers(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with anyio.create_task_group() as group:
+            self._worker_group = group
+            self._spawn_workers()
+            task_status.started()
+        self._worker_group = None
+
+    def _spawn_workers(self) -> None:
+        if self._worker_group is None:
+            return
+        while self._workers < self._concurrency:
+            self._workers += 1
+            self._worker_group.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        queue = self._queue
+        yielded = monotonic()
+        try:
+            while not self._stopping:
+                if self._workers > self._concurrency:
+                    return
+                job = queue.take()
+                if job is None:
+                    if self._work.is_set():
+                        self._work = anyio.Event()
+                    await self._work.wait()
+                    yielded = monotonic()
+                    continue
+                await self._process(job)
+                if monotonic() - yielded > _YIELD_EVERY:
+                    await checkpoint()
+                    yielded = monotonic()
+        finally:
+            self._workers -= 1
+
+    async def _process(self, job: Job) -> None:
+        rt = job.scope.runtime
+        rt.in_flight += 1
+        self._in_flight += 1
+        started = monotonic()
+        started_at = _now()
+        if job.wait < 0:
+            job.wait = started - job.enqueued_at
+            job.first_started_at = started_at
+        token = current_item_id.set(job.item.id)
+        error: BaseException | None = None
+        timed_out = False
+        cancelled = False
+        timeout = rt.item_timeout.total_seconds()
+        try:
+            with anyio.move_on_after(timeout) as deadline:
+                await job.scope.handler.process(job.item)
+            if deadline.cancelled_caught:
+                timed_out = True
+                error = TimeoutError(f"timed out after {timeout:g}s")
+        except anyio.get_cancelled_exc_class():
+            cancelled = True
+            raise
+        except Exception as exc:
+            error = exc
+        finally:
+            current_item_id.reset(token)
+            duration = monotonic() - started
+            job.processing += duration
+            job.attempts += 1
+            text = None if error is None else _describe(error)
+            job.history.append(Attempt(job.attempts, started_at, duration, text, timed_out))
+            rt.in_flight -= 1
+            self._in_flight -= 1
+            if cancelled:
+                self._finish(job, OutcomeStatus.CANCELLED, "cancelled: the service stopped")
+            if self._stopping and not self._in_flight:
+                self._idle.set()
+        if error is None:
+            self._finish(job, OutcomeStatus.SUCCEEDED, None)
+        else:
+            await self._failed(job, error, timed_out)
+
+    async def _failed(self, job: Job, error: BaseException, timed_out: bool) -> None:
+        rt = job.scope.runtime
+        text = _describe(error)
+        tb = None if timed_out else "".join(traceback.format_exception(error))
+        if job.attempts < rt.max_attempts and not self._stopping:
+            delay = self.retry.delay(job.attempts)
+            self.store.set_item_state(rt.name, job.key, ItemState(job.attempts))
+            log.warning(
+                "%s item %s failed (attempt %d of %d), retrying in %.1fs: %s",
+                rt.name,
+                job.item.id,
+                job.attempts,
+                rt.max_attempts,
+                delay,
+                text,
+                extra=_extra(rt.name, job.item.id),
+            )
+            self._hub.publish(ItemRetrying(rt.name, job.item.id, job.attempts, delay, text))
+            self._mark_first_pass(job)
+            rt.retrying += 1
+            heapq.heappush(self._retry_heap, (monotonic() + delay, next(self._sequence), job))
+            self._retry_wake.set()
+            return
+        status = OutcomeStatus.TIMED_OUT if timed_out else OutcomeStatus.FAILED
+        if job.attempts >= rt.max_attempts:
+            self.store.set_item_state(rt.name, job.key, ItemState(job.attempts, dead=True))
+        log.error(
+            "%s item %s failed after %d attempts: %s",
+            rt.name,
+            job.item.id,
+            job.attempts,
+            text,
+            extra=_extra(rt.name, job.item.id),
+        )
+        await self._call_on_failure(job, error)
+        self._finish(job, status, text, tb)
+
+    async def _call_on_failure(self, job: Job, error: BaseException) -> None:
+        on_failure: Callable[[Any, BaseException], Any] | None = getattr(
+            job.scope.handler, "on_failure", None
+        )
+        if on_failure is None:
+            return
+        rt = job.scope.runtime
+        token = current_item_id.set(job.item.id)
+        try:
+            with anyio.fail_after(rt.item_timeout.total_seconds()):
+                await on_failure(job.item, error)
+        except Exception:
+            log.exception(
+                "%s on_failure for item %s raised",
+                rt.name,
+                job.item.id,
+                extra=_extra(rt.name, job.item.id),
+            )
+        finally:
+            current_item_id.reset(token)
+
+    async def _retry_loop(self) -> None:
+        heap = self._retry_heap
+        while True:
+            self._retry_wake = anyio.Event()
+            if not heap:
+                await self._retry_wake.wait()
+                continue
+            delay = heap[0][0] - monotonic()
+            if delay > 0:
+                with anyio.move_on_after(delay):
+                    await self._retry_wake.wait()
+                continue
+            _, _, job = heapq.heappop(heap)
+            job.scope.runtime.retrying -= 1
+            job.enqueued_at = monotonic()
+            self._queue.put(job, forced=job.forced, front=True)
+            self._work.set()
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _finish(
+        self,
+        job: Job,
+        status: OutcomeStatus,
+        error: str | None,
+        tb: str | None = None,
+    ) -> None:
+        """Record an item's final outcome and release everything it held."""
+        rt = job.scope.runtime
+        finished_at = _now()
+        outcome = ItemOutcome(
+            handler=rt.name,
+            item_id=job.item.id,
+            status=status,
+            attempts=job.attempts,
+            duration=job.processing,
+            error=error,
+            started_at=job.first_started_at or finished_at,
+            finished_at=finished_at,
+            traceback=tb,
+            history=tuple(job.history),
+            wait=max(job.wait, 0.0),
+        )
+        if status is OutcomeStatus.SUCCEEDED:
+            rt.succeeded += 1
+            self._totals["succeeded"] += 1
+            rt.last_outcome_failed = False
+            if job.attempts > 1:
+                self.store.set_item_state(rt.name, job.key, None)
+        elif status is OutcomeStatus.SKIPPED:
+            rt.skipped += 1
+            self._totals["skipped"] += 1
+        elif status is not OutcomeStatus.CANCELLED:
+            rt.failed += 1
+            self._totals["failed"] += 1
+            rt.last_error = error
+            rt.last_outcome_failed = True
+        if status is not OutcomeStatus.SKIPPED:
+            self._throughput.add()
+            latency = self._latency
+            latency.fetch.append(job.scope.fetch_duration)
+            latency.queue.append(max(job.wait, 0.0))
+            latency.process.append(job.processing)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s item %s %s",
+                    rt.name,
+                    job.item.id,
+                    status.value,
+                    extra=_extra(rt.name, job.item.id),
+                )
+        self.store.record((outcome,))
+        if self._hub.active:
+            self._hub.publish(ItemFinished(outcome))
+        for tracker in job.trackers:
+            tracker.report.outcomes.append(outcome)
+            tracker.pending -= 1
+            tracker.settle()
+        if rt.active.get(job.key) is job:
+            del rt.active[job.key]
+        if status is not OutcomeStatus.SKIPPED:
+            self._settle_scope(job)
+
+    def _mark_first_pass(self, job: Job) -> None:
+        if job.first_pass_done:
+            return
+        job.first_pass_done = True
+        scope = job.scope
+        scope.first_pass -= 1
+        if scope.first_pass == 0 and scope.background:
+            self._handler_settled(scope.runtime)
+
+    def _settle_scope(self, job: Job) -> None:
+        self._mark_first_pass(job)
+        scope = job.scope
+        scope.unsettled -= 1
+        if scope.unsettled == 0 and self._task_group is not None:
+            self._task_group.start_soon(self._close_scope, scope)
+
+    async def _close_scope(self, scope: Scope) -> None:
+        if scope.closed:
+            return
+        scope.closed = True
+        scope.runtime.scopes.discard(scope)
+        try:
+            with anyio.CancelScope(shield=True):
+                await scope.ctx.aclose()
+        except Exception:
+            log.exception("closing the scope of %s failed", scope.runtime.name)
+
+
+def _extra(handler: str, item_id: Any = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"handler": handler}
+    if item_id is not None:
+        extra["item_id"] = item_id
+    return extra
+
+
+def _mask(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url

@@ -1,0 +1,96 @@
+"""Cheap, immutable views of the service's current state for front ends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from novaconsole.engine.handler import HandlerPurpose
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    p50: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Recent item latency in seconds, split into fetch, queue wait and processing."""
+
+    fetch: Percentiles = Percentiles()
+    queue: Percentiles = Percentiles()
+    process: Percentiles = Percentiles()
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerView:
+    """One handler as the service sees it now."""
+
+    name: str
+    purpose: HandlerPurpose
+    paused: bool
+    enabled: bool
+    batch_size: int
+    configured_batch_size: int
+    succeeded: int
+    failed: int
+    last_error: str | None
+    skipped: int = 0
+    in_flight: int = 0
+    queued: int = 0
+    retrying: int = 0
+    last_run: datetime | None = None
+    next_poll_in: float | None = None
+    failing: bool = False
+    """The last fetch failed, or the last final outcome was a failure."""
+
+    @property
+    def state(self) -> str:
+        """``disabled``, ``paused``, ``failing`` or ``active``."""
+        if not self.enabled:
+            return "disabled"
+        if self.paused:
+            return "paused"
+        if self.failing:
+            return "failing"
+        return "active"
+
+    @property
+    def batch_size_changed(self) -> bool:
+        return self.batch_size != self.configured_batch_size
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The service at one instant. Taking one has no side effects."""
+
+    state: str
+    """``starting``, ``running``, ``paused``, ``draining`` or ``stopped``."""
+    paused: bool
+    concurrency: int
+    configured_concurrency: int
+    queue_depth: int
+    queue_capacity: int
+    in_flight: int
+    cycles: int
+    handlers: Mapping[str, HandlerView]
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retrying: int = 0
+    rate: float = 0.0
+    """Final outcomes per second over the last few seconds."""
+    throughput: tuple[float, ...] = ()
+    """Outcomes per second, one value per second, oldest first (bounded window)."""
+    next_poll_in: float | None = None
+    last_cycle_duration: float | None = None
+    latency: Latency = field(default_factory=Latency)
+    database: str = "memory"
+    worker_id: str = ""
+
+    @property
+    def totals(self) -> dict[str, int]:
+        return {"succeeded": self.succeeded, "failed": self.failed, "skipped": self.skipped}

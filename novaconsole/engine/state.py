@@ -1,0 +1,126 @@
+"""What the engine needs to remember, and the in-memory form of it.
+
+The store (``novaconsole.store``) implements :class:`StateStore` on a database; the engine
+only talks to this interface. :class:`MemoryStateStore` keeps everything in the process and
+persists nothing: it is for tests and for services built without a database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from novaconsole.engine.outcomes import ItemOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class ItemState:
+    """What is remembered of an item that has failed at least once."""
+
+    attempts: int
+    dead: bool = False
+    """Out of attempts: skipped until an operator retries it."""
+
+
+@dataclass(slots=True)
+class Controls:
+    """Operator controls set at run time (``None``/absent: as configured)."""
+
+    paused: bool | None = None
+    concurrency: int | None = None
+    handler_paused: dict[str, bool] = field(default_factory=dict)
+    batch_sizes: dict[str, int] = field(default_factory=dict)
+
+
+class StateStore(Protocol):
+    """Persistence behind the engine. Writes are buffered and must never block the hot path.
+
+    Reads must see every write made before them (from this process), flushed or not.
+    """
+
+    async def open(self) -> None:
+        """Prepare (create the schema, start nothing). Called once before anything else."""
+
+    async def run(self) -> None:
+        """Background work (periodic flushes) for as long as the service runs; cancelled at stop."""
+
+    async def close(self) -> None:
+        """Flush everything buffered and release resources."""
+
+    def record(self, outcomes: Sequence[ItemOutcome]) -> None:
+        """Buffer final outcomes for writing."""
+
+    def set_item_state(self, handler: str, item_id: str, state: ItemState | None) -> None:
+        """Remember (or, with ``None``, forget) an item's attempts."""
+
+    async def item_states(self, handler: str, item_ids: Iterable[str]) -> Mapping[str, ItemState]:
+        """The remembered state of those of ``item_ids`` that have one."""
+
+    async def forget_item(self, handler: str, item_id: str) -> bool:
+        """Forget an item's attempts (operator retry). True if there was something to forget."""
+
+    async def load_controls(self) -> Controls:
+        """The controls persisted by an earlier run."""
+
+    def save_controls(self, controls: Controls) -> None:
+        """Persist the current controls (buffered)."""
+
+
+class MemoryStateStore:
+    """A :class:`StateStore` that keeps everything in this process and persists nothing."""
+
+    def __init__(self, keep_outcomes: int = 10_000) -> None:
+        self.outcomes: list[ItemOutcome] = []
+        self._keep = keep_outcomes
+        self._items: dict[tuple[str, str], ItemState] = {}
+        self._controls = Controls()
+
+    async def open(self) -> None:
+        return None
+
+    async def run(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def record(self, outcomes: Sequence[ItemOutcome]) -> None:
+        self.outcomes.extend(outcomes)
+        if len(self.outcomes) > self._keep:
+            del self.outcomes[: len(self.outcomes) - self._keep]
+
+    def set_item_state(self, handler: str, item_id: str, state: ItemState | None) -> None:
+        if state is None:
+            self._items.pop((handler, item_id), None)
+        else:
+            self._items[(handler, item_id)] = state
+
+    async def item_states(self, handler: str, item_ids: Iterable[str]) -> Mapping[str, ItemState]:
+        if not self._items:
+            return {}
+        found = {}
+        for item_id in item_ids:
+            state = self._items.get((handler, item_id))
+            if state is not None:
+                found[item_id] = state
+        return found
+
+    async def forget_item(self, handler: str, item_id: str) -> bool:
+        return self._items.pop((handler, item_id), None) is not None
+
+    async def load_controls(self) -> Controls:
+        return Controls(
+            self._controls.paused,
+            self._controls.concurrency,
+            dict(self._controls.handler_paused),
+            dict(self._controls.batch_sizes),
+        )
+
+    def save_controls(self, controls: Controls) -> None:
+        self._controls = Controls(
+            controls.paused,
+            controls.concurrency,
+            dict(controls.handler_paused),
+            dict(controls.batch_sizes),
+        )
