@@ -1,0 +1,398 @@
+"""The ``novaconsole`` command.
+
+Only the standard library is imported at module level so that ``novaconsole --help`` is
+instant; every command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from novaconsole.engine.service import ProcessingService
+    from novaconsole.settings import Settings
+
+PURPOSES = ("ingestion", "internal", "export")
+STATUSES = ("succeeded", "failed", "timed_out", "skipped", "cancelled")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the command line; always ends with ``SystemExit`` carrying the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.once and not args.no_ui:
+        args.no_ui = True  # one cycle never needs the console
+    command: Command = args.command_func
+    raise SystemExit(_guarded(command, args))
+
+
+def _guarded(command: Command, args: argparse.Namespace) -> int:
+    from novaconsole.errors import ConfigError
+
+    try:
+        return command(args)
+    except ConfigError as error:
+        text = " ".join(str(error).split())
+        print(f"novaconsole: {text}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `novaconsole results | head`: the reader left; say nothing more.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives until exit)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: the console by default, ``--no-ui`` headless, and subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="novaconsole",
+        description="Background processing with a live operations console.",
+        epilog="Exit status: 0 ok, 1 an item or fetch failed (--once), 2 bad configuration "
+        "or usage, 130 interrupted.",
+    )
+    _config_option(parser, None)
+    _db_option(parser, None)
+    _log_options(parser, "rich", "info")
+    parser.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="run headless (no console) until SIGINT/SIGTERM, then drain and exit",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="with --no-ui: run one cycle, print a summary, exit 0 if every item succeeded",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="items processed at once (overrides [processing] max_concurrency)",
+    )
+    parser.set_defaults(command_func=_run_service)
+
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    suppress = argparse.SUPPRESS
+
+    handlers = sub.add_parser("handlers", help="list the registered handlers and their totals")
+    _config_option(handlers, suppress)
+    _db_option(handlers, suppress)
+    handlers.add_argument("--purpose", choices=PURPOSES, help="only handlers of this purpose")
+    handlers.add_argument("--json", action="store_true", help="print a JSON list")
+    handlers.set_defaults(command_func=_handlers)
+
+    results = sub.add_parser("results", help="result history from the database")
+    _config_option(results, suppress)
+    _db_option(results, suppress)
+    results.add_argument("--handler", metavar="H", help="only this handler's results")
+    results.add_argument("--status", choices=STATUSES, help="only results with this status")
+    results.add_argument(
+        "--limit", type=_positive_int, default=50, metavar="N", help="newest N (default 50)"
+    )
+    results.add_argument("--json", action="store_true", help="print a JSON list")
+    results.set_defaults(command_func=_results)
+
+    retry = sub.add_parser("retry", help="forget a failed item's attempts so it is processed again")
+    _config_option(retry, suppress)
+    _db_option(retry, suppress)
+    retry.add_argument("handler", metavar="HANDLER")
+    retry.add_argument("item_id", metavar="ITEM_ID")
+    retry.set_defaults(command_func=_retry)
+
+    demo = sub.add_parser("demo", help="seed demo data for the example handlers and run them")
+    _db_option(demo, suppress)
+    _log_options(demo, suppress, suppress)
+    demo.add_argument(
+        "--rate", type=_non_negative_float, default=5.0, metavar="R", help="new items per second"
+    )
+    demo.add_argument(
+        "--failure-rate",
+        type=_fraction,
+        default=0.1,
+        metavar="F",
+        help="share of items that fail, 0 to 1 (default 0.1)",
+    )
+    demo.add_argument("--no-ui", action="store_true", help="run the demo headless")
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("demo-data"),
+        metavar="PATH",
+        help="where the demo keeps its files (default ./demo-data)",
+    )
+    demo.set_defaults(command_func=_demo)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        default=default,
+        help="config file (default ./config.toml; optional)",
+    )
+
+
+def _db_option(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=default,
+        help="database URL, e.g. sqlite+aiosqlite:///novaconsole.db (overrides [database] url)",
+    )
+
+
+def _log_options(parser: argparse.ArgumentParser, fmt: Any, level: Any) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("rich", "json"),
+        default=fmt,
+        help="human-readable (default) or one JSON object per line",
+    )
+    parser.add_argument(
+        "--log-level", type=str.lower, choices=LOG_LEVELS, default=level, help="default info"
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+# ---------------------------------------------------------------------- building blocks
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from novaconsole.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    if args.db is not None:
+        overrides["database.url"] = args.db
+    if getattr(args, "concurrency", None) is not None:
+        overrides["processing.max_concurrency"] = args.concurrency
+    return load_settings(args.config, overrides=overrides)
+
+
+def _service(settings: Settings) -> ProcessingService:
+    from novaconsole.engine.registry import BackgroundProcessing
+
+    return BackgroundProcessing.from_settings(settings).build(database_url=settings.database.url)
+
+
+def _run(func: Callable[..., Any], *args: Any) -> Any:
+    import anyio
+
+    return anyio.run(func, *args)
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def _run_service(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.no_ui:
+        from novaconsole.logs import setup_logging
+
+        setup_logging(args.log_format, args.log_level)
+        service = _service(settings)
+        from functools import partial
+
+        from novaconsole.headless import run_headless
+
+        code: int = _run(partial(run_headless, service, once=args.once))
+        return code
+    import logging
+
+    logging.getLogger().setLevel(args.log_level.upper())
+    service = _service(settings)
+    from novaconsole.console import run_console
+
+    return run_console(service, settings)
+
+
+def _handlers(args: argparse.Namespace) -> int:
+    from novaconsole.durations import format_duration
+    from novaconsole.engine.registry import BackgroundProcessing
+    from novaconsole.store.queries import handler_totals
+
+    settings = _settings(args)
+    processing = BackgroundProcessing.from_settings(settings)
+    totals = _run(handler_totals, settings.database.url)
+    rows = []
+    for registration in processing.registrations:
+        if args.purpose and registration.purpose.value != args.purpose:
+            continue
+        interval = registration.poll_interval or settings.processing.poll_interval
+        counts = totals.get(registration.name, {})
+        rows.append(
+            {
+                "name": registration.name,
+                "purpose": registration.purpose.value,
+                "batch_size": registration.max_items_per_cycle,
+                "enabled": registration.enabled,
+                "poll_interval": interval.total_seconds(),
+                **{status: int(counts.get(status, 0)) for status in STATUSES},
+                "last_finished_at": counts.get("last_finished_at"),
+            }
+        )
+    if args.json:
+        _print_json(rows)
+        return 0
+    columns = ["name", "purpose", "batch", "enabled", "interval", *_titles(STATUSES), "last"]
+    _print_table(
+        f"handlers ({settings.source_label})",
+        columns,
+        [
+            [
+                row["name"],
+                row["purpose"],
+                str(row["batch_size"]),
+                "yes" if row["enabled"] else "no",
+                format_duration(row["poll_interval"]),
+                *(str(row[status]) for status in STATUSES),
+                _short_time(row["last_finished_at"]),
+            ]
+            for row in rows
+        ],
+    )
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from novaconsole.store.queries import list_results
+
+    settings = _settings(args)
+
+    async def query() -> list[dict[str, Any]]:
+        return await list_results(
+            settings.database.url, handler=args.handler, status=args.status, limit=args.limit
+        )
+
+    rows: list[dict[str, Any]] = _run(query)
+    if args.json:
+        _print_json(rows)
+        return 0
+    _print_table(
+        "results (newest first)",
+        ["finished", "handler", "item", "status", "attempts", "duration", "error"],
+        [
+            [
+                _short_time(row.get("finished_at")),
+                str(row["handler"]),
+                str(row["item_id"]),
+                str(row["status"]),
+                str(row.get("attempts", "")),
+                f"{float(row.get('duration') or 0.0):.3f} s",
+                " ".join(str(row.get("error") or "").split())[:120],
+            ]
+            for row in rows
+        ],
+    )
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from novaconsole.store.queries import forget_item
+
+    settings = _settings(args)
+    forgotten: bool = _run(forget_item, settings.database.url, args.handler, args.item_id)
+    if forgotten:
+        print(
+            f"{args.handler} {args.item_id}: attempts forgotten; "
+            "it is processed again on its handler's next fetch"
+        )
+        return 0
+    known = [handler.name for handler in settings.handlers]
+    hint = (
+        f" (no handler {args.handler!r} in {settings.source_label}: {', '.join(known)})"
+        if known and args.handler not in known
+        else ""
+    )
+    print(
+        f"{args.handler} {args.item_id}: no failed attempts remembered, nothing to retry{hint}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.no_ui:
+        from novaconsole.logs import setup_logging
+
+        setup_logging(getattr(args, "log_format", "rich"), getattr(args, "log_level", "info"))
+    from novaconsole.demo import run_demo
+
+    return run_demo(
+        directory=args.dir,
+        rate=args.rate,
+        failure_rate=args.failure_rate,
+        no_ui=args.no_ui,
+        db=getattr(args, "db", None),
+    )
+
+
+# ---------------------------------------------------------------------- output
+
+
+def _titles(names: Sequence[str]) -> list[str]:
+    return [name.replace("_", " ") for name in names]
+
+
+def _short_time(value: Any) -> str:
+    if not value:
+        return "-"
+    text = str(value)
+    return text[:19].replace("T", " ")
+
+
+def _print_json(rows: list[dict[str, Any]]) -> None:
+    import json
+
+    print(json.dumps(rows, indent=2, default=str))
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    console.print(table, markup=False, highlight=False)
+    if not rows:
+        console.print("(none)")

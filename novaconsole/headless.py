@@ -1,0 +1,127 @@
+"""The ``--no-ui`` runner: the service with logs, signals, a summary and an exit status.
+
+Nothing here (or in what it imports) may import Textual: servers, cron and CI run this path.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TextIO
+
+import anyio
+
+from novaconsole.engine.events import EventsDropped, ItemFinished
+from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+
+if TYPE_CHECKING:
+    from novaconsole.engine.events import EventSubscription
+    from novaconsole.engine.outcomes import CycleReport
+    from novaconsole.engine.service import ProcessingService
+
+log = logging.getLogger("novaconsole.headless")
+
+STATUSES = tuple(OutcomeStatus)
+
+
+class Tally:
+    """Final outcomes counted per handler and status."""
+
+    def __init__(self, handlers: Iterable[str] = ()) -> None:
+        self.counts: dict[str, Counter[OutcomeStatus]] = {name: Counter() for name in handlers}
+        self.lost = 0
+        """Events this reader missed because it fell behind (counts are then incomplete)."""
+
+    def add(self, outcome: ItemOutcome) -> None:
+        self.counts.setdefault(outcome.handler, Counter())[outcome.status] += 1
+
+    async def follow(self, subscription: EventSubscription) -> None:
+        """Count every ``ItemFinished`` until the service closes the subscription."""
+        async for event in subscription:
+            if isinstance(event, ItemFinished):
+                self.add(event.outcome)
+            elif isinstance(event, EventsDropped):
+                self.lost += event.count
+
+
+async def run_headless(service: ProcessingService, *, once: bool, out: TextIO | None = None) -> int:
+    """Run ``service`` without a screen; print a summary to ``out`` (stdout); the exit status.
+
+    ``once``: one cycle (``run_once()``), then 0 if it went well and 1 if any item failed,
+    timed out or was cancelled or any fetch failed. Otherwise: until SIGINT or SIGTERM, then
+    drain and 0.
+    """
+    out = out if out is not None else sys.stdout
+    if once:
+        report = await _one_cycle(service)
+        tally = Tally(r.name for r in service.registrations)
+        for outcome in report.outcomes:
+            tally.add(outcome)
+        print_summary(tally, out, fetched=report.fetched, fetch_errors=report.fetch_errors)
+        status = "ok" if report.ok else "FAILED"
+        out.write(f"one cycle: {len(report.outcomes)} items in {report.duration:.2f} s, {status}\n")
+        return 0 if report.ok else 1
+    tally = await _until_signalled(service)
+    print_summary(tally, out)
+    return 0
+
+
+async def _one_cycle(service: ProcessingService) -> CycleReport:
+    # poll=False: only run_once() fetches, so its report holds every item of the cycle.
+    async with service.running(poll=False):
+        return await service.run_once()
+
+
+async def _until_signalled(service: ProcessingService) -> Tally:
+    tally = Tally(r.name for r in service.registrations)
+    # The receiver is open before the service starts, so an early SIGTERM still drains.
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as group:
+            group.start_soon(tally.follow, service.events())
+            async with service.running():
+                log.info(
+                    "running headless with %d handlers (database %s); stop with Ctrl+C or SIGTERM",
+                    len(service.registrations),
+                    service.database_display,
+                )
+                async for signum in signals:
+                    log.info("%s received: draining", signal.Signals(signum).name)
+                    break
+            # Leaving running() drained the service and closed the subscription.
+    return tally
+
+
+def print_summary(
+    tally: Tally,
+    out: TextIO,
+    *,
+    fetched: dict[str, int] | None = None,
+    fetch_errors: dict[str, str] | None = None,
+) -> None:
+    """A table: one row per handler, one column per final status (and items fetched)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="novaconsole summary", title_justify="left")
+    table.add_column("handler")
+    if fetched is not None:
+        table.add_column("fetched", justify="right")
+    for status in STATUSES:
+        table.add_column(status.value.replace("_", " "), justify="right")
+    for name, counts in tally.counts.items():
+        row = [name]
+        if fetched is not None:
+            row.append(
+                "error" if fetch_errors and name in fetch_errors else str(fetched.get(name, 0))
+            )
+        row.extend(str(counts[status]) for status in STATUSES)
+        table.add_row(*row)
+    console = Console(file=out, width=max(100, Console(file=out).width))
+    console.print(table)
+    for name, error in (fetch_errors or {}).items():
+        console.print(f"fetch from {name} failed: {error}", markup=False, highlight=False)
+    if tally.lost:
+        console.print(f"({tally.lost} events were missed: the counts above are incomplete)")

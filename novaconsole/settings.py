@@ -1,0 +1,394 @@
+"""Typed settings: ``config.toml``, overridden by ``NOVACONSOLE_*`` environment, then by CLI flags.
+
+Every mistake a user can make here ends in a :class:`~novaconsole.errors.ConfigError` whose one
+line names the file (or environment variable, or command line), the key and the problem.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from novaconsole.durations import parse_duration
+from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.registry import HandlerRegistration, validate_options
+from novaconsole.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config.toml")
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///novaconsole.db"
+ENV_PREFIX = "NOVACONSOLE_"
+
+_NONE_WORDS = frozenset({"none", "off", "never", "unlimited"})
+
+
+def _duration(value: Any) -> timedelta:
+    return parse_duration(value)
+
+
+def _optional(value: Any) -> Any:
+    """TOML has no null: ``"none"`` (or ``false``) switches an optional limit off."""
+    if value is False or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
+        return None
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+OptionalDuration = Annotated[Duration | None, BeforeValidator(_optional)]
+OptionalCount = Annotated[PositiveInt | None, BeforeValidator(_optional)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProcessingSettings(_Section):
+    """``[processing]``: the poll loop, the queue and the workers."""
+
+    poll_interval: Duration = timedelta(minutes=5)
+    startup_delay: Duration = timedelta(0)
+    max_concurrency: PositiveInt = 8
+    queue_capacity: PositiveInt = 1000
+    item_timeout: Duration = timedelta(seconds=30)
+    fetch_timeout: Duration = timedelta(seconds=30)
+    lease_duration: Duration = timedelta(minutes=1)
+    shutdown_grace: Duration = timedelta(seconds=30)
+
+
+class RetrySettings(_Section):
+    """``[retry]``: exponential backoff with jitter."""
+
+    max_attempts: PositiveInt = 3
+    base_delay: Duration = timedelta(seconds=2)
+    max_delay: Duration = timedelta(minutes=5)
+
+
+class DatabaseSettings(_Section):
+    """``[database]``: a SQLAlchemy async URL."""
+
+    url: str = Field(default=DEFAULT_DATABASE_URL, min_length=1)
+
+
+class StoreSettings(_Section):
+    """``[store]``: how much result history the database keeps (``"none"``: no limit)."""
+
+    keep_results_age: OptionalDuration = timedelta(days=7)
+    keep_results_count: OptionalCount = 100_000
+
+
+class HandlerSettings(_Section):
+    """One ``[[handlers]]`` table."""
+
+    name: str = Field(min_length=1)
+    factory: str = Field(pattern=r"^[\w.]+:[\w.]+$")
+    purpose: HandlerPurpose = HandlerPurpose.INTERNAL
+    max_items_per_cycle: PositiveInt = 10
+    enabled: bool = True
+    poll_interval: Duration | None = None
+    item_timeout: Duration | None = None
+    max_attempts: PositiveInt | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+_toml_layer: ContextVar[Mapping[str, Any] | None] = ContextVar("novaconsole_toml", default=None)
+"""The parsed config file while :func:`load_settings` builds a :class:`Settings`."""
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The config file, already parsed by :func:`load_settings` (below the environment)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return (_toml_layer.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_layer.get() or {})
+
+
+class Settings(BaseSettings):
+    """Everything ``config.toml`` can say. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    processing: ProcessingSettings = ProcessingSettings()
+    retry: RetrySettings = RetrySettings()
+    database: DatabaseSettings = DatabaseSettings()
+    store: StoreSettings = StoreSettings()
+    handlers: list[HandlerSettings] = Field(default_factory=list)
+
+    _source: Path | None = PrivateAttr(default=None)
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # First wins: CLI flags (init kwargs) > NOVACONSOLE_* environment > config file.
+        return init_settings, env_settings, _TomlSource(settings_cls)
+
+    @property
+    def source(self) -> Path | None:
+        """The config file these settings were read from, if any."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        """The config file's directory (the working directory without one): the app dir."""
+        return self._base_dir
+
+    @property
+    def source_label(self) -> str:
+        """How messages name the config file."""
+        return str(self._source) if self._source is not None else str(DEFAULT_CONFIG)
+
+
+def load_settings(path: Path | None, *, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read ``path`` (default ``./config.toml``, optional), the environment and ``overrides``.
+
+    ``overrides`` (CLI flags) is nested (``{"database": {"url": ...}}``) or dotted
+    (``{"processing.max_concurrency": 4}``). Raises :class:`ConfigError` for any mistake.
+    """
+    explicit = path is not None
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    label = str(path)
+    if path.is_file():
+        source: Path | None = path
+        base_dir = path.resolve().parent
+        data = _read_toml(path, label)
+    elif explicit:
+        problem = "is a directory" if path.is_dir() else "no such file"
+        raise ConfigError(
+            f"{problem} (pass --config PATH to name another config file)", source=label
+        )
+    else:
+        source, base_dir, data = None, Path.cwd(), {}
+    data = _with_resolved_database(data, base_dir)
+    init = _nest(overrides or {})
+    token = _toml_layer.set(data)
+    try:
+        settings = Settings(**init)
+    except ValidationError as error:
+        raise _config_error(error, label, init) from None
+    finally:
+        _toml_layer.reset(token)
+    settings._source = source
+    settings._base_dir = base_dir
+    _check_unique_names(settings, label)
+    return settings
+
+
+def _read_toml(path: Path, label: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"invalid TOML: {error}", source=label) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read: {error.strerror or error}", source=label) from None
+
+
+_SQLITE_URL = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?):///(?P<path>[^?]*)(?P<query>\?.*)?$")
+
+
+def resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """A relative SQLite file path made absolute against ``base_dir``; other URLs unchanged."""
+    match = _SQLITE_URL.match(url)
+    if match is None:
+        return url
+    file = match["path"]
+    if not file or file == ":memory:" or file.startswith("file:") or Path(file).is_absolute():
+        return url
+    return f"{match['scheme']}:///{(base_dir / file).as_posix()}{match['query'] or ''}"
+
+
+def _with_resolved_database(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """The file's (or the default) database URL, relative SQLite paths against ``base_dir``."""
+    database = data.get("database")
+    if database is not None and not isinstance(database, dict):
+        return data  # validation reports the wrong type
+    database = dict(database or {})
+    url = database.get("url", DEFAULT_DATABASE_URL)
+    if isinstance(url, str):
+        database["url"] = resolve_sqlite_url(url, base_dir)
+    return {**data, "database": database}
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        if isinstance(value, Mapping) and isinstance(target.get(leaf), dict):
+            target[leaf].update(_nest(value))
+        else:
+            target[leaf] = _nest(value) if isinstance(value, Mapping) else value
+    return nested
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _config_error(error: ValidationError, label: str, init: Mapping[str, Any]) -> ConfigError:
+    first = error.errors()[0]
+    loc = tuple(
+        part
+        for part in first["loc"]
+        if not (isinstance(part, str) and part.startswith("function-"))
+    )
+    # Pydantic adds a type tag to union branches (``handlers.0.poll_interval.timedelta``).
+    loc = tuple(part for part in loc if part not in ("timedelta", "int", "constrained-int"))
+    message = str(first["msg"]).removeprefix("Value error, ")
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required key is missing"
+    elif kind in ("model_type", "dict_type"):
+        message = f"expected a table, got {first['input']!r}"
+    elif kind == "string_pattern_mismatch" and loc and loc[-1] == "factory":
+        message = f"expected 'module:attribute', got {first['input']!r}"
+    elif kind == "value_error":
+        pass  # our own validators' messages already show the value
+    else:
+        message = f"{message[:1].lower()}{message[1:]} (got {first.get('input')!r})"
+    return ConfigError(message, source=_origin(loc, label, init), key=_key(loc))
+
+
+def _is_tag(part: int | str) -> bool:
+    return isinstance(part, str) and (
+        part.startswith("function-") or part in ("timedelta", "int", "constrained-int")
+    )
+
+
+def _origin(loc: tuple[int | str, ...], label: str, init: Mapping[str, Any]) -> str:
+    """Where the bad value came from: the command line, an environment variable or the file."""
+    node: Any = init
+    for part in loc:
+        if not isinstance(node, Mapping) or part not in node:
+            break
+        node = node[part]
+    else:
+        return "command line"
+    names = {name.upper() for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        if all(isinstance(part, str) for part in loc[:depth]):
+            env = ENV_PREFIX + "__".join(str(part) for part in loc[:depth]).upper()
+            if env in names:
+                return f"environment {env}"
+    return label
+
+
+def _check_unique_names(settings: Settings, label: str) -> None:
+    seen: dict[str, int] = {}
+    for index, handler in enumerate(settings.handlers):
+        if handler.name in seen:
+            raise ConfigError(
+                f"duplicate handler name {handler.name!r} (also handlers[{seen[handler.name]}])",
+                source=label,
+                key=f"handlers[{index}].name",
+            )
+        seen[handler.name] = index
+
+
+def load_handlers(settings: Settings) -> list[HandlerRegistration]:
+    """Import every ``[[handlers]]`` factory (the config file's directory first on ``sys.path``,
+    as uvicorn's ``--app-dir``) and validate its options."""
+    app_dir = str(settings.base_dir)
+    if not sys.path or sys.path[0] != app_dir:
+        sys.path.insert(0, app_dir)
+    importlib.invalidate_caches()
+    label = settings.source_label
+    registrations = []
+    for index, handler in enumerate(settings.handlers):
+        key = f"handlers[{index}]"
+        factory = _import_factory(handler.factory, label, f"{key}.factory")
+        try:
+            options = validate_options(factory, handler.name, handler.options)
+        except ConfigError as error:
+            raise ConfigError(error.message, source=label, key=f"{key}.options") from None
+        registrations.append(
+            HandlerRegistration(
+                name=handler.name,
+                factory=factory,
+                purpose=handler.purpose,
+                max_items_per_cycle=handler.max_items_per_cycle,
+                enabled=handler.enabled,
+                poll_interval=handler.poll_interval,
+                item_timeout=handler.item_timeout,
+                max_attempts=handler.max_attempts,
+                options=options,
+            )
+        )
+    return registrations
+
+
+def _import_factory(reference: str, label: str, key: str) -> Any:
+    module_name, _, attribute = reference.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as error:  # the user's module: any failure is a config problem
+        raise ConfigError(
+            f"cannot import {module_name!r}: {_describe(error)}", source=label, key=key
+        ) from None
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigError(
+                f"module {module_name!r} has no attribute {attribute!r}", source=label, key=key
+            ) from None
+    if not callable(target):
+        raise ConfigError(
+            f"{reference!r} is not a handler: expected a class (or factory), got "
+            f"{type(target).__name__}",
+            source=label,
+            key=key,
+        )
+    for method in ("fetch_next", "process"):
+        if not callable(getattr(target, method, None)):
+            raise ConfigError(
+                f"{reference!r} is not a handler: it has no {method}()", source=label, key=key
+            )
+    return target
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ModuleNotFoundError | ImportError):
+        return str(error)
+    if isinstance(error, SyntaxError):
+        return f"SyntaxError: {error.msg} ({error.filename}, line {error.lineno})"
+    return f"{type(error).__name__}: {error}".replace("\n", " ")
