@@ -1,0 +1,27 @@
+"""The store: results, item states and controls in an SQL database (SQLAlchemy 2, async).
+
+SQLite through aiosqlite is the default (one file); any async SQLAlchemy URL works, e.g.
+``postgresql+asyncpg://``. Nothing here connects until the store is opened.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from novaconsole.store.database import create_engine, mask_url
+from novaconsole.store.sql_store import SqlStore
+
+
+def open_store(
+    url: str,
+    *,
+    keep_results_age: timedelta | None = timedelta(days=7),
+    keep_results_count: int | None = 100_000,
+) -> SqlStore:
+    """A store on ``url``, keeping results up to ``keep_results_age`` old and at most
+    ``keep_results_count`` of them (``None``: no limit). Creates the engine, connects to
+    nothing; a bad URL or a missing driver is a :class:`~novaconsole.errors.ConfigError`."""
+    return SqlStore(url, keep_results_age=keep_results_age, keep_results_count=keep_results_count)
+
+
+__all__ = ["SqlStore", "create_engine", "mask_url", "open_store"]

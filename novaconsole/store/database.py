@@ -1,0 +1,186 @@
+"""Database set-up: the async engine, SQLite pragmas and transactions, the schema version.
+
+SQLite connections run in WAL mode with a busy timeout, foreign keys on and
+``synchronous=NORMAL``; every transaction SQLAlchemy begins is a ``BEGIN IMMEDIATE`` (the
+recipe of SQLAlchemy's SQLite documentation: the driver's own BEGIN is switched off and the
+``begin`` event emits ours), so a read-then-write transaction waits for the write lock instead
+of failing with "database is locked". Connections from :func:`reader` begin ``DEFERRED``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import event, inspect, select, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from novaconsole.errors import ConfigError
+from novaconsole.store.models import SCHEMA_VERSION, meta, metadata
+
+BUSY_TIMEOUT_MS = 5000
+READ_ONLY = "novaconsole_read_only"
+"""Execution option: transactions on such a connection begin DEFERRED (SQLite)."""
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+_SCHEMA_LOCK_KEY = 0x6E6F7661  # pg_advisory_xact_lock key: concurrent first starts
+_USERINFO = re.compile(r"(?P<head>://[^:/@?#]*:)(?P<password>[^@/?#]*)(?P<tail>@)")
+_QUERY_SECRET = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd)=)(?P<secret>[^&#]*)")
+
+
+def mask_url(url: str | URL) -> str:
+    """``url`` with its password (and any ``password=`` query value) shown as ``***``."""
+    raw = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    masked = _USERINFO.sub(lambda m: f"{m['head']}***{m['tail']}", raw)
+    return _QUERY_SECRET.sub(lambda m: f"{m['head']}***", masked)
+
+
+def parse_url(url: str) -> URL:
+    """The URL, with a bare ``sqlite://``/``postgresql://`` given its async driver."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"cannot parse database URL {mask_url(url)!r}; expected e.g. "
+            "sqlite+aiosqlite:///novaconsole.db",
+            key="database.url",
+        ) from None
+    if parsed.drivername in _ASYNC_DRIVERS:
+        parsed = parsed.set(drivername=_ASYNC_DRIVERS[parsed.drivername])
+    elif parsed.drivername == "postgres":
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An :class:`AsyncEngine` for ``url``. Connects to nothing; a bad URL or a missing
+    driver is a :class:`ConfigError`."""
+    parsed = parse_url(url)
+    shown = mask_url(parsed)
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() != "sqlite":
+        options["pool_pre_ping"] = True
+    try:
+        engine = create_async_engine(parsed, **options)
+    except (NoSuchModuleError, ImportError) as error:
+        raise ConfigError(
+            f"no database driver for {shown!r} ({one_line(error)}); "
+            "use sqlite+aiosqlite:// or postgresql+asyncpg://",
+            key="database.url",
+        ) from None
+    except (ArgumentError, SQLAlchemyError) as error:
+        raise ConfigError(
+            f"cannot use database {shown!r}: {one_line(error, parsed)}", key="database.url"
+        ) from None
+    if not engine.dialect.is_async:
+        raise ConfigError(
+            f"database {shown!r} needs an async driver, e.g. sqlite+aiosqlite:// or "
+            "postgresql+asyncpg://",
+            key="database.url",
+        )
+    if parsed.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine (and pool) whose transactions begin DEFERRED: for read-only work."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # The driver must not BEGIN on its own: the "begin" listener below does.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
+
+
+def one_line(error: BaseException, url: URL | None = None) -> str:
+    """A short, single-line description of a database error, with no password in it."""
+    cause: BaseException = error
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        cause = error.orig
+    message = str(cause).split("\n", 1)[0].strip() or type(cause).__name__
+    message = message.split("(Background on this error", 1)[0].strip()
+    if url is not None and url.password:
+        message = message.replace(str(url.password), "***")
+    return mask_url(message)
+
+
+def connection_error(error: BaseException, engine: AsyncEngine) -> ConfigError:
+    """The :class:`ConfigError` for a database that cannot be reached or used."""
+    return ConfigError(
+        f"cannot open database {mask_url(engine.url)!r}: {one_line(error, engine.url)}",
+        key="database.url",
+    )
+
+
+OPEN_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError)
+"""What connecting to an unusable database raises."""
+
+
+async def read_schema_version(connection: AsyncConnection) -> int | None:
+    """The schema version recorded in the database, or ``None`` if it has no novaconsole
+    tables yet."""
+    has_meta = await connection.run_sync(lambda sync: inspect(sync).has_table(meta.name))
+    if not has_meta:
+        return None
+    value = await connection.scalar(select(meta.c.value).where(meta.c.key == "schema_version"))
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(
+            f"database {mask_url(connection.engine.url)!r} has an unreadable schema version "
+            f"{value!r}",
+            key="database.url",
+        ) from None
+
+
+def check_schema_version(version: int | None, engine: AsyncEngine) -> None:
+    """Refuse a database written by a newer novaconsole."""
+    if version is not None and version > SCHEMA_VERSION:
+        raise ConfigError(
+            f"database {mask_url(engine.url)} has schema version {version}, newer than this "
+            f"novaconsole ({SCHEMA_VERSION}); upgrade novaconsole"
+        )
+
+
+async def ensure_schema(engine: AsyncEngine) -> None:
+    """Create the tables on first use; refuse (and never touch) a newer schema."""
+    try:
+        async with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+                )
+            version = await read_schema_version(connection)
+            check_schema_version(version, engine)
+            await connection.run_sync(metadata.create_all)
+            if version is None:
+                await connection.execute(
+                    meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                )
+    except ConfigError:
+        raise
+    except OPEN_ERRORS as error:
+        raise connection_error(error, engine) from None

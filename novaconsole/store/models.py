@@ -1,0 +1,114 @@
+"""The tables novaconsole keeps in the configured database (SQLAlchemy Core).
+
+Every table name starts with ``novaconsole_`` so that handlers may keep their own tables in the
+same database. ``SCHEMA_VERSION`` is written to ``novaconsole_meta``; raise it with any change a
+previous version could not read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+SCHEMA_VERSION = 1
+"""The schema this novaconsole writes; a database with a higher one is refused."""
+
+HANDLER_LENGTH = 200
+ITEM_ID_LENGTH = 500
+"""Longer item ids are stored cut to this length."""
+
+metadata = MetaData()
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always read back tz-aware (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+# SQLite only aliases rowid for a column declared exactly INTEGER PRIMARY KEY.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+meta = Table(
+    "novaconsole_meta",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
+"""Key/value facts about the database itself (``schema_version``)."""
+
+results = Table(
+    "novaconsole_results",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("handler", String(HANDLER_LENGTH), nullable=False),
+    Column("item_id", String(ITEM_ID_LENGTH), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=False),
+    Column("duration", Float, nullable=False),
+    Column("error", Text),
+    Column("traceback", Text),
+    Column("history", JSON),
+    Index("ix_novaconsole_results_handler_finished", "handler", "finished_at"),
+    Index("ix_novaconsole_results_status", "status"),
+)
+"""One row per final item outcome; ``history`` lists the attempts this run saw."""
+
+item_states = Table(
+    "novaconsole_item_states",
+    metadata,
+    Column("handler", String(HANDLER_LENGTH), primary_key=True),
+    Column("item_id", String(ITEM_ID_LENGTH), primary_key=True),
+    Column("attempts", Integer, nullable=False),
+    Column("dead", Boolean, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+"""Attempts of items that have failed at least once; ``dead``: skipped until retried."""
+
+controls = Table(
+    "novaconsole_controls",
+    metadata,
+    Column("scope", String(20), primary_key=True),
+    Column("name", String(HANDLER_LENGTH), primary_key=True),
+    Column("paused", Boolean),
+    Column("concurrency", Integer),
+    Column("batch_size", Integer),
+)
+"""Controls set at run time: one ``global`` row (name ``""``) and one ``handler`` row each."""
+
+GLOBAL_SCOPE = "global"
+HANDLER_SCOPE = "handler"

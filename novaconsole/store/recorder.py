@@ -1,0 +1,161 @@
+"""Outcomes on their way to the database: the bounded buffer and the row format.
+
+Buffer policy: :meth:`OutcomeBuffer.add` never blocks the engine. Reaching ``flush_at``
+buffered outcomes asks the writer to flush at once instead of at its next tick. Only if the
+database cannot take writes for long enough that ``capacity`` outcomes are waiting are further
+outcomes dropped: counted in :attr:`OutcomeBuffer.dropped` and logged as an error (once per
+episode, with the total when writing resumes). Item states and controls are never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from novaconsole.engine.outcomes import Attempt, ItemOutcome, OutcomeStatus
+from novaconsole.store.models import HANDLER_LENGTH, ITEM_ID_LENGTH
+
+log = logging.getLogger("novaconsole.store")
+
+
+class OutcomeBuffer:
+    """Outcomes recorded but not yet written, oldest first."""
+
+    def __init__(
+        self, capacity: int = 50_000, flush_at: int = 1000, wake: Callable[[], None] | None = None
+    ) -> None:
+        if capacity < 1 or flush_at < 1:
+            raise ValueError("capacity and flush_at must be at least 1")
+        self.capacity = capacity
+        self.flush_at = flush_at
+        self.wake = wake
+        self.dropped = 0
+        self._items: list[ItemOutcome] = []
+        self._dropped_in_episode = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, outcomes: Sequence[ItemOutcome]) -> None:
+        """Buffer ``outcomes`` (see the module docstring for what happens when full)."""
+        items = self._items
+        room = self.capacity - len(items)
+        if len(outcomes) <= room:
+            items.extend(outcomes)
+        else:
+            lost = len(outcomes) - max(room, 0)
+            items.extend(outcomes[: max(room, 0)])
+            if not self._dropped_in_episode:
+                log.error(
+                    "outcome buffer full (%d waiting): the database is not keeping up; "
+                    "dropping new outcomes until it does",
+                    len(items),
+                )
+            self._dropped_in_episode += lost
+            self.dropped += lost
+        if len(items) >= self.flush_at and self.wake is not None:
+            self.wake()
+
+    def take(self, limit: int) -> list[ItemOutcome]:
+        """Remove and return up to ``limit`` of the oldest outcomes."""
+        if len(self._items) <= limit:
+            batch, self._items = self._items, []
+        else:
+            batch = self._items[:limit]
+            del self._items[:limit]
+        return batch
+
+    def put_back(self, batch: list[ItemOutcome]) -> None:
+        """Return a batch that could not be written to the front of the buffer."""
+        self._items[:0] = batch
+
+    def written(self) -> None:
+        """A write succeeded: end an episode of drops, if any, with its total."""
+        if self._dropped_in_episode and len(self._items) < self.capacity:
+            log.error(
+                "%d outcomes were dropped while the database was not keeping up",
+                self._dropped_in_episode,
+            )
+            self._dropped_in_episode = 0
+
+    def peek(self) -> list[ItemOutcome]:
+        """The buffered outcomes, oldest first (a copy)."""
+        return list(self._items)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def outcome_row(outcome: ItemOutcome) -> dict[str, Any]:
+    """The ``novaconsole_results`` row of an outcome."""
+    return {
+        "handler": outcome.handler[:HANDLER_LENGTH],
+        "item_id": str(outcome.item_id)[:ITEM_ID_LENGTH],
+        "status": outcome.status.value,
+        "attempts": outcome.attempts,
+        "started_at": outcome.started_at,
+        "finished_at": outcome.finished_at,
+        "duration": outcome.duration,
+        "error": outcome.error,
+        "traceback": outcome.traceback,
+        "history": [
+            {
+                "number": attempt.number,
+                "started_at": _aware(attempt.started_at).isoformat(),
+                "duration": attempt.duration,
+                "error": attempt.error,
+                "timed_out": attempt.timed_out,
+            }
+            for attempt in outcome.history
+        ]
+        or None,
+    }
+
+
+def history_of(value: Any) -> tuple[Attempt, ...]:
+    """The attempts stored in a ``history`` column."""
+    return tuple(
+        Attempt(
+            number=int(entry["number"]),
+            started_at=_aware(datetime.fromisoformat(entry["started_at"])),
+            duration=float(entry["duration"]),
+            error=entry.get("error"),
+            timed_out=bool(entry.get("timed_out", False)),
+        )
+        for entry in value or ()
+    )
+
+
+def row_outcome(row: Mapping[Any, Any]) -> ItemOutcome:
+    """An :class:`ItemOutcome` read back from a result row (``item_id`` is a str)."""
+    return ItemOutcome(
+        handler=row["handler"],
+        item_id=row["item_id"],
+        status=OutcomeStatus(row["status"]),
+        attempts=row["attempts"],
+        duration=row["duration"],
+        error=row["error"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        traceback=row["traceback"],
+        history=history_of(row["history"]),
+    )
+
+
+def row_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A result row as plain JSON-ready data (timestamps as ISO 8601 strings)."""
+    return {
+        "handler": row["handler"],
+        "item_id": row["item_id"],
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "duration": row["duration"],
+        "error": row["error"],
+        "started_at": row["started_at"].isoformat(),
+        "finished_at": row["finished_at"].isoformat(),
+        "traceback": row["traceback"],
+        "history": list(row["history"] or []),
+    }

@@ -1,0 +1,378 @@
+"""``SqlStore``: the engine's :class:`~novaconsole.engine.state.StateStore` on a database.
+
+Everything the engine hands over is buffered in memory and written by :meth:`SqlStore.run`
+in batches: one transaction per batch (outcomes by executemany, item states, controls), at
+least every ``flush_interval`` seconds and at once when ``flush_at`` outcomes are waiting.
+:meth:`SqlStore.close` writes whatever is left. A crash loses at most the writes not yet
+flushed; each batch commits atomically, so the database is never left half-written.
+Outcome buffer policy: see :mod:`novaconsole.store.recorder`.
+
+All writes of this process go through one :class:`anyio.Lock` (one writer per process).
+Reads answer from what is still buffered first, then from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+
+from novaconsole.engine.outcomes import ItemOutcome
+from novaconsole.engine.state import Controls, ItemState
+from novaconsole.store.database import (
+    OPEN_ERRORS,
+    create_engine,
+    ensure_schema,
+    mask_url,
+    one_line,
+    reader,
+)
+from novaconsole.store.models import (
+    GLOBAL_SCOPE,
+    HANDLER_LENGTH,
+    HANDLER_SCOPE,
+    ITEM_ID_LENGTH,
+    controls,
+    item_states,
+    results,
+)
+from novaconsole.store.recorder import OutcomeBuffer, outcome_row, row_outcome
+from novaconsole.store.retention import prune_results
+
+log = logging.getLogger("novaconsole.store")
+
+StateKey = tuple[str, str]
+
+_WRITE_TIMEOUT = 30.0
+"""Seconds a shielded batch write may take before it is abandoned (and kept for a retry)."""
+_READ_CHUNK = 500
+"""Item ids per ``IN (...)`` query."""
+_RETRY_MAX = 30.0
+
+
+class SqlStore:
+    """Results, item states and controls in an SQL database (SQLite, PostgreSQL, ...).
+
+    ``session_factory`` opens sessions on the same database for handler code
+    (``ctx.session()``). Constructing a store connects to nothing: :meth:`open` does.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        keep_results_age: timedelta | None = timedelta(days=7),
+        keep_results_count: int | None = 100_000,
+        flush_interval: float = 0.25,
+        flush_at: int = 1000,
+        buffer_capacity: int = 50_000,
+        batch_rows: int = 5000,
+        prune_interval: float = 60.0,
+    ) -> None:
+        if keep_results_count is not None and keep_results_count < 0:
+            raise ValueError("keep_results_count must not be negative")
+        self.engine: AsyncEngine = create_engine(url)
+        self.display_url = mask_url(self.engine.url)
+        self.session_factory: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+        self.keep_results_age = keep_results_age
+        self.keep_results_count = keep_results_count
+        self.flush_interval = flush_interval
+        self.prune_interval = prune_interval
+        self.batch_rows = batch_rows
+        self._reader = reader(self.engine)
+        self._lock = anyio.Lock()
+        self._wake: anyio.Event | None = None
+        self._outcomes = OutcomeBuffer(buffer_capacity, flush_at, wake=self._wake_writer)
+        self._states: dict[StateKey, ItemState | None] = {}
+        self._writing_states: dict[StateKey, ItemState | None] = {}
+        self._controls: Controls | None = None
+        self._writing_controls: Controls | None = None
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.display_url!r})"
+
+    @property
+    def dropped_outcomes(self) -> int:
+        """Outcomes dropped because the buffer was full (see the recorder's policy)."""
+        return self._outcomes.dropped
+
+    @property
+    def buffered_outcomes(self) -> int:
+        """Outcomes recorded and not yet written."""
+        return len(self._outcomes)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Create the schema on first use; refuse a database written by a newer novaconsole."""
+        await ensure_schema(self.engine)
+
+    async def run(self) -> None:
+        """Flush periodically and prune old results, until cancelled."""
+        self._wake = anyio.Event()
+        failures = 0
+        next_prune = anyio.current_time() + min(self.prune_interval, 5.0)
+        while True:
+            with anyio.move_on_after(self.flush_interval):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self.flush()
+                if anyio.current_time() >= next_prune:
+                    next_prune = anyio.current_time() + self.prune_interval
+                    await self.prune()
+            except OPEN_ERRORS as error:
+                failures += 1
+                delay = min(_RETRY_MAX, 0.5 * 2 ** min(failures, 8))
+                log.error(
+                    "cannot write to database %s (%s); %d outcomes waiting, retrying in %.1fs",
+                    self.display_url,
+                    one_line(error, self.engine.url),
+                    len(self._outcomes),
+                    delay,
+                )
+                await anyio.sleep(delay)
+            else:
+                if failures:
+                    log.info("writing to database %s again", self.display_url)
+                failures = 0
+
+    async def close(self) -> None:
+        """Write everything buffered, then release the connections."""
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.flush()
+        finally:
+            await self.engine.dispose()
+
+    # ------------------------------------------------------------------ writes
+
+    def record(self, outcomes: Sequence[ItemOutcome]) -> None:
+        """Buffer final outcomes for the next batch."""
+        self._outcomes.add(outcomes)
+
+    def set_item_state(self, handler: str, item_id: str, state: ItemState | None) -> None:
+        """Remember (or, with ``None``, forget) an item's attempts, in the next batch."""
+        self._states[(handler, item_id)] = state
+
+    def save_controls(self, controls: Controls) -> None:
+        """Persist the controls, in the next batch."""
+        self._controls = _copy_controls(controls)
+
+    async def forget_item(self, handler: str, item_id: str) -> bool:
+        """Forget an item's attempts now. True if it had any."""
+        key = (handler, item_id)
+        async with self._lock:
+            pending = self._states.pop(key, None) is not None
+            async with self.engine.begin() as connection:
+                deleted = await connection.execute(
+                    item_states.delete().where(
+                        item_states.c.handler == handler[:HANDLER_LENGTH],
+                        item_states.c.item_id == item_id[:ITEM_ID_LENGTH],
+                    )
+                )
+        return pending or deleted.rowcount > 0
+
+    async def flush(self) -> int:
+        """Write what is buffered now, in batches; the number of outcomes written."""
+        written = 0
+        todo = len(self._outcomes)
+        while True:
+            async with self._lock:
+                batch = self._outcomes.take(self.batch_rows)
+                states, self._states = self._states, {}
+                saved, self._controls = self._controls, None
+                if not batch and not states and saved is None:
+                    return written
+                self._writing_states, self._writing_controls = states, saved
+                try:
+                    await self._write_shielded(batch, states, saved)
+                except BaseException:
+                    self._outcomes.put_back(batch)
+                    self._states = {**states, **self._states}
+                    if self._controls is None:
+                        self._controls = saved
+                    raise
+                finally:
+                    self._writing_states, self._writing_controls = {}, None
+            self._outcomes.written()
+            written += len(batch)
+            if written >= todo:
+                return written
+
+    async def prune(self, *, now: datetime | None = None) -> int:
+        """Apply retention now; the number of results deleted."""
+        deleted = await prune_results(
+            self.engine,
+            self._lock,
+            keep_age=self.keep_results_age,
+            keep_count=self.keep_results_count,
+            now=now,
+        )
+        if deleted:
+            log.debug("pruned %d results", deleted)
+        return deleted
+
+    def _wake_writer(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _write_shielded(
+        self,
+        batch: list[ItemOutcome],
+        states: dict[StateKey, ItemState | None],
+        saved: Controls | None,
+    ) -> None:
+        # Shielded so that a stop never abandons a batch mid-commit (and writes it twice).
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + _WRITE_TIMEOUT
+            async with self.engine.begin() as connection:
+                await _write(connection, batch, states, saved)
+        if scope.cancelled_caught:
+            raise TimeoutError(f"a batch write took longer than {_WRITE_TIMEOUT:.0f}s")
+
+    # ------------------------------------------------------------------ reads
+
+    async def item_states(self, handler: str, item_ids: Iterable[str]) -> Mapping[str, ItemState]:
+        """The state of those of ``item_ids`` that have one, buffered writes included."""
+        found: dict[str, ItemState] = {}
+        missing: list[str] = []
+        pending, writing = self._states, self._writing_states
+        for item_id in item_ids:
+            key = (handler, item_id)
+            if key in pending:
+                state = pending[key]
+            elif key in writing:
+                state = writing[key]
+            else:
+                missing.append(item_id)
+                continue
+            if state is not None:
+                found[item_id] = state
+        if not missing:
+            return found
+        # Stored ids are cut to ITEM_ID_LENGTH: look up by the stored form, answer by the asked.
+        asked = {item_id[:ITEM_ID_LENGTH]: item_id for item_id in missing}
+        stored_ids = list(asked)
+        table = item_states
+        async with self._reader.connect() as connection:
+            for start in range(0, len(stored_ids), _READ_CHUNK):
+                chunk = stored_ids[start : start + _READ_CHUNK]
+                rows = await connection.execute(
+                    select(table.c.item_id, table.c.attempts, table.c.dead).where(
+                        table.c.handler == handler[:HANDLER_LENGTH], table.c.item_id.in_(chunk)
+                    )
+                )
+                for item_id, attempts, dead in rows:
+                    found[asked[item_id]] = ItemState(attempts=attempts, dead=bool(dead))
+        return found
+
+    async def load_controls(self) -> Controls:
+        """The persisted controls (or those saved and not yet written)."""
+        latest = self._controls or self._writing_controls
+        if latest is not None:
+            return _copy_controls(latest)
+        loaded = Controls()
+        async with self._reader.connect() as connection:
+            rows = await connection.execute(select(controls))
+            for row in rows.mappings():
+                if row["scope"] == GLOBAL_SCOPE:
+                    loaded.paused = row["paused"]
+                    loaded.concurrency = row["concurrency"]
+                elif row["scope"] == HANDLER_SCOPE:
+                    if row["paused"] is not None:
+                        loaded.handler_paused[row["name"]] = bool(row["paused"])
+                    if row["batch_size"] is not None:
+                        loaded.batch_sizes[row["name"]] = row["batch_size"]
+        return loaded
+
+    async def recent_outcomes(self, limit: int = 200) -> list[ItemOutcome]:
+        """The latest ``limit`` outcomes, oldest first, buffered ones included."""
+        buffered = self._outcomes.peek()[-limit:] if limit > 0 else []
+        wanted = max(limit - len(buffered), 0)
+        stored: list[ItemOutcome] = []
+        if wanted:
+            async with self._reader.connect() as connection:
+                rows = await connection.execute(
+                    select(results).order_by(results.c.id.desc()).limit(wanted)
+                )
+                stored = [row_outcome(row) for row in rows.mappings()]
+            stored.reverse()
+        return stored + buffered
+
+
+async def _write(
+    connection: AsyncConnection,
+    batch: list[ItemOutcome],
+    states: dict[StateKey, ItemState | None],
+    saved: Controls | None,
+) -> None:
+    if batch:
+        await connection.execute(results.insert(), [outcome_row(o) for o in batch])
+    if states:
+        await connection.execute(
+            item_states.delete().where(
+                item_states.c.handler == bindparam("k_handler"),
+                item_states.c.item_id == bindparam("k_item_id"),
+            ),
+            [
+                {"k_handler": handler[:HANDLER_LENGTH], "k_item_id": item_id[:ITEM_ID_LENGTH]}
+                for handler, item_id in states
+            ],
+        )
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "handler": handler[:HANDLER_LENGTH],
+                "item_id": item_id[:ITEM_ID_LENGTH],
+                "attempts": state.attempts,
+                "dead": state.dead,
+                "updated_at": now,
+            }
+            for (handler, item_id), state in states.items()
+            if state is not None
+        ]
+        if rows:
+            await connection.execute(item_states.insert(), rows)
+    if saved is not None:
+        await connection.execute(controls.delete())
+        await connection.execute(controls.insert(), _control_rows(saved))
+
+
+def _control_rows(saved: Controls) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = [
+        {
+            "scope": GLOBAL_SCOPE,
+            "name": "",
+            "paused": saved.paused,
+            "concurrency": saved.concurrency,
+            "batch_size": None,
+        }
+    ]
+    for name in sorted(set(saved.handler_paused) | set(saved.batch_sizes)):
+        rows.append(
+            {
+                "scope": HANDLER_SCOPE,
+                "name": name[:HANDLER_LENGTH],
+                "paused": saved.handler_paused.get(name),
+                "concurrency": None,
+                "batch_size": saved.batch_sizes.get(name),
+            }
+        )
+    return rows
+
+
+def _copy_controls(controls: Controls) -> Controls:
+    return Controls(
+        controls.paused,
+        controls.concurrency,
+        dict(controls.handler_paused),
+        dict(controls.batch_sizes),
+    )
