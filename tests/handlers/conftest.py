@@ -102,7 +102,9 @@ def http_server() -> Iterator[LocalServer]:
     state = LocalServer(url="")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _request_handler(state))
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="test-http", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name="test-http", daemon=True
+    )
     thread.start()
     try:
         yield state
