@@ -1,0 +1,390 @@
+"""The console app: live panes over a hosted service, and the keys that steer it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, tzinfo
+from typing import Any, ClassVar, Protocol
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer
+
+from novaconsole.console.commands import HandlerCommands, system_commands
+from novaconsole.console.screens.help import HelpScreen
+from novaconsole.console.screens.result_detail import ResultDetailScreen
+from novaconsole.console.view_models import (
+    ResultFilter,
+    handler_rows,
+    next_batch_size,
+    queue_view,
+    status_view,
+)
+from novaconsole.console.widgets.handlers_table import HandlersTable
+from novaconsole.console.widgets.log_pane import LogPane, LogSink
+from novaconsole.console.widgets.queue_panel import QueuePanel
+from novaconsole.console.widgets.results_view import ResultsView
+from novaconsole.console.widgets.status_bar import StatusBar
+from novaconsole.engine.events import EventSubscription, ItemFinished
+from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.outcomes import CycleReport, ItemOutcome
+from novaconsole.engine.snapshot import Snapshot
+
+Clock = Callable[[], datetime]
+
+_BATCH = Binding.Group("Batch", compact=True)
+_WORKERS = Binding.Group("Workers", compact=True)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ConsoleService(Protocol):
+    """What the console uses of a service (``ProcessingService`` is one)."""
+
+    def snapshot(self) -> Snapshot: ...
+    def events(self, max_buffer: int = ...) -> EventSubscription: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def pause_handler(self, name: str) -> None: ...
+    def resume_handler(self, name: str) -> None: ...
+    def set_batch_size(self, name: str, size: int) -> None: ...
+    def set_concurrency(self, workers: int) -> None: ...
+    async def run_once(self) -> CycleReport: ...
+    async def drain(self) -> None: ...
+    async def retry_item(self, handler: str, item_id: Any) -> bool: ...
+
+
+class NovaConsole(App[int]):
+    """The operations console. ``app.service`` is the service it shows and steers.
+
+    The service is run by whoever runs the app (see :func:`novaconsole.console.run_console`).
+    ``refresh_interval=None`` turns the refresh timer off (call :meth:`refresh_view`
+    yourself, as snapshot tests do); ``clock`` and ``tz`` make relative and wall-clock times
+    deterministic.
+    """
+
+    CSS_PATH = "console.tcss"
+    TITLE = "novaconsole"
+    COMMANDS = App.COMMANDS | {HandlerCommands}
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "pause_all", "Pause", id="pause-all"),
+        Binding("p", "resume_all", "Resume", id="resume-all"),
+        Binding("space", "pause_handler", "Pause handler", id="pause-handler"),
+        Binding("space", "resume_handler", "Resume handler", id="resume-handler"),
+        Binding("r", "run_once", "Run once", id="run-once"),
+        Binding("f", "cycle_filter", "Filter", id="filter-results"),
+        Binding("enter", "show_detail", "Detail", id="result-detail"),
+        Binding("question_mark", "help", "Help", key_display="?", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("plus", "batch_up", "Batch size up", key_display="+", group=_BATCH, id="batch-up"),
+        Binding(
+            "minus", "batch_down", "Batch size down", key_display="-", group=_BATCH, id="batch-down"
+        ),
+        Binding(
+            "right_square_bracket",
+            "concurrency_up",
+            "Concurrency up",
+            key_display="]",
+            group=_WORKERS,
+            id="concurrency-up",
+        ),
+        Binding(
+            "left_square_bracket",
+            "concurrency_down",
+            "Concurrency down",
+            key_display="[",
+            group=_WORKERS,
+            id="concurrency-down",
+        ),
+    ]
+
+    paused: reactive[bool] = reactive(False, bindings=True)
+    """The service is paused (the footer offers Resume)."""
+    handler_paused: reactive[bool | None] = reactive(None, bindings=True)
+    """The selected handler is paused; None when no handler is selected."""
+    quitting: reactive[bool] = reactive(False, bindings=True)
+    """Quit was asked for: the service is draining and the app exits when it is done."""
+
+    def __init__(
+        self,
+        service: ConsoleService,
+        *,
+        refresh_interval: float | None = 0.25,
+        clock: Clock = utc_now,
+        tz: tzinfo | None = None,
+        max_results: int = 2000,
+        max_log_lines: int = 1000,
+        log_sink: LogSink | None = None,
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.refresh_interval = refresh_interval
+        self.clock = clock
+        self.tz = tz
+        self.max_results = max_results
+        self.max_log_lines = max_log_lines
+        self.log_sink = log_sink or LogSink(capacity=max_log_lines)
+        """Records put here (see ``capture_logs``) appear in the log pane."""
+        self.purpose_filter: HandlerPurpose | None = None
+        self.last_snapshot = service.snapshot()
+        self._events: EventSubscription | None = None
+        self._timer: Timer | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Horizontal(id="top"):
+            yield HandlersTable(id="handlers")
+            yield QueuePanel(id="queue")
+        yield ResultsView(max_rows=self.max_results, tz=self.tz, id="results")
+        yield LogPane(max_lines=self.max_log_lines, tz=self.tz, id="logs")
+        yield Footer(id="footer", compact=True)
+
+    @property
+    def handlers_table(self) -> HandlersTable:
+        return self.query_one("#handlers", HandlersTable)
+
+    @property
+    def results(self) -> ResultsView:
+        return self.query_one("#results", ResultsView)
+
+    def on_mount(self) -> None:
+        self._events = self.service.events(max_buffer=max(10_000, self.max_results * 2))
+        self.query_one("#handlers").border_title = "Handlers"
+        self.query_one("#queue").border_title = "Queue"
+        self.query_one("#logs").border_title = "Logs"
+        self.refresh_view()
+        self.results.border_title = self.results.title
+        self.handlers_table.focus()
+        if self.refresh_interval:
+            self._timer = self.set_interval(self.refresh_interval, self.refresh_view)
+
+    def on_unmount(self) -> None:
+        if self._events is not None:
+            self._events.close()
+
+    # ------------------------------------------------------------------ refresh
+
+    def refresh_view(self) -> None:
+        """Read a snapshot, take the events and log records since the last call, and show
+        them in one batch. Called by the timer; unchanged values touch no widget."""
+        snapshot = self.service.snapshot()
+        self.last_snapshot = snapshot
+        outcomes: list[ItemOutcome] = []
+        if self._events is not None:
+            outcomes = [e.outcome for e in self._events.drain() if isinstance(e, ItemFinished)]
+        records = self.log_sink.take()
+        main = self.screen_stack[0]
+        with self.batch_update():
+            main.query_one(StatusBar).show(status_view(snapshot, quitting=self.quitting))
+            main.query_one(HandlersTable).show(
+                handler_rows(snapshot, self.clock(), self.purpose_filter)
+            )
+            main.query_one(QueuePanel).show(queue_view(snapshot))
+            if outcomes:
+                results = main.query_one(ResultsView)
+                results.add(outcomes)
+                results.border_title = results.title
+            main.query_one(LogPane).write_records(records)
+        self.paused = snapshot.paused
+        self._sync_handler_state()
+
+    def _sync_handler_state(self) -> None:
+        name = self.selected_handler
+        view = self.last_snapshot.handlers.get(name) if name is not None else None
+        self.handler_paused = view.paused if view is not None else None
+
+    @property
+    def selected_handler(self) -> str | None:
+        """The handler under the handlers table's cursor."""
+        return self.screen_stack[0].query_one(HandlersTable).selected_handler
+
+    @on(DataTable.RowHighlighted, "#handlers")
+    def _handler_highlighted(self) -> None:
+        self._sync_handler_state()
+        results = self.results
+        if results.mode is ResultFilter.HANDLER and results.filter_handler != self.selected_handler:
+            self.set_result_filter(ResultFilter.HANDLER)
+
+    @on(DataTable.RowSelected, "#handlers")
+    def _handler_selected(self) -> None:
+        """enter on a handler: its results."""
+        self.set_result_filter(ResultFilter.HANDLER)
+        self.results.focus()
+
+    @on(ResultsView.ResultSelected)
+    def _result_selected(self, event: ResultsView.ResultSelected) -> None:
+        self.open_detail(event.outcome)
+
+    # ------------------------------------------------------------------ keys
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.quitting and action not in ("quit", "help", "show_detail", "command_palette"):
+            return None  # shown disabled while draining
+        if action == "pause_all":
+            return not self.paused
+        if action == "resume_all":
+            return self.paused
+        if action == "pause_handler":
+            return self.handler_paused is not True
+        if action == "resume_handler":
+            return self.handler_paused is True
+        if action in ("batch_up", "batch_down"):
+            return self.handler_paused is not None or None
+        return True
+
+    def action_pause_all(self) -> None:
+        self.service.pause()
+        self.refresh_view()
+
+    def action_resume_all(self) -> None:
+        self.service.resume()
+        self.refresh_view()
+
+    def action_pause_handler(self) -> None:
+        if (name := self.selected_handler) is not None:
+            self.pause_handler(name)
+
+    def action_resume_handler(self) -> None:
+        if (name := self.selected_handler) is not None:
+            self.resume_handler(name)
+
+    def action_batch_up(self) -> None:
+        if (name := self.selected_handler) is not None:
+            self.change_batch_size(name, 1)
+
+    def action_batch_down(self) -> None:
+        if (name := self.selected_handler) is not None:
+            self.change_batch_size(name, -1)
+
+    def action_concurrency_up(self) -> None:
+        self.service.set_concurrency(self.last_snapshot.concurrency + 1)
+        self.refresh_view()
+
+    def action_concurrency_down(self) -> None:
+        if self.last_snapshot.concurrency > 1:
+            self.service.set_concurrency(self.last_snapshot.concurrency - 1)
+            self.refresh_view()
+
+    def action_run_once(self) -> None:
+        self.run_worker(self._run_once(), group="run-once")
+
+    async def _run_once(self) -> None:
+        self.notify("Running one cycle…", timeout=2)
+        try:
+            report = await self.service.run_once()
+        except RuntimeError as error:
+            self.notify(str(error), title="Run once", severity="error")
+            return
+        failed = report.failed
+        self.notify(
+            f"Cycle {report.cycle}: {len(report.outcomes)} items, {failed} failed"
+            + (f", {len(report.fetch_errors)} fetch errors" if report.fetch_errors else ""),
+            title="Run once",
+            severity="warning" if failed or report.fetch_errors else "information",
+        )
+        self.refresh_view()
+
+    def action_cycle_filter(self) -> None:
+        self.set_result_filter(self.results.mode.next())
+
+    def action_show_detail(self) -> None:
+        if (outcome := self.results.selected) is not None:
+            self.open_detail(outcome)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.key_help()))
+
+    async def action_quit(self) -> None:
+        """Stop fetching, let in-flight items finish (draining…), then exit."""
+        if self.quitting:
+            self.notify("Still draining: in-flight items are finishing", timeout=2)
+            return
+        self.quitting = True
+        self.refresh_view()
+        self.run_worker(self._drain_and_exit(), group="quit", exclusive=True)
+
+    async def _drain_and_exit(self) -> None:
+        await self.service.drain()
+        self.refresh_view()
+        self.exit(0)
+
+    # ------------------------------------------------------------------ operations
+
+    def pause_handler(self, name: str) -> None:
+        self.service.pause_handler(name)
+        self.refresh_view()
+
+    def resume_handler(self, name: str) -> None:
+        self.service.resume_handler(name)
+        self.refresh_view()
+
+    def change_batch_size(self, name: str, direction: int) -> None:
+        """Batch size of ``name`` one step up (1) or down (-1)."""
+        view = self.last_snapshot.handlers[name]
+        self.service.set_batch_size(name, next_batch_size(view.batch_size, direction))
+        self.refresh_view()
+
+    def show_handler_results(self, name: str) -> None:
+        self.handlers_table.select_handler(name)
+        self.set_result_filter(ResultFilter.HANDLER, name)
+
+    def set_result_filter(self, mode: ResultFilter, handler: str | None = None) -> None:
+        results = self.results
+        results.set_filter(mode, handler or self.selected_handler)
+        results.border_title = results.title
+
+    def set_purpose_filter(self, purpose: HandlerPurpose | None) -> None:
+        self.purpose_filter = purpose
+        table = self.handlers_table
+        table.border_title = "Handlers" if purpose is None else f"Handlers · {purpose.value}"
+        self.refresh_view()
+
+    def retry_item(self, handler: str, item_id: Any) -> None:
+        """Forget a failed item's attempts so its source hands it out again."""
+        self.run_worker(self._retry(handler, item_id), group="retry")
+
+    async def _retry(self, handler: str, item_id: Any) -> None:
+        forgotten = await self.service.retry_item(handler, item_id)
+        if forgotten:
+            self.notify(f"{handler} item {item_id} will be processed again", title="Retry")
+        else:
+            self.notify(f"{handler} item {item_id} had no attempts to forget", title="Retry")
+
+    def open_detail(self, outcome: ItemOutcome) -> None:
+        def retry_if_asked(retry: bool | None) -> None:
+            if retry:
+                self.retry_item(outcome.handler, outcome.item_id)
+
+        self.push_screen(ResultDetailScreen(outcome, self.tz), retry_if_asked)
+
+    # ------------------------------------------------------------------ help and palette
+
+    def key_help(self) -> list[tuple[str, str]]:
+        """(key, description) of every console key, from the bindings themselves."""
+        seen: dict[str, str] = {}
+        for _key, binding in self._bindings:
+            display = binding.key_display or self.get_key_display(binding)
+            if binding.description and binding.action not in ("help_quit",):
+                label = seen.get(display)
+                seen[display] = f"{label} / {binding.description}" if label else binding.description
+        seen["enter (on a handler)"] = "Show that handler's results"
+        seen["ctrl+p"] = "Command palette: every action by name"
+        return list(seen.items())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from system_commands(self)
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit the application",):
+                yield command

@@ -1,0 +1,144 @@
+"""Command palette entries: fixed console commands and per-handler ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, cast
+
+from textual.app import SystemCommand
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from novaconsole.console.view_models import ResultFilter, distinct_failed
+from novaconsole.engine.handler import HandlerPurpose
+
+if TYPE_CHECKING:
+    from novaconsole.console.app import NovaConsole
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One palette entry: its title (what the operator types), help and what it does."""
+
+    title: str
+    help: str
+    callback: Callable[[], object]
+
+
+def console_commands(app: NovaConsole) -> Iterator[Command]:
+    """The fixed commands: everything the keys do, plus filters."""
+    snapshot = app.last_snapshot
+    if snapshot.paused:
+        yield Command("Resume all", "Resume fetching and processing (p)", app.action_resume_all)
+    else:
+        yield Command(
+            "Pause all", "Stop fetching; in-flight items finish (p)", app.action_pause_all
+        )
+    handler = app.selected_handler
+    if handler is not None:
+        view = snapshot.handlers.get(handler)
+        verb = "Resume" if view is not None and view.paused else "Pause"
+        yield Command(
+            f"{verb} selected handler",
+            f"{verb} {handler} (space)",
+            app.action_resume_handler if verb == "Resume" else app.action_pause_handler,
+        )
+        yield Command("Batch size up", f"Batch size of {handler} up (+)", app.action_batch_up)
+        yield Command("Batch size down", f"Batch size of {handler} down (-)", app.action_batch_down)
+    yield Command(
+        "Run one cycle now", "Fetch and process once, even while paused (r)", app.action_run_once
+    )
+    yield Command("Concurrency up", "One more worker (])", app.action_concurrency_up)
+    yield Command("Concurrency down", "One worker fewer ([)", app.action_concurrency_down)
+    yield Command(
+        "Cycle results filter", "All, failed only, selected handler (f)", app.action_cycle_filter
+    )
+    for mode in ResultFilter:
+        yield Command(
+            f"Show results: {mode.value}",
+            "Filter the results pane",
+            partial(app.set_result_filter, mode),
+        )
+    yield Command("Show handlers: all", "Every handler", partial(app.set_purpose_filter, None))
+    for purpose in HandlerPurpose:
+        yield Command(
+            f"Show handlers: {purpose.value}",
+            f"Only {purpose.value} handlers",
+            partial(app.set_purpose_filter, purpose),
+        )
+    yield Command(
+        "Result detail",
+        "Error, traceback and attempts of the selected result (enter)",
+        app.action_show_detail,
+    )
+    yield Command("Help", "Keys and commands (?)", app.action_help)
+    yield Command("Quit", "Stop fetching, drain in-flight items, exit (q)", app.action_quit)
+
+
+def system_commands(app: NovaConsole) -> Iterable[SystemCommand]:
+    """:func:`console_commands` as Textual system commands."""
+    for command in console_commands(app):
+        yield SystemCommand(command.title, command.help, command.callback)
+
+
+def handler_commands(app: NovaConsole) -> Iterator[Command]:
+    """Commands naming a handler or a failed item: pause, resume, batch size, results, retry."""
+    for name, view in app.last_snapshot.handlers.items():
+        if view.paused:
+            yield Command(
+                f"Resume handler {name}", "Fetch its items again", partial(app.resume_handler, name)
+            )
+        else:
+            yield Command(
+                f"Pause handler {name}", "Stop fetching its items", partial(app.pause_handler, name)
+            )
+        yield Command(
+            f"Batch size of {name} up",
+            f"now {view.batch_size}",
+            partial(app.change_batch_size, name, 1),
+        )
+        yield Command(
+            f"Batch size of {name} down",
+            f"now {view.batch_size}",
+            partial(app.change_batch_size, name, -1),
+        )
+        yield Command(
+            f"Show results of {name}",
+            "Filter the results pane",
+            partial(app.show_handler_results, name),
+        )
+    for handler, item_id in distinct_failed(app.results.outcomes):
+        yield Command(
+            f"Retry {handler} item {item_id}",
+            "Forget its attempts so it is processed again",
+            partial(app.retry_item, handler, item_id),
+        )
+
+
+class HandlerCommands(Provider):
+    """Palette provider for :func:`handler_commands`."""
+
+    def _commands(self) -> list[Command]:
+        from novaconsole.console.app import NovaConsole
+
+        return list(handler_commands(cast(NovaConsole, self.app)))
+
+    async def discover(self) -> Hits:
+        for command in self._commands():
+            yield DiscoveryHit(
+                command.title, command.callback, text=command.title, help=command.help
+            )
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for command in self._commands():
+            score = matcher.match(command.title)
+            if score > 0:
+                yield Hit(
+                    score,
+                    matcher.highlight(command.title),
+                    command.callback,
+                    text=command.title,
+                    help=command.help,
+                )

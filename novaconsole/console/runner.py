@@ -1,0 +1,90 @@
+"""Running the console: the service and the app in one event loop, logs in the log pane."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskStatus
+
+from novaconsole.console.app import NovaConsole
+from novaconsole.console.widgets.log_pane import LogSink
+
+if TYPE_CHECKING:
+    from novaconsole.engine.service import ProcessingService
+    from novaconsole.settings import Settings
+
+_CAPTURED = ("", "novaconsole")
+"""Loggers whose handlers are swapped for the sink: the root and the package's own."""
+
+
+@contextmanager
+def capture_logs(sink: logging.Handler, level: int = logging.INFO) -> Iterator[None]:
+    """Send every log record to ``sink`` and nothing to the terminal, until the block ends.
+
+    The root logger's and the ``novaconsole`` logger's handlers are set aside (and put back
+    afterwards); the root level becomes ``level`` so the engine's info records show.
+    """
+    saved: list[tuple[logging.Logger, list[logging.Handler], int]] = []
+    for name in _CAPTURED:
+        logger = logging.getLogger(name)
+        saved.append((logger, list(logger.handlers), logger.level))
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+    root = logging.getLogger()
+    root.addHandler(sink)
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(sink)
+        for logger, handlers, old_level in saved:
+            for handler in handlers:
+                logger.addHandler(handler)
+            logger.setLevel(old_level)
+
+
+async def serve_console(
+    service: ProcessingService, app: NovaConsole, *, log_level: int = logging.INFO
+) -> int:
+    """Run ``service`` and ``app`` side by side in the current event loop until the app exits.
+
+    The service is started first (so a failure to start it never leaves a half-drawn
+    screen) and drained and stopped after the app has exited (quitting drains already).
+    """
+    with capture_logs(app.log_sink, log_level):
+        stop = anyio.Event()
+
+        async def host(*, task_status: TaskStatus[None]) -> None:
+            async with service.running():
+                task_status.started()
+                await stop.wait()
+
+        async with anyio.create_task_group() as group:
+            await group.start(host)
+            try:
+                await app.run_async()
+            finally:
+                stop.set()
+    return app.return_code or 0
+
+
+def run_console(
+    service: ProcessingService,
+    settings: Settings | None = None,
+    *,
+    log_level: int = logging.INFO,
+) -> int:
+    """Open the console on ``service`` (the ``novaconsole`` command) and return the exit code.
+
+    Logs go to the log pane while it runs; quitting drains the service; the terminal is
+    left as it was found.
+    """
+    app = NovaConsole(service, log_sink=LogSink())
+    if settings is not None:
+        app.sub_title = settings.source_label
+    return anyio.run(partial(serve_console, service, app, log_level=log_level))

@@ -1,0 +1,59 @@
+"""The help screen: every key of the console and what the command palette adds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Footer, Static
+
+PALETTE_EXTRAS = (
+    "Pause handler X / Resume handler X",
+    "Batch size of X up / down",
+    "Show results of X",
+    "Retry X item N (failed results in the window)",
+    "Show handlers: all / ingestion / internal / export",
+    "Show results: all / failed only / selected handler",
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Keys (from the console's own bindings, so it cannot drift) and palette commands."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", id="close-help"),
+        Binding("question_mark", "close", "Close", show=False, id="close-help-key"),
+    ]
+
+    def __init__(self, keys: Sequence[tuple[str, str]]) -> None:
+        super().__init__()
+        self._keys = keys
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body") as body:
+            body.border_title = "novaconsole · help"
+            yield DataTable[Text](id="help-keys", cursor_type="none", show_cursor=False)
+            yield Static("Also in the command palette (ctrl+p), by name:", classes="help-heading")
+            yield Static(Text("\n".join(f"  {line}" for line in PALETTE_EXTRAS)), id="help-extras")
+            yield Static(
+                Text(
+                    "Batch sizes move in steps of about 10 %. A value marked * differs from "
+                    "config.toml; run-time changes are remembered in the database."
+                ),
+                id="help-notes",
+            )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table: DataTable[Text] = self.query_one("#help-keys", DataTable)
+        table.add_columns("Key", "Action")
+        for key, description in self._keys:
+            table.add_row(Text(key), Text(description))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

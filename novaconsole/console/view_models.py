@@ -1,0 +1,478 @@
+"""What the console shows, computed from snapshots, outcomes and log records.
+
+Pure functions and frozen dataclasses: no Textual here, so every rule of presentation can be
+unit-tested without running an app. Widgets turn these into cells, strips and lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from enum import StrEnum
+
+from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.engine.snapshot import HandlerView, Percentiles, Snapshot
+
+NOT_OK_STATUSES = frozenset(
+    {OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT, OutcomeStatus.CANCELLED}
+)
+"""Statuses the "failed only" filter keeps: the item did not get done."""
+
+STATUS_LABELS: dict[OutcomeStatus, str] = {
+    OutcomeStatus.SUCCEEDED: "ok",
+    OutcomeStatus.FAILED: "failed",
+    OutcomeStatus.TIMED_OUT: "timeout",
+    OutcomeStatus.SKIPPED: "skipped",
+    OutcomeStatus.CANCELLED: "cancelled",
+}
+
+
+# --- numbers and times -------------------------------------------------------------------
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A duration as a short human figure: ``850 µs``, ``12 ms``, ``1.5 s``, ``2m 05s``."""
+    if seconds is None:
+        return "-"
+    if seconds < 0:
+        seconds = 0.0
+    if seconds < 0.001:
+        return f"{seconds * 1_000_000:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def format_ago(moment: datetime | None, now: datetime) -> str:
+    """How long ago ``moment`` was, as ``3 s ago``; ``never`` for None."""
+    if moment is None:
+        return "never"
+    elapsed = (now - moment).total_seconds()
+    if elapsed < 1:
+        return "just now"
+    return f"{format_seconds(elapsed)} ago"
+
+
+def format_clock(moment: datetime, tz: tzinfo | None) -> str:
+    """Wall-clock ``HH:MM:SS`` of an aware datetime in ``tz`` (None: the local zone)."""
+    return moment.astimezone(tz).strftime("%H:%M:%S")
+
+
+def format_count(value: float) -> str:
+    """``1,234`` for counts; one decimal below 10 for rates."""
+    if value < 10 and value != int(value):
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def one_line(text: str | None, limit: int = 200) -> str:
+    """The first line of ``text``, shortened to ``limit`` characters."""
+    if not text:
+        return ""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+# --- status bar --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    """The one-line summary at the top: service state and where it runs."""
+
+    state: str
+    """``running``, ``paused``, ``draining``, ``starting`` or ``stopped``."""
+    cycle: int
+    next_poll: str
+    concurrency: str
+    database: str
+    worker_id: str
+
+    @property
+    def label(self) -> str:
+        return "draining…" if self.state == "draining" else self.state
+
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        """(label, value) pairs after the state, in display order."""
+        pairs = (
+            ("cycle", str(self.cycle)),
+            ("next poll", self.next_poll),
+            ("concurrency", self.concurrency),
+            ("worker", self.worker_id),
+            ("db", self.database),
+        )
+        return tuple((k, v) for k, v in pairs if v)
+
+
+def status_view(snapshot: Snapshot, *, quitting: bool = False) -> StatusView:
+    """The status bar for ``snapshot``; ``quitting`` shows draining before the service says so."""
+    state = "draining" if quitting and snapshot.state != "stopped" else snapshot.state
+    if state == "running" and snapshot.paused:
+        state = "paused"
+    if state in ("draining", "stopped"):
+        next_poll = "-"
+    elif snapshot.paused:
+        next_poll = "paused"
+    else:
+        next_poll = format_seconds(snapshot.next_poll_in)
+    return StatusView(
+        state=state,
+        cycle=snapshot.cycles,
+        next_poll=next_poll,
+        concurrency=changed_value(snapshot.concurrency, snapshot.configured_concurrency),
+        database=snapshot.database,
+        worker_id=snapshot.worker_id,
+    )
+
+
+def changed_value(value: int, configured: int) -> str:
+    """``8``, or ``12*`` when the value was changed at run time from what config says."""
+    return str(value) if value == configured else f"{value}*"
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+HANDLER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("name", "Handler"),
+    ("state", "State"),
+    ("batch", "Batch"),
+    ("in_flight", "In flight"),
+    ("succeeded", "OK"),
+    ("failed", "Failed"),
+    ("last_run", "Last run"),
+    ("purpose", "Purpose"),
+    ("last_error", "Last error"),
+)
+"""(column key, header) of the handlers table, in order."""
+
+STATE_TONES = {"active": "success", "paused": "warning", "disabled": "muted", "failing": "error"}
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerRow:
+    """One handler as the table shows it; ``cells`` follow :data:`HANDLER_COLUMNS`."""
+
+    name: str
+    state: str
+    paused: bool
+    cells: tuple[str, ...]
+
+    @property
+    def tone(self) -> str:
+        """The theme colour of the state cell: success, warning, error or muted."""
+        return STATE_TONES.get(self.state, "muted")
+
+
+def handler_row(view: HandlerView, now: datetime) -> HandlerRow:
+    """The table row of one handler."""
+    in_flight = str(view.in_flight) if not view.queued else f"{view.in_flight} (+{view.queued})"
+    if view.retrying:
+        in_flight += f" ↻{view.retrying}"
+    return HandlerRow(
+        name=view.name,
+        state=view.state,
+        paused=view.paused,
+        cells=(
+            view.name,
+            view.state,
+            changed_value(view.batch_size, view.configured_batch_size),
+            in_flight,
+            format_count(view.succeeded),
+            format_count(view.failed),
+            format_ago(view.last_run, now),
+            view.purpose.value,
+            one_line(view.last_error, 120),
+        ),
+    )
+
+
+def handler_rows(
+    snapshot: Snapshot, now: datetime, purpose: HandlerPurpose | None = None
+) -> list[HandlerRow]:
+    """Rows of every handler (of ``purpose`` only, if given), in registration order."""
+    return [
+        handler_row(view, now)
+        for view in snapshot.handlers.values()
+        if purpose is None or view.purpose is purpose
+    ]
+
+
+def next_batch_size(size: int, direction: int) -> int:
+    """The batch size one step up (``direction`` 1) or down (-1): steps of ~10 %, at least 1."""
+    step = max(1, size // 10)
+    return size + step if direction > 0 else max(1, size - step)
+
+
+# --- queue -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """The queue panel: depth, workers, throughput and latency."""
+
+    depth: int
+    capacity: int
+    depth_text: str
+    workers_text: str
+    rate_text: str
+    throughput: tuple[float, ...]
+    last_cycle: str
+    latency: tuple[tuple[str, str], ...]
+    """(stage, "p50 / p95") for fetch, queue and process."""
+
+
+def _percentiles(p: Percentiles) -> str:
+    return f"{format_seconds(p.p50)} / {format_seconds(p.p95)}"
+
+
+def queue_view(snapshot: Snapshot) -> QueueView:
+    """The queue panel for ``snapshot``."""
+    capacity = max(1, snapshot.queue_capacity)
+    latency = snapshot.latency
+    return QueueView(
+        depth=min(snapshot.queue_depth, capacity),
+        capacity=capacity,
+        depth_text=f"{snapshot.queue_depth:,} / {capacity:,}",
+        workers_text=f"{snapshot.in_flight} / {snapshot.concurrency}",
+        rate_text=f"{format_count(snapshot.rate)}/s",
+        throughput=snapshot.throughput,
+        last_cycle=format_seconds(snapshot.last_cycle_duration),
+        latency=(
+            ("fetch", _percentiles(latency.fetch)),
+            ("queue", _percentiles(latency.queue)),
+            ("process", _percentiles(latency.process)),
+        ),
+    )
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+class ResultFilter(StrEnum):
+    """Which results the results pane shows; ``f`` cycles through them in this order."""
+
+    ALL = "all"
+    FAILED = "failed only"
+    HANDLER = "selected handler"
+
+    def next(self) -> ResultFilter:
+        members = list(ResultFilter)
+        return members[(members.index(self) + 1) % len(members)]
+
+
+def result_matches(outcome: ItemOutcome, mode: ResultFilter, handler: str | None) -> bool:
+    """Whether the results pane shows ``outcome`` under ``mode`` (``handler``: the selected one)."""
+    if mode is ResultFilter.FAILED:
+        return outcome.status in NOT_OK_STATUSES
+    if mode is ResultFilter.HANDLER:
+        return outcome.handler == handler
+    return True
+
+
+def filter_results(
+    outcomes: Iterable[ItemOutcome], mode: ResultFilter, handler: str | None
+) -> list[ItemOutcome]:
+    """The outcomes ``mode`` keeps, in the order given."""
+    if mode is ResultFilter.ALL:
+        return list(outcomes)
+    return [o for o in outcomes if result_matches(o, mode, handler)]
+
+
+def filter_title(mode: ResultFilter, handler: str | None) -> str:
+    """The results pane title for a filter: ``Results · failed only``."""
+    if mode is ResultFilter.ALL:
+        return "Results"
+    if mode is ResultFilter.HANDLER:
+        return f"Results · {handler or 'no handler selected'}"
+    return f"Results · {mode.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultColumns:
+    """Widths of the results columns for one terminal width; the error takes what is left."""
+
+    status: int
+    time: int
+    handler: int
+    item: int
+    attempts: int
+    duration: int
+    error: int
+
+    def widths(self) -> tuple[int, ...]:
+        return (
+            self.status,
+            self.time,
+            self.handler,
+            self.item,
+            self.attempts,
+            self.duration,
+            self.error,
+        )
+
+
+RESULT_HEADERS = ("Status", "Time", "Handler", "Item", "Try", "Duration", "Error")
+
+
+def result_columns(width: int) -> ResultColumns:
+    """Column widths that fit ``width`` cells (one space between columns)."""
+    handler = 18 if width >= 120 else 12
+    item = 20 if width >= 120 else 10
+    fixed = 9 + 8 + handler + item + 3 + 8 + 6
+    return ResultColumns(
+        status=9,
+        time=8,
+        handler=handler,
+        item=item,
+        attempts=3,
+        duration=8,
+        error=max(0, width - fixed),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """One outcome as the results pane shows it; ``cells`` follow :data:`RESULT_HEADERS`."""
+
+    status: OutcomeStatus
+    cells: tuple[str, ...]
+
+
+def result_row(outcome: ItemOutcome, tz: tzinfo | None) -> ResultRow:
+    """The results pane row of one outcome."""
+    return ResultRow(
+        status=outcome.status,
+        cells=(
+            STATUS_LABELS[outcome.status],
+            format_clock(outcome.finished_at, tz),
+            outcome.handler,
+            str(outcome.item_id),
+            str(outcome.attempts),
+            format_seconds(outcome.duration),
+            one_line(outcome.error),
+        ),
+    )
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` padded or shortened (with an ellipsis) to exactly ``width`` characters."""
+    if width <= 0:
+        return ""
+    if len(text) > width:
+        return text[: width - 1] + "…"
+    return text.ljust(width)
+
+
+def distinct_failed(outcomes: Iterable[ItemOutcome], limit: int = 50) -> list[tuple[str, str]]:
+    """(handler, item id) of the newest distinct failed items, for "Retry …" commands."""
+    seen: dict[tuple[str, str], None] = {}
+    for outcome in outcomes:
+        if outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT):
+            seen.setdefault((outcome.handler, str(outcome.item_id)), None)
+            if len(seen) >= limit:
+                break
+    return list(seen)
+
+
+# --- detail ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    number: str
+    started: str
+    duration: str
+    result: str
+
+
+def attempt_rows(outcome: ItemOutcome, tz: tzinfo | None) -> list[AttemptRow]:
+    """Every attempt this process saw of ``outcome``, oldest first."""
+    return [
+        AttemptRow(
+            number=str(attempt.number),
+            started=attempt.started_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
+            duration=format_seconds(attempt.duration),
+            result=(
+                "timed out"
+                if attempt.timed_out
+                else (one_line(attempt.error, 300) if attempt.error else "ok")
+            ),
+        )
+        for attempt in outcome.history
+    ]
+
+
+def detail_fields(outcome: ItemOutcome, tz: tzinfo | None) -> list[tuple[str, str]]:
+    """(label, value) pairs describing ``outcome`` for the detail screen."""
+    stamp = "%Y-%m-%d %H:%M:%S"
+    return [
+        ("Handler", outcome.handler),
+        ("Item", str(outcome.item_id)),
+        ("Status", outcome.status.value),
+        ("Attempts", str(outcome.attempts)),
+        ("Duration", format_seconds(outcome.duration)),
+        ("Waited in queue", format_seconds(outcome.wait)),
+        ("Started", outcome.started_at.astimezone(tz).strftime(stamp)),
+        ("Finished", outcome.finished_at.astimezone(tz).strftime(stamp)),
+    ]
+
+
+# --- logs --------------------------------------------------------------------------------
+
+_LOGGER_PREFIXES = (("novaconsole.handlers.", ""), ("novaconsole.", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One log record as a line of the log pane; ``level`` selects its colour."""
+
+    level: str
+    text: str
+
+
+def short_logger_name(name: str) -> str:
+    """``novaconsole.engine`` → ``engine``; handler loggers lose their prefix too."""
+    for prefix, replacement in _LOGGER_PREFIXES:
+        if name.startswith(prefix):
+            return replacement + name[len(prefix) :]
+    return name
+
+
+def log_line(record: logging.LogRecord, tz: tzinfo | None) -> LogLine:
+    """Format a record: time, level, logger, ``[handler item]`` when known, message."""
+    moment = datetime.fromtimestamp(record.created, tz).strftime("%H:%M:%S")
+    handler = getattr(record, "handler", None)
+    item_id = getattr(record, "item_id", None)
+    logger = short_logger_name(record.name)
+    where = ""
+    if handler is not None or item_id is not None:
+        parts = [str(handler)] if handler is not None and str(handler) != logger else []
+        if item_id is not None:
+            parts.append(f"#{item_id}")
+        where = f" [{' '.join(parts)}]"
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):
+        message = str(record.msg)
+    lines = message.splitlines() or [""]
+    text = f"{moment} {record.levelname:<7} {logger}{where} {lines[0]}"
+    if record.exc_info and record.exc_info[1] is not None:
+        error = record.exc_info[1]
+        text += f" ({type(error).__name__}: {error})"
+    return LogLine(level=record.levelname, text=text)
+
+
+def log_lines(records: Sequence[logging.LogRecord], tz: tzinfo | None) -> list[LogLine]:
+    return [log_line(record, tz) for record in records]

@@ -1,0 +1,71 @@
+"""The queue pane: depth against capacity, workers, throughput and latency."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.widgets import Label, ProgressBar, Sparkline, Static
+
+from novaconsole.console.view_models import QueueView
+
+
+class QueuePanel(Vertical):
+    """Depth bar, in flight against concurrency, a throughput sparkline and latency p50/p95.
+
+    Each child is updated only when its value changed since the last :meth:`show`.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._view: QueueView | None = None
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="queue-row"):
+            yield Label("depth", classes="queue-label")
+            yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="queue-depth-bar")
+            yield Label("", id="queue-depth")
+        with Horizontal(classes="queue-row"):
+            yield Label("items/s", classes="queue-label")
+            yield Sparkline([], id="queue-throughput")
+            yield Label("", id="queue-rate")
+        yield Static("", id="queue-workers", markup=False)
+        yield Static("", id="queue-latency", markup=False)
+
+    def show(self, view: QueueView) -> None:
+        """Display ``view``, touching only the parts that differ from what is shown."""
+        before = self._view
+        if view == before:
+            return
+        self._view = view
+        if before is None or (before.depth, before.capacity) != (view.depth, view.capacity):
+            self.query_one("#queue-depth-bar", ProgressBar).update(
+                total=view.capacity, progress=view.depth
+            )
+        if before is None or before.depth_text != view.depth_text:
+            self.query_one("#queue-depth", Label).update(view.depth_text)
+        if before is None or before.throughput != view.throughput:
+            self.query_one("#queue-throughput", Sparkline).data = list(view.throughput)
+        if before is None or before.rate_text != view.rate_text:
+            self.query_one("#queue-rate", Label).update(view.rate_text)
+        if before is None or (before.workers_text, before.last_cycle) != (
+            view.workers_text,
+            view.last_cycle,
+        ):
+            self.query_one("#queue-workers", Static).update(
+                Content.assemble(
+                    ("busy    ", "$text-muted"),
+                    view.workers_text,
+                    ("  cycle ", "$text-muted"),
+                    view.last_cycle,
+                )
+            )
+        if before is None or before.latency != view.latency:
+            self.query_one("#queue-latency", Static).update(self._latency(view))
+
+    @staticmethod
+    def _latency(view: QueueView) -> Content:
+        lines: list[Content] = [Content.styled("latency p50 / p95", "$text-muted")]
+        for stage, values in view.latency:
+            lines.append(Content.assemble((f" {stage:<8}", "$text-muted"), values))
+        return Content("\n").join(lines)

@@ -1,0 +1,277 @@
+"""The results pane: newest outcomes first, in a Line-API view with a per-row strip cache."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from datetime import tzinfo
+from typing import ClassVar
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from novaconsole.console.view_models import (
+    RESULT_HEADERS,
+    ResultFilter,
+    filter_title,
+    fit,
+    result_columns,
+    result_matches,
+    result_row,
+)
+from novaconsole.engine.outcomes import ItemOutcome
+
+_Entry = tuple[int, ItemOutcome]
+"""(sequence number, outcome): the number keys the strip cache and never repeats."""
+
+
+class ResultsView(ScrollView, can_focus=True):
+    """A bounded window of outcomes, newest first, with a sticky header and a row cursor.
+
+    Rows are rendered once per (row, width, highlight) and cached as strips, so adding a
+    batch of outcomes or scrolling costs only the rows that become visible.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select", "Detail", id="result-detail"),
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home", "first", "Newest", show=False),
+        Binding("end", "last", "Oldest", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "results-view--header",
+        "results-view--cursor",
+        "results-view--cursor-blurred",
+        "results-view--succeeded",
+        "results-view--failed",
+        "results-view--timed_out",
+        "results-view--skipped",
+        "results-view--cancelled",
+        "results-view--error",
+        "results-view--muted",
+        "results-view--empty",
+    }
+
+    cursor: reactive[int] = reactive(0, always_update=False, repaint=False)
+    """Index of the highlighted row in the filtered rows (0: the newest)."""
+
+    class ResultSelected(Message):
+        """The operator chose a result (enter or double click)."""
+
+        def __init__(self, outcome: ItemOutcome) -> None:
+            super().__init__()
+            self.outcome = outcome
+
+    def __init__(
+        self, *, max_rows: int = 2000, tz: tzinfo | None = None, id: str | None = None
+    ) -> None:
+        super().__init__(id=id)
+        self.max_rows = max_rows
+        self._tz = tz
+        self._all: deque[_Entry] = deque(maxlen=max_rows)
+        self._visible: list[_Entry] = []
+        self._sequence = 0
+        self._mode = ResultFilter.ALL
+        self._handler: str | None = None
+        self._strips: LRUCache[tuple[int, int, int], Strip] = LRUCache(1024)
+
+    # ---------------------------------------------------------------- data
+
+    @property
+    def mode(self) -> ResultFilter:
+        return self._mode
+
+    @property
+    def filter_handler(self) -> str | None:
+        return self._handler
+
+    @property
+    def rows(self) -> list[ItemOutcome]:
+        """The outcomes shown under the current filter, newest first."""
+        return [outcome for _, outcome in self._visible]
+
+    @property
+    def outcomes(self) -> list[ItemOutcome]:
+        """Every outcome in the window, newest first, whatever the filter."""
+        return [outcome for _, outcome in self._all]
+
+    @property
+    def selected(self) -> ItemOutcome | None:
+        """The outcome under the cursor."""
+        if 0 <= self.cursor < len(self._visible):
+            return self._visible[self.cursor][1]
+        return None
+
+    def add(self, outcomes: Iterable[ItemOutcome]) -> None:
+        """Add outcomes (oldest first, as they happened); the oldest beyond the window go."""
+        new: list[_Entry] = []
+        for outcome in outcomes:
+            self._sequence += 1
+            new.append((self._sequence, outcome))
+        if not new:
+            return
+        new = new[-self.max_rows :]
+        new.reverse()
+        self._all.extendleft(reversed(new))
+        added = [e for e in new if result_matches(e[1], self._mode, self._handler)]
+        oldest_kept = self._all[-1][0]
+        following = self.cursor == 0 and self.scroll_y == 0
+        visible = added + self._visible
+        while visible and visible[-1][0] < oldest_kept:
+            visible.pop()
+        self._visible = visible
+        self._update_size()
+        if not following and added:
+            # Keep the operator's place: the row under the cursor stays under it.
+            self.set_reactive(ResultsView.cursor, min(self.cursor + len(added), len(visible) - 1))
+            self.scroll_to(y=self.scroll_y + len(added), animate=False, immediate=True)
+        self.refresh()
+
+    def set_filter(self, mode: ResultFilter, handler: str | None = None) -> None:
+        """Show only what ``mode`` keeps (``handler``: the selected handler for that mode)."""
+        self._mode = mode
+        self._handler = handler
+        self._visible = [e for e in self._all if result_matches(e[1], mode, handler)]
+        self.set_reactive(ResultsView.cursor, 0)
+        self.scroll_to(y=0, animate=False, immediate=True)
+        self._update_size()
+        self.refresh()
+
+    @property
+    def title(self) -> str:
+        """The pane title: filter and counts."""
+        shown = len(self._visible)
+        total = len(self._all)
+        counts = f"{shown:,}" if shown == total else f"{shown:,} of {total:,}"
+        return f"{filter_title(self._mode, self._handler)} ({counts})"
+
+    def _update_size(self) -> None:
+        self.virtual_size = Size(self.scrollable_content_region.width, len(self._visible) + 1)
+
+    # ---------------------------------------------------------------- rendering
+
+    def on_resize(self) -> None:
+        self._update_size()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        if y == 0:
+            return self._header(width)
+        index = int(self.scroll_y) + y - 1
+        if index >= len(self._visible):
+            if index == 0:
+                return self._empty(width)
+            return Strip.blank(width, self.rich_style)
+        sequence, outcome = self._visible[index]
+        highlight = 0 if index != self.cursor else (1 if self.has_focus else 2)
+        key = (sequence, width, highlight)
+        strip = self._strips.get(key)
+        if strip is None:
+            strip = self._render_row(outcome, width, highlight)
+            self._strips[key] = strip
+        return strip
+
+    def _header(self, width: int) -> Strip:
+        columns = result_columns(width).widths()
+        text = " ".join(fit(h, w) for h, w in zip(RESULT_HEADERS, columns, strict=True))
+        style = self.rich_style + self.get_component_rich_style("results-view--header")
+        return Strip([Segment(fit(text, width), style)], width)
+
+    def _empty(self, width: int) -> Strip:
+        message = "no results yet" if not self._all else "no results match this filter"
+        style = self.rich_style + self.get_component_rich_style("results-view--empty")
+        return Strip([Segment(fit(f"  {message}", width), style)], width)
+
+    def _render_row(self, outcome: ItemOutcome, width: int, highlight: int) -> Strip:
+        row = result_row(outcome, self._tz)
+        columns = result_columns(width).widths()
+        base = self.rich_style
+        if highlight:
+            name = "results-view--cursor" if highlight == 1 else "results-view--cursor-blurred"
+            base = base + self.get_component_rich_style(name)
+        text = Text(style=base, no_wrap=True, end="")
+        status_style = self.get_component_rich_style(f"results-view--{row.status.value}")
+        muted = self.get_component_rich_style("results-view--muted")
+        error = self.get_component_rich_style("results-view--error")
+        cell_styles: tuple[Style | None, ...] = (status_style, muted, None, None, None, None, error)
+        for index, (value, column_width) in enumerate(zip(row.cells, columns, strict=True)):
+            if index:
+                text.append(" ")
+            text.append(fit(value, column_width), style=cell_styles[index])
+        segments = list(text.render(self.app.console))
+        return Strip(segments).extend_cell_length(width, base).crop(0, width)
+
+    # ---------------------------------------------------------------- cursor
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self._scroll_cursor_into_view()
+        self.refresh()
+
+    def _page(self) -> int:
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def _scroll_cursor_into_view(self) -> None:
+        page = self._page()
+        top = int(self.scroll_y)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + page:
+            self.scroll_to(y=self.cursor - page + 1, animate=False, immediate=True)
+
+    def _move(self, delta: int) -> None:
+        if self._visible:
+            self.cursor = max(0, min(len(self._visible) - 1, self.cursor + delta))
+
+    def action_cursor_up(self) -> None:
+        self._move(-1)
+
+    def action_cursor_down(self) -> None:
+        self._move(1)
+
+    def action_page_up(self) -> None:
+        self._move(-self._page())
+
+    def action_page_down(self) -> None:
+        self._move(self._page())
+
+    def action_first(self) -> None:
+        self._move(-len(self._visible))
+
+    def action_last(self) -> None:
+        self._move(len(self._visible))
+
+    def action_select(self) -> None:
+        if (outcome := self.selected) is not None:
+            self.post_message(self.ResultSelected(outcome))
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y < 1:
+            return
+        index = int(self.scroll_y) + event.y - 1
+        if index < len(self._visible):
+            self.cursor = index
+            if event.chain >= 2:
+                self.action_select()
