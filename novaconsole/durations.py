@@ -57,7 +57,7 @@ def _parse_text(text: str) -> timedelta:
     except ValueError:
         pass
     raise ValueError(
-        f"{text!r} is not a duration; write \"HH:MM:SS\" (\"00:05:00\"), ISO 8601 (\"PT5M\") "
+        f'{text!r} is not a duration; write "HH:MM:SS" ("00:05:00"), ISO 8601 ("PT5M") '
         "or seconds (300)"
     )
 

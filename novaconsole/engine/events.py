@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -110,11 +109,16 @@ class EventsDropped(Event):
 
 
 class EventSubscription:
-    """One reader's bounded window of events. Iterate it; close it (or leave the loop) to stop."""
+    """One reader's bounded window of events.
+
+    Iterate it (``async for``), or take what is buffered with :meth:`drain`; leaving a loop
+    keeps the subscription, :meth:`close` (or ``async with``) ends it.
+    """
 
     def __init__(self, hub: EventHub, max_buffer: int) -> None:
         self._hub = hub
         self._buffer: deque[Event] = deque()
+        self._pending: deque[Event] = deque()
         self._max = max_buffer
         self._dropped = 0
         self._wakeup = anyio.Event()
@@ -129,7 +133,7 @@ class EventSubscription:
             self._wakeup.set()
 
     def drain(self) -> list[Event]:
-        """Everything buffered now, without waiting (an ``EventsDropped`` first if any were lost)."""
+        """Everything buffered now, without waiting; an ``EventsDropped`` first if any were lost."""
         events: list[Event] = []
         if self._dropped:
             events.append(EventsDropped(self._dropped))
@@ -144,19 +148,23 @@ class EventSubscription:
             self._wakeup = anyio.Event()
             await self._wakeup.wait()
 
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._iterate()
+    def __aiter__(self) -> EventSubscription:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Event]:
-        try:
-            while True:
-                await self.wait()
-                if self.closed and not self._buffer and not self._dropped:
-                    return
-                for event in self.drain():
-                    yield event
-        finally:
-            self.close()
+    async def __anext__(self) -> Event:
+        while True:
+            if self._pending:
+                return self._pending.popleft()
+            await self.wait()
+            if self.closed and not self._buffer and not self._dropped:
+                raise StopAsyncIteration
+            self._pending.extend(self.drain())
+
+    async def __aenter__(self) -> EventSubscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if not self.closed:

@@ -543,9 +543,7 @@ class ProcessingService:
         rt.scopes.add(scope)
         return scope, items
 
-    async def _admit(
-        self, scope: Scope, items: list[Any], tracker: Tracker, forced: bool
-    ) -> None:
+    async def _admit(self, scope: Scope, items: list[Any], tracker: Tracker, forced: bool) -> None:
         rt = scope.runtime
         fresh: list[tuple[str, Any]] = []
         for item in items:
@@ -703,8 +701,20 @@ class ProcessingService:
             self._retry_wake.set()
             return
         status = OutcomeStatus.TIMED_OUT if timed_out else OutcomeStatus.FAILED
-        if job.attempts >= rt.max_attempts:
-            self.store.set_item_state(rt.name, job.key, ItemState(job.attempts, dead=True))
+        if job.attempts < rt.max_attempts:
+            # Stopping: the attempt counts, the item stays pending for the next run.
+            self.store.set_item_state(rt.name, job.key, ItemState(job.attempts))
+            log.warning(
+                "%s item %s failed (attempt %d of %d), not retried now: the service is stopping",
+                rt.name,
+                job.item.id,
+                job.attempts,
+                rt.max_attempts,
+                extra=_extra(rt.name, job.item.id),
+            )
+            self._finish(job, status, text, tb)
+            return
+        self.store.set_item_state(rt.name, job.key, ItemState(job.attempts, dead=True))
         log.error(
             "%s item %s failed after %d attempts: %s",
             rt.name,
