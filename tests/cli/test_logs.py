@@ -1,0 +1,114 @@
+"""Log formats: JSON lines and human-readable text, with handler and item id, secrets masked."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from novaconsole.engine.handler import current_item_id, handler_logger
+from novaconsole.logs import HumanFormatter, JsonFormatter, mask_secrets, setup_logging
+
+
+def record(message="hello %s", args=("world",), **extra):
+    made = logging.LogRecord("novaconsole.engine", logging.WARNING, "x.py", 1, message, args, None)
+    made.__dict__.update(extra)
+    return made
+
+
+def test_json_line_has_the_fields():
+    line = JsonFormatter().format(record(handler="Ping", item_id=42, cycle=3))
+    data = json.loads(line)
+    assert data["level"] == "WARNING"
+    assert data["logger"] == "novaconsole.engine"
+    assert data["message"] == "hello world"
+    assert (data["handler"], data["item_id"], data["cycle"]) == ("Ping", 42, 3)
+    assert data["time"].endswith("+00:00")
+    assert "\n" not in line
+
+
+def test_json_exception_is_text():
+    try:
+        raise ValueError("bad\nthing")
+    except ValueError:
+        import sys
+
+        made = record(exc_info=sys.exc_info())
+    data = json.loads(JsonFormatter().format(made))
+    assert "ValueError: bad" in data["exc_info"]
+    assert data["exc_info"].startswith("Traceback")
+
+
+def test_json_item_ids_of_any_type():
+    import uuid
+
+    ident = uuid.uuid4()
+    data = json.loads(JsonFormatter().format(record(handler="H", item_id=ident)))
+    assert data["item_id"] == str(ident)
+
+
+def test_human_line_shows_handler_and_item():
+    formatter = HumanFormatter()
+    made = record(handler="Ping", item_id=7)
+    line = formatter.format(made)
+    assert "WARNING" in line
+    assert "[Ping item=7] hello world" in line
+    assert made.getMessage() == "hello world"  # other handlers see the record unchanged
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("postgresql+asyncpg://bob:s3cret@db:5432/x", "postgresql+asyncpg://bob:***@db:5432/x"),
+        ("url=redis://:pw@h/0 and more", "url=redis://:***@h/0 and more"),
+        ("sqlite+aiosqlite:///a/b.db", "sqlite+aiosqlite:///a/b.db"),
+        ("http://host:8080/path", "http://host:8080/path"),
+    ],
+)
+def test_mask_secrets(text, masked):
+    assert mask_secrets(text) == masked
+
+
+def test_secrets_masked_in_both_formats():
+    made = record("connecting to %s", ("postgresql://u:hunter2@h/db",))
+    assert "hunter2" not in JsonFormatter().format(made)
+    assert "hunter2" not in HumanFormatter().format(made)
+
+
+@pytest.fixture
+def root_logging():
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    yield root
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+
+
+def test_setup_logging_json_with_handler_logger(root_logging):
+    stream = io.StringIO()
+    setup_logging("json", "debug", stream=stream)
+    setup_logging("json", "debug", stream=stream)  # replaces, never duplicates
+    log = handler_logger("Ping")
+    token = current_item_id.set("item-9")
+    try:
+        log.info("processing")
+    finally:
+        current_item_id.reset(token)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["handler"] == "Ping"
+    assert lines[0]["item_id"] == "item-9"
+    assert lines[0]["logger"] == "novaconsole.handlers.Ping"
+
+
+def test_setup_logging_level_filters(root_logging):
+    stream = io.StringIO()
+    setup_logging("rich", "warning", stream=stream)
+    logging.getLogger("novaconsole.engine").info("quiet")
+    logging.getLogger("novaconsole.engine").warning("loud")
+    text = stream.getvalue()
+    assert "loud" in text
+    assert "quiet" not in text
+    assert len(text.splitlines()) == 1
