@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 
 @dataclass(eq=False, slots=True)
 class Tracker:
-    """Collects the final outcomes of the items one ``run_once()`` fetched."""
+    """Follows one cycle to its end; for ``run_once()`` it also collects every outcome."""
 
     report: CycleReport
     pending: int = 0
+    """Items (run once) or scopes (background cycles) not yet final."""
     fetching: int = 0
+    items: int = 0
     done: anyio.Event = field(default_factory=anyio.Event)
 
     def settle(self) -> None:
@@ -49,6 +51,8 @@ class Scope:
     first_pass: int = 0
     """Items not yet final nor waiting for a retry (the handler is due again at zero)."""
     closed: bool = False
+    cycle: Tracker | None = None
+    """The background cycle this fetch belongs to; it ends when the scope closes."""
     background: bool = True
     """True when the poll loop started this fetch (it schedules the handler's next poll)."""
 
@@ -70,6 +74,17 @@ class Job:
     first_pass_done: bool = False
     forced: bool = False
     """Part of a ``run_once()``: handed out even while the service is paused."""
+
+
+@dataclass(eq=False, slots=True)
+class WorkerSlot:
+    """What one worker holds: its cancel scope and the item in hand with its deadline."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    job: Job | None = None
+    deadline: float = 0.0
+    timed_out: Job | None = None
+    """Set by the watchdog just before it cancels ``scope`` for an overrun item."""
 
 
 class FairQueue:

@@ -36,7 +36,7 @@ from novaconsole.engine.outcomes import Attempt, CycleReport, ItemOutcome, Outco
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
 from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.runtime import HandlerRuntime
-from novaconsole.engine.scheduling import FairQueue, Job, Scope, Tracker
+from novaconsole.engine.scheduling import FairQueue, Job, Scope, Tracker, WorkerSlot
 from novaconsole.engine.snapshot import HandlerView, Snapshot
 from novaconsole.engine.state import Controls, ItemState, MemoryStateStore, StateStore
 
@@ -109,6 +109,7 @@ class ProcessingService:
         self._task_group: TaskGroup | None = None
         self._worker_group: TaskGroup | None = None
         self._fetch_scopes: set[anyio.CancelScope] = set()
+        self._slots: set[WorkerSlot] = set()
         self._stopping = False
         self._drained: anyio.Event | None = None
         self._work = anyio.Event()
@@ -139,6 +140,7 @@ class ProcessingService:
             async with anyio.create_task_group() as group:
                 self._task_group = group
                 await group.start(self._run_workers)
+                group.start_soon(self._watchdog)
                 group.start_soon(self._retry_loop)
                 group.start_soon(self.store.run)
                 if poll:
@@ -438,15 +440,15 @@ class ProcessingService:
 
     async def _finish_cycle(self, tracker: Tracker) -> None:
         await tracker.done.wait()
-        self._close_report(tracker.report)
+        self._close_report(tracker)
 
-    def _close_report(self, report: CycleReport) -> None:
+    def _close_report(self, tracker: Tracker) -> None:
+        report = tracker.report
         report.finished_at = _now()
         self._last_cycle_duration = report.duration
-        self._hub.publish(CycleFinished(report.cycle, report.duration, len(report.outcomes)))
-        log.debug(
-            "cycle %d done in %.3fs: %d items", report.cycle, report.duration, len(report.outcomes)
-        )
+        items = len(report.outcomes) or tracker.items
+        self._hub.publish(CycleFinished(report.cycle, report.duration, items))
+        log.debug("cycle %d done in %.3fs: %d items", report.cycle, report.duration, items)
 
     async def run_once(self) -> CycleReport:
         """Run one cycle now, even while paused; return when every fetched item is final.
@@ -465,7 +467,7 @@ class ProcessingService:
                 group.start_soon(self._fetch_into_queue, rt, tracker, True)
         tracker.settle()
         await tracker.done.wait()
-        self._close_report(tracker.report)
+        self._close_report(tracker)
         return tracker.report
 
     # ------------------------------------------------------------------ fetching
@@ -565,9 +567,10 @@ class ProcessingService:
                 continue
             state = states.get(key)
             job = Job(item=item, key=key, scope=scope, attempts=state.attempts if state else 0)
-            job.forced = forced
-            job.trackers.append(tracker)
-            tracker.pending += 1
+            if forced:
+                job.forced = True
+                job.trackers.append(tracker)
+                tracker.pending += 1
             if state is not None and state.dead:
                 self._finish(job, OutcomeStatus.SKIPPED, f"out of attempts ({state.attempts})")
                 continue
@@ -575,6 +578,11 @@ class ProcessingService:
             jobs.append(job)
         scope.unsettled += len(jobs)
         scope.first_pass += len(jobs)
+        if jobs and not forced:
+            # A background cycle waits for its scopes, not for each item: cheaper per item.
+            scope.cycle = tracker
+            tracker.pending += 1
+            tracker.items += len(jobs)
         if not jobs:
             await self._close_scope(scope)
             return
@@ -614,27 +622,47 @@ class ProcessingService:
             self._worker_group.start_soon(self._worker)
 
     async def _worker(self) -> None:
+        """Take items and process them until stopped, without a checkpoint per item.
+
+        Each worker runs inside a long-lived cancel scope that the watchdog cancels when the
+        item in hand overruns its timeout: cheaper than a cancel scope and a timer per item.
+        """
         queue = self._queue
+        slot = WorkerSlot()
+        self._slots.add(slot)
         yielded = monotonic()
         try:
-            while not self._stopping:
-                if self._workers > self._concurrency:
-                    return
-                job = queue.take()
-                if job is None:
-                    if self._work.is_set():
-                        self._work = anyio.Event()
-                    await self._work.wait()
-                    yielded = monotonic()
-                    continue
-                await self._process(job)
-                if monotonic() - yielded > _YIELD_EVERY:
-                    await checkpoint()
-                    yielded = monotonic()
+            while not self._stopping and self._workers <= self._concurrency:
+                with anyio.CancelScope() as slot.scope:
+                    while not self._stopping:
+                        if self._workers > self._concurrency:
+                            return
+                        job = queue.take()
+                        if job is None:
+                            if self._work.is_set():
+                                self._work = anyio.Event()
+                            await self._work.wait()
+                            yielded = monotonic()
+                            continue
+                        error = await self._attempt(job, slot)
+                        if error is None:
+                            self._finish(job, OutcomeStatus.SUCCEEDED, None)
+                        else:
+                            await self._failed(job, error, timed_out=False)
+                        if monotonic() - yielded > _YIELD_EVERY:
+                            await checkpoint()
+                            yielded = monotonic()
+                timed_out, slot.timed_out = slot.timed_out, None
+                if timed_out is not None:
+                    timeout = timed_out.scope.runtime.item_timeout.total_seconds()
+                    error = TimeoutError(f"timed out after {timeout:g}s")
+                    await self._failed(timed_out, error, timed_out=True)
         finally:
+            self._slots.discard(slot)
             self._workers -= 1
 
-    async def _process(self, job: Job) -> None:
+    async def _attempt(self, job: Job, slot: WorkerSlot) -> Exception | None:
+        """One try at an item: the error it raised, or None. Timeouts arrive as cancellation."""
         rt = job.scope.runtime
         rt.in_flight += 1
         self._in_flight += 1
@@ -643,39 +671,54 @@ class ProcessingService:
         if job.wait < 0:
             job.wait = started - job.enqueued_at
             job.first_started_at = started_at
+        slot.job, slot.deadline = job, started + rt.item_timeout.total_seconds()
         token = current_item_id.set(job.item.id)
-        error: BaseException | None = None
-        timed_out = False
-        cancelled = False
-        timeout = rt.item_timeout.total_seconds()
+        error: Exception | None = None
         try:
-            with anyio.move_on_after(timeout) as deadline:
-                await job.scope.handler.process(job.item)
-            if deadline.cancelled_caught:
-                timed_out = True
-                error = TimeoutError(f"timed out after {timeout:g}s")
-        except anyio.get_cancelled_exc_class():
-            cancelled = True
-            raise
+            await job.scope.handler.process(job.item)
         except Exception as exc:
             error = exc
+        except anyio.get_cancelled_exc_class():
+            if slot.timed_out is not job:
+                self._record_attempt(job, started, started_at, "cancelled: the service stopped")
+                self._finish(job, OutcomeStatus.CANCELLED, "cancelled: the service stopped")
+                raise
+            timeout = rt.item_timeout.total_seconds()
+            self._record_attempt(job, started, started_at, f"timed out after {timeout:g}s", True)
+            raise
         finally:
+            slot.job = None
             current_item_id.reset(token)
-            duration = monotonic() - started
-            job.processing += duration
-            job.attempts += 1
-            text = None if error is None else _describe(error)
-            job.history.append(Attempt(job.attempts, started_at, duration, text, timed_out))
             rt.in_flight -= 1
             self._in_flight -= 1
-            if cancelled:
-                self._finish(job, OutcomeStatus.CANCELLED, "cancelled: the service stopped")
             if self._stopping and not self._in_flight:
                 self._idle.set()
-        if error is None:
-            self._finish(job, OutcomeStatus.SUCCEEDED, None)
-        else:
-            await self._failed(job, error, timed_out)
+        self._record_attempt(job, started, started_at, None if error is None else _describe(error))
+        return error
+
+    @staticmethod
+    def _record_attempt(
+        job: Job, started: float, started_at: datetime, error: str | None, timed_out: bool = False
+    ) -> None:
+        duration = monotonic() - started
+        job.processing += duration
+        job.attempts += 1
+        job.history.append(Attempt(job.attempts, started_at, duration, error, timed_out))
+
+    async def _watchdog(self) -> None:
+        """Cancel items that overrun their handler's ``item_timeout``."""
+        shortest = min(
+            (rt.item_timeout.total_seconds() for rt in self._runtimes.values()), default=1.0
+        )
+        interval = min(max(shortest / 10, 0.005), 0.5)
+        while True:
+            await anyio.sleep(interval)
+            now = monotonic()
+            for slot in self._slots:
+                job = slot.job
+                if job is not None and now >= slot.deadline and slot.timed_out is None:
+                    slot.timed_out = job
+                    slot.scope.cancel()
 
     async def _failed(self, job: Job, error: BaseException, timed_out: bool) -> None:
         rt = job.scope.runtime
@@ -851,6 +894,9 @@ class ProcessingService:
             return
         scope.closed = True
         scope.runtime.scopes.discard(scope)
+        if scope.cycle is not None:
+            scope.cycle.pending -= 1
+            scope.cycle.settle()
         try:
             with anyio.CancelScope(shield=True):
                 await scope.ctx.aclose()

@@ -7,6 +7,7 @@ persists nothing: it is for tests and for services built without a database.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -71,8 +72,7 @@ class MemoryStateStore:
     """A :class:`StateStore` that keeps everything in this process and persists nothing."""
 
     def __init__(self, keep_outcomes: int = 10_000) -> None:
-        self.outcomes: list[ItemOutcome] = []
-        self._keep = keep_outcomes
+        self.outcomes: deque[ItemOutcome] = deque(maxlen=keep_outcomes)
         self._items: dict[tuple[str, str], ItemState] = {}
         self._controls = Controls()
 
@@ -87,8 +87,6 @@ class MemoryStateStore:
 
     def record(self, outcomes: Sequence[ItemOutcome]) -> None:
         self.outcomes.extend(outcomes)
-        if len(self.outcomes) > self._keep:
-            del self.outcomes[: len(self.outcomes) - self._keep]
 
     def set_item_state(self, handler: str, item_id: str, state: ItemState | None) -> None:
         if state is None:

@@ -133,7 +133,7 @@ async def test_a_fetch_that_hangs_is_cut_off_at_fetch_timeout() -> None:
     ]
 
 
-async def test_an_item_that_hangs_times_out() -> None:
+async def test_an_item_that_hangs_times_out_and_its_worker_carries_on() -> None:
     source = Source(ids=[1, 2])
 
     async def hang_on_one(item: Item, attempt: int) -> None:
@@ -142,7 +142,7 @@ async def test_an_item_that_hangs_times_out() -> None:
 
     source.behaviour = hang_on_one
     service = (
-        processing(item_timeout=0.1, retry=RetryPolicy(max_attempts=1))
+        processing(item_timeout=0.1, max_concurrency=1, retry=RetryPolicy(max_attempts=1))
         .add_handler(source.handler(), name="A")
         .build()
     )
