@@ -235,11 +235,10 @@ def _run_service(args: argparse.Namespace) -> int:
         return code
     import logging
 
-    logging.getLogger().setLevel(args.log_level.upper())
     service = _service(settings)
     from novaconsole.console import run_console
 
-    return run_console(service, settings)
+    return run_console(service, settings, log_level=logging.getLevelName(args.log_level.upper()))
 
 
 def _handlers(args: argparse.Namespace) -> int:
@@ -389,10 +388,13 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        wide = column in ("error", "name", "handler", "item")
+        table.add_column(column, overflow="fold", no_wrap=not wide)
     for row in rows:
         table.add_row(*row)
     console = Console()
+    if not console.is_terminal:
+        console.width = 200  # a pipe or file: keep one row per line
     console.print(table, markup=False, highlight=False)
     if not rows:
         console.print("(none)")

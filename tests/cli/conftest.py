@@ -80,13 +80,23 @@ class Project:
         return self.config
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    package = tmp_path / "handlers"
+def make_project(root: Path) -> Project:
+    package = root / "handlers"
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "toy.py").write_text(HANDLER_MODULE)
-    return Project(root=tmp_path, db_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    return Project(root=root, db_url=f"sqlite+aiosqlite:///{root / 'x.db'}")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return make_project(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """One project for a module's read-only tests (each CLI run costs about a second)."""
+    return make_project(tmp_path_factory.mktemp("project"))
 
 
 class Cli:
@@ -132,14 +142,25 @@ class Cli:
         return process, LineReader(process)
 
 
-@pytest.fixture
-def cli(project: Project) -> Iterator[Cli]:
-    runner = Cli(project.root)
-    yield runner
+def _stop_leftovers(runner: Cli) -> None:
     for process in runner.started:  # a failed test must not leave a process behind
         if process.poll() is None:
             process.kill()
         process.wait(TIMEOUT)
+
+
+@pytest.fixture
+def cli(project: Project) -> Iterator[Cli]:
+    runner = Cli(project.root)
+    yield runner
+    _stop_leftovers(runner)
+
+
+@pytest.fixture(scope="module")
+def shared_cli(shared_project: Project) -> Iterator[Cli]:
+    runner = Cli(shared_project.root)
+    yield runner
+    _stop_leftovers(runner)
 
 
 class LineReader:
