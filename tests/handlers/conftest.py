@@ -29,13 +29,19 @@ async def sessions(tmp_path: Path) -> AsyncIterator[Sessions]:
 
 
 @pytest.fixture
-def make_context(sessions: Sessions) -> Callable[..., HandlerContext]:
-    """``make_context(name, purpose, options)``: a scope as the engine would hand it over."""
+async def make_context(sessions: Sessions) -> AsyncIterator[Callable[..., HandlerContext]]:
+    """``make_context(name, purpose, options)``: a scope as the engine would hand it over,
+    closed (with whatever the handler opened in it) after the test."""
+    contexts: list[HandlerContext] = []
 
     def make(name: str, purpose: HandlerPurpose, options: Any) -> HandlerContext:
-        return HandlerContext(name=name, purpose=purpose, options=options, session_factory=sessions)
+        ctx = HandlerContext(name=name, purpose=purpose, options=options, session_factory=sessions)
+        contexts.append(ctx)
+        return ctx
 
-    return make
+    yield make
+    for ctx in contexts:
+        await ctx.aclose()
 
 
 @dataclass
