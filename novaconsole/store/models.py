@@ -26,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 
 SCHEMA_VERSION = 1
 """The schema this novaconsole writes; a database with a higher one is refused."""
@@ -36,30 +37,51 @@ ITEM_ID_LENGTH = 500
 
 metadata = MetaData()
 
+# SQLite only aliases rowid for a column declared exactly INTEGER PRIMARY KEY.
+_Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def sqlite_time(value: datetime) -> str:
+    """How :class:`UtcDateTime` stores a timestamp on SQLite."""
+    if value.tzinfo is not UTC:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+
 
 class UtcDateTime(TypeDecorator[datetime]):
-    """A timestamp stored in UTC and always read back tz-aware (SQLite keeps no offset)."""
+    """A timestamp stored in UTC and always read back tz-aware.
+
+    On SQLite (which has no timestamp type) it is stored as ``YYYY-MM-DD HH:MM:SS.ffffff``
+    text, the layout SQLAlchemy uses there, formatted here because SQLAlchemy's own formatter
+    is the costliest part of writing a batch of results.
+    """
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
+        if dialect.name == "sqlite":
+            return sqlite_time(value)
         if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-        return value.astimezone(UTC)  # type: ignore[no-any-return]
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
-
-# SQLite only aliases rowid for a column declared exactly INTEGER PRIMARY KEY.
-_Id = BigInteger().with_variant(Integer(), "sqlite")
 
 meta = Table(
     "novaconsole_meta",
@@ -82,7 +104,7 @@ results = Table(
     Column("duration", Float, nullable=False),
     Column("error", Text),
     Column("traceback", Text),
-    Column("history", JSON),
+    Column("history", JSON(none_as_null=True)),  # NULL: the single attempt the row itself describes
     Index("ix_novaconsole_results_handler_finished", "handler", "finished_at"),
     Index("ix_novaconsole_results_status", "status"),
 )

@@ -41,7 +41,13 @@ from novaconsole.store.models import (
     item_states,
     results,
 )
-from novaconsole.store.recorder import OutcomeBuffer, outcome_row, row_outcome
+from novaconsole.store.recorder import (
+    SQLITE_INSERT,
+    OutcomeBuffer,
+    outcome_row,
+    row_outcome,
+    sqlite_row,
+)
 from novaconsole.store.retention import prune_results
 
 log = logging.getLogger("novaconsole.store")
@@ -94,6 +100,9 @@ class SqlStore:
         self._writing_states: dict[StateKey, ItemState | None] = {}
         self._controls: Controls | None = None
         self._writing_controls: Controls | None = None
+        self._recorded = 0
+        self._written = 0
+        self._progress: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return f"SqlStore({self.display_url!r})"
@@ -156,6 +165,7 @@ class SqlStore:
 
     def record(self, outcomes: Sequence[ItemOutcome]) -> None:
         """Buffer final outcomes for the next batch."""
+        self._recorded += len(outcomes)
         self._outcomes.add(outcomes)
 
     def set_item_state(self, handler: str, item_id: str, state: ItemState | None) -> None:
@@ -204,8 +214,20 @@ class SqlStore:
                     self._writing_states, self._writing_controls = {}, None
             self._outcomes.written()
             written += len(batch)
+            self._written += len(batch)
+            if self._progress is not None:
+                self._progress.set()
+                self._progress = None
             if written >= todo:
                 return written
+
+    async def settled(self) -> None:
+        """Wait until every outcome recorded before this call is written (or dropped)."""
+        target = self._recorded
+        while self._written + self._outcomes.dropped < target:
+            if self._progress is None:
+                self._progress = anyio.Event()
+            await self._progress.wait()
 
     async def prune(self, *, now: datetime | None = None) -> int:
         """Apply retention now; the number of results deleted."""
@@ -315,7 +337,10 @@ async def _write(
     saved: Controls | None,
 ) -> None:
     if batch:
-        await connection.execute(results.insert(), [outcome_row(o) for o in batch])
+        if connection.dialect.name == "sqlite":
+            await connection.exec_driver_sql(SQLITE_INSERT, [sqlite_row(o) for o in batch])
+        else:
+            await connection.execute(results.insert(), [outcome_row(o) for o in batch])
     if states:
         await connection.execute(
             item_states.delete().where(

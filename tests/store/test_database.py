@@ -1,0 +1,151 @@
+"""Database set-up: URLs, masked secrets, unusable databases and the schema version."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from novaconsole.errors import ConfigError
+from novaconsole.store import mask_url, open_store
+from novaconsole.store.models import SCHEMA_VERSION
+from novaconsole.store.queries import handler_totals, list_results
+from tests.store.support import join_driver_threads, outcome
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "s3cr3t-pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        (
+            f"postgresql+asyncpg://app:{SECRET}@db.example:5432/jobs",
+            "postgresql+asyncpg://app:***@db.example:5432/jobs",
+        ),
+        (
+            f"postgresql+asyncpg://db.example/jobs?user=app&password={SECRET}&ssl=true",
+            "postgresql+asyncpg://db.example/jobs?user=app&password=***&ssl=true",
+        ),
+        ("sqlite+aiosqlite:///novaconsole.db", "sqlite+aiosqlite:///novaconsole.db"),
+        ("postgresql+asyncpg://app@db.example/jobs", "postgresql+asyncpg://app@db.example/jobs"),
+        (f"postgresql+asyncpg://app:{SECRET}@[bad", "postgresql+asyncpg://app:***@[bad"),
+    ],
+)
+def test_mask_url_hides_passwords(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_store_shows_its_url_masked() -> None:
+    store = open_store(f"postgresql+asyncpg://app:{SECRET}@127.0.0.1:1/jobs")
+
+    assert store.display_url == "postgresql+asyncpg://app:***@127.0.0.1:1/jobs"
+    assert SECRET not in repr(store)
+
+
+def test_bare_scheme_gets_its_async_driver(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+
+    assert store.engine.url.drivername == "sqlite+aiosqlite"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"nosuchdb+driver://app:{SECRET}@host/db",
+        f"postgresql+nosuchdriver://app:{SECRET}@host/db",
+        f"postgresql+psycopg2://app:{SECRET}@host/db",
+        f"://app:{SECRET}@",
+    ],
+)
+def test_a_bad_url_is_one_config_error_without_the_password(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store(url)
+
+    message = str(caught.value)
+    assert SECRET not in message
+    assert "\n" not in message
+    assert message.startswith("database.url: ")
+
+
+async def test_an_unreachable_database_is_a_config_error_without_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = open_store(f"postgresql+asyncpg://app:{SECRET}@127.0.0.1:1/jobs")
+
+    with pytest.raises(ConfigError) as caught:
+        await store.open()
+    await store.engine.dispose()
+
+    message = str(caught.value)
+    assert message.startswith("database.url: cannot open database ")
+    assert "postgresql+asyncpg://app:***@127.0.0.1:1/jobs" in message
+    assert SECRET not in message
+    assert "\n" not in message
+    assert SECRET not in caplog.text
+
+
+async def test_a_sqlite_file_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    store = open_store(f"sqlite+aiosqlite:///{blocker / 'novaconsole.db'}")
+
+    with pytest.raises(ConfigError, match="cannot open database"):
+        await store.open()
+    await store.engine.dispose()
+    await join_driver_threads()
+
+
+async def test_a_database_of_a_newer_version_is_refused_and_left_alone(
+    db_url: str, db_path: Path
+) -> None:
+    store = open_store(db_url)
+    await store.open()
+    store.record([outcome(1)])
+    await store.close()
+    newer = SCHEMA_VERSION + 1
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE novaconsole_meta SET value = :v WHERE key = 'schema_version'"),
+            {"v": str(newer)},
+        )
+        await connection.execute(text("DROP TABLE novaconsole_controls"))
+    await store.engine.dispose()
+    expected = (
+        f"database {db_url} has schema version {newer}, newer than this novaconsole "
+        f"({SCHEMA_VERSION}); upgrade novaconsole"
+    )
+
+    again = open_store(db_url)
+    with pytest.raises(ConfigError) as opening:
+        await again.open()
+    with pytest.raises(ConfigError) as reading:
+        await list_results(db_url)
+    with pytest.raises(ConfigError):
+        await handler_totals(db_url)
+
+    assert str(opening.value) == expected
+    assert str(reading.value) == expected
+    async with again.engine.connect() as connection:
+        tables = await connection.scalar(
+            text("SELECT count(*) FROM sqlite_master WHERE name = 'novaconsole_controls'")
+        )
+        version = await connection.scalar(text("SELECT value FROM novaconsole_meta"))
+    await again.engine.dispose()
+    assert (tables, version) == (0, str(newer))
+
+
+async def test_a_newer_schema_message_masks_the_password() -> None:
+    from novaconsole.store.database import check_schema_version, create_engine
+
+    engine = create_engine(f"postgresql+asyncpg://app:{SECRET}@127.0.0.1:1/jobs")
+    with pytest.raises(ConfigError) as caught:
+        check_schema_version(SCHEMA_VERSION + 1, engine)
+    await engine.dispose()
+
+    assert SECRET not in str(caught.value)
+    assert "app:***@" in str(caught.value)
