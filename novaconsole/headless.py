@@ -51,28 +51,50 @@ async def run_headless(service: ProcessingService, *, once: bool, out: TextIO | 
     """Run ``service`` without a screen; print a summary to ``out`` (stdout); the exit status.
 
     ``once``: one cycle (``run_once()``), then 0 if it went well and 1 if any item failed,
-    timed out or was cancelled or any fetch failed. Otherwise: until SIGINT or SIGTERM, then
-    drain and 0.
+    timed out or was cancelled or any fetch failed; a signal stops the cycle (drained) with
+    128 + its number. Otherwise: until SIGINT or SIGTERM, then drain and 0.
     """
     out = out if out is not None else sys.stdout
-    if once:
-        report = await _one_cycle(service)
-        tally = Tally(r.name for r in service.registrations)
-        for outcome in report.outcomes:
-            tally.add(outcome)
-        print_summary(tally, out, fetched=report.fetched, fetch_errors=report.fetch_errors)
-        status = "ok" if report.ok else "FAILED"
-        out.write(f"one cycle: {len(report.outcomes)} items in {report.duration:.2f} s, {status}\n")
-        return 0 if report.ok else 1
-    tally = await _until_signalled(service)
-    print_summary(tally, out)
-    return 0
+    if not once:
+        tally = await _until_signalled(service)
+        print_summary(tally, out)
+        return 0
+    report, signum = await _one_cycle(service)
+    if report is None:
+        return 128 + signum
+    tally = Tally(r.name for r in service.registrations)
+    for outcome in report.outcomes:
+        tally.add(outcome)
+    print_summary(tally, out, fetched=report.fetched, fetch_errors=report.fetch_errors)
+    items = len(report.outcomes)
+    status = "ok" if report.ok else "FAILED"
+    out.write(
+        f"one cycle: {items} item{'' if items == 1 else 's'} in {report.duration:.2f} s, {status}\n"
+    )
+    return 0 if report.ok else 1
 
 
-async def _one_cycle(service: ProcessingService) -> CycleReport:
-    # poll=False: only run_once() fetches, so its report holds every item of the cycle.
-    async with service.running(poll=False):
-        return await service.run_once()
+async def _one_cycle(service: ProcessingService) -> tuple[CycleReport | None, int]:
+    """The cycle's report, or ``None`` and the signal that cut it short."""
+    report: CycleReport | None = None
+    received = 0
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # poll=False: only run_once() fetches, so its report holds every item of the cycle.
+        async with service.running(poll=False), anyio.create_task_group() as group:
+
+            async def stop_on_signal() -> None:
+                nonlocal received
+                async for signum in signals:
+                    received = signum
+                    log.info("%s received: stopping the cycle", signal.Signals(signum).name)
+                    group.cancel_scope.cancel()
+                    return
+
+            group.start_soon(stop_on_signal)
+            report = await service.run_once()
+            group.cancel_scope.cancel()
+    # Leaving running() drained what the cycle still had in flight.
+    return (None, received) if received else (report, 0)
 
 
 async def _until_signalled(service: ProcessingService) -> Tally:

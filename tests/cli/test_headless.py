@@ -132,6 +132,20 @@ def test_signal_drains_in_flight_items_and_exits_0(project, cli, signum):
     assert "novaconsole summary" in process.stdout.read()
 
 
+def test_signal_during_once_drains_and_exits_128_plus_signal(project, cli):
+    markers = project.root / "done"
+    markers.mkdir()
+    project.write_config(toy_config(options=f'count = 1\nslow = 0.5\nmarker_dir = "{markers}"'))
+    process, reader = cli.start("--no-ui", "--once", "--db", project.db_url, "--log-format", "json")
+    reader.wait_for(lambda line: "processing started" in line)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 128 + signal.SIGTERM
+    messages = [r["message"] for r in json_lines(reader.rest())]
+    assert "SIGTERM received: stopping the cycle" in messages
+    assert (markers / "done-0").exists()  # the item in flight was drained, not cut off
+    assert "Traceback" not in "\n".join(messages)
+
+
 HYGIENE = """
 import json, sys
 from novaconsole.cli import main
