@@ -10,6 +10,7 @@ of failing with "database is locked". Connections from :func:`reader` begin ``DE
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, inspect, select, text
@@ -165,9 +166,21 @@ def check_schema_version(version: int | None, engine: AsyncEngine) -> None:
         )
 
 
+def sqlite_file(engine: AsyncEngine) -> Path | None:
+    """The file of a SQLite database (``None``: in memory, a URI, or not SQLite)."""
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:"):
+        return None
+    return None if database.startswith("file:") else Path(database)
+
+
 async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create the tables on first use; refuse (and never touch) a newer schema."""
+    """Create the tables on first use (and a SQLite file's directory); refuse (and never
+    touch) a newer schema."""
     try:
+        path = sqlite_file(engine)
+        if path is not None and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
         async with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execute(

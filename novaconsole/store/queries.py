@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,9 +21,9 @@ from novaconsole.store.database import (
     check_schema_version,
     connection_error,
     create_engine,
-    parse_url,
     read_schema_version,
     reader,
+    sqlite_file,
 )
 from novaconsole.store.models import HANDLER_LENGTH, ITEM_ID_LENGTH, item_states, results
 from novaconsole.store.recorder import row_dict
@@ -104,15 +103,9 @@ async def recent_results(store: SqlStore, limit: int = 200) -> list[ItemOutcome]
 
 def _engine_for(url: str) -> AsyncEngine | None:
     """An engine for ``url``, or ``None`` for a SQLite file that does not exist."""
-    parsed = parse_url(url)
-    database = parsed.database or ""
-    missing_file = (
-        parsed.get_backend_name() == "sqlite"
-        and database not in ("", ":memory:")
-        and not database.startswith("file:")
-        and not Path(database).exists()
-    )
-    return None if missing_file else create_engine(url)
+    engine = create_engine(url)
+    path = sqlite_file(engine)
+    return None if path is not None and not path.exists() else engine
 
 
 async def _usable(connection: AsyncConnection, engine: AsyncEngine) -> bool:

@@ -100,6 +100,16 @@ async def test_a_sqlite_file_that_cannot_be_created_is_a_config_error(tmp_path: 
     await join_driver_threads()
 
 
+async def test_opening_creates_the_directory_of_a_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "deeper" / "novaconsole.db"
+    store = open_store(f"sqlite+aiosqlite:///{path}")
+
+    await store.open()
+    await store.close()
+
+    assert path.is_file()
+
+
 async def test_a_database_of_a_newer_version_is_refused_and_left_alone(
     db_url: str, db_path: Path
 ) -> None:
