@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from novaconsole.engine.batch_session import BatchSession
+
 current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "novaconsole_item_id", default=None
 )
@@ -86,6 +88,7 @@ class HandlerContext:
     state: dict[str, Any] = field(default_factory=dict)
     """Free for the handler: lives as long as the scope."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
+    _batch: BatchSession | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -93,12 +96,29 @@ class HandlerContext:
 
     def session(self) -> AbstractAsyncContextManager[AsyncSession]:
         """Open a new ``AsyncSession`` on the configured database: ``async with ctx.session()``."""
+        return self._session_scope(self._factory("session"))
+
+    def batch_session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """The recommended fast write path: ``async with ctx.batch_session() as s:``.
+
+        Items of this scope share one transaction, each use in its own savepoint (a failing
+        item rolls back alone); do not commit it yourself. The block returns once the commit
+        holding its work is done. See :mod:`novaconsole.engine.batch_session`.
+        """
+        if self._batch is None:
+            from novaconsole.engine.batch_session import BatchSession
+
+            self._batch = BatchSession(self._factory("batch_session"))
+            self._stack.push_async_callback(self._batch.aclose)
+        return self._batch.use()
+
+    def _factory(self, method: str) -> SessionFactory:
         if self.session_factory is None:
             raise NoDatabaseError(
-                f"handler {self.name!r} asked for ctx.session(), but the service was built "
+                f"handler {self.name!r} asked for ctx.{method}(), but the service was built "
                 "without a database; pass database_url= to build() or set [database] url"
             )
-        return self._session_scope(self.session_factory)
+        return self.session_factory
 
     @asynccontextmanager
     async def _session_scope(self, factory: SessionFactory) -> AsyncIterator[AsyncSession]:
