@@ -93,7 +93,12 @@ class Track(DomainBase):
     deleted_at: Mapped[datetime | None]
     scheduled_deletion_at: Mapped[datetime | None]
 
-    __table_args__ = (Index("ix_tracks_status_scheduled", "status", "scheduled_deletion_at"),)
+    # AUTOINCREMENT: SQLite must not hand a purged track's id to a new one, since the engine
+    # remembers attempts by item id.
+    __table_args__ = (
+        Index("ix_tracks_status_scheduled", "status", "scheduled_deletion_at"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class StagingBatch(DomainBase):

@@ -485,7 +485,9 @@ class DemoWorld:
 async def trickle(world: DemoWorld, rate: float) -> None:
     """Add ``rate`` new items per second until cancelled; a failed addition is only logged."""
     if rate <= 0:
+        log.info("demo: no new work will arrive (--rate 0)")
         await anyio.sleep_forever()
+    log.info("demo: %.1f new items per second arrive in %s", rate, world.paths.root)
     interval = 1.0 / rate
     deadline = anyio.current_time()
     while True:
@@ -594,11 +596,10 @@ async def _main(
         settings = demo_settings(paths, web.webhook_url)
         service = build_service(settings)
         log.info(
-            "demo data %s %s: webhook %s, %.1f new items/s, failure rate %.0f%%",
+            "demo data %s %s; webhook %s refuses %.0f%% of first requests",
             "added to" if reused else "seeded in",
             paths.root,
             web.webhook_url,
-            rate,
             web.failure_rate * 100,
         )
         async with anyio.create_task_group() as group:

@@ -199,3 +199,18 @@ async def test_directory_store_round_trip(tmp_path: Path) -> None:
     assert await store.delete("a/b/c.bin") is True
     assert await store.delete("a/b/c.bin") is False
     assert not await store.exists("a/b/c.bin")
+
+
+async def test_ids_of_purged_tracks_are_never_reused(
+    handler: PhysicalDeletionHandler, sessions: Sessions, tmp_path: Path
+) -> None:
+    # The engine remembers attempts by item id: a new track must not inherit a purged one's.
+    await add_track(sessions, tmp_path / "objects", 5)
+    [item] = await handler.fetch_next(10)
+    await handler.process(item)
+
+    async with sessions() as session, session.begin():
+        track = Track(user_id="u", title="New", object_key="audio/new.mp3")
+        session.add(track)
+        await session.flush()
+        assert track.id == 6
