@@ -53,6 +53,8 @@ class ItemOutcome:
     history: tuple[Attempt, ...] = ()
     wait: float = 0.0
     """Seconds the item spent waiting in the queue before its first try."""
+    token: int | None = None
+    """Fencing token of the worker's claim: the store records the outcome only if current."""
 
     @property
     def ok(self) -> bool:

@@ -74,6 +74,10 @@ class Job:
     first_pass_done: bool = False
     forced: bool = False
     """Part of a ``run_once()``: handed out even while the service is paused."""
+    token: int | None = None
+    """Fencing token of this worker's claim, when workers share the database."""
+    lost: bool = False
+    """The claim's lease went to another worker: not processed (again) here."""
 
 
 @dataclass(eq=False, slots=True)

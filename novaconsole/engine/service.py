@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import traceback
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from itertools import count
@@ -18,6 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.lowlevel import checkpoint
 
+from novaconsole.engine.coordination import Claim, Command, Coordinator, WorkerBeat, WorkerView
 from novaconsole.engine.events import (
     ControlChanged,
     CycleFinished,
@@ -103,6 +104,10 @@ class ProcessingService:
         self._workers = 0
         self._retry_heap: list[tuple[float, int, Job]] = []
         self._sequence = count()
+        self._coordinator: Coordinator | None = getattr(self.store, "coordinator", None)
+        self._fleet: tuple[WorkerView, ...] = ()
+        self._unfinished: list[Claim] = []
+        self._started_at = _now()
         self._throughput = Throughput()
         self._latency = LatencySamples()
         self._totals = {"succeeded": 0, "failed": 0, "skipped": 0}
@@ -134,6 +139,7 @@ class ProcessingService:
             raise RuntimeError("the service is already running")
         self._reset_events()
         self._state = "starting"
+        self._started_at = _now()
         await self.store.open()
         self._apply_controls(await self.store.load_controls())
         try:
@@ -143,6 +149,7 @@ class ProcessingService:
                 group.start_soon(self._watchdog)
                 group.start_soon(self._retry_loop)
                 group.start_soon(self.store.run)
+                group.start_soon(self._coordination_loop)
                 if poll:
                     group.start_soon(self._poll_loop)
                 self._set_state("paused" if self._paused else "running")
@@ -161,6 +168,7 @@ class ProcessingService:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._close_scopes()
+                await self._release_unfinished()
                 await self.store.close()
                 self._task_group = None
                 self._set_state("stopped")
@@ -216,6 +224,8 @@ class ProcessingService:
         """A job dropped at shutdown: its source keeps it pending; a run-once still hears of it."""
         runtime = job.scope.runtime
         runtime.active.pop(job.key, None)
+        if job.token is not None and not job.lost:
+            self._unfinished.append(Claim(runtime.name, job.key, job.token))
         if job.trackers:
             self._finish(job, OutcomeStatus.CANCELLED, "service stopped before the item ran")
         else:
@@ -354,6 +364,7 @@ class ProcessingService:
             latency=self._latency.summary(),
             database=self.database_display,
             worker_id=self.worker_id,
+            workers=self._fleet,
         )
 
     def _handler_view(self, rt: HandlerRuntime, now: float) -> HandlerView:
@@ -560,13 +571,23 @@ class ProcessingService:
                         self._queue.force(running)
                 continue
             fresh.append((key, item))
-        states = await self.store.item_states(rt.name, [key for key, _ in fresh]) if fresh else {}
+        keys = [key for key, _ in fresh]
+        states = await self.store.item_states(rt.name, keys) if fresh else {}
+        tokens: Mapping[str, int] | None = None
+        if self._coordinator is not None and fresh:
+            # Another worker may hold some of these: only what this worker claims is its own.
+            lease = self.options.lease_duration.total_seconds()
+            tokens = await self._coordinator.claim(self.worker_id, rt.name, keys, lease)
         jobs: list[Job] = []
         for key, item in fresh:
             if key in rt.active:  # a duplicate id within this batch
                 continue
+            if tokens is not None and key not in tokens:
+                continue
             state = states.get(key)
             job = Job(item=item, key=key, scope=scope, attempts=state.attempts if state else 0)
+            if tokens is not None:
+                job.token = tokens[key]
             if forced:
                 job.forced = True
                 job.trackers.append(tracker)
@@ -643,6 +664,9 @@ class ProcessingService:
                                 self._work = anyio.Event()
                             await self._work.wait()
                             yielded = monotonic()
+                            continue
+                        if job.lost:
+                            self._abandon(job)
                             continue
                         error = await self._attempt(job, slot)
                         if error is None:
@@ -804,9 +828,111 @@ class ProcessingService:
                 continue
             _, _, job = heapq.heappop(heap)
             job.scope.runtime.retrying -= 1
+            if job.lost:
+                self._abandon(job)
+                continue
             job.enqueued_at = monotonic()
             self._queue.put(job, forced=job.forced, front=True)
             self._work.set()
+
+    # ------------------------------------------------------------------ the fleet
+
+    async def _coordination_loop(self) -> None:
+        """Follow controls changed elsewhere; with a coordinator also renew leases, heartbeat
+        and take fleet commands. Runs until the service is torn down, drain included."""
+        lease = self.options.lease_duration.total_seconds()
+        interval = min(
+            1.0, max(lease / 3, 0.05), max(self.options.poll_interval.total_seconds(), 0.05)
+        )
+        while True:
+            await anyio.sleep(interval)
+            try:
+                await self._coordinate(lease)
+            except Exception:
+                log.exception("coordination with the database failed; trying again")
+
+    async def _coordinate(self, lease: float) -> None:
+        if not self._stopping:
+            self._follow_controls(await self.store.load_controls())
+        coordinator = self._coordinator
+        if coordinator is None:
+            return
+        held = [
+            Claim(rt.name, job.key, job.token)
+            for rt in self._runtimes.values()
+            for job in rt.active.values()
+            if job.token is not None and not job.lost
+        ]
+        if held:
+            for claim in await coordinator.renew(self.worker_id, held, lease):
+                self._lease_lost(claim)
+        beat = WorkerBeat(
+            worker_id=self.worker_id,
+            state=self._state,
+            in_flight=self._in_flight,
+            processed=sum(self._totals.values()),
+            started_at=self._started_at,
+        )
+        self._fleet = tuple(await coordinator.beat(beat, lease))
+        if self._stopping:
+            return
+        for command in await coordinator.take_commands(self.worker_id):
+            self._carry_out(command)
+
+    def _lease_lost(self, claim: Claim) -> None:
+        runtime = self._runtimes.get(claim.handler)
+        job = runtime.active.get(claim.item_id) if runtime else None
+        if job is None or job.token != claim.token:
+            return
+        job.lost = True
+        log.warning(
+            "%s item %s: lease lost to another worker; its result will not be recorded",
+            claim.handler,
+            job.item.id,
+            extra=_extra(claim.handler, job.item.id),
+        )
+
+    def _carry_out(self, command: Command) -> None:
+        assert self._task_group is not None
+        if command.kind == "run_once":
+            log.info("running one cycle for the fleet (command %d)", command.id)
+            self._task_group.start_soon(self._run_once_quietly)
+        else:
+            log.warning("ignoring unknown fleet command %r", command.kind)
+
+    async def _run_once_quietly(self) -> None:
+        if self.is_running and not self._stopping:
+            await self.run_once()
+
+    def _follow_controls(self, stored: Controls) -> None:
+        """Apply controls another process wrote to the database (not saved back)."""
+        if stored.paused is not None and stored.paused != self._paused:
+            self._paused = self._queue.paused = stored.paused
+            self._set_state("paused" if stored.paused else "running")
+            self._hub.publish(ControlChanged("pause", stored.paused))
+            self._wake(self._poll_wake, self._work)
+        if stored.concurrency and stored.concurrency != self._concurrency:
+            self._concurrency = stored.concurrency
+            self._spawn_workers()
+            self._hub.publish(ControlChanged("concurrency", stored.concurrency))
+        for name, rt in self._runtimes.items():
+            paused = stored.handler_paused.get(name)
+            if paused is not None and paused != rt.paused:
+                rt.paused = paused
+                self._hub.publish(ControlChanged("pause", paused, name))
+                self._wake(self._poll_wake, self._work)
+            size = stored.batch_sizes.get(name)
+            if size and size != rt.batch_size:
+                rt.batch_size = size
+                self._hub.publish(ControlChanged("batch_size", size, name))
+
+    async def _release_unfinished(self) -> None:
+        claims, self._unfinished = self._unfinished, []
+        if self._coordinator is not None and claims:
+            try:
+                await self._coordinator.release(self.worker_id, claims)
+            except Exception:
+                log.exception("releasing %d unfinished claims failed", len(claims))
 
     # ------------------------------------------------------------------ outcomes
 
@@ -832,6 +958,7 @@ class ProcessingService:
             traceback=tb,
             history=tuple(job.history),
             wait=max(job.wait, 0.0),
+            token=job.token,
         )
         if status is OutcomeStatus.SUCCEEDED:
             rt.succeeded += 1

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from novaconsole.engine.coordination import WorkerView
 from novaconsole.engine.handler import HandlerPurpose
 
 
@@ -90,6 +91,8 @@ class Snapshot:
     latency: Latency = field(default_factory=Latency)
     database: str = "memory"
     worker_id: str = ""
+    workers: tuple[WorkerView, ...] = ()
+    """Every worker sharing the database (empty when this one works alone)."""
 
     @property
     def totals(self) -> dict[str, int]:
