@@ -116,7 +116,8 @@ class StagingBatch(DomainBase):
     imported: Mapped[int | None]
     """Records written (new, or changed since the last import of the same key)."""
     unchanged: Mapped[int | None]
-    """Valid records already in the catalogue as they are (a re-run imports nothing twice)."""
+    """Valid records already in the catalogue as they are, or repeated within the batch (a
+    re-run imports nothing twice)."""
     rejected: Mapped[int | None]
     error: Mapped[str | None] = mapped_column(Text)
     rejections: Mapped[str | None] = mapped_column(Text)

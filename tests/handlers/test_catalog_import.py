@@ -314,3 +314,17 @@ async def test_on_failure_keeps_the_last_error(
 
     failed = await batch(sessions, batch_id)
     assert (failed.status, failed.error) == ("failed", "database went away")
+
+
+async def test_file_urls_and_unsupported_schemes(
+    make_handler: Callable[..., CatalogImportHandler], sessions: Sessions, tmp_path: Path
+) -> None:
+    (tmp_path / "my releases.csv").write_text(CSV)
+    by_url = await queue(sessions, (tmp_path / "my releases.csv").as_uri())
+    by_ftp = await queue(sessions, "ftp://example.test/releases.csv")
+
+    [error] = await run_all(make_handler())
+
+    assert (await batch(sessions, by_url)).imported == 2
+    assert "unsupported source 'ftp://example.test/releases.csv'" in str(error)
+    assert (await batch(sessions, by_ftp)).status == "failed"
