@@ -37,7 +37,23 @@ _EXPORTS = {
     "WorkItem": "novaconsole.engine.handler",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BackgroundProcessing",
+    "ConfigError",
+    "CycleReport",
+    "Event",
+    "Handler",
+    "HandlerContext",
+    "HandlerPurpose",
+    "HandlerRegistration",
+    "HandlerView",
+    "ItemOutcome",
+    "OutcomeStatus",
+    "ProcessingService",
+    "RetryPolicy",
+    "Snapshot",
+    "WorkItem",
+]
 __version__ = "0.1.0"
 
 
