@@ -38,7 +38,11 @@ def _guarded(command: Command, args: argparse.Namespace) -> int:
     from novaconsole.errors import ConfigError
 
     try:
-        return command(args)
+        try:
+            return command(args)
+        except BaseExceptionGroup as group:
+            # A task group wraps what its tasks raise (the service opens its store in one).
+            raise _user_error(group) or group from None
     except ConfigError as error:
         text = " ".join(str(error).split())
         print(f"novaconsole: {text}", file=sys.stderr)
@@ -49,6 +53,19 @@ def _guarded(command: Command, args: argparse.Namespace) -> int:
         # `novaconsole results | head`: the reader left; say nothing more.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives until exit)
         return 1
+
+
+def _user_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The ConfigError (or KeyboardInterrupt) inside ``group``, if that is what it holds."""
+    from novaconsole.errors import ConfigError
+
+    for kind in (ConfigError, KeyboardInterrupt):
+        found: BaseException | None = group.subgroup(kind)
+        while isinstance(found, BaseExceptionGroup):
+            found = found.exceptions[0]
+        if found is not None:
+            return found
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
-from novaconsole.engine.events import EventsDropped, ItemFinished
+from novaconsole.engine.events import Event, EventsDropped, ItemFinished
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 
 if TYPE_CHECKING:
@@ -38,13 +38,18 @@ class Tally:
     def add(self, outcome: ItemOutcome) -> None:
         self.counts.setdefault(outcome.handler, Counter())[outcome.status] += 1
 
-    async def follow(self, subscription: EventSubscription) -> None:
-        """Count every ``ItemFinished`` until the service closes the subscription."""
-        async for event in subscription:
+    def take(self, events: Iterable[Event]) -> None:
+        for event in events:
             if isinstance(event, ItemFinished):
                 self.add(event.outcome)
             elif isinstance(event, EventsDropped):
                 self.lost += event.count
+
+    async def follow(self, subscription: EventSubscription) -> None:
+        """Count as events arrive (so the subscription's buffer never fills); until cancelled."""
+        while not subscription.closed:
+            await subscription.wait()
+            self.take(subscription.drain())
 
 
 async def run_headless(service: ProcessingService, *, once: bool, out: TextIO | None = None) -> int:
@@ -99,20 +104,23 @@ async def _one_cycle(service: ProcessingService) -> tuple[CycleReport | None, in
 
 async def _until_signalled(service: ProcessingService) -> Tally:
     tally = Tally(r.name for r in service.registrations)
+    subscription = service.events()
     # The receiver is open before the service starts, so an early SIGTERM still drains.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with anyio.create_task_group() as group:
-            group.start_soon(tally.follow, service.events())
-            async with service.running():
-                log.info(
-                    "running headless with %d handlers (database %s); stop with Ctrl+C or SIGTERM",
-                    len(service.registrations),
-                    service.database_display,
-                )
-                async for signum in signals:
-                    log.info("%s received: draining", signal.Signals(signum).name)
-                    break
-            # Leaving running() drained the service and closed the subscription.
+        async with service.running(), anyio.create_task_group() as group:
+            group.start_soon(tally.follow, subscription)
+            log.info(
+                "running headless with %d handlers (database %s); stop with Ctrl+C or SIGTERM",
+                len(service.registrations),
+                service.database_display,
+            )
+            async for signum in signals:
+                log.info("%s received: draining", signal.Signals(signum).name)
+                break
+            group.cancel_scope.cancel()
+    # Leaving running() drained the service; count what finished while it did.
+    tally.take(subscription.drain())
+    subscription.close()
     return tally
 
 

@@ -103,6 +103,13 @@ def test_unusable_database_url(project, cli):
     assert_config_error(result, "database")
 
 
+@pytest.mark.parametrize("mode", [["--no-ui"], ["--no-ui", "--once"]])
+def test_unreachable_database_is_one_line(project, cli, mode):
+    result = cli.run(*mode, "--db", "postgresql+asyncpg://u:secret@127.0.0.1:9/none")
+    assert_config_error(result, "database.url", "u:***@127.0.0.1:9")
+    assert "secret" not in result.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [
