@@ -128,6 +128,6 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(_level(level))
     # Driver chatter would drown the engine's own debug records.
-    for noisy in ("aiosqlite", "asyncio", "sqlalchemy.engine", "asyncpg"):
+    for noisy in ("aiosqlite", "asyncio", "sqlalchemy.engine", "asyncpg", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return handler

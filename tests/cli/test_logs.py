@@ -112,3 +112,29 @@ def test_setup_logging_level_filters(root_logging):
     assert "loud" in text
     assert "quiet" not in text
     assert len(text.splitlines()) == 1
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_rich_on_a_terminal(root_logging):
+    stream = Terminal()
+    handler = setup_logging("rich", "info", stream=stream)
+    assert type(handler).__name__ == "RichHandler"
+    logging.getLogger("novaconsole.engine").info("hello", extra={"handler": "Ping", "item_id": 3})
+    from rich.text import Text
+
+    text = Text.from_ansi(stream.getvalue()).plain
+    assert "[Ping item=3] hello" in text
+    assert "INFO" in text
+
+
+def test_driver_chatter_is_quiet(root_logging):
+    stream = io.StringIO()
+    setup_logging("json", "debug", stream=stream)
+    logging.getLogger("httpx").info("HTTP Request: POST https://example.test")
+    logging.getLogger("aiosqlite").debug("executing")
+    logging.getLogger("novaconsole.engine").debug("cycle 1")
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["cycle 1"]
