@@ -123,6 +123,45 @@ class _TomlSource(PydanticBaseSettingsSource):
         return dict(_toml_layer.get() or {})
 
 
+class _EnvSource(PydanticBaseSettingsSource):
+    """``NOVACONSOLE_*`` variables; ``NOVACONSOLE_HANDLERS__0__ENABLED=false`` changes one key
+    of the file's first ``[[handlers]]`` table instead of replacing the whole list."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self._env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._env.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = self._env()
+        changes = data.get("handlers")
+        if isinstance(changes, dict) and all(str(key).isdigit() for key in changes):
+            data["handlers"] = _patch_handlers((_toml_layer.get() or {}).get("handlers"), changes)
+        return data
+
+
+def _patch_handlers(tables: Any, changes: Mapping[str, Any]) -> list[Any]:
+    handlers = [dict(table) if isinstance(table, dict) else table for table in tables or []]
+    for key, change in changes.items():
+        index = int(key)
+        variable = f"{ENV_PREFIX}HANDLERS__{index}"
+        if index >= len(handlers) or not isinstance(change, dict):
+            raise ConfigError(
+                f"there is no handlers[{index}] in the config file ({len(handlers)} handlers)",
+                source=f"environment {variable}__...",
+                key=f"handlers[{index}]",
+            )
+        table = handlers[index]
+        if isinstance(table, dict):
+            options = change.get("options")
+            if isinstance(options, dict) and isinstance(table.get("options"), dict):
+                change = {**change, "options": {**table["options"], **options}}
+            handlers[index] = {**table, **change}
+    return handlers
+
+
 class Settings(BaseSettings):
     """Everything ``config.toml`` can say. Build it with :func:`load_settings`."""
 
@@ -152,7 +191,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # First wins: CLI flags (init kwargs) > NOVACONSOLE_* environment > config file.
-        return init_settings, env_settings, _TomlSource(settings_cls)
+        return init_settings, _EnvSource(settings_cls, env_settings), _TomlSource(settings_cls)
 
     @property
     def source(self) -> Path | None:
@@ -305,10 +344,9 @@ def _origin(loc: tuple[int | str, ...], label: str, init: Mapping[str, Any]) -> 
         return "command line"
     names = {name.upper() for name in os.environ}
     for depth in range(len(loc), 0, -1):
-        if all(isinstance(part, str) for part in loc[:depth]):
-            env = ENV_PREFIX + "__".join(str(part) for part in loc[:depth]).upper()
-            if env in names:
-                return f"environment {env}"
+        env = ENV_PREFIX + "__".join(str(part) for part in loc[:depth]).upper()
+        if env in names:
+            return f"environment {env}"
     return label
 
 

@@ -219,3 +219,29 @@ def test_options_error_names_file_and_handler_index(project):
 
 def test_default_database_url_constant():
     assert DEFAULT_DATABASE_URL == "sqlite+aiosqlite:///novaconsole.db"
+
+
+def test_environment_changes_one_key_of_one_handler(project, monkeypatch):
+    monkeypatch.setenv("NOVACONSOLE_HANDLERS__0__ENABLED", "true")
+    monkeypatch.setenv("NOVACONSOLE_HANDLERS__0__OPTIONS__COUNT", "9")
+    (handler,) = load_settings(project.write_config(FULL)).handlers
+    assert handler.enabled is True  # the file says false
+    assert handler.options == {"count": "9", "fail": [1, 2]}  # the Options model coerces later
+    assert (handler.name, handler.max_items_per_cycle) == ("Toy", 7)  # the rest as in the file
+
+
+def test_environment_cannot_invent_a_handler(project, monkeypatch):
+    monkeypatch.setenv("NOVACONSOLE_HANDLERS__1__ENABLED", "false")
+    with pytest.raises(ConfigError) as error:
+        load_settings(project.write_config(FULL))
+    assert "NOVACONSOLE_HANDLERS__1" in str(error.value)
+    assert "there is no handlers[1]" in str(error.value)
+
+
+def test_bad_handler_value_from_environment_names_the_variable(project, monkeypatch):
+    monkeypatch.setenv("NOVACONSOLE_HANDLERS__0__MAX_ITEMS_PER_CYCLE", "0")
+    with pytest.raises(ConfigError) as error:
+        load_settings(project.write_config(FULL))
+    assert str(error.value).startswith(
+        "environment NOVACONSOLE_HANDLERS__0__MAX_ITEMS_PER_CYCLE: handlers[0].max_items_per_cycle:"
+    )
