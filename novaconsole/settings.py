@@ -223,10 +223,7 @@ def load_settings(path: Path | None, *, overrides: Mapping[str, Any] | None = No
         base_dir = path.resolve().parent
         data = _read_toml(path, label)
     elif explicit:
-        problem = "is a directory" if path.is_dir() else "no such file"
-        raise ConfigError(
-            f"{problem} (pass --config PATH to name another config file)", source=label
-        )
+        raise ConfigError("is a directory" if path.is_dir() else "no such file", source=label)
     else:
         source, base_dir, data = None, Path.cwd(), {}
     data = _with_resolved_database(data, base_dir)
