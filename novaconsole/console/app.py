@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar, Protocol
 
@@ -37,6 +38,20 @@ from novaconsole.engine.snapshot import Snapshot
 
 Clock = Callable[[], datetime]
 
+_TIPS = {
+    "p": "Pause or resume everything: no fetching while paused; in-flight items finish",
+    "space": "Pause or resume the handler selected in the handlers table",
+    "r": "Run one cycle now, even while paused; a note says how it went",
+    "f": "Results filter: all, failed only, selected handler only",
+    "enter": "Detail of the selected result: error, traceback, every attempt",
+    "?": "This help",
+    "q": "Quit: stop fetching, let in-flight items finish (draining…), then exit",
+    "+": "Batch size of the selected handler up (steps of about 10 %)",
+    "-": "Batch size of the selected handler down (steps of about 10 %)",
+    "]": "Concurrency up by one worker",
+    "[": "Concurrency down by one worker",
+}
+
 _BATCH = Binding.Group("Batch", compact=True)
 _WORKERS = Binding.Group("Workers", compact=True)
 
@@ -61,6 +76,15 @@ class ConsoleService(Protocol):
     async def retry_item(self, handler: str, item_id: Any) -> bool: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Panes:
+    status: StatusBar
+    handlers: HandlersTable
+    queue: QueuePanel
+    results: ResultsView
+    logs: LogPane
+
+
 class NovaConsole(App[int]):
     """The operations console. ``app.service`` is the service it shows and steers.
 
@@ -76,18 +100,36 @@ class NovaConsole(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("p", "pause_all", "Pause", id="pause-all"),
-        Binding("p", "resume_all", "Resume", id="resume-all"),
-        Binding("space", "pause_handler", "Pause handler", id="pause-handler"),
-        Binding("space", "resume_handler", "Resume handler", id="resume-handler"),
-        Binding("r", "run_once", "Run once", id="run-once"),
-        Binding("f", "cycle_filter", "Filter", id="filter-results"),
-        Binding("enter", "show_detail", "Detail", id="result-detail"),
-        Binding("question_mark", "help", "Help", key_display="?", id="help"),
-        Binding("q", "quit", "Quit", id="quit"),
-        Binding("plus", "batch_up", "Batch size up", key_display="+", group=_BATCH, id="batch-up"),
+        Binding("p", "pause_all", "Pause", id="pause-all", tooltip=_TIPS["p"]),
+        Binding("p", "resume_all", "Resume", id="resume-all", tooltip=_TIPS["p"]),
         Binding(
-            "minus", "batch_down", "Batch size down", key_display="-", group=_BATCH, id="batch-down"
+            "space", "pause_handler", "Pause handler", id="pause-handler", tooltip=_TIPS["space"]
+        ),
+        Binding(
+            "space", "resume_handler", "Resume handler", id="resume-handler", tooltip=_TIPS["space"]
+        ),
+        Binding("r", "run_once", "Run once", id="run-once", tooltip=_TIPS["r"]),
+        Binding("f", "cycle_filter", "Filter", id="filter-results", tooltip=_TIPS["f"]),
+        Binding("enter", "show_detail", "Detail", id="result-detail", tooltip=_TIPS["enter"]),
+        Binding("question_mark", "help", "Help", key_display="?", id="help", tooltip=_TIPS["?"]),
+        Binding("q", "quit", "Quit", id="quit", tooltip=_TIPS["q"]),
+        Binding(
+            "plus",
+            "batch_up",
+            "Batch size up",
+            key_display="+",
+            group=_BATCH,
+            id="batch-up",
+            tooltip=_TIPS["+"],
+        ),
+        Binding(
+            "minus",
+            "batch_down",
+            "Batch size down",
+            key_display="-",
+            group=_BATCH,
+            id="batch-down",
+            tooltip=_TIPS["-"],
         ),
         Binding(
             "right_square_bracket",
@@ -96,6 +138,7 @@ class NovaConsole(App[int]):
             key_display="]",
             group=_WORKERS,
             id="concurrency-up",
+            tooltip=_TIPS["]"],
         ),
         Binding(
             "left_square_bracket",
@@ -104,6 +147,7 @@ class NovaConsole(App[int]):
             key_display="[",
             group=_WORKERS,
             id="concurrency-down",
+            tooltip=_TIPS["["],
         ),
     ]
 
@@ -138,6 +182,7 @@ class NovaConsole(App[int]):
         self.last_snapshot = service.snapshot()
         self._events: EventSubscription | None = None
         self._timer: Timer | None = None
+        self._panes: _Panes | None = None
 
     # ------------------------------------------------------------------ layout
 
@@ -159,6 +204,14 @@ class NovaConsole(App[int]):
         return self.query_one("#results", ResultsView)
 
     def on_mount(self) -> None:
+        # Held, not queried, by the refresh: a tick during shutdown must find nothing missing.
+        self._panes = _Panes(
+            status=self.query_one(StatusBar),
+            handlers=self.handlers_table,
+            queue=self.query_one(QueuePanel),
+            results=self.results,
+            logs=self.query_one(LogPane),
+        )
         self._events = self.service.events(max_buffer=max(10_000, self.max_results * 2))
         self.query_one("#handlers").border_title = "Handlers"
         self.query_one("#queue").border_title = "Queue"
@@ -170,6 +223,9 @@ class NovaConsole(App[int]):
             self._timer = self.set_interval(self.refresh_interval, self.refresh_view)
 
     def on_unmount(self) -> None:
+        self._panes = None
+        if self._timer is not None:
+            self._timer.stop()
         if self._events is not None:
             self._events.close()
 
@@ -184,18 +240,17 @@ class NovaConsole(App[int]):
         if self._events is not None:
             outcomes = [e.outcome for e in self._events.drain() if isinstance(e, ItemFinished)]
         records = self.log_sink.take()
-        main = self.screen_stack[0]
+        panes = self._panes
+        if panes is None:
+            return
         with self.batch_update():
-            main.query_one(StatusBar).show(status_view(snapshot, quitting=self.quitting))
-            main.query_one(HandlersTable).show(
-                handler_rows(snapshot, self.clock(), self.purpose_filter)
-            )
-            main.query_one(QueuePanel).show(queue_view(snapshot))
+            panes.status.show(status_view(snapshot, quitting=self.quitting))
+            panes.handlers.show(handler_rows(snapshot, self.clock(), self.purpose_filter))
+            panes.queue.show(queue_view(snapshot))
             if outcomes:
-                results = main.query_one(ResultsView)
-                results.add(outcomes)
-                results.border_title = results.title
-            main.query_one(LogPane).write_records(records)
+                panes.results.add(outcomes)
+                panes.results.border_title = panes.results.title
+            panes.logs.write_records(records)
         self.paused = snapshot.paused
         self._sync_handler_state()
 
@@ -207,7 +262,7 @@ class NovaConsole(App[int]):
     @property
     def selected_handler(self) -> str | None:
         """The handler under the handlers table's cursor."""
-        return self.screen_stack[0].query_one(HandlersTable).selected_handler
+        return self._panes.handlers.selected_handler if self._panes is not None else None
 
     @on(DataTable.RowHighlighted, "#handlers")
     def _handler_highlighted(self) -> None:
@@ -371,17 +426,22 @@ class NovaConsole(App[int]):
 
     # ------------------------------------------------------------------ help and palette
 
-    def key_help(self) -> list[tuple[str, str]]:
-        """(key, description) of every console key, from the bindings themselves."""
-        seen: dict[str, str] = {}
-        for _key, binding in self._bindings:
-            display = binding.key_display or self.get_key_display(binding)
-            if binding.description and binding.action not in ("help_quit",):
-                label = seen.get(display)
-                seen[display] = f"{label} / {binding.description}" if label else binding.description
-        seen["enter (on a handler)"] = "Show that handler's results"
-        seen["ctrl+p"] = "Command palette: every action by name"
-        return list(seen.items())
+    def key_help(self) -> list[tuple[str, str, str]]:
+        """(key, action, explanation) of every console key, from the bindings themselves."""
+        rows: dict[str, tuple[str, str, str]] = {}
+        for binding in self.BINDINGS:
+            if not isinstance(binding, Binding):
+                continue
+            key = binding.key_display or binding.key
+            if key in rows:
+                _, action, tip = rows[key]
+                rows[key] = (key, f"{action} / {binding.description}", tip)
+            else:
+                rows[key] = (key, binding.description, binding.tooltip)
+        rows["enter "] = ("enter", "Handler results", "On a handler: show only its results")
+        rows["ctrl+p"] = ("ctrl+p", "Palette", "Every action above, and per handler, by name")
+        rows["ctrl+q"] = ("ctrl+q", "Quit", "Same as q")
+        return list(rows.values())
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from system_commands(self)

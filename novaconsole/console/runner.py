@@ -49,7 +49,11 @@ def capture_logs(sink: logging.Handler, level: int = logging.INFO) -> Iterator[N
 
 
 async def serve_console(
-    service: ProcessingService, app: NovaConsole, *, log_level: int = logging.INFO
+    service: ProcessingService,
+    app: NovaConsole,
+    *,
+    log_level: int = logging.INFO,
+    headless: bool = False,
 ) -> int:
     """Run ``service`` and ``app`` side by side in the current event loop until the app exits.
 
@@ -67,7 +71,7 @@ async def serve_console(
         async with anyio.create_task_group() as group:
             await group.start(host)
             try:
-                await app.run_async()
+                await app.run_async(headless=headless)
             finally:
                 stop.set()
     return app.return_code or 0

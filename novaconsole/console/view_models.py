@@ -193,7 +193,7 @@ def handler_row(view: HandlerView, now: datetime) -> HandlerRow:
             format_count(view.failed),
             format_ago(view.last_run, now),
             view.purpose.value,
-            one_line(view.last_error, 120),
+            one_line(view.last_error, 60),
         ),
     )
 
@@ -456,12 +456,10 @@ def log_line(record: logging.LogRecord, tz: tzinfo | None) -> LogLine:
     handler = getattr(record, "handler", None)
     item_id = getattr(record, "item_id", None)
     logger = short_logger_name(record.name)
-    where = ""
-    if handler is not None or item_id is not None:
-        parts = [str(handler)] if handler is not None and str(handler) != logger else []
-        if item_id is not None:
-            parts.append(f"#{item_id}")
-        where = f" [{' '.join(parts)}]"
+    parts = [str(handler)] if handler is not None and str(handler) != logger else []
+    if item_id is not None:
+        parts.append(f"#{item_id}")
+    where = f" [{' '.join(parts)}]" if parts else ""
     try:
         message = record.getMessage()
     except (TypeError, ValueError):

@@ -30,7 +30,7 @@ class HelpScreen(ModalScreen[None]):
         Binding("question_mark", "close", "Close", show=False, id="close-help-key"),
     ]
 
-    def __init__(self, keys: Sequence[tuple[str, str]]) -> None:
+    def __init__(self, keys: Sequence[tuple[str, str, str]]) -> None:
         super().__init__()
         self._keys = keys
 
@@ -51,9 +51,9 @@ class HelpScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         table: DataTable[Text] = self.query_one("#help-keys", DataTable)
-        table.add_columns("Key", "Action")
-        for key, description in self._keys:
-            table.add_row(Text(key), Text(description))
+        table.add_columns("Key", "Action", "What it does")
+        for key, action, explanation in self._keys:
+            table.add_row(Text(key), Text(action), Text(explanation))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -213,9 +213,11 @@ class ResultsView(ScrollView, can_focus=True):
             name = "results-view--cursor" if highlight == 1 else "results-view--cursor-blurred"
             base = base + self.get_component_rich_style(name)
         text = Text(style=base, no_wrap=True, end="")
-        status_style = self.get_component_rich_style(f"results-view--{row.status.value}")
-        muted = self.get_component_rich_style("results-view--muted")
-        error = self.get_component_rich_style("results-view--error")
+        status_style = self.get_component_rich_style(
+            f"results-view--{row.status.value}", partial=True
+        )
+        muted = self.get_component_rich_style("results-view--muted", partial=True)
+        error = self.get_component_rich_style("results-view--error", partial=True)
         cell_styles: tuple[Style | None, ...] = (status_style, muted, None, None, None, None, error)
         for index, (value, column_width) in enumerate(zip(row.cells, columns, strict=True)):
             if index:

@@ -1,0 +1,374 @@
+"""Helpers for the console tests: real services with scripted handlers, and a fixed-data service.
+
+Pilot tests drive a real ``ProcessingService`` (memory store) whose handlers read a
+``Source``. Snapshot tests use ``FixedService``: the console's read API (``snapshot()``,
+``events()``) over fixed data, so every picture is the same on every run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+
+from novaconsole import BackgroundProcessing, HandlerPurpose, RetryPolicy
+from novaconsole.console import NovaConsole
+from novaconsole.console.widgets.log_pane import LogSink
+from novaconsole.engine.events import EventHub, EventSubscription, ItemFinished
+from novaconsole.engine.outcomes import Attempt, CycleReport, ItemOutcome, OutcomeStatus
+from novaconsole.engine.service import ProcessingService
+from novaconsole.engine.snapshot import HandlerView, Latency, Percentiles, Snapshot
+
+T0 = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
+"""The fixed "now" of every picture."""
+
+
+# --------------------------------------------------------------------------- real service
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+
+
+@dataclass
+class Source:
+    """Pending work for one scripted handler; ``gate`` (if set) holds every item in process."""
+
+    pending: list[int]
+    fail: set[int] = field(default_factory=set)
+    gate: anyio.Event | None = None
+    done: list[int] = field(default_factory=list)
+    started: anyio.Event = field(default_factory=anyio.Event)
+    fetches: list[int] = field(default_factory=list)
+    """The ``max_items`` of every fetch."""
+
+    def handler(self) -> type:
+        source = self
+
+        class Scripted:
+            async def fetch_next(self, max_items: int) -> list[Item]:
+                source.fetches.append(max_items)
+                return [Item(i) for i in source.pending[:max_items]]
+
+            async def process(self, item: Item) -> None:
+                source.started.set()
+                if source.gate is not None:
+                    await source.gate.wait()
+                if item.id in source.fail:
+                    raise ValueError(f"item {item.id} is broken")
+                logging.getLogger("novaconsole.handlers.scripted").info("did %s", item.id)
+                source.pending.remove(item.id)
+                source.done.append(item.id)
+
+        return Scripted
+
+
+def build_service(
+    sources: dict[str, Source], *, purposes: dict[str, HandlerPurpose] | None = None
+) -> ProcessingService:
+    """A memory-store service running one scripted handler per source; it never polls by
+    itself (startup delay of an hour): only ``run_once`` / ``r`` fetches."""
+    processing = BackgroundProcessing(
+        poll_interval=timedelta(hours=1),
+        startup_delay=timedelta(hours=1),
+        max_concurrency=4,
+        shutdown_grace=timedelta(seconds=10),
+        retry=RetryPolicy(max_attempts=2, base_delay=timedelta(0), max_delay=timedelta(0)),
+    )
+    for name, source in sources.items():
+        processing.add_handler(
+            source.handler(),
+            name=name,
+            max_items_per_cycle=10,
+            purpose=(purposes or {}).get(name, HandlerPurpose.INTERNAL),
+        )
+    return processing.build(worker_id="test-worker")
+
+
+async def wait_until(pilot: Any, condition: Callable[[], bool], *, limit: float = 5.0) -> None:
+    """Let the app run until ``condition()`` holds (fails the test after ``limit`` seconds)."""
+    with anyio.fail_after(limit):
+        while not condition():
+            await pilot.pause(0.01)
+
+
+async def poll_until(condition: Callable[[], bool], *, limit: float = 5.0) -> None:
+    """``wait_until`` without a pilot (before the app runs or after it has exited)."""
+    with anyio.fail_after(limit):
+        while True:
+            if condition():
+                return
+            await anyio.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- fixed data
+
+
+def _outcome(
+    handler: str,
+    item_id: object,
+    status: OutcomeStatus,
+    seconds: int,
+    *,
+    attempts: int = 1,
+    duration: float = 0.012,
+    error: str | None = None,
+    traceback: str | None = None,
+) -> ItemOutcome:
+    finished = T0 - timedelta(seconds=seconds)
+    history = tuple(
+        Attempt(
+            number=n,
+            started_at=finished - timedelta(seconds=2 * (attempts - n) + 1),
+            duration=duration / attempts,
+            error=error if (n < attempts or status is not OutcomeStatus.SUCCEEDED) else None,
+            timed_out=status is OutcomeStatus.TIMED_OUT and n == attempts,
+        )
+        for n in range(1, attempts + 1)
+    )
+    return ItemOutcome(
+        handler=handler,
+        item_id=item_id,
+        status=status,
+        attempts=attempts,
+        duration=duration,
+        error=error,
+        started_at=finished - timedelta(seconds=attempts * 2),
+        finished_at=finished,
+        traceback=traceback,
+        history=history if status is not OutcomeStatus.SKIPPED else (),
+        wait=0.004,
+    )
+
+
+TRACEBACK = """Traceback (most recent call last):
+  File "handlers/catalogue_import.py", line 88, in process
+    row = await self._parse(item)
+  File "handlers/catalogue_import.py", line 121, in _parse
+    raise ValueError(f"bad ISRC {raw!r} in batch {item.batch}")
+ValueError: bad ISRC 'XX-000' in batch 17"""
+
+FIXED_OUTCOMES: tuple[ItemOutcome, ...] = (
+    # oldest first, as events arrive
+    _outcome("PhysicalDeletion", 9001, OutcomeStatus.SUCCEEDED, 40, duration=0.031),
+    _outcome("PhysicalDeletion", 9002, OutcomeStatus.SUCCEEDED, 39, duration=0.027),
+    _outcome(
+        "CatalogueImport",
+        "batch-17/row-4",
+        OutcomeStatus.FAILED,
+        30,
+        attempts=3,
+        duration=0.42,
+        error="ValueError: bad ISRC 'XX-000' in batch 17",
+        traceback=TRACEBACK,
+    ),
+    _outcome(
+        "NotificationExport",
+        "n-552",
+        OutcomeStatus.TIMED_OUT,
+        25,
+        attempts=2,
+        duration=60.0,
+        error="timed out after 30 s",
+    ),
+    _outcome(
+        "CatalogueImport",
+        "batch-16/row-9",
+        OutcomeStatus.SKIPPED,
+        20,
+        attempts=3,
+        duration=0.0,
+        error="out of attempts (3)",
+    ),
+    _outcome(
+        "NotificationExport",
+        "n-553",
+        OutcomeStatus.CANCELLED,
+        15,
+        duration=1.5,
+        error="service stopped before the item ran",
+    ),
+    _outcome("CatalogueImport", "batch-18/row-1", OutcomeStatus.SUCCEEDED, 10, duration=0.0008),
+    _outcome(
+        "CatalogueImport",
+        "batch-18/row-2",
+        OutcomeStatus.SUCCEEDED,
+        5,
+        attempts=2,
+        duration=2.4,
+        error="ConnectionResetError: peer reset",
+    ),
+)
+
+
+def _handler(name: str, purpose: HandlerPurpose, **changes: Any) -> HandlerView:
+    base = HandlerView(
+        name=name,
+        purpose=purpose,
+        paused=False,
+        enabled=True,
+        batch_size=50,
+        configured_batch_size=50,
+        succeeded=1204,
+        failed=3,
+        last_error=None,
+        last_run=T0 - timedelta(seconds=42),
+        next_poll_in=258.0,
+    )
+    return replace(base, **changes)
+
+
+def fixed_snapshot() -> Snapshot:
+    handlers = (
+        _handler("PhysicalDeletion", HandlerPurpose.INTERNAL, in_flight=2, queued=5),
+        _handler(
+            "CatalogueImport",
+            HandlerPurpose.INGESTION,
+            batch_size=80,
+            failing=True,
+            failed=17,
+            retrying=1,
+            last_error="ValueError: bad ISRC 'XX-000' in batch 17",
+            last_run=T0 - timedelta(seconds=30),
+        ),
+        _handler(
+            "NotificationExport",
+            HandlerPurpose.EXPORT,
+            paused=True,
+            succeeded=88,
+            failed=1,
+            last_error="timed out after 30 s",
+            last_run=T0 - timedelta(minutes=12),
+        ),
+        _handler(
+            "LegacySync",
+            HandlerPurpose.INTERNAL,
+            enabled=False,
+            succeeded=0,
+            failed=0,
+            last_run=None,
+            next_poll_in=None,
+        ),
+    )
+    return Snapshot(
+        state="running",
+        paused=False,
+        concurrency=8,
+        configured_concurrency=8,
+        queue_depth=312,
+        queue_capacity=1000,
+        in_flight=6,
+        cycles=128,
+        handlers={h.name: h for h in handlers},
+        succeeded=2496,
+        failed=21,
+        skipped=4,
+        rate=148.5,
+        throughput=(40, 80, 120, 160, 150, 90, 30, 0, 60, 140, 180, 175, 150, 148, 149, 150),
+        next_poll_in=258.0,
+        last_cycle_duration=1.84,
+        latency=Latency(
+            fetch=Percentiles(0.0042, 0.021),
+            queue=Percentiles(0.120, 0.480),
+            process=Percentiles(0.011, 0.095),
+        ),
+        database="postgresql+asyncpg://app:***@db.internal/novaconsole",
+        worker_id="worker-1",
+    )
+
+
+class FixedService:
+    """The console's view of a service, over fixed data; controls change the snapshot."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot | None = None,
+        outcomes: Iterable[ItemOutcome] = FIXED_OUTCOMES,
+    ) -> None:
+        self._snapshot = snapshot or fixed_snapshot()
+        self._outcomes = tuple(outcomes)
+        self._hub = EventHub()
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def events(self, max_buffer: int = 10_000) -> EventSubscription:
+        subscription = self._hub.subscribe(max_buffer)
+        for outcome in self._outcomes:
+            self._hub.publish(ItemFinished(outcome))
+        return subscription
+
+    def _handler(self, name: str, **changes: Any) -> None:
+        handlers = dict(self._snapshot.handlers)
+        handlers[name] = replace(handlers[name], **changes)
+        self._snapshot = replace(self._snapshot, handlers=handlers)
+
+    def pause(self) -> None:
+        self._snapshot = replace(self._snapshot, paused=True, state="paused")
+
+    def resume(self) -> None:
+        self._snapshot = replace(self._snapshot, paused=False, state="running")
+
+    def pause_handler(self, name: str) -> None:
+        self._handler(name, paused=True)
+
+    def resume_handler(self, name: str) -> None:
+        self._handler(name, paused=False)
+
+    def set_batch_size(self, name: str, size: int) -> None:
+        self._handler(name, batch_size=size)
+
+    def set_concurrency(self, workers: int) -> None:
+        self._snapshot = replace(self._snapshot, concurrency=workers)
+
+    async def run_once(self) -> CycleReport:
+        return CycleReport(cycle=self._snapshot.cycles + 1, started_at=T0, finished_at=T0)
+
+    async def drain(self) -> None:
+        self._snapshot = replace(self._snapshot, state="draining")
+
+    async def retry_item(self, handler: str, item_id: Any) -> bool:
+        return True
+
+
+def fixed_log_sink() -> LogSink:
+    """A sink holding a few records stamped at fixed times."""
+    sink = LogSink()
+    records = [
+        ("novaconsole.engine", logging.INFO, "cycle 128 started: 3 handlers", {}),
+        (
+            "novaconsole.handlers.CatalogueImport",
+            logging.WARNING,
+            "row has no ISRC, using the catalogue number",
+            {"handler": "CatalogueImport", "item_id": "batch-18/row-2"},
+        ),
+        (
+            "novaconsole.engine",
+            logging.ERROR,
+            "CatalogueImport item batch-17/row-4 failed after 3 attempts",
+            {"handler": "CatalogueImport", "item_id": "batch-17/row-4"},
+        ),
+        ("novaconsole.engine", logging.DEBUG, "cycle 128 finished in 1.84 s", {}),
+    ]
+    for offset, (name, level, message, extra) in enumerate(records):
+        record = logging.LogRecord(name, level, __file__, 1, message, None, None)
+        record.created = (T0 - timedelta(seconds=30 - offset)).timestamp()
+        record.__dict__.update(extra)
+        sink.handle(record)
+    return sink
+
+
+def fixed_app(service: FixedService | None = None) -> NovaConsole:
+    """A console over fixed data: no refresh timer, a fixed clock, UTC times."""
+    return NovaConsole(
+        service or FixedService(),
+        refresh_interval=None,
+        clock=lambda: T0,
+        tz=UTC,
+        log_sink=fixed_log_sink(),
+    )

@@ -1,0 +1,155 @@
+"""The console's presentation rules, without Textual."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import UTC, timedelta
+
+import pytest
+
+from novaconsole.console.view_models import (
+    ResultFilter,
+    attempt_rows,
+    distinct_failed,
+    filter_results,
+    filter_title,
+    fit,
+    format_ago,
+    format_seconds,
+    handler_rows,
+    log_line,
+    next_batch_size,
+    queue_view,
+    result_columns,
+    result_row,
+    status_view,
+)
+from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.outcomes import OutcomeStatus
+from tests.console.support import FIXED_OUTCOMES, T0, fixed_snapshot
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "-"),
+        (0.0004, "400 µs"),
+        (0.012, "12 ms"),
+        (1.5, "1.5 s"),
+        (42, "42 s"),
+        (125, "2m 05s"),
+        (7300, "2h 01m"),
+    ],
+)
+def test_format_seconds(seconds: float | None, text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+def test_format_ago_uses_the_given_now() -> None:
+    assert format_ago(None, T0) == "never"
+    assert format_ago(T0, T0) == "just now"
+    assert format_ago(T0 - timedelta(seconds=42), T0) == "42 s ago"
+
+
+def test_status_view_states() -> None:
+    snap = fixed_snapshot()
+    assert status_view(snap).state == "running"
+    assert status_view(snap).next_poll == "4m 18s"
+    paused = replace(snap, paused=True, state="paused")
+    assert status_view(paused).state == "paused"
+    assert status_view(paused).next_poll == "paused"
+    draining = status_view(snap, quitting=True)
+    assert draining.state == "draining"
+    assert draining.label == "draining…"
+    assert status_view(replace(snap, concurrency=9)).concurrency == "9*"
+    assert dict(status_view(snap).fields)["worker"] == "worker-1"
+
+
+def test_handler_rows_states_marks_and_purpose_filter() -> None:
+    rows = {row.name: row for row in handler_rows(fixed_snapshot(), T0)}
+    assert rows["PhysicalDeletion"].state == "active"
+    assert rows["PhysicalDeletion"].tone == "success"
+    assert rows["CatalogueImport"].state == "failing"
+    assert rows["CatalogueImport"].tone == "error"
+    assert rows["CatalogueImport"].cells[2] == "80*"  # batch size differs from config
+    assert rows["NotificationExport"].state == "paused"
+    assert rows["LegacySync"].state == "disabled"
+    assert rows["LegacySync"].cells[6] == "never"
+    assert rows["PhysicalDeletion"].cells[3] == "2 (+5)"  # in flight, queued
+    only = handler_rows(fixed_snapshot(), T0, HandlerPurpose.INGESTION)
+    assert [row.name for row in only] == ["CatalogueImport"]
+
+
+def test_next_batch_size_steps_of_about_ten_percent_never_below_one() -> None:
+    assert next_batch_size(10, 1) == 11
+    assert next_batch_size(100, 1) == 110
+    assert next_batch_size(100, -1) == 90
+    assert next_batch_size(1, -1) == 1
+    assert next_batch_size(3, -1) == 2
+
+
+def test_queue_view() -> None:
+    view = queue_view(fixed_snapshot())
+    assert view.depth_text == "312 / 1,000"
+    assert view.workers_text == "6 / 8"
+    assert view.rate_text == "148/s"
+    assert dict(view.latency)["queue"] == "120 ms / 480 ms"
+
+
+def test_result_filters_cycle_and_select() -> None:
+    assert [ResultFilter.ALL.next(), ResultFilter.FAILED.next(), ResultFilter.HANDLER.next()] == [
+        ResultFilter.FAILED,
+        ResultFilter.HANDLER,
+        ResultFilter.ALL,
+    ]
+    failed = filter_results(FIXED_OUTCOMES, ResultFilter.FAILED, None)
+    assert {o.status for o in failed} == {
+        OutcomeStatus.FAILED,
+        OutcomeStatus.TIMED_OUT,
+        OutcomeStatus.CANCELLED,
+    }
+    mine = filter_results(FIXED_OUTCOMES, ResultFilter.HANDLER, "PhysicalDeletion")
+    assert [o.item_id for o in mine] == [9001, 9002]
+    assert filter_title(ResultFilter.FAILED, None) == "Results · failed only"
+    assert filter_title(ResultFilter.HANDLER, "X") == "Results · X"
+
+
+def test_result_row_and_columns_fit_the_width() -> None:
+    failed = next(o for o in FIXED_OUTCOMES if o.status is OutcomeStatus.FAILED)
+    row = result_row(failed, UTC)
+    assert row.cells[:5] == ("failed", "11:59:30", "CatalogueImport", "batch-17/row-4", "3")
+    for width in (78, 118, 198):
+        columns = result_columns(width)
+        assert sum(columns.widths()) + 6 == width
+    assert fit("abcdef", 4) == "abc…"
+    assert fit("ab", 4) == "ab  "
+
+
+def test_attempt_rows_and_retry_candidates() -> None:
+    failed = next(o for o in FIXED_OUTCOMES if o.status is OutcomeStatus.FAILED)
+    rows = attempt_rows(failed, UTC)
+    assert [row.number for row in rows] == ["1", "2", "3"]
+    assert rows[0].started == "2026-01-02 11:59:25.000"
+    assert distinct_failed(reversed(FIXED_OUTCOMES)) == [
+        ("NotificationExport", "n-552"),
+        ("CatalogueImport", "batch-17/row-4"),
+    ]
+
+
+def test_log_line_carries_level_logger_handler_and_item() -> None:
+    record = logging.LogRecord(
+        "novaconsole.engine", logging.ERROR, __file__, 1, "boom %s", (1,), None
+    )
+    record.created = T0.timestamp()
+    record.handler = "Ping"
+    record.item_id = 42
+    line = log_line(record, UTC)
+    assert line.level == "ERROR"
+    assert line.text == "12:00:00 ERROR   engine [Ping #42] boom 1"
+    own = logging.LogRecord(
+        "novaconsole.handlers.Ping", logging.INFO, __file__, 1, "hi", None, None
+    )
+    own.created = T0.timestamp()
+    own.handler = "Ping"
+    assert log_line(own, UTC).text == "12:00:00 INFO    Ping hi"
