@@ -60,6 +60,8 @@ async def run_headless(service: ProcessingService, *, once: bool, out: TextIO | 
     128 + its number. Otherwise: until SIGINT or SIGTERM, then drain and 0.
     """
     out = out if out is not None else sys.stdout
+    if not service.registrations:
+        log.warning("no handlers are registered (no [[handlers]] in the config?): nothing to do")
     if not once:
         tally = await _until_signalled(service)
         print_summary(tally, out)

@@ -70,6 +70,7 @@ def test_once_without_handlers_is_fine(project, cli):
     result = cli.run("--no-ui", "--once", "--db", project.db_url)
     assert result.returncode == 0, result.stderr
     assert "one cycle: 0 items" in result.stdout
+    assert "no handlers are registered" in result.stderr
 
 
 def test_environment_and_flag_choose_the_database(project, cli):
