@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -52,7 +53,14 @@ def _optional(value: Any) -> Any:
     return value
 
 
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError(f"must be longer than 0, got {value.total_seconds():g} s")
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Timeout = Annotated[Duration, AfterValidator(_positive)]
 OptionalDuration = Annotated[Duration | None, BeforeValidator(_optional)]
 OptionalCount = Annotated[PositiveInt | None, BeforeValidator(_optional)]
 
@@ -68,9 +76,9 @@ class ProcessingSettings(_Section):
     startup_delay: Duration = timedelta(0)
     max_concurrency: PositiveInt = 8
     queue_capacity: PositiveInt = 1000
-    item_timeout: Duration = timedelta(seconds=30)
-    fetch_timeout: Duration = timedelta(seconds=30)
-    lease_duration: Duration = timedelta(minutes=1)
+    item_timeout: Timeout = timedelta(seconds=30)
+    fetch_timeout: Timeout = timedelta(seconds=30)
+    lease_duration: Timeout = timedelta(minutes=1)
     shutdown_grace: Duration = timedelta(seconds=30)
 
 
@@ -104,7 +112,7 @@ class HandlerSettings(_Section):
     max_items_per_cycle: PositiveInt = 10
     enabled: bool = True
     poll_interval: Duration | None = None
-    item_timeout: Duration | None = None
+    item_timeout: Timeout | None = None
     max_attempts: PositiveInt | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 

@@ -14,6 +14,7 @@ CASES = {
     "bad-duration": ('[processing]\npoll_interval = "five minutes"\n', "processing.poll_interval"),
     "negative-duration": ('[retry]\nbase_delay = "-3"\n', "retry.base_delay"),
     "bad-handler-duration": (f'[[handlers]]\n{TOY}item_timeout = "soon"\n', "handlers[0].item"),
+    "zero-timeout": ('[processing]\nitem_timeout = "00:00:00"\n', "processing.item_timeout"),
     "unknown-key": ("[processing]\nmax_workers = 3\n", "processing.max_workers"),
     "unknown-section": ("[procesing]\nmax_concurrency = 3\n", "procesing"),
     "unknown-handler-key": (f"[[handlers]]\n{TOY}batch = 3\n", "handlers[0].batch"),
