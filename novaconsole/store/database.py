@@ -10,9 +10,11 @@ of failing with "database is locked". Connections from :func:`reader` begin ``DE
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -132,6 +134,23 @@ def connection_error(error: BaseException, engine: AsyncEngine) -> ConfigError:
         f"cannot open database {mask_url(engine.url)!r}: {one_line(error, engine.url)}",
         key="database.url",
     )
+
+
+DB_CALL_TIMEOUT = 30.0
+"""Seconds one database operation of the store may take before it is given up."""
+
+T = TypeVar("T")
+
+
+async def uncancelled(call: Callable[[], Awaitable[T]], within: float = DB_CALL_TIMEOUT) -> T:
+    """Run one database operation to its end even if the caller is cancelled meanwhile (the
+    cancellation takes effect just after). A batch is then never abandoned mid-commit, and no
+    connection is dropped mid-statement (aiosqlite would close it in a task that can outlive
+    the event loop). Raises :class:`TimeoutError` after ``within`` seconds."""
+    with anyio.CancelScope(shield=True) as scope:
+        scope.deadline = anyio.current_time() + within
+        return await call()
+    raise TimeoutError(f"a database operation took longer than {within:.0f}s")
 
 
 OPEN_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError)

@@ -7,7 +7,7 @@ previous version could not read.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -41,19 +41,23 @@ metadata = MetaData()
 _Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def sqlite_time(value: datetime) -> str:
-    """How :class:`UtcDateTime` stores a timestamp on SQLite."""
-    if value.tzinfo is not UTC:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def sqlite_time(value: datetime) -> int:
+    """How :class:`UtcDateTime` stores a timestamp on SQLite: microseconds since the Unix
+    epoch (naive values are taken as UTC)."""
+    return (value - (_EPOCH if value.tzinfo is not None else _NAIVE_EPOCH)) // _MICROSECOND
 
 
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always read back tz-aware.
 
-    On SQLite (which has no timestamp type) it is stored as ``YYYY-MM-DD HH:MM:SS.ffffff``
-    text, the layout SQLAlchemy uses there, formatted here because SQLAlchemy's own formatter
-    is the costliest part of writing a batch of results.
+    SQLite has no timestamp type: there it is an INTEGER of microseconds since the Unix epoch
+    (``datetime(finished_at / 1e6, 'unixepoch')`` in SQL). Exact, compact, and ten times
+    cheaper to produce than text, which matters when writing thousands of results a second.
     """
 
     impl = DateTime(timezone=True)
@@ -61,7 +65,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(32))
+            return dialect.type_descriptor(BigInteger())
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
@@ -76,8 +80,8 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
+        if isinstance(value, int):
+            return _EPOCH + timedelta(microseconds=value)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
         return value.astimezone(UTC)  # type: ignore[no-any-return]

@@ -42,7 +42,8 @@ class OutcomeBuffer:
     def add(self, outcomes: Sequence[ItemOutcome]) -> None:
         """Buffer ``outcomes`` (see the module docstring for what happens when full)."""
         items = self._items
-        room = self.capacity - len(items)
+        before = len(items)
+        room = self.capacity - before
         if len(outcomes) <= room:
             items.extend(outcomes)
         else:
@@ -56,7 +57,7 @@ class OutcomeBuffer:
                 )
             self._dropped_in_episode += lost
             self.dropped += lost
-        if len(items) >= self.flush_at and self.wake is not None:
+        if before < self.flush_at <= len(items) and self.wake is not None:
             self.wake()
 
     def take(self, limit: int) -> list[ItemOutcome]:

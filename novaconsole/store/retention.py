@@ -14,7 +14,7 @@ import anyio.lowlevel
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from novaconsole.store.database import reader
+from novaconsole.store.database import reader, uncancelled
 from novaconsole.store.models import results
 
 PRUNE_BATCH = 500
@@ -29,29 +29,33 @@ async def prune_bound(
 ) -> int | None:
     """The id below which every result is out of retention, or ``None`` if none is."""
     bounds: list[int] = []
-    async with reader(engine).connect() as connection:
-        if keep_count is not None:
-            # The newest keep_count rows stay; the id just past them is the first to go.
-            last_gone = await connection.scalar(
-                select(results.c.id).order_by(results.c.id.desc()).offset(keep_count).limit(1)
-            )
-            if last_gone is not None:
-                bounds.append(last_gone + 1)
-        if keep_age is not None:
-            cutoff = (now or datetime.now(UTC)) - keep_age
-            oldest = await connection.scalar(
-                select(results.c.finished_at).order_by(results.c.id).limit(1)
-            )
-            if oldest is not None and oldest < cutoff:
-                first_kept = await connection.scalar(
-                    select(results.c.id)
-                    .where(results.c.finished_at >= cutoff)
-                    .order_by(results.c.id)
-                    .limit(1)
+
+    async def read() -> None:
+        async with reader(engine).connect() as connection:
+            if keep_count is not None:
+                # The newest keep_count rows stay; the id just past them is the first to go.
+                last_gone = await connection.scalar(
+                    select(results.c.id).order_by(results.c.id.desc()).offset(keep_count).limit(1)
                 )
-                if first_kept is None:
-                    first_kept = (await connection.scalar(select(func.max(results.c.id)))) + 1
-                bounds.append(first_kept)
+                if last_gone is not None:
+                    bounds.append(last_gone + 1)
+            if keep_age is not None:
+                cutoff = (now or datetime.now(UTC)) - keep_age
+                oldest = await connection.scalar(
+                    select(results.c.finished_at).order_by(results.c.id).limit(1)
+                )
+                if oldest is not None and oldest < cutoff:
+                    first_kept = await connection.scalar(
+                        select(results.c.id)
+                        .where(results.c.finished_at >= cutoff)
+                        .order_by(results.c.id)
+                        .limit(1)
+                    )
+                    if first_kept is None:
+                        first_kept = (await connection.scalar(select(func.max(results.c.id)))) + 1
+                    bounds.append(first_kept)
+
+    await uncancelled(read)
     return max(bounds) if bounds else None
 
 
@@ -75,10 +79,15 @@ async def prune_results(
         return 0
     doomed = select(results.c.id).where(results.c.id < bound).order_by(results.c.id).limit(batch)
     statement = delete(results).where(results.c.id.in_(doomed.scalar_subquery()))
+
+    async def delete_batch() -> int:
+        async with engine.begin() as connection:
+            return (await connection.execute(statement)).rowcount
+
     deleted = 0
     while True:
-        async with lock, engine.begin() as connection:
-            count = (await connection.execute(statement)).rowcount
+        async with lock:
+            count = await uncancelled(delete_batch)
         deleted += count
         if count < batch:
             return deleted

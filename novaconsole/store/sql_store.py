@@ -31,6 +31,7 @@ from novaconsole.store.database import (
     mask_url,
     one_line,
     reader,
+    uncancelled,
 )
 from novaconsole.store.models import (
     GLOBAL_SCOPE,
@@ -54,8 +55,6 @@ log = logging.getLogger("novaconsole.store")
 
 StateKey = tuple[str, str]
 
-_WRITE_TIMEOUT = 30.0
-"""Seconds a shielded batch write may take before it is abandoned (and kept for a retry)."""
 _READ_CHUNK = 500
 """Item ids per ``IN (...)`` query."""
 _RETRY_MAX = 30.0
@@ -100,6 +99,9 @@ class SqlStore:
         self._writing_states: dict[StateKey, ItemState | None] = {}
         self._controls: Controls | None = None
         self._writing_controls: Controls | None = None
+        self._states_in_db = True
+        """False while the item-state table is known to be empty: lookups skip the database."""
+        self._states_generation = 0
         self._recorded = 0
         self._written = 0
         self._progress: anyio.Event | None = None
@@ -122,6 +124,7 @@ class SqlStore:
     async def open(self) -> None:
         """Create the schema on first use; refuse a database written by a newer novaconsole."""
         await ensure_schema(self.engine)
+        await self._check_states_in_db()
 
     async def run(self) -> None:
         """Flush periodically and prune old results, until cancelled."""
@@ -134,6 +137,8 @@ class SqlStore:
             self._wake = anyio.Event()
             try:
                 await self.flush()
+                if not self._states_in_db:
+                    await self._check_states_in_db()
                 if anyio.current_time() >= next_prune:
                     next_prune = anyio.current_time() + self.prune_interval
                     await self.prune()
@@ -179,16 +184,19 @@ class SqlStore:
     async def forget_item(self, handler: str, item_id: str) -> bool:
         """Forget an item's attempts now. True if it had any."""
         key = (handler, item_id)
+        statement = item_states.delete().where(
+            item_states.c.handler == handler[:HANDLER_LENGTH],
+            item_states.c.item_id == item_id[:ITEM_ID_LENGTH],
+        )
+
+        async def delete() -> int:
+            async with self.engine.begin() as connection:
+                return (await connection.execute(statement)).rowcount
+
         async with self._lock:
             pending = self._states.pop(key, None) is not None
-            async with self.engine.begin() as connection:
-                deleted = await connection.execute(
-                    item_states.delete().where(
-                        item_states.c.handler == handler[:HANDLER_LENGTH],
-                        item_states.c.item_id == item_id[:ITEM_ID_LENGTH],
-                    )
-                )
-        return pending or deleted.rowcount > 0
+            deleted = await uncancelled(delete)
+        return pending or deleted > 0
 
     async def flush(self) -> int:
         """Write what is buffered now, in batches; the number of outcomes written."""
@@ -202,6 +210,9 @@ class SqlStore:
                 if not batch and not states and saved is None:
                     return written
                 self._writing_states, self._writing_controls = states, saved
+                if any(state is not None for state in states.values()):
+                    self._states_in_db = True
+                    self._states_generation += 1
                 try:
                     await self._write_shielded(batch, states, saved)
                 except BaseException:
@@ -242,6 +253,20 @@ class SqlStore:
             log.debug("pruned %d results", deleted)
         return deleted
 
+    async def _check_states_in_db(self) -> None:
+        # Item-state lookups happen on every fetch; while the table is empty they need no
+        # query. Other workers' states show up here within one flush tick (run() re-checks),
+        # no later than their own buffered writes would anyway.
+        generation = self._states_generation
+
+        async def any_state() -> int | None:
+            async with self._reader.connect() as connection:
+                return await connection.scalar(select(item_states.c.attempts).limit(1))
+
+        found = await uncancelled(any_state)
+        if generation == self._states_generation:
+            self._states_in_db = found is not None
+
     def _wake_writer(self) -> None:
         if self._wake is not None:
             self._wake.set()
@@ -252,13 +277,11 @@ class SqlStore:
         states: dict[StateKey, ItemState | None],
         saved: Controls | None,
     ) -> None:
-        # Shielded so that a stop never abandons a batch mid-commit (and writes it twice).
-        with anyio.CancelScope(shield=True) as scope:
-            scope.deadline = anyio.current_time() + _WRITE_TIMEOUT
+        async def write() -> None:
             async with self.engine.begin() as connection:
                 await _write(connection, batch, states, saved)
-        if scope.cancelled_caught:
-            raise TimeoutError(f"a batch write took longer than {_WRITE_TIMEOUT:.0f}s")
+
+        await uncancelled(write)
 
     # ------------------------------------------------------------------ reads
 
@@ -278,22 +301,27 @@ class SqlStore:
                 continue
             if state is not None:
                 found[item_id] = state
-        if not missing:
+        if not missing or not self._states_in_db:
             return found
         # Stored ids are cut to ITEM_ID_LENGTH: look up by the stored form, answer by the asked.
         asked = {item_id[:ITEM_ID_LENGTH]: item_id for item_id in missing}
         stored_ids = list(asked)
         table = item_states
-        async with self._reader.connect() as connection:
-            for start in range(0, len(stored_ids), _READ_CHUNK):
-                chunk = stored_ids[start : start + _READ_CHUNK]
-                rows = await connection.execute(
-                    select(table.c.item_id, table.c.attempts, table.c.dead).where(
-                        table.c.handler == handler[:HANDLER_LENGTH], table.c.item_id.in_(chunk)
+
+        async def read() -> None:
+            async with self._reader.connect() as connection:
+                for start in range(0, len(stored_ids), _READ_CHUNK):
+                    chunk = stored_ids[start : start + _READ_CHUNK]
+                    rows = await connection.execute(
+                        select(table.c.item_id, table.c.attempts, table.c.dead).where(
+                            table.c.handler == handler[:HANDLER_LENGTH],
+                            table.c.item_id.in_(chunk),
+                        )
                     )
-                )
-                for item_id, attempts, dead in rows:
-                    found[asked[item_id]] = ItemState(attempts=attempts, dead=bool(dead))
+                    for item_id, attempts, dead in rows:
+                        found[asked[item_id]] = ItemState(attempts=attempts, dead=bool(dead))
+
+        await uncancelled(read)
         return found
 
     async def load_controls(self) -> Controls:
@@ -302,17 +330,20 @@ class SqlStore:
         if latest is not None:
             return _copy_controls(latest)
         loaded = Controls()
-        async with self._reader.connect() as connection:
-            rows = await connection.execute(select(controls))
-            for row in rows.mappings():
-                if row["scope"] == GLOBAL_SCOPE:
-                    loaded.paused = row["paused"]
-                    loaded.concurrency = row["concurrency"]
-                elif row["scope"] == HANDLER_SCOPE:
-                    if row["paused"] is not None:
-                        loaded.handler_paused[row["name"]] = bool(row["paused"])
-                    if row["batch_size"] is not None:
-                        loaded.batch_sizes[row["name"]] = row["batch_size"]
+
+        async def read() -> list[Any]:
+            async with self._reader.connect() as connection:
+                return list((await connection.execute(select(controls))).mappings())
+
+        for row in await uncancelled(read):
+            if row["scope"] == GLOBAL_SCOPE:
+                loaded.paused = row["paused"]
+                loaded.concurrency = row["concurrency"]
+            elif row["scope"] == HANDLER_SCOPE:
+                if row["paused"] is not None:
+                    loaded.handler_paused[row["name"]] = bool(row["paused"])
+                if row["batch_size"] is not None:
+                    loaded.batch_sizes[row["name"]] = row["batch_size"]
         return loaded
 
     async def recent_outcomes(self, limit: int = 200) -> list[ItemOutcome]:
@@ -321,11 +352,15 @@ class SqlStore:
         wanted = max(limit - len(buffered), 0)
         stored: list[ItemOutcome] = []
         if wanted:
-            async with self._reader.connect() as connection:
-                rows = await connection.execute(
-                    select(results).order_by(results.c.id.desc()).limit(wanted)
-                )
-                stored = [row_outcome(row) for row in rows.mappings()]
+
+            async def read() -> list[ItemOutcome]:
+                async with self._reader.connect() as connection:
+                    rows = await connection.execute(
+                        select(results).order_by(results.c.id.desc()).limit(wanted)
+                    )
+                    return [row_outcome(row) for row in rows.mappings()]
+
+            stored = await uncancelled(read)
             stored.reverse()
         return stored + buffered
 

@@ -10,7 +10,7 @@ import pytest
 
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.state import Controls, ItemState
-from novaconsole.store import open_store
+from novaconsole.store import SqlStore, open_store
 from novaconsole.store.queries import forget_item, handler_totals, list_results
 from tests.store.support import outcome
 
@@ -68,3 +68,16 @@ async def test_outcomes_states_and_controls_round_trip_on_postgres(pg_url: str) 
     assert controls == Controls(concurrency=6, handler_paused={"Ping": True})
     assert totals["Ping"]["succeeded"] == 1 and totals["Ping"]["failed"] == 1
     assert await forget_item(pg_url, "Ping", "b") is True
+
+
+async def test_retention_prunes_on_postgres(pg_url: str) -> None:
+    store = SqlStore(pg_url, keep_results_age=None, keep_results_count=3)
+    await store.open()
+    store.record([outcome(i) for i in range(1200)])
+    await store.flush()
+
+    deleted = await store.prune()
+    await store.close()
+
+    assert deleted == 1197
+    assert [r["item_id"] for r in await list_results(pg_url)] == ["1199", "1198", "1197"]
