@@ -1,0 +1,43 @@
+"""``python -m benchmarks [--quick] [--only B1,B3] [--repeat N]``: print one table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+from dataclasses import replace
+from time import perf_counter
+
+from benchmarks.report import render
+from benchmarks.runner import NAMES, run_all
+from benchmarks.sizes import FULL, QUICK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="novaconsole benchmarks (issue 7): one table."
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    parser.add_argument("--only", default=",".join(NAMES), help="e.g. B1,B5 (default: all)")
+    parser.add_argument("--repeat", type=int, help="interleaved rounds per comparison")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if args.repeat:
+        sizes = replace(sizes, repeat=args.repeat)
+    only = [name.strip().upper() for name in args.only.split(",") if name.strip()]
+    logging.basicConfig(level=logging.WARNING)
+    started = perf_counter()
+    rows = run_all(sizes, only)
+    print(render(rows))
+    print(
+        f"\n{'quick' if args.quick else 'full'} run, {sizes.repeat} rounds, "
+        f"{perf_counter() - started:.0f} s; Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
