@@ -9,6 +9,10 @@ Outcome buffer policy: see :mod:`novaconsole.store.recorder`.
 
 All writes of this process go through one :class:`anyio.Lock` (one writer per process).
 Reads answer from what is still buffered first, then from the database.
+
+Each outcome is written once. The one case of a duplicate row: the database commits a batch
+but the connection fails before the driver reports it; the batch is kept and written again.
+Item states and controls are rewritten idempotently, so they are never doubled.
 """
 
 from __future__ import annotations
