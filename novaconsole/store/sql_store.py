@@ -163,12 +163,25 @@ class SqlStore:
                 failures = 0
 
     async def close(self) -> None:
-        """Write everything buffered, then release the connections."""
+        """Write everything buffered, then release the connections.
+
+        If the database cannot take the last writes, they are logged as lost (an error, not an
+        exception: the service is stopping either way).
+        """
         try:
             with anyio.CancelScope(shield=True):
                 await self.flush()
+        except OPEN_ERRORS as error:
+            log.error(
+                "cannot write to database %s (%s): %d outcomes and %d item states are lost",
+                self.display_url,
+                one_line(error, self.engine.url),
+                len(self._outcomes),
+                len(self._states),
+            )
         finally:
-            await self.engine.dispose()
+            with anyio.CancelScope(shield=True):
+                await self.engine.dispose()
 
     # ------------------------------------------------------------------ writes
 

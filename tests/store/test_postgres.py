@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
+import anyio
 import asyncpg
 import pytest
 
@@ -19,24 +22,45 @@ pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+PASSWORD = "not-needed-but-secret"
+
+
+@dataclass
+class Database:
+    url: str
+    name: str
+    admin: asyncpg.Connection
+
+    async def drop(self) -> None:
+        await self.admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
 @pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
+async def pg_database() -> AsyncIterator[Database]:
     try:
         admin = await asyncpg.connect(SERVER, timeout=3)
     except (OSError, asyncpg.PostgresError) as error:
         pytest.skip(f"PostgreSQL server on 127.0.0.1:5432 unreachable: {error}")
     name = f"novaconsole_test_{uuid.uuid4().hex[:12]}"
     await admin.execute(f'CREATE DATABASE "{name}"')
+    database = Database(
+        f"postgresql+asyncpg://postgres:{PASSWORD}@127.0.0.1:5432/{name}", name, admin
+    )
     try:
-        yield f"postgresql+asyncpg://postgres:not-needed@127.0.0.1:5432/{name}"
+        yield database
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await database.drop()
         await admin.close()
+
+
+@pytest.fixture
+def pg_url(pg_database: Database) -> str:
+    return pg_database.url
 
 
 async def test_outcomes_states_and_controls_round_trip_on_postgres(pg_url: str) -> None:
     store = open_store(pg_url)
-    assert "not-needed" not in store.display_url
+    assert PASSWORD not in store.display_url
     await store.open()
     store.record(
         [
@@ -81,3 +105,37 @@ async def test_retention_prunes_on_postgres(pg_url: str) -> None:
 
     assert deleted == 1197
     assert [r["item_id"] for r in await list_results(pg_url)] == ["1199", "1198", "1197"]
+
+
+async def test_write_errors_are_logged_with_the_password_masked(
+    pg_database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="novaconsole.store")
+    failed = anyio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                failed.set()
+
+    watch = Watch()
+    logging.getLogger("novaconsole.store").addHandler(watch)
+    store = open_store(pg_database.url)
+    await store.open()
+    await pg_database.drop()
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(store.run)
+            store.record([outcome(1)])
+            with anyio.fail_after(5):
+                await failed.wait()
+            group.cancel_scope.cancel()
+        await store.close()
+    finally:
+        logging.getLogger("novaconsole.store").removeHandler(watch)
+
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors[0].startswith("cannot write to database postgresql+asyncpg://postgres:***@")
+    assert "1 outcomes waiting" in errors[0]
+    assert "1 outcomes and 0 item states are lost" in errors[-1]
+    assert PASSWORD not in caplog.text
