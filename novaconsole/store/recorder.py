@@ -108,24 +108,39 @@ def outcome_row(outcome: ItemOutcome) -> dict[str, Any]:
     }
 
 
-SQLITE_INSERT = (
-    "INSERT INTO novaconsole_results (handler, item_id, status, attempts, started_at, "
-    "finished_at, duration, error, traceback, history) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+ROW_COLUMNS = (
+    "handler",
+    "item_id",
+    "status",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "duration",
+    "error",
+    "traceback",
+    "history",
 )
-"""The insert of :func:`sqlite_row` tuples, for the driver's executemany."""
+"""The columns of :func:`driver_row` tuples, in order."""
+
+SQLITE_INSERT = (
+    f"INSERT INTO novaconsole_results ({', '.join(ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
+)
+"""The insert of :func:`driver_row` tuples for SQLite's executemany."""
 
 
-def sqlite_row(outcome: ItemOutcome) -> tuple[Any, ...]:
-    """The result row of an outcome, in the form SQLite's driver takes (see
-    :data:`SQLITE_INSERT`): the same values SQLAlchemy would bind, without its per-row
-    processing, which costs more than the rest of recording."""
+def driver_row(outcome: ItemOutcome, sqlite: bool) -> tuple[Any, ...]:
+    """The result row of an outcome as the driver takes it (columns: :data:`ROW_COLUMNS`):
+    the values SQLAlchemy would bind, without its per-row processing, which costs more than
+    the rest of recording. Timestamps are integers on SQLite (see ``UtcDateTime``)."""
+    started, finished = outcome.started_at, outcome.finished_at
     return (
         outcome.handler[:HANDLER_LENGTH],
         str(outcome.item_id)[:ITEM_ID_LENGTH],
         outcome.status.value,
         outcome.attempts,
-        sqlite_time(outcome.started_at),
-        sqlite_time(outcome.finished_at),
+        sqlite_time(started) if sqlite else _aware(started),
+        sqlite_time(finished) if sqlite else _aware(finished),
         outcome.duration,
         outcome.error,
         outcome.traceback,

@@ -47,11 +47,12 @@ from novaconsole.store.models import (
     results,
 )
 from novaconsole.store.recorder import (
+    ROW_COLUMNS,
     SQLITE_INSERT,
     OutcomeBuffer,
+    driver_row,
     outcome_row,
     row_outcome,
-    sqlite_row,
 )
 from novaconsole.store.retention import prune_results
 
@@ -389,10 +390,7 @@ async def _write(
     saved: Controls | None,
 ) -> None:
     if batch:
-        if connection.dialect.name == "sqlite":
-            await connection.exec_driver_sql(SQLITE_INSERT, [sqlite_row(o) for o in batch])
-        else:
-            await connection.execute(results.insert(), [outcome_row(o) for o in batch])
+        await _insert_results(connection, batch)
     if states:
         await connection.execute(
             item_states.delete().where(
@@ -421,6 +419,30 @@ async def _write(
     if saved is not None:
         await connection.execute(controls.delete())
         await connection.execute(controls.insert(), _control_rows(saved))
+
+
+async def _insert_results(connection: AsyncConnection, batch: list[ItemOutcome]) -> None:
+    """Insert a batch of results the cheapest way the driver offers: executemany of plain
+    tuples on SQLite, a binary COPY on asyncpg, Core executemany anywhere else."""
+    dialect = connection.dialect
+    if dialect.name == "sqlite":
+        rows = [driver_row(outcome, True) for outcome in batch]
+        await connection.exec_driver_sql(SQLITE_INSERT, rows)
+    elif dialect.driver == "asyncpg":
+        raw = await connection.get_raw_connection()
+        driver: Any = raw.driver_connection
+        if not driver.is_in_transaction():
+            # SQLAlchemy's adapter begins its transaction with the first statement sent
+            # through it; the COPY goes to the driver directly, so begin it first.
+            await connection.exec_driver_sql("SELECT 1")
+        await driver.copy_records_to_table(
+            results.name,
+            records=[driver_row(outcome, False) for outcome in batch],
+            columns=ROW_COLUMNS,
+            schema_name=results.schema,
+        )
+    else:
+        await connection.execute(results.insert(), [outcome_row(o) for o in batch])
 
 
 def _control_rows(saved: Controls) -> list[dict[str, Any]]:

@@ -11,7 +11,9 @@ from sqlalchemy import text
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.state import Controls, ItemState
 from novaconsole.store import SqlStore, open_store
+from novaconsole.store.models import results
 from novaconsole.store.queries import forget_item, handler_totals, list_results, recent_results
+from novaconsole.store.recorder import outcome_row
 from tests.store.support import outcome
 
 pytestmark = pytest.mark.anyio
@@ -308,3 +310,21 @@ async def test_retention_by_age_deletes_old_results(db_url: str) -> None:
 
     assert (deleted, nothing, everything) == (700, 0, 5)
     assert await list_results(db_url) == []
+
+
+async def test_core_rows_and_driver_rows_store_the_same_outcome(store: SqlStore) -> None:
+    """Drivers without a fast path get Core executemany of ``outcome_row`` dicts."""
+    samples = [
+        outcome(1),
+        outcome("x", status=OutcomeStatus.FAILED, attempts=3, error="bad"),
+        outcome(2, status=OutcomeStatus.SKIPPED, finished_at=datetime(2031, 5, 6, 7, 8, 9, 10)),
+    ]
+    store.record(samples)
+    await store.flush()
+    async with store.engine.begin() as connection:
+        await connection.execute(results.insert(), [outcome_row(o) for o in samples])
+
+    stored = await recent_results(store, limit=6)
+
+    assert stored[:3] == stored[3:]
+    assert stored[2].finished_at == datetime(2031, 5, 6, 7, 8, 9, 10, tzinfo=UTC)
