@@ -1,8 +1,9 @@
 """``SqlStore``: the engine's :class:`~novaconsole.engine.state.StateStore` on a database.
 
 Everything the engine hands over is buffered in memory and written by :meth:`SqlStore.run`
-in batches: one transaction per batch (outcomes by executemany, item states, controls), at
-least every ``flush_interval`` seconds and at once when ``flush_at`` outcomes are waiting.
+in batches: one transaction per batch (outcomes by executemany, or COPY on asyncpg; item
+states; controls), at least every ``flush_interval`` seconds and at once when ``flush_at``
+outcomes are waiting.
 :meth:`SqlStore.close` writes whatever is left. A crash loses at most the writes not yet
 flushed; each batch commits atomically, so the database is never left half-written.
 Outcome buffer policy: see :mod:`novaconsole.store.recorder`.
