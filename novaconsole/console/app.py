@@ -53,6 +53,25 @@ _TIPS = {
 }
 
 _BATCH = Binding.Group("Batch", compact=True)
+_MAIN_SCREEN_ACTIONS = frozenset(
+    {
+        "pause_all",
+        "resume_all",
+        "pause_handler",
+        "resume_handler",
+        "run_once",
+        "cycle_filter",
+        "help",
+        "quit",
+        "batch_up",
+        "batch_down",
+        "concurrency_up",
+        "concurrency_down",
+    }
+)
+"""Keys bound with priority (handled by the app on arrival, before any widget: a key takes
+effect within one turn of the event loop even while the service keeps it busy), so they
+must step aside whenever another screen is on top."""
 _WORKERS = Binding.Group("Workers", compact=True)
 
 
@@ -100,19 +119,39 @@ class NovaConsole(App[int]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("p", "pause_all", "Pause", id="pause-all", tooltip=_TIPS["p"]),
-        Binding("p", "resume_all", "Resume", id="resume-all", tooltip=_TIPS["p"]),
+        Binding("p", "pause_all", "Pause", id="pause-all", priority=True, tooltip=_TIPS["p"]),
+        Binding("p", "resume_all", "Resume", id="resume-all", priority=True, tooltip=_TIPS["p"]),
         Binding(
-            "space", "pause_handler", "Pause handler", id="pause-handler", tooltip=_TIPS["space"]
+            "space",
+            "pause_handler",
+            "Pause handler",
+            id="pause-handler",
+            priority=True,
+            tooltip=_TIPS["space"],
         ),
         Binding(
-            "space", "resume_handler", "Resume handler", id="resume-handler", tooltip=_TIPS["space"]
+            "space",
+            "resume_handler",
+            "Resume handler",
+            id="resume-handler",
+            priority=True,
+            tooltip=_TIPS["space"],
         ),
-        Binding("r", "run_once", "Run once", id="run-once", tooltip=_TIPS["r"]),
-        Binding("f", "cycle_filter", "Filter", id="filter-results", tooltip=_TIPS["f"]),
+        Binding("r", "run_once", "Run once", id="run-once", priority=True, tooltip=_TIPS["r"]),
+        Binding(
+            "f", "cycle_filter", "Filter", id="filter-results", priority=True, tooltip=_TIPS["f"]
+        ),
         Binding("enter", "show_detail", "Detail", id="result-detail", tooltip=_TIPS["enter"]),
-        Binding("question_mark", "help", "Help", key_display="?", id="help", tooltip=_TIPS["?"]),
-        Binding("q", "quit", "Quit", id="quit", tooltip=_TIPS["q"]),
+        Binding(
+            "question_mark",
+            "help",
+            "Help",
+            key_display="?",
+            id="help",
+            priority=True,
+            tooltip=_TIPS["?"],
+        ),
+        Binding("q", "quit", "Quit", id="quit", priority=True, tooltip=_TIPS["q"]),
         Binding(
             "plus",
             "batch_up",
@@ -120,6 +159,7 @@ class NovaConsole(App[int]):
             key_display="+",
             group=_BATCH,
             id="batch-up",
+            priority=True,
             tooltip=_TIPS["+"],
         ),
         Binding(
@@ -129,6 +169,7 @@ class NovaConsole(App[int]):
             key_display="-",
             group=_BATCH,
             id="batch-down",
+            priority=True,
             tooltip=_TIPS["-"],
         ),
         Binding(
@@ -138,6 +179,7 @@ class NovaConsole(App[int]):
             key_display="]",
             group=_WORKERS,
             id="concurrency-up",
+            priority=True,
             tooltip=_TIPS["]"],
         ),
         Binding(
@@ -147,6 +189,7 @@ class NovaConsole(App[int]):
             key_display="[",
             group=_WORKERS,
             id="concurrency-down",
+            priority=True,
             tooltip=_TIPS["["],
         ),
     ]
@@ -241,8 +284,8 @@ class NovaConsole(App[int]):
             outcomes = [e.outcome for e in self._events.drain() if isinstance(e, ItemFinished)]
         records = self.log_sink.take()
         panes = self._panes
-        if panes is None:
-            return
+        if panes is None or not panes.status.is_attached:
+            return  # shutting down
         with self.batch_update():
             panes.status.show(status_view(snapshot, quitting=self.quitting))
             panes.handlers.show(handler_rows(snapshot, self.clock(), self.purpose_filter))
@@ -284,6 +327,8 @@ class NovaConsole(App[int]):
     # ------------------------------------------------------------------ keys
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in _MAIN_SCREEN_ACTIONS and len(self.screen_stack) > 1:
+            return False  # a modal, help or the palette is open: the key is theirs
         if self.quitting and action not in ("quit", "help", "show_detail", "command_palette"):
             return None  # shown disabled while draining
         if action == "pause_all":

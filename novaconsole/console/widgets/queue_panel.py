@@ -13,7 +13,9 @@ from novaconsole.console.view_models import QueueView
 class QueuePanel(Vertical):
     """Depth bar, in flight against concurrency, a throughput sparkline and latency p50/p95.
 
-    Each child is updated only when its value changed since the last :meth:`show`.
+    Each child is updated only when its value changed since the last :meth:`show`, and
+    without a layout pass: every child has a fixed size (see console.tcss), and a layout
+    of the whole screen several times a second costs the hosted service dearly.
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -32,6 +34,14 @@ class QueuePanel(Vertical):
         yield Static("", id="queue-workers", markup=False)
         yield Static("", id="queue-latency", markup=False)
 
+    def on_mount(self) -> None:
+        self._bar = self.query_one("#queue-depth-bar", ProgressBar)
+        self._depth = self.query_one("#queue-depth", Label)
+        self._sparkline = self.query_one("#queue-throughput", Sparkline)
+        self._rate = self.query_one("#queue-rate", Label)
+        self._workers = self.query_one("#queue-workers", Static)
+        self._latency_text = self.query_one("#queue-latency", Static)
+
     def show(self, view: QueueView) -> None:
         """Display ``view``, touching only the parts that differ from what is shown."""
         before = self._view
@@ -39,29 +49,28 @@ class QueuePanel(Vertical):
             return
         self._view = view
         if before is None or (before.depth, before.capacity) != (view.depth, view.capacity):
-            self.query_one("#queue-depth-bar", ProgressBar).update(
-                total=view.capacity, progress=view.depth
-            )
+            self._bar.update(total=view.capacity, progress=view.depth)
         if before is None or before.depth_text != view.depth_text:
-            self.query_one("#queue-depth", Label).update(view.depth_text)
+            self._depth.update(view.depth_text, layout=False)
         if before is None or before.throughput != view.throughput:
-            self.query_one("#queue-throughput", Sparkline).data = list(view.throughput)
+            self._sparkline.data = list(view.throughput)
         if before is None or before.rate_text != view.rate_text:
-            self.query_one("#queue-rate", Label).update(view.rate_text)
+            self._rate.update(view.rate_text, layout=False)
         if before is None or (before.workers_text, before.last_cycle) != (
             view.workers_text,
             view.last_cycle,
         ):
-            self.query_one("#queue-workers", Static).update(
+            self._workers.update(
                 Content.assemble(
                     ("busy    ", "$text-muted"),
                     view.workers_text,
                     ("  cycle ", "$text-muted"),
                     view.last_cycle,
-                )
+                ),
+                layout=False,
             )
         if before is None or before.latency != view.latency:
-            self.query_one("#queue-latency", Static).update(self._latency(view))
+            self._latency_text.update(self._latency(view), layout=False)
 
     @staticmethod
     def _latency(view: QueueView) -> Content:

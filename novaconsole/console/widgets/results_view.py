@@ -117,13 +117,15 @@ class ResultsView(ScrollView, can_focus=True):
 
     def add(self, outcomes: Iterable[ItemOutcome]) -> None:
         """Add outcomes (oldest first, as they happened); the oldest beyond the window go."""
-        new: list[_Entry] = []
-        for outcome in outcomes:
-            self._sequence += 1
-            new.append((self._sequence, outcome))
-        if not new:
+        batch = list(outcomes)
+        if not batch:
             return
-        new = new[-self.max_rows :]
+        # Only the newest max_rows can be shown; the others still take a number.
+        start = self._sequence + len(batch) - min(len(batch), self.max_rows)
+        new: list[_Entry] = [
+            (start + offset + 1, outcome) for offset, outcome in enumerate(batch[-self.max_rows :])
+        ]
+        self._sequence += len(batch)
         new.reverse()
         self._all.extendleft(reversed(new))
         added = [e for e in new if result_matches(e[1], self._mode, self._handler)]

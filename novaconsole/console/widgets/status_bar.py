@@ -33,11 +33,11 @@ class StatusBar(Static):
         self._view = view
         self.set_class(view.state == "paused", "-paused")
         self.set_class(view.state == "draining", "-draining")
-        self.update(self._content(view))
+        self.update(self._content(view), layout=False)
 
     def on_resize(self) -> None:
         if self._view is not None:
-            self.update(self._content(self._view))
+            self.update(self._content(self._view), layout=False)
 
     def _content(self, view: StatusView) -> Content:
         state_style = _STATE_STYLES.get(view.state, "bold")
