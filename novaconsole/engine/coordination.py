@@ -60,10 +60,22 @@ class Command:
 class Coordinator(Protocol):
     """The fleet side of a store shared by several workers."""
 
+    async def now(self) -> datetime:
+        """The coordination clock (the database's): read before a fetch, passed to claim."""
+
     async def claim(
-        self, worker_id: str, handler: str, item_ids: Sequence[str], lease: float
+        self,
+        worker_id: str,
+        handler: str,
+        item_ids: Sequence[str],
+        lease: float,
+        fetched_at: datetime | None = None,
     ) -> Mapping[str, int]:
-        """Claim what is free (or whose lease expired); the fencing token of each claimed id."""
+        """Claim what is free (or whose lease expired); the fencing token of each claimed id.
+
+        An item finished by another worker is taken again only by a fetch that started after
+        it finished (``fetched_at``, from :meth:`now`; ``None``: never).
+        """
 
     async def renew(
         self, worker_id: str, claims: Sequence[Claim], lease: float

@@ -487,10 +487,11 @@ class ProcessingService:
         """Fetch one batch from a handler and queue its new items, waiting for room."""
         scope: Scope | None = None
         try:
+            fetched_at = await self._coordination_clock()
             scope, items = await self._fetch(rt, tracker)
             if scope is not None:
                 scope.background = not forced
-                await self._admit(scope, items, tracker, forced)
+                await self._admit(scope, items, tracker, forced, fetched_at)
         finally:
             tracker.fetching -= 1
             tracker.settle()
@@ -556,7 +557,40 @@ class ProcessingService:
         rt.scopes.add(scope)
         return scope, items
 
-    async def _admit(self, scope: Scope, items: list[Any], tracker: Tracker, forced: bool) -> None:
+    async def _coordination_clock(self) -> datetime | None:
+        """The coordinator's clock before a fetch (``None`` without one, or if unreadable)."""
+        if self._coordinator is None:
+            return None
+        try:
+            return await self._coordinator.now()
+        except Exception:
+            log.exception("reading the database clock failed")
+            return None
+
+    async def _claim(
+        self, rt: HandlerRuntime, keys: list[str], fetched_at: datetime | None
+    ) -> Mapping[str, int]:
+        """This worker's claims on ``keys``; nothing when the claim fails (items stay pending)."""
+        assert self._coordinator is not None
+        lease = self.options.lease_duration.total_seconds()
+        try:
+            return await self._coordinator.claim(
+                self.worker_id, rt.name, keys, lease, fetched_at=fetched_at
+            )
+        except Exception:
+            log.exception(
+                "claiming %d items of %s failed", len(keys), rt.name, extra=_extra(rt.name)
+            )
+            return {}
+
+    async def _admit(
+        self,
+        scope: Scope,
+        items: list[Any],
+        tracker: Tracker,
+        forced: bool,
+        fetched_at: datetime | None = None,
+    ) -> None:
         rt = scope.runtime
         fresh: list[tuple[str, Any]] = []
         for item in items:
@@ -576,8 +610,7 @@ class ProcessingService:
         tokens: Mapping[str, int] | None = None
         if self._coordinator is not None and fresh:
             # Another worker may hold some of these: only what this worker claims is its own.
-            lease = self.options.lease_duration.total_seconds()
-            tokens = await self._coordinator.claim(self.worker_id, rt.name, keys, lease)
+            tokens = await self._claim(rt, keys, fetched_at)
         jobs: list[Job] = []
         for key, item in fresh:
             if key in rt.active:  # a duplicate id within this batch
@@ -648,7 +681,7 @@ class ProcessingService:
         Each worker runs inside a long-lived cancel scope that the watchdog cancels when the
         item in hand overruns its timeout: cheaper than a cancel scope and a timer per item.
         """
-        queue = self._queue
+        queue, store = self._queue, self.store
         slot = WorkerSlot()
         self._slots.add(slot)
         yielded = monotonic()
@@ -673,7 +706,10 @@ class ProcessingService:
                             self._finish(job, OutcomeStatus.SUCCEEDED, None)
                         else:
                             await self._failed(job, error, timed_out=False)
-                        if monotonic() - yielded > _YIELD_EVERY:
+                        if not store.accepting:
+                            await store.wait_accepting()
+                            yielded = monotonic()
+                        elif monotonic() - yielded > _YIELD_EVERY:
                             await checkpoint()
                             yielded = monotonic()
                 timed_out, slot.timed_out = slot.timed_out, None

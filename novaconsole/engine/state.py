@@ -52,6 +52,14 @@ class StateStore(Protocol):
     def record(self, outcomes: Sequence[ItemOutcome]) -> None:
         """Buffer final outcomes for writing."""
 
+    @property
+    def accepting(self) -> bool:
+        """False when the write buffer is too full: the engine starts no item until
+        :meth:`wait_accepting` returns."""
+
+    async def wait_accepting(self) -> None:
+        """Wait until the store accepts outcomes again."""
+
     def set_item_state(self, handler: str, item_id: str, state: ItemState | None) -> None:
         """Remember (or, with ``None``, forget) an item's attempts."""
 
@@ -83,6 +91,11 @@ class MemoryStateStore:
         return None
 
     async def close(self) -> None:
+        return None
+
+    accepting = True
+
+    async def wait_accepting(self) -> None:
         return None
 
     def record(self, outcomes: Sequence[ItemOutcome]) -> None:

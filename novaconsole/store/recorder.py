@@ -1,10 +1,12 @@
 """Outcomes on their way to the database: the bounded buffer and the row format.
 
 Buffer policy: :meth:`OutcomeBuffer.add` never blocks the engine. Reaching ``flush_at``
-buffered outcomes asks the writer to flush at once instead of at its next tick. Only if the
-database cannot take writes for long enough that ``capacity`` outcomes are waiting are further
-outcomes dropped: counted in :attr:`OutcomeBuffer.dropped` and logged as an error (once per
-episode, with the total when writing resumes). Item states and controls are never dropped.
+buffered outcomes asks the writer to flush at once instead of at its next tick. Past half of
+``capacity`` the store stops accepting (``SqlStore.accepting``) and the engine starts no new
+item until the writer catches up, so the buffer holds at most that plus the items in flight.
+Only if that bound were broken would further outcomes be dropped: counted in
+:attr:`OutcomeBuffer.dropped` and logged as an error (once per episode, with the total when
+writing resumes). Item states and controls are never dropped.
 """
 
 from __future__ import annotations
@@ -91,8 +93,8 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def outcome_row(outcome: ItemOutcome) -> dict[str, Any]:
-    """The ``novaconsole_results`` row of an outcome."""
+def outcome_row(outcome: ItemOutcome, worker_id: str | None = None) -> dict[str, Any]:
+    """The ``novaconsole_results`` row of an outcome (recorded by ``worker_id``)."""
     history = outcome.history
     return {
         "handler": outcome.handler[:HANDLER_LENGTH],
@@ -105,6 +107,7 @@ def outcome_row(outcome: ItemOutcome) -> dict[str, Any]:
         "error": outcome.error,
         "traceback": outcome.traceback,
         "history": None if _told_by_row(outcome) else [_attempt_json(a) for a in history],
+        "worker_id": worker_id,
     }
 
 
@@ -119,6 +122,7 @@ ROW_COLUMNS = (
     "error",
     "traceback",
     "history",
+    "worker_id",
 )
 """The columns of :func:`driver_row` tuples, in order."""
 
@@ -129,7 +133,7 @@ SQLITE_INSERT = (
 """The insert of :func:`driver_row` tuples for SQLite's executemany."""
 
 
-def driver_row(outcome: ItemOutcome, sqlite: bool) -> tuple[Any, ...]:
+def driver_row(outcome: ItemOutcome, sqlite: bool, worker_id: str | None = None) -> tuple[Any, ...]:
     """The result row of an outcome as the driver takes it (columns: :data:`ROW_COLUMNS`):
     the values SQLAlchemy would bind, without its per-row processing, which costs more than
     the rest of recording. Timestamps are integers on SQLite (see ``UtcDateTime``)."""
@@ -145,6 +149,7 @@ def driver_row(outcome: ItemOutcome, sqlite: bool) -> tuple[Any, ...]:
         outcome.error,
         outcome.traceback,
         None if _told_by_row(outcome) else json.dumps([_attempt_json(a) for a in outcome.history]),
+        worker_id,
     )
 
 
@@ -227,4 +232,5 @@ def row_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
         "finished_at": row["finished_at"].isoformat(),
         "traceback": row["traceback"],
         "history": [_attempt_json(attempt) for attempt in history_of(row)],
+        "worker_id": row.get("worker_id"),
     }

@@ -251,6 +251,22 @@ class SqlStore:
             if written >= todo:
                 return written
 
+    @property
+    def accepting(self) -> bool:
+        """False while more than half the buffer's capacity is recorded and not yet written
+        (the batch being written included): the engine then starts no item until the writer
+        catches up, so that outcomes are delayed, never dropped."""
+        unwritten = self._recorded - self._written - self._outcomes.dropped
+        return unwritten < self._outcomes.capacity // 2
+
+    async def wait_accepting(self) -> None:
+        """Wait until :attr:`accepting` (the writer made progress)."""
+        while not self.accepting:
+            self._wake_writer()
+            if self._progress is None:
+                self._progress = anyio.Event()
+            await self._progress.wait()
+
     async def settled(self) -> None:
         """Wait until every outcome recorded before this call is written (or dropped)."""
         target = self._recorded
