@@ -144,18 +144,18 @@ def changed_value(value: int, configured: int) -> str:
 
 # --- handlers ----------------------------------------------------------------------------
 
-HANDLER_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("name", "Handler"),
-    ("state", "State"),
-    ("batch", "Batch"),
-    ("in_flight", "In flight"),
-    ("succeeded", "OK"),
-    ("failed", "Failed"),
-    ("last_run", "Last run"),
-    ("purpose", "Purpose"),
-    ("last_error", "Last error"),
+HANDLER_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+    ("name", "Handler", None),
+    ("state", "State", 8),
+    ("batch", "Batch", 6),
+    ("in_flight", "In flight", 12),
+    ("succeeded", "OK", 9),
+    ("failed", "Failed", 8),
+    ("last_run", "Last run", 11),
+    ("purpose", "Purpose", 9),
+    ("last_error", "Last error", None),
 )
-"""(column key, header) of the handlers table, in order."""
+"""(column key, header, fixed width or None to fit the content) of the handlers table."""
 
 STATE_TONES = {"active": "success", "paused": "warning", "disabled": "muted", "failing": "error"}
 
@@ -468,7 +468,9 @@ def log_line(record: logging.LogRecord, tz: tzinfo | None) -> LogLine:
     text = f"{moment} {record.levelname:<7} {logger}{where} {lines[0]}"
     if record.exc_info and record.exc_info[1] is not None:
         error = record.exc_info[1]
-        text += f" ({type(error).__name__}: {error})"
+        described = f"{type(error).__name__}: {error}"
+        if described not in text:
+            text += f" ({described})"
     return LogLine(level=record.levelname, text=text)
 
 

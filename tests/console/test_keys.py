@@ -198,3 +198,20 @@ async def test_the_timer_shows_results_and_logs_without_being_asked() -> None:
                 log = app.query_one(LogPane)
                 await wait_until(pilot, lambda: any("did 2" in line for line in log.lines))
                 assert app.handlers_table.get_cell("A", "succeeded").plain == "2"
+
+
+async def test_every_builtin_theme_renders() -> None:
+    """Styles use theme variables only: switching through every theme renders without error
+    and recolours the state cells."""
+    service = build_service({"A": Source([])})
+    async with service.running():
+        app = console(service)
+        async with app.run_test() as pilot:
+            colours = set()
+            for name in sorted(app.available_themes):
+                app.theme = name
+                await pilot.pause()
+                app.refresh_view()
+                await pilot.pause()
+                colours.add(app.handlers_table.get_cell("A", "state").style)
+            assert len(colours) > 1

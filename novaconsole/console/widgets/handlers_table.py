@@ -35,8 +35,8 @@ class HandlersTable(DataTable[Text]):
         self._shown: dict[str, HandlerRow] = {}
 
     def on_mount(self) -> None:
-        for key, label in HANDLER_COLUMNS:
-            self.add_column(label, key=key)
+        for key, label, width in HANDLER_COLUMNS:
+            self.add_column(label, key=key, width=width)
         self.watch(self.app, "theme", self._watch_theme, init=False)
 
     @property
@@ -62,11 +62,14 @@ class HandlersTable(DataTable[Text]):
             before = self._shown[row.name]
             if before == row:
                 continue
-            for index, (key, _) in enumerate(HANDLER_COLUMNS):
+            for index, (key, _, width) in enumerate(HANDLER_COLUMNS):
                 if before.cells[index] != row.cells[index] or (
                     index == _STATE_COLUMN and before.tone != row.tone
                 ):
-                    self.update_cell(row.name, key, self._cell(row, index))
+                    # Fixed-width columns never need measuring; the others grow to fit.
+                    self.update_cell(
+                        row.name, key, self._cell(row, index), update_width=width is None
+                    )
             self._shown[row.name] = row
 
     def _rebuild(self, rows: Sequence[HandlerRow]) -> None:
