@@ -27,6 +27,8 @@ from novaconsole.engine.service import ProcessingService
 
 SIZE = (120, 40)
 KEY_TARGET_MS = 100.0
+KEY_GIVE_UP = 10.0
+"""Seconds after which a key press that changed nothing fails the benchmark."""
 MS = 1000.0
 
 
@@ -77,8 +79,9 @@ async def paced(
                     pressed = perf_counter()
                     group.start_soon(pilot.press, key)
                     # Polled, as a front end would see it; 1 ms is the resolution.
-                    while service.snapshot().concurrency == was:  # noqa: ASYNC110
-                        await anyio.sleep(0.001)
+                    with anyio.fail_after(KEY_GIVE_UP):
+                        while service.snapshot().concurrency == was:  # noqa: ASYNC110
+                            await anyio.sleep(0.001)
                     result.keys.append(perf_counter() - pressed)
                     await anyio.sleep(gap)
         else:
