@@ -60,8 +60,6 @@ async def run_headless(service: ProcessingService, *, once: bool, out: TextIO | 
     128 + its number. Otherwise: until SIGINT or SIGTERM, then drain and 0.
     """
     out = out if out is not None else sys.stdout
-    if not service.registrations:
-        log.warning("no handlers are registered (no [[handlers]] in the config?): nothing to do")
     if not once:
         tally = await _until_signalled(service)
         print_summary(tally, out)
@@ -98,6 +96,7 @@ async def _one_cycle(service: ProcessingService) -> tuple[CycleReport | None, in
                     return
 
             group.start_soon(stop_on_signal)
+            _warn_if_idle(service)
             report = await service.run_once()
             group.cancel_scope.cancel()
     # Leaving running() drained what the cycle still had in flight.
@@ -111,6 +110,7 @@ async def _until_signalled(service: ProcessingService) -> Tally:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with service.running(), anyio.create_task_group() as group:
             group.start_soon(tally.follow, subscription)
+            _warn_if_idle(service)
             log.info(
                 "running headless with %d handlers (database %s); stop with Ctrl+C or SIGTERM",
                 len(service.registrations),
@@ -124,6 +124,11 @@ async def _until_signalled(service: ProcessingService) -> Tally:
     tally.take(subscription.drain())
     subscription.close()
     return tally
+
+
+def _warn_if_idle(service: ProcessingService) -> None:
+    if not service.registrations:
+        log.warning("no handlers are registered (no [[handlers]] in the config?): nothing to do")
 
 
 def print_summary(
