@@ -17,11 +17,19 @@ def open_store(
     *,
     keep_results_age: timedelta | None = timedelta(days=7),
     keep_results_count: int | None = 100_000,
+    shared: bool | None = None,
 ) -> SqlStore:
     """A store on ``url``, keeping results up to ``keep_results_age`` old and at most
-    ``keep_results_count`` of them (``None``: no limit). Creates the engine, connects to
-    nothing; a bad URL or a missing driver is a :class:`~novaconsole.errors.ConfigError`."""
-    return SqlStore(url, keep_results_age=keep_results_age, keep_results_count=keep_results_count)
+    ``keep_results_count`` of them (``None``: no limit). With ``shared`` (``None``: on for
+    PostgreSQL, off for SQLite) several workers share the database's work: claims with leases,
+    heartbeats, fleet commands. Creates the engine, connects to nothing; a bad URL, a missing
+    driver or a database that cannot share work is a :class:`~novaconsole.errors.ConfigError`."""
+    return SqlStore(
+        url,
+        keep_results_age=keep_results_age,
+        keep_results_count=keep_results_count,
+        shared=shared,
+    )
 
 
 __all__ = ["SqlStore", "create_engine", "mask_url", "open_store"]

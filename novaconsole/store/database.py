@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from novaconsole.errors import ConfigError
-from novaconsole.store.models import SCHEMA_VERSION, meta, metadata
+from novaconsole.store.models import SCHEMA_VERSION, WORKER_ID_LENGTH, meta, metadata
 
 BUSY_TIMEOUT_MS = 5000
 READ_ONLY = "novaconsole_read_only"
@@ -185,6 +185,21 @@ def check_schema_version(version: int | None, engine: AsyncEngine) -> None:
         )
 
 
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    1: (f"ALTER TABLE novaconsole_results ADD COLUMN worker_id VARCHAR({WORKER_ID_LENGTH})",),
+}
+"""Statements taking a schema from version N to N + 1 (new tables come from create_all)."""
+
+
+async def _upgrade(connection: AsyncConnection, version: int) -> None:
+    for step in range(version, SCHEMA_VERSION):
+        for statement in _UPGRADES.get(step, ()):
+            await connection.exec_driver_sql(statement)
+    await connection.execute(
+        meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
+    )
+
+
 def sqlite_file(engine: AsyncEngine) -> Path | None:
     """The file of a SQLite database (``None``: in memory, a URI, or not SQLite)."""
     database = engine.url.database or ""
@@ -212,6 +227,8 @@ async def ensure_schema(engine: AsyncEngine) -> None:
                 await connection.execute(
                     meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
                 )
+            elif version < SCHEMA_VERSION:
+                await _upgrade(connection, version)
     except ConfigError:
         raise
     except OPEN_ERRORS as error:

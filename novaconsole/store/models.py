@@ -28,12 +28,15 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 1
-"""The schema this novaconsole writes; a database with a higher one is refused."""
+SCHEMA_VERSION = 2
+"""The schema this novaconsole writes; a database with a higher one is refused.
+
+2: ``novaconsole_results.worker_id``; claims, workers and commands tables (many workers)."""
 
 HANDLER_LENGTH = 200
 ITEM_ID_LENGTH = 500
 """Longer item ids are stored cut to this length."""
+WORKER_ID_LENGTH = 300
 
 metadata = MetaData()
 
@@ -109,10 +112,12 @@ results = Table(
     Column("error", Text),
     Column("traceback", Text),
     Column("history", JSON(none_as_null=True)),  # NULL: the single attempt the row itself describes
+    Column("worker_id", String(WORKER_ID_LENGTH)),
     Index("ix_novaconsole_results_handler_finished", "handler", "finished_at"),
     Index("ix_novaconsole_results_status", "status"),
 )
-"""One row per final item outcome; ``history`` lists the attempts this run saw."""
+"""One row per final item outcome; ``history`` lists the attempts this run saw; ``worker_id``
+is the worker that recorded it."""
 
 item_states = Table(
     "novaconsole_item_states",
@@ -138,3 +143,49 @@ controls = Table(
 
 GLOBAL_SCOPE = "global"
 HANDLER_SCOPE = "handler"
+
+HELD = "held"
+DONE = "done"
+
+claims = Table(
+    "novaconsole_claims",
+    metadata,
+    Column("handler", String(HANDLER_LENGTH), primary_key=True),
+    Column("item_id", String(ITEM_ID_LENGTH), primary_key=True),
+    Column("worker_id", String(WORKER_ID_LENGTH), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("lease_until", UtcDateTime(), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("finished_at", UtcDateTime()),
+    Index("ix_novaconsole_claims_state_finished", "state", "finished_at"),
+)
+"""A worker's hold on an item (``held`` until ``lease_until``, database clock), or its end
+(``done`` at ``finished_at``, kept a while so a fetch that raced the end cannot take it again).
+``token`` grows by one with every new claim of the row: the fencing token."""
+
+workers = Table(
+    "novaconsole_workers",
+    metadata,
+    Column("worker_id", String(WORKER_ID_LENGTH), primary_key=True),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("last_beat", UtcDateTime(), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("in_flight", Integer, nullable=False),
+    Column("processed", BigInteger, nullable=False),
+    Column("lease", Float, nullable=False),
+)
+"""One row per worker (``host:pid``), written at each heartbeat (database clock); it is dead
+when silent for longer than its ``lease`` (seconds)."""
+
+commands = Table(
+    "novaconsole_commands",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("kind", String(50), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("taken_by", String(WORKER_ID_LENGTH)),
+    Column("taken_at", UtcDateTime()),
+    Index("ix_novaconsole_commands_taken_by", "taken_by"),
+)
+"""Fleet commands (``run_once``), each taken by exactly one worker."""

@@ -41,7 +41,7 @@ async def list_results(
         query = query.where(results.c.handler == handler)
     if status is not None:
         query = query.where(results.c.status == str(status))
-    async with _reading(url) as connection:
+    async with reading(url) as connection:
         if connection is None:
             return []
         rows = await connection.execute(query)
@@ -59,7 +59,7 @@ async def handler_totals(url: str) -> dict[str, dict[str, Any]]:
     ).group_by(results.c.handler, results.c.status)
     totals: dict[str, dict[str, Any]] = {}
     latest: dict[str, datetime] = {}
-    async with _reading(url) as connection:
+    async with reading(url) as connection:
         if connection is None:
             return {}
         rows = await connection.execute(query)
@@ -115,8 +115,9 @@ async def _usable(connection: AsyncConnection, engine: AsyncEngine) -> bool:
 
 
 @asynccontextmanager
-async def _reading(url: str) -> AsyncIterator[AsyncConnection | None]:
-    """A read-only connection, or ``None`` when the database has no novaconsole tables."""
+async def reading(url: str) -> AsyncIterator[AsyncConnection | None]:
+    """A read-only connection to ``url``, or ``None`` when the database has no novaconsole
+    tables (a SQLite file that does not exist is not created)."""
     engine = _engine_for(url)
     if engine is None:
         yield None

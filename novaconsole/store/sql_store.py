@@ -11,15 +11,26 @@ Outcome buffer policy: see :mod:`novaconsole.store.recorder`.
 All writes of this process go through one :class:`anyio.Lock` (one writer per process).
 Reads answer from what is still buffered first, then from the database.
 
-Each outcome is written once. The one case of a duplicate row: the database commits a batch
-but the connection fails before the driver reports it; the batch is kept and written again.
-Item states and controls are rewritten idempotently, so they are never doubled.
+Each outcome is written once. The one case of a duplicate row, for a store that does not
+share work: the database commits a batch but the connection fails before the driver reports
+it; the batch is kept and written again. Item states and controls are rewritten idempotently,
+so they are never doubled.
+
+When work is shared (``shared``: on by default on PostgreSQL, on request on SQLite), the store
+has a :attr:`SqlStore.coordinator` (claims, heartbeats, fleet commands) and an outcome is
+written only if its fencing token is still the claim's, in the same transaction that marks
+the claim done: a stale outcome (its worker lost the lease) is rejected, counted in
+:attr:`SqlStore.rejected_outcomes` and logged; a batch written again after an unreported
+commit is rejected the same way, so it is not doubled either.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,8 +38,12 @@ import anyio
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from novaconsole.engine.coordination import Claim
 from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.state import Controls, ItemState
+from novaconsole.errors import ConfigError
+from novaconsole.store import claims as claim_sql
+from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
     OPEN_ERRORS,
     create_engine,
@@ -64,6 +79,29 @@ StateKey = tuple[str, str]
 _READ_CHUNK = 500
 """Item ids per ``IN (...)`` query."""
 _RETRY_MAX = 30.0
+_SQLITE_UPSERT_RETURNING = (3, 35, 0)
+
+
+def _shares_work(engine: AsyncEngine, shared: bool | None) -> bool:
+    """Whether workers share this database: by default on PostgreSQL only."""
+    backend = engine.dialect.name
+    if shared is None:
+        return backend == "postgresql"
+    if not shared:
+        return False
+    if backend == "sqlite":
+        if sqlite3.sqlite_version_info < _SQLITE_UPSERT_RETURNING:
+            raise ConfigError(
+                f"sharing work on SQLite needs SQLite 3.35 or newer (this is "
+                f"{sqlite3.sqlite_version}); use PostgreSQL or set shared = false",
+                key="database.shared",
+            )
+        return True
+    if backend != "postgresql":
+        raise ConfigError(
+            f"sharing work needs PostgreSQL or SQLite, not {backend}", key="database.shared"
+        )
+    return True
 
 
 class SqlStore:
@@ -71,6 +109,9 @@ class SqlStore:
 
     ``session_factory`` opens sessions on the same database for handler code
     (``ctx.session()``). Constructing a store connects to nothing: :meth:`open` does.
+    ``shared`` (``None``: on PostgreSQL only) gives it a :attr:`coordinator` so that several
+    workers share the database's work; ``keep_claims`` is how long a finished item's claim is
+    kept (a fetch that started before the item finished cannot claim it meanwhile).
     """
 
     def __init__(
@@ -84,6 +125,8 @@ class SqlStore:
         buffer_capacity: int = 50_000,
         batch_rows: int = 5000,
         prune_interval: float = 60.0,
+        shared: bool | None = None,
+        keep_claims: timedelta = timedelta(minutes=10),
     ) -> None:
         if keep_results_count is not None and keep_results_count < 0:
             raise ValueError("keep_results_count must not be negative")
@@ -111,6 +154,28 @@ class SqlStore:
         self._recorded = 0
         self._written = 0
         self._progress: anyio.Event | None = None
+        self._writing_batch: list[ItemOutcome] = []
+        self.keep_claims = keep_claims
+        self.rejected_outcomes = 0
+        """Outcomes not written because their worker had lost the item's claim."""
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        """Written beside each result; the worker's own id once it claims or beats."""
+        self.coordinator: SqlCoordinator | None = None
+        if _shares_work(self.engine, shared):
+            self.coordinator = SqlCoordinator(
+                self.engine,
+                lock=self._lock if self.engine.dialect.name == "sqlite" else None,
+                buffered=self._buffered_claims,
+                on_worker=self._set_worker,
+            )
+
+    def _set_worker(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+
+    def _buffered_claims(self) -> Iterator[Claim]:
+        for outcome in (*self._writing_batch, *self._outcomes.peek()):
+            if outcome.token is not None:
+                yield Claim(outcome.handler, str(outcome.item_id), outcome.token)
 
     def __repr__(self) -> str:
         return f"SqlStore({self.display_url!r})"
@@ -173,6 +238,8 @@ class SqlStore:
         try:
             with anyio.CancelScope(shield=True):
                 await self.flush()
+                if self.coordinator is not None:
+                    await self.coordinator.stop()
         except OPEN_ERRORS as error:
             log.error(
                 "cannot write to database %s (%s): %d outcomes and %d item states are lost",
@@ -232,8 +299,9 @@ class SqlStore:
                 if any(state is not None for state in states.values()):
                     self._states_in_db = True
                     self._states_generation += 1
+                self._writing_batch = batch
                 try:
-                    await self._write_shielded(batch, states, saved)
+                    rejected = await self._write_shielded(batch, states, saved)
                 except BaseException:
                     self._outcomes.put_back(batch)
                     self._states = {**states, **self._states}
@@ -242,6 +310,9 @@ class SqlStore:
                     raise
                 finally:
                     self._writing_states, self._writing_controls = {}, None
+                    self._writing_batch = []
+            if rejected:
+                self._rejected(rejected)
             self._outcomes.written()
             written += len(batch)
             self._written += len(batch)
@@ -286,7 +357,23 @@ class SqlStore:
         )
         if deleted:
             log.debug("pruned %d results", deleted)
+        if self.coordinator is not None:
+            forgotten = await self.coordinator.prune(self.keep_claims)
+            if forgotten:
+                log.debug("forgot %d old claims, workers and commands", forgotten)
         return deleted
+
+    def _rejected(self, stale: list[ItemOutcome]) -> None:
+        self.rejected_outcomes += len(stale)
+        shown = ", ".join(f"{o.handler} item {o.item_id} ({o.status.value})" for o in stale[:5])
+        more = f" and {len(stale) - 5} more" if len(stale) > 5 else ""
+        log.warning(
+            "rejected %d stale outcomes: their worker lost the claim to another worker: %s%s",
+            len(stale),
+            shown,
+            more,
+            extra={"handler": stale[0].handler, "item_id": stale[0].item_id},
+        )
 
     async def _check_states_in_db(self) -> None:
         # Item-state lookups happen on every fetch; while the table is empty they need no
@@ -311,12 +398,15 @@ class SqlStore:
         batch: list[ItemOutcome],
         states: dict[StateKey, ItemState | None],
         saved: Controls | None,
-    ) -> None:
-        async def write() -> None:
-            async with self.engine.begin() as connection:
-                await _write(connection, batch, states, saved)
+    ) -> list[ItemOutcome]:
+        fenced = self.coordinator is not None
+        worker_id = self.worker_id
 
-        await uncancelled(write)
+        async def write() -> list[ItemOutcome]:
+            async with self.engine.begin() as connection:
+                return await _write(connection, batch, states, saved, fenced, worker_id)
+
+        return await uncancelled(write)
 
     # ------------------------------------------------------------------ reads
 
@@ -405,9 +495,15 @@ async def _write(
     batch: list[ItemOutcome],
     states: dict[StateKey, ItemState | None],
     saved: Controls | None,
-) -> None:
+    fenced: bool,
+    worker_id: str,
+) -> list[ItemOutcome]:
+    """Write one batch; the outcomes rejected as stale (``fenced``: tokens are checked)."""
+    rejected: list[ItemOutcome] = []
+    if batch and fenced:
+        batch, rejected = await _fence(connection, batch)
     if batch:
-        await _insert_results(connection, batch)
+        await _insert_results(connection, batch, worker_id)
     if states:
         await connection.execute(
             item_states.delete().where(
@@ -436,14 +532,40 @@ async def _write(
     if saved is not None:
         await connection.execute(controls.delete())
         await connection.execute(controls.insert(), _control_rows(saved))
+    return rejected
 
 
-async def _insert_results(connection: AsyncConnection, batch: list[ItemOutcome]) -> None:
+async def _fence(
+    connection: AsyncConnection, batch: list[ItemOutcome]
+) -> tuple[list[ItemOutcome], list[ItemOutcome]]:
+    """Mark done the claims of the batch's outcomes whose token is current; (the outcomes to
+    write, the stale ones). Outcomes without a token (no claim was made) all pass."""
+    keys = {
+        id(o): (*claim_sql.stored_key(o.handler, str(o.item_id)), o.token)
+        for o in batch
+        if o.token is not None
+    }
+    if not keys:
+        return batch, []
+    accepted = await claim_sql.finish(connection, set(keys.values()))
+    if len(accepted) == len(keys):
+        return batch, []
+    kept: list[ItemOutcome] = []
+    stale: list[ItemOutcome] = []
+    for outcome in batch:
+        key = keys.get(id(outcome))
+        (kept if key is None or key in accepted else stale).append(outcome)
+    return kept, stale
+
+
+async def _insert_results(
+    connection: AsyncConnection, batch: list[ItemOutcome], worker_id: str
+) -> None:
     """Insert a batch of results the cheapest way the driver offers: executemany of plain
     tuples on SQLite, a binary COPY on asyncpg, Core executemany anywhere else."""
     dialect = connection.dialect
     if dialect.name == "sqlite":
-        rows = [driver_row(outcome, True) for outcome in batch]
+        rows = [driver_row(outcome, True, worker_id) for outcome in batch]
         await connection.exec_driver_sql(SQLITE_INSERT, rows)
     elif dialect.driver == "asyncpg":
         raw = await connection.get_raw_connection()
@@ -454,12 +576,12 @@ async def _insert_results(connection: AsyncConnection, batch: list[ItemOutcome])
             await connection.exec_driver_sql("SELECT 1")
         await driver.copy_records_to_table(
             results.name,
-            records=[driver_row(outcome, False) for outcome in batch],
+            records=[driver_row(outcome, False, worker_id) for outcome in batch],
             columns=ROW_COLUMNS,
             schema_name=results.schema,
         )
     else:
-        await connection.execute(results.insert(), [outcome_row(o) for o in batch])
+        await connection.execute(results.insert(), [outcome_row(o, worker_id) for o in batch])
 
 
 def _control_rows(saved: Controls) -> list[dict[str, Any]]:

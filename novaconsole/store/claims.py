@@ -1,0 +1,256 @@
+"""Claims with leases and fencing tokens: the SQL, one statement per batch.
+
+Every time is the database's: ``now()`` on PostgreSQL; on SQLite, whose file lives on this
+machine, the machine's clock (the same for every process sharing the file), taken inside the
+write transaction. A claim's token is ``max(previous + 1, now in microseconds)``: it grows with
+every new claim of a row and never repeats even after the row was pruned, so a worker that lost
+its lease (stopped, partitioned) can never have its stale token accepted again.
+
+Rows are locked in (handler, item id) order on PostgreSQL, the same order as the claim upsert
+inserts them, so that concurrent claims, renewals and completions cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from novaconsole.engine.coordination import Claim
+from novaconsole.store.models import (
+    DONE,
+    HANDLER_LENGTH,
+    HELD,
+    ITEM_ID_LENGTH,
+    WORKER_ID_LENGTH,
+    sqlite_time,
+)
+
+ClaimKey = tuple[str, str, int]
+"""(handler, item id, token) as stored (ids cut to their column lengths)."""
+
+PRUNE_BATCH = 500
+
+_PG_NOW_US = "CAST(EXTRACT(EPOCH FROM now()) * 1000000 AS BIGINT)"
+_PG_LEASE = "now() + make_interval(secs => CAST(:lease AS DOUBLE PRECISION))"
+
+_PG_CLAIM = text(f"""
+INSERT INTO novaconsole_claims AS c
+    (handler, item_id, worker_id, token, lease_until, state, finished_at)
+SELECT :handler, ids.item_id, :worker_id, {_PG_NOW_US}, {_PG_LEASE}, '{HELD}', NULL
+FROM unnest(CAST(:item_ids AS VARCHAR[])) AS ids(item_id)
+ON CONFLICT (handler, item_id) DO UPDATE
+SET worker_id = EXCLUDED.worker_id,
+    token = GREATEST(c.token + 1, EXCLUDED.token),
+    lease_until = EXCLUDED.lease_until,
+    state = '{HELD}',
+    finished_at = NULL
+WHERE c.lease_until < now()
+   OR (c.state = '{DONE}' AND c.finished_at < CAST(:fetched_at AS TIMESTAMPTZ))
+RETURNING c.item_id, c.token
+""")
+
+_SQLITE_CLAIM = text(f"""
+INSERT INTO novaconsole_claims
+    (handler, item_id, worker_id, token, lease_until, state, finished_at)
+SELECT :handler, ids.value, :worker_id, :now, :lease_until, '{HELD}', NULL
+FROM json_each(:item_ids) AS ids WHERE true
+ON CONFLICT (handler, item_id) DO UPDATE
+SET worker_id = excluded.worker_id,
+    token = max(novaconsole_claims.token + 1, excluded.token),
+    lease_until = excluded.lease_until,
+    state = '{HELD}',
+    finished_at = NULL
+WHERE novaconsole_claims.lease_until < :now
+   OR (novaconsole_claims.state = '{DONE}' AND novaconsole_claims.finished_at < :fetched_at)
+RETURNING item_id, token
+""")
+
+
+def _pg_matching(assignments: str, condition: str) -> str:
+    """An UPDATE of the held claims matching (handler, item id, token) triples, locked in
+    key order first; returns the triples it updated."""
+    return f"""
+WITH wanted AS (
+    SELECT * FROM unnest(
+        CAST(:handlers AS VARCHAR[]), CAST(:item_ids AS VARCHAR[]), CAST(:tokens AS BIGINT[])
+    ) AS w(handler, item_id, token)
+), locked AS (
+    SELECT c.handler, c.item_id FROM novaconsole_claims AS c
+    JOIN wanted AS w ON c.handler = w.handler AND c.item_id = w.item_id AND c.token = w.token
+    WHERE c.state = '{HELD}' {condition}
+    ORDER BY c.handler, c.item_id
+    FOR UPDATE OF c
+)
+UPDATE novaconsole_claims AS c SET {assignments}
+FROM locked WHERE c.handler = locked.handler AND c.item_id = locked.item_id
+RETURNING c.handler, c.item_id, c.token
+"""
+
+
+def _sqlite_matching(assignments: str, condition: str) -> str:
+    return f"""
+UPDATE novaconsole_claims SET {assignments}
+WHERE state = '{HELD}' {condition} AND (handler, item_id, token) IN (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+    FROM json_each(:claims)
+)
+RETURNING handler, item_id, token
+"""
+
+
+_WORKER = "AND worker_id = :worker_id"
+_PG_WORKER = "AND c.worker_id = :worker_id"
+_PG_RENEW = text(_pg_matching(f"lease_until = {_PG_LEASE}", _PG_WORKER))
+_SQLITE_RENEW = text(_sqlite_matching("lease_until = :lease_until", _WORKER))
+_PG_RELEASE = text(_pg_matching("lease_until = TIMESTAMPTZ '1970-01-01 00:00:00+00'", _PG_WORKER))
+_SQLITE_RELEASE = text(_sqlite_matching("lease_until = 0", _WORKER))
+_PG_FINISH = text(_pg_matching(f"state = '{DONE}', finished_at = now()", ""))
+_SQLITE_FINISH = text(_sqlite_matching(f"state = '{DONE}', finished_at = :now", ""))
+
+_PG_PRUNE = text(f"""
+DELETE FROM novaconsole_claims WHERE ctid IN (
+    SELECT ctid FROM novaconsole_claims
+    WHERE (state = '{DONE}' AND finished_at < now() - make_interval(secs => :keep))
+       OR lease_until < now() - make_interval(secs => :keep)
+    LIMIT {PRUNE_BATCH}
+)
+""")
+_SQLITE_PRUNE = text(f"""
+DELETE FROM novaconsole_claims WHERE rowid IN (
+    SELECT rowid FROM novaconsole_claims
+    WHERE (state = '{DONE}' AND finished_at < :before) OR lease_until < :before
+    LIMIT {PRUNE_BATCH}
+)
+""")
+
+
+def stored_key(handler: str, item_id: str) -> tuple[str, str]:
+    """(handler, item id) as stored: cut to the column lengths."""
+    return handler[:HANDLER_LENGTH], item_id[:ITEM_ID_LENGTH]
+
+
+def _is_pg(connection: AsyncConnection) -> bool:
+    return connection.dialect.name == "postgresql"
+
+
+def _micros(moment: datetime) -> int:
+    return sqlite_time(moment)
+
+
+async def claim(
+    connection: AsyncConnection,
+    worker_id: str,
+    handler: str,
+    item_ids: Sequence[str],
+    lease: float,
+    fetched_at: datetime | None,
+) -> dict[str, int]:
+    """Claim the free (never claimed, lease expired, or finished before ``fetched_at``) of
+    ``item_ids`` in one statement; the token of each claimed id, keyed as asked."""
+    asked: dict[str, str] = {}
+    for item_id in item_ids:
+        asked.setdefault(item_id[:ITEM_ID_LENGTH], item_id)
+    stored = sorted(asked)
+    params: dict[str, object] = {
+        "handler": handler[:HANDLER_LENGTH],
+        "worker_id": worker_id[:WORKER_ID_LENGTH],
+    }
+    if _is_pg(connection):
+        params |= {"item_ids": stored, "lease": lease, "fetched_at": fetched_at}
+        rows = await connection.execute(_PG_CLAIM, params)
+    else:
+        now = datetime.now(UTC)
+        params |= {
+            "item_ids": json.dumps(stored),
+            "now": _micros(now),
+            "lease_until": _micros(now + timedelta(seconds=lease)),
+            "fetched_at": None if fetched_at is None else _micros(fetched_at),
+        }
+        rows = await connection.execute(_SQLITE_CLAIM, params)
+    return {asked[item_id]: int(token) for item_id, token in rows}
+
+
+def _triples(claims: Iterable[Claim]) -> list[ClaimKey]:
+    return sorted({(*stored_key(c.handler, c.item_id), c.token) for c in claims})
+
+
+async def _update_matching(
+    connection: AsyncConnection,
+    pg: object,
+    sqlite: object,
+    keys: Sequence[ClaimKey],
+    params: dict[str, object],
+) -> set[ClaimKey]:
+    if not keys:
+        return set()
+    if _is_pg(connection):
+        params |= {
+            "handlers": [k[0] for k in keys],
+            "item_ids": [k[1] for k in keys],
+            "tokens": [k[2] for k in keys],
+        }
+        rows = await connection.execute(pg, params)  # type: ignore[call-overload]
+    else:
+        params["claims"] = json.dumps(keys)
+        rows = await connection.execute(sqlite, params)  # type: ignore[call-overload]
+    return {(handler, item_id, int(token)) for handler, item_id, token in rows}
+
+
+async def renew(
+    connection: AsyncConnection, worker_id: str, claims: Sequence[Claim], lease: float
+) -> set[ClaimKey]:
+    """Extend the leases of the claims ``worker_id`` still holds; the keys renewed."""
+    now = datetime.now(UTC)
+    params: dict[str, object] = {"worker_id": worker_id[:WORKER_ID_LENGTH], "lease": lease}
+    if not _is_pg(connection):
+        params = {
+            "worker_id": worker_id[:WORKER_ID_LENGTH],
+            "lease_until": _micros(now + timedelta(seconds=lease)),
+        }
+    return await _update_matching(connection, _PG_RENEW, _SQLITE_RENEW, _triples(claims), params)
+
+
+async def release(connection: AsyncConnection, worker_id: str, claims: Sequence[Claim]) -> int:
+    """Free held claims at once (their lease ends now; tokens are kept); how many."""
+    params: dict[str, object] = {"worker_id": worker_id[:WORKER_ID_LENGTH]}
+    freed = await _update_matching(
+        connection, _PG_RELEASE, _SQLITE_RELEASE, _triples(claims), params
+    )
+    return len(freed)
+
+
+async def finish(connection: AsyncConnection, keys: Collection[ClaimKey]) -> set[ClaimKey]:
+    """Mark done the claims whose token is still current; the keys accepted (the others
+    are stale: their worker lost the lease)."""
+    params: dict[str, object] = {}
+    if not _is_pg(connection):
+        params["now"] = _micros(datetime.now(UTC))
+    return await _update_matching(connection, _PG_FINISH, _SQLITE_FINISH, sorted(keys), params)
+
+
+async def prune(connection: AsyncConnection, keep: timedelta) -> int:
+    """Delete up to :data:`PRUNE_BATCH` claims done (or expired) longer than ``keep`` ago."""
+    if _is_pg(connection):
+        result = await connection.execute(_PG_PRUNE, {"keep": keep.total_seconds()})
+    else:
+        before = _micros(datetime.now(UTC) - keep)
+        result = await connection.execute(_SQLITE_PRUNE, {"before": before})
+    return int(result.rowcount)
+
+
+async def database_now(connection: AsyncConnection) -> datetime:
+    """The database clock (see the module docstring for SQLite)."""
+    if not _is_pg(connection):
+        return datetime.now(UTC)
+    value = await connection.scalar(text("SELECT now()"))
+    assert isinstance(value, datetime)
+    return value.astimezone(UTC)
+
+
+def keys_of(claims: Iterable[Claim]) -> Mapping[ClaimKey, Claim]:
+    """Each claim by its stored key."""
+    return {(*stored_key(c.handler, c.item_id), c.token): c for c in claims}

@@ -1,0 +1,279 @@
+"""The fleet in the database: worker heartbeats and operator commands.
+
+The worker side (:func:`beat`, :func:`take_commands`, :func:`mark_stopped`) runs on the
+store's connection; the operator side (:func:`list_workers`, :func:`enqueue_command`,
+:func:`update_controls`) opens its own engine on a URL, for ``novaconsole workers``,
+``novaconsole attach`` and tests. Times are the database's (see :mod:`novaconsole.store.claims`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from novaconsole.engine.coordination import Command, WorkerBeat, WorkerView
+from novaconsole.store.database import OPEN_ERRORS, connection_error, create_engine, ensure_schema
+from novaconsole.store.models import (
+    GLOBAL_SCOPE,
+    HANDLER_LENGTH,
+    HANDLER_SCOPE,
+    WORKER_ID_LENGTH,
+    UtcDateTime,
+    commands,
+    controls,
+    workers,
+)
+
+COMMAND_KINDS = frozenset({"run_once"})
+"""Commands a worker carries out; anything else is refused when it is issued."""
+COMMAND_TTL = timedelta(minutes=1)
+"""A command no worker took within this long is not carried out any more (no stale run-once
+when a worker starts much later)."""
+KEEP_STOPPED = timedelta(hours=1)
+"""How long a stopped or dead worker stays listed, and taken commands are kept."""
+STOPPED = "stopped"
+
+
+def _now(connection: AsyncConnection) -> Any:
+    """The database clock as an SQL expression (a bound value on SQLite)."""
+    if connection.dialect.name == "postgresql":
+        return func.now()
+    return datetime.now(UTC)
+
+
+def _upsert(connection: AsyncConnection) -> Any:
+    return pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+
+
+async def beat(connection: AsyncConnection, beat: WorkerBeat, lease: float) -> list[WorkerView]:
+    """Record ``beat``; the fleet as it stands, this worker included."""
+    now = _now(connection)
+    values = {
+        "worker_id": beat.worker_id[:WORKER_ID_LENGTH],
+        "started_at": beat.started_at,
+        "last_beat": now,
+        "state": beat.state[:20],
+        "in_flight": beat.in_flight,
+        "processed": beat.processed,
+        "lease": lease,
+    }
+    statement = _upsert(connection)(workers).values(values)
+    changed = {key: value for key, value in values.items() if key != "worker_id"}
+    await connection.execute(
+        statement.on_conflict_do_update(index_elements=[workers.c.worker_id], set_=changed)
+    )
+    return await read_workers(connection)
+
+
+async def read_workers(connection: AsyncConnection) -> list[WorkerView]:
+    """Every worker listed, by id; ``alive``: heard from within its lease and not stopped."""
+    if connection.dialect.name == "postgresql":
+        query = select(workers, func.now().label("now"))
+    else:
+        query = select(workers, literal(datetime.now(UTC), UtcDateTime()).label("now"))
+    rows = list(await connection.execute(query.order_by(workers.c.worker_id)))
+    now = rows[0].now if rows else datetime.now(UTC)
+    return [
+        WorkerView(
+            worker_id=row.worker_id,
+            state=row.state,
+            in_flight=row.in_flight,
+            processed=row.processed,
+            started_at=row.started_at,
+            last_beat=row.last_beat,
+            alive=row.state != STOPPED and row.last_beat > now - timedelta(seconds=row.lease),
+        )
+        for row in rows
+    ]
+
+
+async def mark_stopped(connection: AsyncConnection, worker_id: str) -> None:
+    """A worker left cleanly: listed as stopped rather than dead."""
+    await connection.execute(
+        update(workers)
+        .where(workers.c.worker_id == worker_id[:WORKER_ID_LENGTH])
+        .values(state=STOPPED, in_flight=0, last_beat=_now(connection))
+    )
+
+
+async def take_commands(connection: AsyncConnection, worker_id: str) -> list[Command]:
+    """Take every command no worker has taken yet (and not expired): each goes to one worker
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time)."""
+    now = _now(connection)
+    if connection.dialect.name == "postgresql":
+        fresh: ColumnElement[bool] = commands.c.created_at > func.now() - COMMAND_TTL
+    else:
+        fresh = commands.c.created_at > datetime.now(UTC) - COMMAND_TTL
+    untaken = (
+        select(commands.c.id)
+        .where(commands.c.taken_by.is_(None), fresh)
+        .order_by(commands.c.id)
+        .with_for_update(skip_locked=True)
+    )
+    rows = await connection.execute(
+        update(commands)
+        .where(commands.c.id.in_(untaken.scalar_subquery()), commands.c.taken_by.is_(None))
+        .values(taken_by=worker_id[:WORKER_ID_LENGTH], taken_at=now)
+        .returning(commands.c.id, commands.c.kind, commands.c.args)
+    )
+    return sorted(
+        (Command(id=row.id, kind=row.kind, args=dict(row.args or {})) for row in rows),
+        key=lambda command: command.id,
+    )
+
+
+async def prune(connection: AsyncConnection) -> int:
+    """Forget workers silent (and commands taken or expired) for :data:`KEEP_STOPPED`."""
+    before: Any
+    if connection.dialect.name == "postgresql":
+        before = func.now() - KEEP_STOPPED
+    else:
+        before = datetime.now(UTC) - KEEP_STOPPED
+    gone = await connection.execute(delete(workers).where(workers.c.last_beat < before))
+    done = await connection.execute(delete(commands).where(commands.c.created_at < before))
+    return int(gone.rowcount) + int(done.rowcount)
+
+
+# ---------------------------------------------------------------------- the operator side
+
+
+def validate_command(kind: str, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The arguments of a valid command; ``ValueError`` naming the problem otherwise."""
+    if kind not in COMMAND_KINDS:
+        known = ", ".join(sorted(COMMAND_KINDS))
+        raise ValueError(f"unknown fleet command {kind!r} (known: {known})")
+    if args:
+        raise ValueError(f"fleet command {kind!r} takes no arguments, got {sorted(args)}")
+    return {}
+
+
+def check_controls(concurrency: int | None, batch_sizes: Mapping[str, int] | None) -> None:
+    """``ValueError`` for a concurrency or a batch size below 1."""
+    if concurrency is not None and concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    for name, size in (batch_sizes or {}).items():
+        if size < 1:
+            raise ValueError(f"batch size of {name} must be at least 1, got {size}")
+
+
+async def insert_command(
+    connection: AsyncConnection, kind: str, args: Mapping[str, Any] | None = None
+) -> int:
+    """Queue a validated fleet command; its id."""
+    checked = validate_command(kind, args)
+    result = await connection.execute(
+        commands.insert()
+        .values(kind=kind, args=checked, created_at=_now(connection))
+        .returning(commands.c.id)
+    )
+    return int(result.scalar_one())
+
+
+async def write_controls(
+    connection: AsyncConnection,
+    *,
+    paused: bool | None = None,
+    concurrency: int | None = None,
+    handler_paused: Mapping[str, bool] | None = None,
+    batch_sizes: Mapping[str, int] | None = None,
+) -> None:
+    """Change some controls for the whole fleet (every worker follows within a second); what
+    is not given is left as it is. ``ValueError`` for a concurrency or batch size below 1."""
+    check_controls(concurrency, batch_sizes)
+    upsert = _upsert(connection)
+    changes: list[tuple[str, str, dict[str, Any]]] = []
+    global_values: dict[str, Any] = {}
+    if paused is not None:
+        global_values["paused"] = paused
+    if concurrency is not None:
+        global_values["concurrency"] = concurrency
+    if global_values:
+        changes.append((GLOBAL_SCOPE, "", global_values))
+    for name in sorted(set(handler_paused or {}) | set(batch_sizes or {})):
+        values: dict[str, Any] = {}
+        if handler_paused and name in handler_paused:
+            values["paused"] = handler_paused[name]
+        if batch_sizes and name in batch_sizes:
+            values["batch_size"] = batch_sizes[name]
+        changes.append((HANDLER_SCOPE, name[:HANDLER_LENGTH], values))
+    for scope, name, values in changes:
+        await connection.execute(
+            upsert(controls)
+            .values(scope=scope, name=name, **values)
+            .on_conflict_do_update(index_elements=[controls.c.scope, controls.c.name], set_=values)
+        )
+
+
+async def list_workers(url: str) -> list[WorkerView]:
+    """The workers that share the database at ``url`` (``novaconsole workers``)."""
+    from novaconsole.store.queries import reading  # queries imports the store, which needs us
+
+    async with reading(url) as connection:
+        if connection is None:
+            return []
+        return await read_workers(connection)
+
+
+async def _writing(url: str, write: Any) -> Any:
+    engine = create_engine(url)
+    try:
+        await ensure_schema(engine)
+        async with engine.begin() as connection:
+            return await write(connection)
+    except OPEN_ERRORS as error:
+        raise connection_error(error, engine) from None
+    finally:
+        await engine.dispose()
+
+
+async def enqueue_command(url: str, kind: str, args: Mapping[str, Any] | None = None) -> int:
+    """Queue a fleet command (``run_once``) on the database at ``url``; its id. Exactly one
+    live worker takes it within about a second; none does after :data:`COMMAND_TTL`."""
+    validate_command(kind, args)
+    result: int = await _writing(url, lambda connection: insert_command(connection, kind, args))
+    return result
+
+
+async def update_controls(
+    url: str,
+    *,
+    paused: bool | None = None,
+    concurrency: int | None = None,
+    handler_paused: Mapping[str, bool] | None = None,
+    batch_sizes: Mapping[str, int] | None = None,
+) -> None:
+    """:func:`write_controls` on the database at ``url``."""
+    check_controls(concurrency, batch_sizes)
+    await _writing(
+        url,
+        lambda connection: write_controls(
+            connection,
+            paused=paused,
+            concurrency=concurrency,
+            handler_paused=handler_paused,
+            batch_sizes=batch_sizes,
+        ),
+    )
+
+
+def views_as_dicts(views: Sequence[WorkerView]) -> list[dict[str, Any]]:
+    """Workers as JSON-ready data (timestamps in ISO 8601)."""
+    return [
+        {
+            "worker_id": view.worker_id,
+            "state": view.state,
+            "alive": view.alive,
+            "in_flight": view.in_flight,
+            "processed": view.processed,
+            "started_at": view.started_at.isoformat(),
+            "last_beat": view.last_beat.isoformat(),
+        }
+        for view in views
+    ]
