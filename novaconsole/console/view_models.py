@@ -174,6 +174,11 @@ class HandlerRow:
         """The theme colour of the state cell: success, warning, error or muted."""
         return STATE_TONES.get(self.state, "muted")
 
+    @property
+    def controls(self) -> tuple[str, str]:
+        """State and batch size: what an operator changes, so shown without delay."""
+        return self.cells[1], self.cells[2]
+
 
 def handler_row(view: HandlerView, now: datetime) -> HandlerRow:
     """The table row of one handler."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from time import monotonic
 from typing import ClassVar
 
 from rich.text import Text
@@ -19,7 +20,8 @@ class HandlersTable(DataTable[Text]):
 
     :meth:`show` compares each row with what is on screen and calls ``update_cell`` only for
     cells that changed: a DataTable repaints everything on any change, so an unchanged
-    refresh must touch nothing.
+    refresh must touch nothing, and counts that move on every refresh of a busy service are
+    repainted only once per ``count_interval``.
     """
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -30,9 +32,13 @@ class HandlersTable(DataTable[Text]):
         "handlers-table--changed",
     }
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, count_interval: float = 1.0, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self.count_interval = count_interval
+        """Counts, last run and last error are repainted at most this often (seconds); a
+        change of state or batch size shows at once."""
         self._shown: dict[str, HandlerRow] = {}
+        self._last_update = float("-inf")
 
     def on_mount(self) -> None:
         for key, label, width in HANDLER_COLUMNS:
@@ -58,10 +64,17 @@ class HandlersTable(DataTable[Text]):
         if list(self._shown) != names:
             self._rebuild(rows)
             return
-        for row in rows:
+        changed = [row for row in rows if self._shown[row.name] != row]
+        if not changed:
+            return
+        now = monotonic()
+        if now - self._last_update < self.count_interval and not any(
+            self._shown[row.name].controls != row.controls for row in changed
+        ):
+            return  # only counts moved: they wait for the next interval
+        self._last_update = now
+        for row in changed:
             before = self._shown[row.name]
-            if before == row:
-                continue
             for index, (key, _, width) in enumerate(HANDLER_COLUMNS):
                 if before.cells[index] != row.cells[index] or (
                     index == _STATE_COLUMN and before.tone != row.tone

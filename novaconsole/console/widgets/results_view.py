@@ -8,8 +8,6 @@ from datetime import tzinfo
 from typing import ClassVar
 
 from rich.segment import Segment
-from rich.style import Style
-from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
@@ -208,24 +206,24 @@ class ResultsView(ScrollView, can_focus=True):
         return Strip([Segment(fit(f"  {message}", width), style)], width)
 
     def _render_row(self, outcome: ItemOutcome, width: int, highlight: int) -> Strip:
+        # Segments built directly (no Text/console render): this runs for every new row.
         row = result_row(outcome, self._tz)
         columns = result_columns(width).widths()
         base = self.rich_style
         if highlight:
             name = "results-view--cursor" if highlight == 1 else "results-view--cursor-blurred"
             base = base + self.get_component_rich_style(name)
-        text = Text(style=base, no_wrap=True, end="")
-        status_style = self.get_component_rich_style(
+        status = base + self.get_component_rich_style(
             f"results-view--{row.status.value}", partial=True
         )
-        muted = self.get_component_rich_style("results-view--muted", partial=True)
-        error = self.get_component_rich_style("results-view--error", partial=True)
-        cell_styles: tuple[Style | None, ...] = (status_style, muted, None, None, None, None, error)
+        muted = base + self.get_component_rich_style("results-view--muted", partial=True)
+        error = base + self.get_component_rich_style("results-view--error", partial=True)
+        styles = (status, muted, base, base, base, base, error)
+        segments: list[Segment] = []
         for index, (value, column_width) in enumerate(zip(row.cells, columns, strict=True)):
             if index:
-                text.append(" ")
-            text.append(fit(value, column_width), style=cell_styles[index])
-        segments = list(text.render(self.app.console))
+                segments.append(Segment(" ", base))
+            segments.append(Segment(fit(value, column_width), styles[index]))
         return Strip(segments).extend_cell_length(width, base).crop(0, width)
 
     # ---------------------------------------------------------------- cursor
