@@ -16,7 +16,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import text
+from sqlalchemy import and_, false, func, not_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.coordination import Claim
@@ -26,6 +26,7 @@ from novaconsole.store.models import (
     HELD,
     ITEM_ID_LENGTH,
     WORKER_ID_LENGTH,
+    claims,
     sqlite_time,
 )
 
@@ -139,6 +140,28 @@ def _is_pg(connection: AsyncConnection) -> bool:
 
 def _micros(moment: datetime) -> int:
     return sqlite_time(moment)
+
+
+async def visibly_taken(
+    connection: AsyncConnection,
+    handler: str,
+    item_ids: Sequence[str],
+    fetched_at: datetime | None,
+) -> set[str]:
+    """Which of the (stored) ``item_ids`` another claim holds now, as far as a plain read can
+    tell: the claim skips them, so that workers fetching the same items do not queue on each
+    other's row locks (the claim itself re-checks every row it takes)."""
+    now = func.now() if _is_pg(connection) else datetime.now(UTC)
+    finished_before_fetch = and_(claims.c.state == DONE, claims.c.finished_at < fetched_at)
+    if fetched_at is None:
+        finished_before_fetch = false()
+    query = select(claims.c.item_id).where(
+        claims.c.handler == handler[:HANDLER_LENGTH],
+        claims.c.item_id.in_(list(item_ids)),
+        claims.c.lease_until >= now,
+        not_(finished_before_fetch),
+    )
+    return set((await connection.scalars(query)).all())
 
 
 async def claim(

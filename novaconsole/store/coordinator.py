@@ -16,11 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from novaconsole.engine.coordination import Claim, Command, WorkerBeat, WorkerView
 from novaconsole.store import claims as claim_sql
 from novaconsole.store import fleet
-from novaconsole.store.database import uncancelled
+from novaconsole.store.database import reader, uncancelled
+from novaconsole.store.models import ITEM_ID_LENGTH
 
 log = logging.getLogger("novaconsole.store")
 
 T = TypeVar("T")
+
+_READ_CHUNK = 500
+"""Item ids per ``IN (...)`` read."""
 
 
 class SqlCoordinator:
@@ -49,6 +53,7 @@ class SqlCoordinator:
         self._buffered = buffered
         self._on_worker = on_worker
         self._sqlite = engine.dialect.name == "sqlite"
+        self._reader = reader(engine)
         self.worker_id: str | None = None
         """The worker this process coordinates for (seen at its first claim or beat)."""
         self._fleet: Sequence[WorkerView] = ()
@@ -93,10 +98,22 @@ class SqlCoordinator:
     ) -> Mapping[str, int]:
         """Claim what is free; see :func:`novaconsole.store.claims.claim`."""
         self._seen(worker_id)
-        if not item_ids:
+        stored = {item_id[:ITEM_ID_LENGTH]: item_id for item_id in item_ids}
+        chunks = [list(stored)[i : i + _READ_CHUNK] for i in range(0, len(stored), _READ_CHUNK)]
+
+        async def read() -> set[str]:
+            async with self._reader.connect() as connection:
+                taken: set[str] = set()
+                for chunk in chunks:
+                    taken |= await claim_sql.visibly_taken(connection, handler, chunk, fetched_at)
+                return taken
+
+        taken = await uncancelled(read)
+        wanted = [item_id for key, item_id in stored.items() if key not in taken]
+        if not wanted:
             return {}
         return await self._write(
-            lambda c: claim_sql.claim(c, worker_id, handler, item_ids, lease, fetched_at)
+            lambda c: claim_sql.claim(c, worker_id, handler, wanted, lease, fetched_at)
         )
 
     async def renew(
