@@ -41,12 +41,12 @@ class ResultsView(ScrollView, can_focus=True):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select", "Detail", id="result-detail"),
-        Binding("up", "cursor_up", "Up", show=False),
-        Binding("down", "cursor_down", "Down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home", "first", "Newest", show=False),
-        Binding("end", "last", "Oldest", show=False),
+        Binding("up", "cursor_up", "Up", show=False, id="results-up"),
+        Binding("down", "cursor_down", "Down", show=False, id="results-down"),
+        Binding("pageup", "page_up", "Page up", show=False, id="results-page-up"),
+        Binding("pagedown", "page_down", "Page down", show=False, id="results-page-down"),
+        Binding("home", "first", "Newest", show=False, id="results-newest"),
+        Binding("end", "last", "Oldest", show=False, id="results-oldest"),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {

@@ -1,0 +1,55 @@
+"""The results pane: a bounded window, newest first, that keeps the operator's place."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from novaconsole.console import NovaConsole
+from novaconsole.console.view_models import ResultFilter
+from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from tests.console.support import FIXED_OUTCOMES, FixedService
+
+pytestmark = pytest.mark.anyio
+
+
+def numbered(start: int, count: int) -> list[ItemOutcome]:
+    base = FIXED_OUTCOMES[0]
+    return [replace(base, item_id=i) for i in range(start, start + count)]
+
+
+async def test_window_is_bounded_and_newest_first() -> None:
+    app = NovaConsole(FixedService(outcomes=()), refresh_interval=None, max_results=100)
+    async with app.run_test():
+        app.results.add(numbered(0, 250))
+        ids = [o.item_id for o in app.results.outcomes]
+        assert ids == list(range(249, 149, -1))
+        assert app.results.title == "Results (100)"
+
+
+async def test_cursor_keeps_its_row_when_new_results_arrive() -> None:
+    app = NovaConsole(FixedService(outcomes=()), refresh_interval=None)
+    async with app.run_test() as pilot:
+        app.results.add(numbered(0, 50))
+        app.results.focus()
+        await pilot.press("down", "down", "down")
+        chosen = app.results.selected
+        assert chosen is not None and chosen.item_id == 46
+        app.results.add(numbered(50, 10))
+        assert app.results.selected is chosen
+        await pilot.press("home")
+        app.results.add(numbered(60, 5))
+        assert app.results.selected is not None and app.results.selected.item_id == 64
+
+
+async def test_filters_apply_to_rows_already_shown_and_to_new_ones() -> None:
+    app = NovaConsole(FixedService(), refresh_interval=None)
+    async with app.run_test():
+        results = app.results
+        results.set_filter(ResultFilter.FAILED)
+        statuses = {o.status for o in results.rows}
+        assert statuses == {OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT, OutcomeStatus.CANCELLED}
+        results.add(numbered(0, 3))  # succeeded: not shown under "failed only"
+        assert len(results.rows) == 3
+        assert results.title == "Results · failed only (3 of 11)"
