@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, false, func, not_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from novaconsole.engine.coordination import Claim
 from novaconsole.store.models import (
@@ -152,9 +153,9 @@ async def visibly_taken(
     tell: the claim skips them, so that workers fetching the same items do not queue on each
     other's row locks (the claim itself re-checks every row it takes)."""
     now = func.now() if _is_pg(connection) else datetime.now(UTC)
-    finished_before_fetch = and_(claims.c.state == DONE, claims.c.finished_at < fetched_at)
-    if fetched_at is None:
-        finished_before_fetch = false()
+    finished_before_fetch: ColumnElement[bool] = false()
+    if fetched_at is not None:
+        finished_before_fetch = and_(claims.c.state == DONE, claims.c.finished_at < fetched_at)
     query = select(claims.c.item_id).where(
         claims.c.handler == handler[:HANDLER_LENGTH],
         claims.c.item_id.in_(list(item_ids)),

@@ -548,13 +548,19 @@ async def _fence(
     if not keys:
         return batch, []
     accepted = await claim_sql.finish(connection, set(keys.values()))
-    if len(accepted) == len(keys):
+    if len(accepted) == len(keys):  # every claim current, each once
         return batch, []
     kept: list[ItemOutcome] = []
     stale: list[ItemOutcome] = []
     for outcome in batch:
         key = keys.get(id(outcome))
-        (kept if key is None or key in accepted else stale).append(outcome)
+        if key is None:
+            kept.append(outcome)
+        elif key in accepted:
+            accepted.discard(key)  # one outcome per claim, even if handed over twice
+            kept.append(outcome)
+        else:
+            stale.append(outcome)
     return kept, stale
 
 

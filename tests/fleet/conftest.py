@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -155,25 +156,34 @@ def _kill_all(workers: list[Worker]) -> None:
             worker.process.wait()
 
 
-@pytest.fixture
-async def pg_fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
-    """A fresh PostgreSQL database on 127.0.0.1:5432 (dropped afterwards)."""
+@asynccontextmanager
+async def pg_database() -> AsyncIterator[str]:
+    """The URL of a fresh PostgreSQL database on 127.0.0.1:5432, dropped afterwards; the test
+    is skipped when no server answers there."""
     try:
         admin = await asyncpg.connect(SERVER, timeout=3)
     except (OSError, asyncpg.PostgresError) as error:
         pytest.skip(f"PostgreSQL server on 127.0.0.1:5432 unreachable: {error}")
     name = f"novaconsole_fleet_{uuid.uuid4().hex[:12]}"
     await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    engine = create_engine(url)
-    fleet = Fleet(url, engine, tmp_path)
     try:
-        yield fleet
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
     finally:
-        _kill_all(fleet.workers)
-        await engine.dispose()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def pg_fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
+    """A fresh PostgreSQL database on 127.0.0.1:5432 (dropped afterwards)."""
+    async with pg_database() as url:
+        engine = create_engine(url)
+        fleet = Fleet(url, engine, tmp_path)
+        try:
+            yield fleet
+        finally:
+            _kill_all(fleet.workers)
+            await engine.dispose()
 
 
 @pytest.fixture

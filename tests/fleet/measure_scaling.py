@@ -1,0 +1,87 @@
+"""Throughput of 1, 2 and 4 worker processes on one PostgreSQL database (a measurement, not a
+test): ``python -m tests.fleet.measure_scaling [--counts 1,2,4] [--per-worker 400]``.
+
+Each item is I/O-bound: the handler records that it started, awaits ``anyio.sleep(0.05)``,
+then marks the item done (see ``worker.py``); concurrency per worker is fixed. The workers
+are started and ready before the items appear; the clock runs from the insert of the items to
+the last one done. Prints items/s per worker count and the ratio to N x one worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+
+from novaconsole.store.database import create_engine
+from tests.fleet.conftest import SERVER, Fleet
+
+
+async def _run(count: int, items: int, options: list[str], folder: Path) -> float:
+    admin = await asyncpg.connect(SERVER, timeout=3)
+    name = f"novaconsole_scaling_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    fleet = Fleet(url, create_engine(url), folder)
+    try:
+        await fleet.setup()
+        workers = fleet.start(count, *options)
+        await fleet.ready(workers, within=60)
+        started = time.perf_counter()
+        await fleet.add_items(range(1, items + 1), duration=0.05)
+
+        async def done() -> bool:
+            left = await fleet.scalar("SELECT count(*) FROM fleet_items WHERE NOT done")
+            return bool(left == 0)
+
+        await fleet.until(done, 300, "every item done")
+        elapsed = time.perf_counter() - started
+        runs = await fleet.scalar("SELECT count(*) FROM fleet_runs")
+        if runs != items:
+            print(f"  note: {runs - items} duplicate runs with {count} workers")
+        await fleet.stop()
+        return items / elapsed
+    finally:
+        await fleet.engine.dispose()
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def main(args: argparse.Namespace) -> None:
+    options = [
+        "--order", args.order, "--concurrency", str(args.concurrency),
+        "--batch", str(args.batch), "--poll", str(args.poll), "--lease", "10",
+        *(["--light"] if args.light else []),
+    ]  # fmt: skip
+    counts = [int(part) for part in args.counts.split(",")]
+    print(
+        f"I/O-bound items (sleep 0.05 s), concurrency {args.concurrency} per worker, "
+        f"batch {args.batch}, poll {args.poll} s, source order: {args.order}, "
+        f"writes: {'one transaction per batch' if args.light else 'two transactions per item'}"
+    )
+    rates: dict[int, float] = {}
+    with TemporaryDirectory() as folder:
+        for count in counts:
+            rates[count] = await _run(count, args.per_worker * count, options, Path(folder))
+    one = rates.get(1)
+    print(f"{'workers':>7} {'items/s':>9} {'ratio to N x one':>17}")
+    for count, rate in rates.items():
+        ratio = f"{rate / (count * one):.2f}" if one else "-"
+        print(f"{count:>7} {rate:>9.1f} {ratio:>17}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--counts", default="1,2,4")
+    parser.add_argument("--per-worker", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--poll", type=float, default=0.05)
+    parser.add_argument("--order", choices=("random", "head"), default="random")
+    parser.add_argument("--light", action="store_true", help="the batch's shared transaction")
+    anyio.run(main, parser.parse_args())

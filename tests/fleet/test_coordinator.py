@@ -1,0 +1,212 @@
+"""The store's coordinator in one process, on SQLite and PostgreSQL: claims, fencing, the
+done-row race, release, heartbeats, commands and fleet controls."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from novaconsole.engine.coordination import Claim, WorkerBeat
+from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.errors import ConfigError
+from novaconsole.store import SqlStore, open_store
+from novaconsole.store.coordinator import SqlCoordinator
+from novaconsole.store.fleet import enqueue_command, list_workers, update_controls
+from tests.fleet.conftest import pg_database
+
+pytestmark = pytest.mark.anyio
+
+LEASE = 30.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    async with AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'coordinated.db'}"
+        else:
+            url = await stack.enter_async_context(pg_database())
+        opened = open_store(url, shared=True)
+        await opened.open()
+        stack.push_async_callback(opened.close)
+        yield opened
+
+
+def _coordinator(store: SqlStore) -> SqlCoordinator:
+    assert store.coordinator is not None
+    return store.coordinator
+
+
+def _outcome(item_id: str, token: int | None) -> ItemOutcome:
+    now = datetime.now(UTC)
+    return ItemOutcome(
+        handler="H",
+        item_id=item_id,
+        status=OutcomeStatus.SUCCEEDED,
+        attempts=1,
+        duration=0.0,
+        error=None,
+        started_at=now,
+        finished_at=now,
+        token=token,
+    )
+
+
+def _url(store: SqlStore) -> str:
+    return store.engine.url.render_as_string(hide_password=False)
+
+
+def _past(store: SqlStore) -> object:
+    """A moment long gone, as the claims and workers tables store it."""
+    return 0 if store.engine.dialect.name == "sqlite" else datetime(2000, 1, 1, tzinfo=UTC)
+
+
+async def _results(store: SqlStore) -> list[tuple[str, str | None]]:
+    async with store.engine.connect() as connection:
+        rows = await connection.execute(
+            text("SELECT item_id, worker_id FROM novaconsole_results ORDER BY item_id")
+        )
+        return [(row.item_id, row.worker_id) for row in rows]
+
+
+async def test_an_item_is_claimed_by_one_worker_until_its_lease_ends(store: SqlStore) -> None:
+    coordinator = _coordinator(store)
+    fetched = await coordinator.now()
+    first = await coordinator.claim("a:1", "H", ["1", "2", "2"], LEASE, fetched)
+    assert sorted(first) == ["1", "2"]
+    assert sorted(await coordinator.claim("b:2", "H", ["1", "2", "3"], LEASE, fetched)) == ["3"]
+    # Another worker's renewal of claims it does not hold: all lost.
+    lost = await coordinator.renew("b:2", [Claim("H", "1", first["1"])], LEASE)
+    assert list(lost) == [Claim("H", "1", first["1"])]
+
+
+async def test_a_stale_outcome_is_rejected_and_a_current_one_recorded_once(
+    store: SqlStore,
+) -> None:
+    coordinator = _coordinator(store)
+    tokens = await coordinator.claim("a:1", "H", ["1", "2"], 0.01, await coordinator.now())
+    # a:1's leases lapse; b:2 takes item 1 over (a new, larger token).
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            text("UPDATE novaconsole_claims SET lease_until = :past"), {"past": _past(store)}
+        )
+    taken = await coordinator.claim("b:2", "H", ["1"], LEASE, await coordinator.now())
+    assert taken["1"] > tokens["1"]
+
+    store.record([_outcome("1", tokens["1"]), _outcome("2", tokens["2"])])
+    await store.flush()
+    assert store.rejected_outcomes == 1
+    store.record([_outcome("1", taken["1"]), _outcome("1", taken["1"])])
+    await store.flush()
+    # The second copy (as after a commit the driver never confirmed) is rejected too.
+    assert store.rejected_outcomes == 2
+    assert [item for item, _ in await _results(store)] == ["1", "2"]
+
+
+async def test_a_fetch_that_raced_a_completion_cannot_claim_the_item_again(
+    store: SqlStore,
+) -> None:
+    coordinator = _coordinator(store)
+    before = await coordinator.now()
+    tokens = await coordinator.claim("a:1", "H", ["1"], LEASE, before)
+    store.record([_outcome("1", tokens["1"])])
+    await store.flush()
+    # b:2 fetched before item 1 was finished: it must not run it again.
+    assert await coordinator.claim("b:2", "H", ["1"], LEASE, before) == {}
+    assert await coordinator.claim("b:2", "H", ["1"], LEASE, None) == {}
+    # A fetch that started afterwards sees the item pending again: it may take it.
+    again = await coordinator.claim("b:2", "H", ["1"], LEASE, await coordinator.now())
+    assert again["1"] > tokens["1"]
+
+
+async def test_released_claims_are_free_at_once_with_a_new_token(store: SqlStore) -> None:
+    coordinator = _coordinator(store)
+    tokens = await coordinator.claim("a:1", "H", ["1"], LEASE, await coordinator.now())
+    await coordinator.release("b:2", [Claim("H", "1", tokens["1"])])  # not b's to release
+    assert await coordinator.claim("b:2", "H", ["1"], LEASE, None) == {}
+    await coordinator.release("a:1", [Claim("H", "1", tokens["1"])])
+    taken = await coordinator.claim("b:2", "H", ["1"], LEASE, None)
+    assert taken["1"] > tokens["1"]
+
+
+async def test_workers_heartbeat_and_are_listed(store: SqlStore) -> None:
+    coordinator = _coordinator(store)
+    started = datetime.now(UTC) - timedelta(minutes=1)
+    fleet = await coordinator.beat(WorkerBeat("a:1", "running", 3, 42, started), LEASE)
+    assert [(w.worker_id, w.state, w.in_flight, w.processed, w.alive) for w in fleet] == [
+        ("a:1", "running", 3, 42, True)
+    ]
+    async with store.engine.begin() as connection:  # b:2 went silent long ago
+        await connection.execute(
+            text("INSERT INTO novaconsole_workers VALUES ('b:2', :t, :t, 'running', 1, 5, 1.0)"),
+            {"t": _past(store)},
+        )
+    await coordinator.stop()
+    listed = {w.worker_id: w for w in await list_workers(_url(store))}
+    assert (listed["a:1"].state, listed["a:1"].alive) == ("stopped", False)
+    assert (listed["b:2"].state, listed["b:2"].alive) == ("running", False)
+
+
+async def test_a_command_is_taken_by_one_worker_only(store: SqlStore) -> None:
+    coordinator = _coordinator(store)
+    url = _url(store)
+    command = await enqueue_command(url, "run_once")
+    taken = await coordinator.take_commands("a:1")
+    assert [(c.id, c.kind) for c in taken] == [(command, "run_once")]
+    assert await coordinator.take_commands("b:2") == []
+    with pytest.raises(ValueError, match="unknown fleet command 'explode'"):
+        await enqueue_command(url, "explode")
+
+
+async def test_controls_written_for_the_fleet_are_what_workers_load(store: SqlStore) -> None:
+    url = _url(store)
+    await update_controls(url, paused=True, batch_sizes={"H": 7})
+    await update_controls(url, concurrency=3, handler_paused={"H": True})
+    controls = await store.load_controls()
+    assert (controls.paused, controls.concurrency) == (True, 3)
+    assert (controls.batch_sizes, controls.handler_paused) == ({"H": 7}, {"H": True})
+    with pytest.raises(ValueError, match="concurrency must be at least 1"):
+        await update_controls(url, concurrency=0)
+
+
+def test_sqlite_shares_work_only_when_asked(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'one.db'}"
+    assert open_store(url).coordinator is None
+    assert open_store(url, shared=True).coordinator is not None
+    assert open_store("postgresql+asyncpg://u@127.0.0.1/db").coordinator is not None
+    assert open_store("postgresql+asyncpg://u@127.0.0.1/db", shared=False).coordinator is None
+
+
+def test_an_old_sqlite_cannot_share_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    with pytest.raises(ConfigError, match=r"needs SQLite 3\.35 or newer"):
+        open_store(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", shared=True)
+
+
+async def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    store = open_store(url)
+    await store.open()
+    async with store.engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE novaconsole_results DROP COLUMN worker_id"))
+        await connection.execute(text("DROP TABLE novaconsole_claims"))
+        await connection.execute(text("UPDATE novaconsole_meta SET value = '1'"))
+    await store.close()
+
+    store = open_store(url, shared=True)
+    await store.open()
+    store.record([_outcome("1", None)])
+    await store.close()
+    with sqlite3.connect(tmp_path / "old.db") as connection:
+        version = connection.execute("SELECT value FROM novaconsole_meta").fetchone()
+        worker = connection.execute("SELECT worker_id FROM novaconsole_results").fetchone()
+        claims = connection.execute("SELECT count(*) FROM novaconsole_claims").fetchone()
+    assert version == ("2",)
+    assert worker == (store.worker_id,)
+    assert claims == (0,)
