@@ -6,6 +6,9 @@ handler's ``fetch_next`` selects pending ids (batches of 500) through ``ctx.sess
 (b) through ``ctx.batch_session()`` (one transaction per batch, a savepoint per item).
 Outcomes are recorded in the same SQLite file (``build(database_url=...)``), 8 workers.
 
+(c) through ``ctx.grouped_writes()`` (statements queued per item, run by group in one
+thread call, a savepoint per item), measured when the installed novaconsole has it.
+
 Baselines, recording nothing: (a) a sequential asyncio loop with the same SQLAlchemy calls
 (a session and a commit per row, on an engine configured like the store's: WAL,
 ``BEGIN IMMEDIATE``); (b) a sequential asyncio loop on aiosqlite alone that fetches 500 ids
@@ -40,6 +43,15 @@ SELECT = text("SELECT id FROM work WHERE state = 'pending' ORDER BY id LIMIT :n"
 UPDATE = text("UPDATE work SET state = 'done' WHERE id = :id")
 RAW_SELECT = "SELECT id FROM work WHERE state = 'pending' ORDER BY id LIMIT ?"
 RAW_UPDATE = "UPDATE work SET state = 'done' WHERE id = ?"
+GROUPED = hasattr(HandlerContext, "grouped_writes")
+"""``ctx.grouped_writes()`` exists in this version (B2c)."""
+_NAMES = {
+    "a0": "session loop",
+    "a": "engine+session",
+    "b0": "aiosqlite loop",
+    "b": "engine+batch_session",
+    "c": "engine+grouped_writes",
+}
 
 
 def prepare(path: Path, rows: int) -> str:
@@ -82,7 +94,7 @@ class Drain:
         if self.processed == self.total:
             self.done.set()
 
-    def handler(self, *, batched: bool) -> type:
+    def handler(self, write: str) -> type:
         drain = self
 
         class MarkDone:
@@ -95,7 +107,10 @@ class Drain:
                     return [Row_(row_id) for (row_id,) in result]
 
             async def process(self, item: Row_) -> None:
-                if batched:
+                if write == "grouped":
+                    async with self.ctx.grouped_writes() as writes:
+                        writes.execute(UPDATE, {"id": item.id})
+                elif write == "batch":
                     async with self.ctx.batch_session() as session:
                         await session.execute(UPDATE, {"id": item.id})
                 else:
@@ -107,13 +122,15 @@ class Drain:
         return MarkDone
 
 
-async def engine(path: Path, rows: int, *, batched: bool) -> float:
-    """Rows per second drained by the engine."""
+async def engine(path: Path, rows: int, *, write: str) -> float:
+    """Rows per second drained by the engine; ``write`` is how ``process`` writes:
+    ``session`` (its own session and commit), ``batch`` (``ctx.batch_session()``) or
+    ``grouped`` (``ctx.grouped_writes()``)."""
     url = prepare(path, rows)
     drain = Drain(rows)
     service = (
         BackgroundProcessing(poll_interval=0, max_concurrency=WORKERS, queue_capacity=1000)
-        .add_handler(drain.handler(batched=batched), name="MarkDone", max_items_per_cycle=BATCH)
+        .add_handler(drain.handler(write), name="MarkDone", max_items_per_cycle=BATCH)
         .build(database_url=url)
     )
     started = perf_counter()
@@ -176,24 +193,25 @@ def _check(path: Path, failed: int) -> None:
 
 async def run(rows: int, repeat: int, workdir: Path) -> list[Row]:
     """Both comparisons, ``repeat`` interleaved rounds; a fresh file for every run."""
-    results: dict[str, list[float]] = {"a": [], "a0": [], "b": [], "b0": []}
+    results: dict[str, list[float]] = {"a": [], "a0": [], "b": [], "b0": [], "c": []}
     variants: tuple[tuple[str, Callable[[Path, int], Awaitable[float]]], ...] = (
         ("a0", session_loop),
-        ("a", partial(engine, batched=False)),
+        ("a", partial(engine, write="session")),
         ("b0", aiosqlite_loop),
-        ("b", partial(engine, batched=True)),
+        ("b", partial(engine, write="batch")),
+        ("c", partial(engine, write="grouped")),
     )
+    if not GROUPED:
+        variants = variants[:-1]
     for round_ in range(repeat):
         for key, measure in variants:
             gc.collect()
             results[key].append(await measure(workdir / f"b2-{key}-{round_}.db", rows))
         progress(
-            "B2 round {}: session loop {:,.0f}/s, engine+session {:,.0f}/s, aiosqlite loop "
-            "{:,.0f}/s, engine+batch_session {:,.0f}/s".format(
-                round_ + 1, *(results[k][-1] for k in ("a0", "a", "b0", "b"))
-            )
+            f"B2 round {round_ + 1}: "
+            + ", ".join(f"{_NAMES[key]} {results[key][-1]:,.0f}/s" for key, _ in variants)
         )
-    return [
+    table = [
         ratio_row(
             "B2a",
             "ctx.session() per row vs loop, session+commit per row",
@@ -211,3 +229,15 @@ async def run(rows: int, repeat: int, workdir: Path) -> list[Row]:
             0.6,
         ),
     ]
+    if GROUPED:
+        table.append(
+            ratio_row(
+                "B2c",
+                "ctx.grouped_writes() vs aiosqlite loop, commit per 500",
+                results["c"],
+                results["b0"],
+                _IPS,
+                0.6,
+            )
+        )
+    return table
