@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from novaconsole.engine.batch_session import BatchSession
+    from novaconsole.engine.grouped_writes import GroupedWriter, ItemWrites
 
 current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "novaconsole_item_id", default=None
@@ -85,6 +86,8 @@ class HandlerContext:
     options: Any = None
     log: HandlerLogger = field(default=None)  # type: ignore[assignment]
     session_factory: SessionFactory | None = None
+    writer: GroupedWriter | None = None
+    """The service's grouped writer (:meth:`grouped_writes`), when it has a database."""
     state: dict[str, Any] = field(default_factory=dict)
     """Free for the handler: lives as long as the scope."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
@@ -99,11 +102,12 @@ class HandlerContext:
         return self._session_scope(self._factory("session"))
 
     def batch_session(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """The recommended fast write path: ``async with ctx.batch_session() as s:``.
+        """A session shared by this scope's items: ``async with ctx.batch_session() as s:``.
 
-        Items of this scope share one transaction, each use in its own savepoint (a failing
-        item rolls back alone); do not commit it yourself. The block returns once the commit
-        holding its work is done. See :mod:`novaconsole.engine.batch_session`.
+        Items share one transaction, each use in its own savepoint (a failing item rolls back
+        alone); do not commit it yourself. The block returns once the commit holding its work
+        is done. For writes alone :meth:`grouped_writes` is faster; this one can also read
+        inside the transaction. See :mod:`novaconsole.engine.batch_session`.
         """
         if self._batch is None:
             from novaconsole.engine.batch_session import BatchSession
@@ -111,6 +115,21 @@ class HandlerContext:
             self._batch = BatchSession(self._factory("batch_session"))
             self._stack.push_async_callback(self._batch.aclose)
         return self._batch.use()
+
+    def grouped_writes(self) -> AbstractAsyncContextManager[ItemWrites]:
+        """The fastest write path: ``async with ctx.grouped_writes() as w: w.execute(stmt, p)``.
+
+        Statements run when the block ends, grouped with other items' in one transaction, a
+        savepoint per item; the block returns once they are committed and raises if this
+        item's statements failed (only they are rolled back). Read with :meth:`session`.
+        See :mod:`novaconsole.engine.grouped_writes`.
+        """
+        if self.writer is None:
+            raise NoDatabaseError(
+                f"handler {self.name!r} asked for ctx.grouped_writes(), but the service was "
+                "built without a database; pass database_url= to build() or set [database] url"
+            )
+        return self.writer.use()
 
     def _factory(self, method: str) -> SessionFactory:
         if self.session_factory is None:

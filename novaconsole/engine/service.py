@@ -31,6 +31,7 @@ from novaconsole.engine.events import (
     ItemRetrying,
     ServiceStateChanged,
 )
+from novaconsole.engine.grouped_writes import GroupedWriter
 from novaconsole.engine.handler import HandlerContext, SessionFactory, current_item_id
 from novaconsole.engine.metrics import LatencySamples, Throughput
 from novaconsole.engine.outcomes import Attempt, CycleReport, ItemOutcome, OutcomeStatus
@@ -78,6 +79,11 @@ class ProcessingService:
         self.registrations = tuple(registrations)
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.session_factory = session_factory
+        self._writer: GroupedWriter | None = None
+        engine = getattr(self.store, "engine", None)
+        if engine is not None:
+            store = self.store
+            self._writer = GroupedWriter(engine, lambda: getattr(store, "sync_engine", None))
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.database_display = getattr(self.store, "display_url", None) or (
             _mask(database_url) if database_url else "memory (nothing persisted)"
@@ -506,6 +512,7 @@ class ProcessingService:
             purpose=registration.purpose,
             options=registration.options,
             session_factory=self.session_factory,
+            writer=self._writer,
         )
         started = monotonic()
         timeout = self.options.fetch_timeout.total_seconds()

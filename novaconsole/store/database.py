@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import sqlalchemy
 from sqlalchemy import event, inspect, select, text
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -95,7 +96,22 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
-    sync_engine = engine.sync_engine
+    configure_sqlite(engine.sync_engine)
+
+
+def sync_sqlite_engine(engine: AsyncEngine) -> Engine | None:
+    """A synchronous (pysqlite) engine on the same SQLite file, configured the same way, for
+    work done in a thread; None when ``engine`` is not a SQLite file database."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    sync_engine = sqlalchemy.create_engine(url.set(drivername="sqlite+pysqlite"))
+    configure_sqlite(sync_engine)
+    return sync_engine
+
+
+def configure_sqlite(sync_engine: Engine) -> None:
+    """WAL, busy timeout, foreign keys, ``synchronous=NORMAL`` and ``BEGIN IMMEDIATE``."""
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:

@@ -26,6 +26,7 @@ commit is rejected the same way, so it is not doubled either.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -36,6 +37,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from novaconsole.engine.coordination import Claim
@@ -51,6 +53,7 @@ from novaconsole.store.database import (
     mask_url,
     one_line,
     reader,
+    sync_sqlite_engine,
     uncancelled,
 )
 from novaconsole.store.models import (
@@ -180,6 +183,12 @@ class SqlStore:
     def __repr__(self) -> str:
         return f"SqlStore({self.display_url!r})"
 
+    @functools.cached_property
+    def sync_engine(self) -> Engine | None:
+        """A synchronous engine on the same SQLite file, for writes grouped in a thread
+        (``ctx.grouped_writes()``); None for other databases. Made on first use."""
+        return sync_sqlite_engine(self.engine)
+
     @property
     def dropped_outcomes(self) -> int:
         """Outcomes dropped because the buffer was full (see the recorder's policy)."""
@@ -251,6 +260,9 @@ class SqlStore:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.engine.dispose()
+            sync_engine = self.__dict__.pop("sync_engine", None)
+            if sync_engine is not None:
+                sync_engine.dispose()
 
     # ------------------------------------------------------------------ writes
 

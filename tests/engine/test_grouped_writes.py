@@ -1,0 +1,131 @@
+"""ctx.grouped_writes(): items' statements run grouped, one commit, a savepoint per item.
+
+On SQLite the group runs in a thread on a pysqlite connection; on PostgreSQL through the
+async engine. Both must behave the same.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, update
+
+from novaconsole import HandlerContext, OutcomeStatus, RetryPolicy
+from novaconsole.store import open_store
+from novaconsole.store.sql_store import SqlStore
+from tests.engine.support import processing
+
+pytestmark = pytest.mark.anyio
+
+metadata = MetaData()
+work = Table(
+    "work",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("state", String(20), nullable=False),
+)
+
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+
+
+class MarkDone:
+    """Marks each row done through grouped writes; row 7 also inserts a duplicate key."""
+
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+
+    async def fetch_next(self, max_items: int) -> list[Row]:
+        async with self.ctx.session() as session:
+            ids = await session.scalars(
+                select(work.c.id).where(work.c.state == "pending").order_by(work.c.id)
+            )
+            return [Row(row_id) for row_id in ids][:max_items]
+
+    async def process(self, item: Row) -> None:
+        async with self.ctx.grouped_writes() as writes:
+            writes.execute(update(work).where(work.c.id == item.id).values(state="done"))
+            if item.id == 7:
+                # Fails when the group runs: only this item's savepoint is rolled back.
+                writes.execute(insert(work).values(id=1, state="duplicate"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    if request.param == "sqlite":
+        yield open_store(f"sqlite+aiosqlite:///{tmp_path / 'work.db'}")
+        return
+    asyncpg = pytest.importorskip("asyncpg")
+    try:
+        admin = await asyncpg.connect(ADMIN_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError) as error:
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({error})")
+    name = f"nc_grouped_{uuid.uuid4().hex[:10]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield open_store(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def fill(store: SqlStore, rows: int) -> None:
+    async with store.engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+        await connection.execute(
+            insert(work), [{"id": i, "state": "pending"} for i in range(1, rows + 1)]
+        )
+
+
+async def test_a_failing_item_rolls_back_alone_and_successes_are_durable(store: SqlStore) -> None:
+    await fill(store, rows=40)
+    service = (
+        processing(max_concurrency=4, retry=RetryPolicy(max_attempts=1))
+        .add_handler(MarkDone, name="MarkDone", max_items_per_cycle=40)
+        .build(store=store)
+    )
+    commits: list[int] = []
+    async with service.running(poll=False):
+        if store.sync_engine is not None:
+            event.listen(store.sync_engine, "commit", lambda conn: commits.append(1))
+        else:
+            event.listen(store.engine.sync_engine, "commit", lambda conn: commits.append(1))
+        report = await service.run_once()
+        # Read at once: every success was committed before its outcome was reported.
+        async with store.engine.connect() as connection:
+            states = dict((await connection.execute(select(work.c.id, work.c.state))).all())
+    by_status = {o.item_id: o for o in report.outcomes}
+    failed = by_status.pop(7)
+    assert failed.status is OutcomeStatus.FAILED
+    assert "IntegrityError" in (failed.error or "")
+    assert {o.status for o in by_status.values()} == {OutcomeStatus.SUCCEEDED}
+    assert states[7] == "pending", "the failing item's savepoint was rolled back"
+    assert all(state == "done" for row_id, state in states.items() if row_id != 7)
+    assert 1 <= len(commits) < 39, f"{len(commits)} commits for 39 items"
+
+
+async def test_grouped_writes_without_a_database_say_so() -> None:
+    class NoDatabase(MarkDone):
+        async def fetch_next(self, max_items: int) -> list[Row]:
+            return [Row(1)]
+
+    service = (
+        processing(retry=RetryPolicy(max_attempts=1))
+        .add_handler(NoDatabase, name="NoDatabase")
+        .build()
+    )
+    async with service.running(poll=False):
+        report = await service.run_once()
+    [outcome] = report.outcomes
+    assert outcome.status is OutcomeStatus.FAILED
+    assert "asked for ctx.grouped_writes(), but the service was built without a database" in (
+        outcome.error or ""
+    )
