@@ -492,7 +492,10 @@ async def trickle(world: DemoWorld, rate: float) -> None:
     deadline = anyio.current_time()
     while True:
         try:
-            await world.add_random_work()
+            # Shielded: cancelled mid-write, the session would never hand its connection
+            # back, and closing the event loop would then wait on it forever.
+            with anyio.CancelScope(shield=True):
+                await world.add_random_work()
         except Exception as error:  # a busy database must not end the demo
             log.warning("demo trickle: could not add work: %s", error)
         deadline = max(deadline + interval, anyio.current_time())

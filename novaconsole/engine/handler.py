@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import anyio
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -92,6 +94,7 @@ class HandlerContext:
     """Free for the handler: lives as long as the scope."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
     _batch: BatchSession | None = field(default=None, repr=False)
+    _open_sessions: set[AsyncSession] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -142,11 +145,21 @@ class HandlerContext:
     @asynccontextmanager
     async def _session_scope(self, factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         session = factory()
-        self._stack.push_async_callback(session.close)
+        if not self._open_sessions:
+            self._stack.push_async_callback(self._close_open_sessions)
+        self._open_sessions.add(session)
         try:
             yield session
         finally:
-            await session.close()
+            self._open_sessions.discard(session)
+            # Shielded: a cancelled item must still hand its connection back to the pool.
+            with anyio.CancelScope(shield=True):
+                await session.close()
+
+    async def _close_open_sessions(self) -> None:
+        while self._open_sessions:
+            with anyio.CancelScope(shield=True):
+                await self._open_sessions.pop().close()
 
     def add_cleanup(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` (sync or async) when the scope ends."""
@@ -158,12 +171,3 @@ class HandlerContext:
     async def aclose(self) -> None:
         """End the scope: close whatever it opened. Called by the engine."""
         await self._stack.aclose()
-
-
-def options_mapping(options: Any) -> Mapping[str, Any]:
-    """Options as a plain mapping, whatever form they were given in."""
-    if options is None:
-        return {}
-    if hasattr(options, "model_dump"):
-        return dict(options.model_dump())
-    return dict(options)

@@ -201,8 +201,6 @@ class ProcessingService:
         self._stopping = True
         self._set_state("draining")
         log.info("draining: %d items in flight", self._in_flight)
-        for scope in list(self._fetch_scopes):
-            scope.cancel()
         self._wake(self._poll_wake, self._retry_wake, self._work)
         for job in self._queue.remove_all():
             self._abandon(job)
@@ -210,21 +208,28 @@ class ProcessingService:
             job.scope.runtime.retrying -= 1
             self._abandon(job)
         self._retry_heap.clear()
+        # Fetches and items under way finish (cancelling database work mid-statement can
+        # strand connections); whatever is still running after the grace is cancelled.
         with anyio.move_on_after(self.options.shutdown_grace.total_seconds()):
-            while self._in_flight:
-                self._idle = anyio.Event()
-                await self._idle.wait()
-        if self._in_flight and self._worker_group is not None:
+            await self._until_idle()
+        if self._in_flight or self._fetch_scopes:
             log.warning(
-                "shutdown grace of %ss over: cancelling %d items in flight",
+                "shutdown grace of %ss over: cancelling %d items in flight and %d fetches",
                 self.options.shutdown_grace.total_seconds(),
                 self._in_flight,
+                len(self._fetch_scopes),
             )
-            self._worker_group.cancel_scope.cancel()
-            while self._in_flight:
-                self._idle = anyio.Event()
-                await self._idle.wait()
+            for scope in list(self._fetch_scopes):
+                scope.cancel()
+            if self._worker_group is not None:
+                self._worker_group.cancel_scope.cancel()
+            await self._until_idle()
         drained.set()
+
+    async def _until_idle(self) -> None:
+        while self._in_flight or self._fetch_scopes:
+            self._idle = anyio.Event()
+            await self._idle.wait()
 
     def _abandon(self, job: Job) -> None:
         """A job dropped at shutdown: its source keeps it pending; a run-once still hears of it."""
@@ -536,6 +541,8 @@ class ProcessingService:
             error, failure = _describe(exc), exc
         finally:
             self._fetch_scopes.discard(cancel)
+            if self._stopping:
+                self._idle.set()
         if cancel.cancelled_caught:
             error = "fetch cancelled: the service is stopping"
         duration = monotonic() - started

@@ -286,3 +286,20 @@ async def test_disabled_handlers_are_never_fetched() -> None:
     assert report.outcomes == []
     assert source.fetch_sizes == []
     assert service.snapshot().handlers["A"].state == "disabled"
+
+
+async def test_shutdown_waits_for_a_fetch_under_way_then_cuts_it_off_at_the_grace() -> None:
+    hung = Source(fetch_hangs=True)
+    service = (
+        processing(shutdown_grace=0.2, fetch_timeout=60)
+        .add_handler(hung.handler(), name="Hung")
+        .build()
+    )
+    with anyio.fail_after(5):
+        async with service.running():
+            await hung.fetched.wait()
+            started = anyio.current_time()
+        assert anyio.current_time() - started >= 0.2, "the fetch was given its grace"
+    assert (
+        service.snapshot().handlers["Hung"].last_error == "fetch cancelled: the service is stopping"
+    )
