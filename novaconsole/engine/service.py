@@ -44,8 +44,9 @@ from novaconsole.engine.state import Controls, ItemState, MemoryStateStore, Stat
 
 log = logging.getLogger("novaconsole.engine")
 
-_YIELD_EVERY = 0.005
-"""Seconds a worker may run items that never suspend before it lets other tasks run."""
+_YIELD_EVERY = 0.001
+"""Seconds a worker may run items that never suspend before it lets other tasks run: with
+every worker busy the loop stalls at most about concurrency x this (the console's keys)."""
 
 
 def _now() -> datetime:
