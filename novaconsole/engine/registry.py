@@ -128,6 +128,8 @@ class BackgroundProcessing:
             shutdown_grace=_duration("shutdown_grace", shutdown_grace),
         )
         self.retry = retry or RetryPolicy()
+        self.store_options: dict[str, Any] = {}
+        """Keyword arguments for the store made by :meth:`build` (the ``[store]`` keys)."""
         self._registrations: dict[str, HandlerRegistration] = {}
 
     @classmethod
@@ -151,6 +153,10 @@ class BackgroundProcessing:
                 max_delay=settings.retry.max_delay,
             ),
         )
+        builder.store_options = {
+            "keep_results_age": settings.store.keep_results_age,
+            "keep_results_count": settings.store.keep_results_count,
+        }
         for registration in load_handlers(settings):
             builder.add_registration(registration)
         return builder
@@ -226,6 +232,7 @@ class BackgroundProcessing:
         clone = type(self).__new__(type(self))
         clone.options = replace(self.options, **changes)
         clone.retry = self.retry
+        clone.store_options = dict(self.store_options)
         clone._registrations = dict(self._registrations)
         return clone
 
@@ -243,7 +250,7 @@ class BackgroundProcessing:
         if store is None and database_url is not None:
             from novaconsole.store import open_store
 
-            store = open_store(database_url)
+            store = open_store(database_url, **self.store_options)
         session_factory = getattr(store, "session_factory", None)
         return ProcessingService(
             options=self.options,
