@@ -10,8 +10,10 @@ the last one done. Prints items/s per worker count and the ratio to N x one work
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -22,7 +24,29 @@ from novaconsole.store.database import create_engine
 from tests.fleet.conftest import SERVER, Fleet
 
 
-async def _run(count: int, items: int, options: list[str], folder: Path) -> float:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine so far (Linux /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class Run:
+    rate: float
+    worker_cpu_ms: float
+    """Worker CPU time per item."""
+    machine_busy: float
+    """Share of the machine's CPU in use during the run (every process, not only ours)."""
+
+
+async def _run(count: int, items: int, options: list[str], folder: Path) -> Run:
     admin = await asyncpg.connect(SERVER, timeout=3)
     name = f"novaconsole_scaling_{uuid.uuid4().hex[:12]}"
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -32,6 +56,8 @@ async def _run(count: int, items: int, options: list[str], folder: Path) -> floa
         await fleet.setup()
         workers = fleet.start(count, *options)
         await fleet.ready(workers, within=60)
+        cpu_before = sum(_cpu_seconds(w.process.pid) for w in workers)
+        busy_before, total_before = _machine_busy()
         started = time.perf_counter()
         await fleet.add_items(range(1, items + 1), duration=0.05)
 
@@ -41,11 +67,14 @@ async def _run(count: int, items: int, options: list[str], folder: Path) -> floa
 
         await fleet.until(done, 300, "every item done")
         elapsed = time.perf_counter() - started
+        cpu = sum(_cpu_seconds(w.process.pid) for w in workers) - cpu_before
+        busy_after, total_after = _machine_busy()
         runs = await fleet.scalar("SELECT count(*) FROM fleet_runs")
         if runs != items:
             print(f"  note: {runs - items} duplicate runs with {count} workers")
         await fleet.stop()
-        return items / elapsed
+        busy = (busy_after - busy_before) / max(total_after - total_before, 1)
+        return Run(items / elapsed, 1000 * cpu / items, busy)
     finally:
         await fleet.engine.dispose()
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -64,15 +93,22 @@ async def main(args: argparse.Namespace) -> None:
         f"batch {args.batch}, poll {args.poll} s, source order: {args.order}, "
         f"writes: {'one transaction per batch' if args.light else 'two transactions per item'}"
     )
-    rates: dict[int, float] = {}
+    runs: dict[int, Run] = {}
     with TemporaryDirectory() as folder:
         for count in counts:
-            rates[count] = await _run(count, args.per_worker * count, options, Path(folder))
-    one = rates.get(1)
-    print(f"{'workers':>7} {'items/s':>9} {'ratio to N x one':>17}")
-    for count, rate in rates.items():
-        ratio = f"{rate / (count * one):.2f}" if one else "-"
-        print(f"{count:>7} {rate:>9.1f} {ratio:>17}")
+            runs[count] = await _run(count, args.per_worker * count, options, Path(folder))
+    one = runs[1].rate if 1 in runs else None
+    print(
+        f"{'workers':>7} {'items/s':>9} {'ratio to N x one':>17} "
+        f"{'worker CPU ms/item':>19} {'machine CPU busy':>17}"
+    )
+    for count, run in runs.items():
+        ratio = f"{run.rate / (count * one):.2f}" if one else "-"
+        print(
+            f"{count:>7} {run.rate:>9.1f} {ratio:>17} {run.worker_cpu_ms:>19.1f} "
+            f"{run.machine_busy:>16.0%}"
+        )
+    print(f"machine: {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

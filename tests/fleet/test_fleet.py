@@ -16,7 +16,7 @@ from tests.fleet.conftest import Fleet, Worker
 
 pytestmark = pytest.mark.anyio
 
-FAST = ("--poll", "0.02", "--batch", "100", "--concurrency", "8")
+FAST = ("--poll", "0.05", "--batch", "100", "--concurrency", "8", "--light")
 # Leases long enough that a busy, shared machine never lets one lapse by accident: any lapse
 # is a legitimate duplicate (at-least-once), which the exactly-once test must not see.
 SAFE_LEASE = ("--lease", "5")
@@ -206,7 +206,7 @@ async def test_an_item_longer_than_its_lease_keeps_it(pg_fleet: Fleet) -> None:
 
 async def test_pause_reaches_every_worker_and_run_once_runs_once(pg_fleet: Fleet) -> None:
     fleet = pg_fleet
-    poll = 0.25
+    poll = 0.5
     await fleet.setup(3000, duration=0.01)
     started = fleet.start(3, "--poll", str(poll), "--lease", "2", "--batch", "10")
     await fleet.ready(started)
