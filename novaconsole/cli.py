@@ -125,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("item_id", metavar="ITEM_ID")
     retry.set_defaults(command_func=_retry)
 
+    workers = sub.add_parser("workers", help="the workers sharing the database, alive or not")
+    _config_option(workers, suppress)
+    _db_option(workers, suppress)
+    workers.add_argument("--json", action="store_true", help="print a JSON list")
+    workers.set_defaults(command_func=_workers)
+
+    attach = sub.add_parser(
+        "attach", help="the console on the database's fleet, hosting no service of its own"
+    )
+    _config_option(attach, suppress)
+    _db_option(attach, suppress)
+    _log_options(attach, suppress, suppress)
+    attach.set_defaults(command_func=_attach)
+
     demo = sub.add_parser("demo", help="seed demo data for the example handlers and run them")
     _db_option(demo, suppress)
     _log_options(demo, suppress, suppress)
@@ -225,7 +239,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _service(settings: Settings) -> ProcessingService:
     from novaconsole.engine.registry import BackgroundProcessing
 
-    return BackgroundProcessing.from_settings(settings).build(database_url=settings.database.url)
+    builder = BackgroundProcessing.from_settings(settings)
+    builder.store_options = {**builder.store_options, "shared": settings.database.shared}
+    return builder.build(database_url=settings.database.url)
 
 
 def _run(func: Callable[..., Any], *args: Any) -> Any:
@@ -361,6 +377,43 @@ def _retry(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from novaconsole.store.fleet import list_workers, views_as_dicts
+
+    settings = _settings(args)
+    rows = views_as_dicts(_run(list_workers, settings.database.url))
+    if args.json:
+        _print_json(rows)
+        return 0
+    _print_table(
+        f"workers ({settings.source_label})",
+        ["worker", "state", "alive", "in flight", "processed", "started", "last beat"],
+        [
+            [
+                row["worker_id"],
+                row["state"],
+                "yes" if row["alive"] else "no",
+                str(row["in_flight"]),
+                str(row["processed"]),
+                _short_time(row["started_at"]),
+                _short_time(row["last_beat"]),
+            ]
+            for row in rows
+        ],
+    )
+    return 0
+
+
+def _attach(args: argparse.Namespace) -> int:
+    import logging
+
+    from novaconsole.console import run_attached
+
+    settings = _settings(args)
+    level = logging.getLevelName(str(getattr(args, "log_level", "info")).upper())
+    return run_attached(settings, log_level=level)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -91,9 +91,11 @@ class RetrySettings(_Section):
 
 
 class DatabaseSettings(_Section):
-    """``[database]``: a SQLAlchemy async URL."""
+    """``[database]``: a SQLAlchemy async URL; ``shared``: whether several workers share its
+    work (claims, heartbeats, fleet commands). Unset: yes on PostgreSQL, no on SQLite."""
 
     url: str = Field(default=DEFAULT_DATABASE_URL, min_length=1)
+    shared: bool | None = None
 
 
 class StoreSettings(_Section):

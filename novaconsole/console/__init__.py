@@ -1,6 +1,6 @@
-"""The Textual operations console: ``NovaConsole`` and ``run_console``."""
+"""The Textual operations console: ``NovaConsole``, ``run_console`` and ``run_attached``."""
 
 from novaconsole.console.app import NovaConsole
-from novaconsole.console.runner import capture_logs, run_console, serve_console
+from novaconsole.console.runner import capture_logs, run_attached, run_console, serve_console
 
-__all__ = ["NovaConsole", "capture_logs", "run_console", "serve_console"]
+__all__ = ["NovaConsole", "capture_logs", "run_attached", "run_console", "serve_console"]

@@ -386,6 +386,10 @@ class NovaConsole(App[int]):
         except RuntimeError as error:
             self.notify(str(error), title="Run once", severity="error")
             return
+        describe = getattr(self.service, "describe_run_once", None)
+        if describe is not None:  # attached: the cycle runs on a worker of the fleet
+            self.notify(describe(report), title="Run once")
+            return
         failed = report.failed
         self.notify(
             f"Cycle {report.cycle}: {len(report.outcomes)} items, {failed} failed"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 
-from novaconsole.console.app import NovaConsole
+from novaconsole.console.app import ConsoleService, NovaConsole
 from novaconsole.console.widgets.log_pane import LogSink
 
 if TYPE_CHECKING:
@@ -48,8 +48,14 @@ def capture_logs(sink: logging.Handler, level: int = logging.INFO) -> Iterator[N
             logger.setLevel(old_level)
 
 
+class HostedService(ConsoleService, Protocol):
+    """A console service that runs for the duration of a block."""
+
+    def running(self) -> AbstractAsyncContextManager[Any]: ...
+
+
 async def serve_console(
-    service: ProcessingService,
+    service: HostedService,
     app: NovaConsole,
     *,
     log_level: int = logging.INFO,
@@ -92,3 +98,20 @@ def run_console(
     if settings is not None:
         app.sub_title = settings.source_label
     return anyio.run(partial(serve_console, service, app, log_level=log_level))
+
+
+def run_attached(settings: Settings, *, log_level: int = logging.INFO) -> int:
+    """Open the console on the fleet sharing the configured database, hosting no service
+    (``novaconsole attach``); the keys steer every worker. Returns the exit code."""
+    from novaconsole.console.attached import AttachedFleet
+    from novaconsole.engine.registry import BackgroundProcessing
+
+    processing = BackgroundProcessing.from_settings(settings)
+    fleet = AttachedFleet(
+        settings.database.url,
+        processing.registrations,
+        settings.processing.max_concurrency,
+    )
+    app = NovaConsole(fleet, log_sink=LogSink())
+    app.sub_title = f"attached: {settings.source_label}"
+    return anyio.run(partial(serve_console, fleet, app, log_level=log_level))

@@ -98,6 +98,8 @@ class StatusView:
     concurrency: str
     database: str
     worker_id: str
+    fleet: str = ""
+    """``3/4 alive`` when other workers share the database (empty when alone)."""
 
     @property
     def label(self) -> str:
@@ -111,6 +113,7 @@ class StatusView:
             ("next poll", self.next_poll),
             ("concurrency", self.concurrency),
             ("worker", self.worker_id),
+            ("fleet", self.fleet),
             ("db", self.database),
         )
         return tuple((k, v) for k, v in pairs if v)
@@ -134,7 +137,18 @@ def status_view(snapshot: Snapshot, *, quitting: bool = False) -> StatusView:
         concurrency=changed_value(snapshot.concurrency, snapshot.configured_concurrency),
         database=snapshot.database,
         worker_id=snapshot.worker_id,
+        fleet=fleet_summary(snapshot),
     )
+
+
+def fleet_summary(snapshot: Snapshot) -> str:
+    """``2/3 alive`` when the database is shared with other workers; empty when alone."""
+    workers = snapshot.workers
+    others = [w for w in workers if w.worker_id != snapshot.worker_id]
+    if not others:
+        return ""
+    alive = sum(1 for w in workers if w.alive)
+    return f"{alive}/{len(workers)} alive"
 
 
 def changed_value(value: int, configured: int) -> str:
