@@ -5,6 +5,7 @@ Nothing here (or in what it imports) may import Textual: servers, cron and CI ru
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -111,6 +112,7 @@ async def _until_signalled(service: ProcessingService) -> Tally:
         async with service.running(), anyio.create_task_group() as group:
             group.start_soon(tally.follow, subscription)
             _warn_if_idle(service)
+            gc.freeze()  # what start-up made lives to the end: full collections skip it
             log.info(
                 "running headless with %d handlers (database %s); stop with Ctrl+C or SIGTERM",
                 len(service.registrations),

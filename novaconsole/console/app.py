@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -264,6 +265,9 @@ class NovaConsole(App[int]):
         self.handlers_table.focus()
         if self.refresh_interval:
             self._timer = self.set_interval(self.refresh_interval, self.refresh_view)
+        # Everything alive after start-up (Textual, SQLAlchemy, the app) lives to the end:
+        # frozen, full collections stop rescanning it (measured: 150 ms pauses -> 27-61 ms).
+        self.call_after_refresh(gc.freeze)
 
     def on_unmount(self) -> None:
         self._panes = None
