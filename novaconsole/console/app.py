@@ -21,12 +21,15 @@ from novaconsole.console.commands import HandlerCommands, system_commands
 from novaconsole.console.screens.help import HelpScreen
 from novaconsole.console.screens.result_detail import ResultDetailScreen
 from novaconsole.console.view_models import (
+    fleet_rows,
+    shows_fleet,
     ResultFilter,
     handler_rows,
     next_batch_size,
     queue_view,
     status_view,
 )
+from novaconsole.console.widgets.fleet_pane import FleetPane
 from novaconsole.console.widgets.handlers_table import HandlersTable
 from novaconsole.console.widgets.log_pane import LogPane, LogSink
 from novaconsole.console.widgets.queue_panel import QueuePanel
@@ -101,6 +104,7 @@ class _Panes:
     status: StatusBar
     handlers: HandlersTable
     queue: QueuePanel
+    fleet: FleetPane
     results: ResultsView
     logs: LogPane
 
@@ -235,6 +239,7 @@ class NovaConsole(App[int]):
         with Horizontal(id="top"):
             yield HandlersTable(id="handlers")
             yield QueuePanel(id="queue")
+        yield FleetPane(id="fleet")
         yield ResultsView(max_rows=self.max_results, tz=self.tz, id="results")
         yield LogPane(max_lines=self.max_log_lines, tz=self.tz, id="logs")
         yield Footer(id="footer", compact=True)
@@ -253,12 +258,14 @@ class NovaConsole(App[int]):
             status=self.query_one(StatusBar),
             handlers=self.handlers_table,
             queue=self.query_one(QueuePanel),
+            fleet=self.query_one(FleetPane),
             results=self.results,
             logs=self.query_one(LogPane),
         )
         self._events = self.service.events(max_buffer=max(10_000, self.max_results * 2))
         self.query_one("#handlers").border_title = "Handlers"
         self.query_one("#queue").border_title = "Queue"
+        self.query_one("#fleet").border_title = "Workers sharing the database"
         self.query_one("#logs").border_title = "Logs"
         self.refresh_view()
         self.results.border_title = self.results.title
@@ -294,6 +301,8 @@ class NovaConsole(App[int]):
             panes.status.show(status_view(snapshot, quitting=self.quitting))
             panes.handlers.show(handler_rows(snapshot, self.clock(), self.purpose_filter))
             panes.queue.show(queue_view(snapshot))
+            if shows_fleet(snapshot) or panes.fleet.display:
+                panes.fleet.show(shows_fleet(snapshot), fleet_rows(snapshot, self.clock()))
             if outcomes:
                 panes.results.add(outcomes)
                 panes.results.border_title = panes.results.title

@@ -64,6 +64,9 @@ class AttachedFleet:
         self._totals: dict[str, dict[str, int]] = {}
         self._last_result_id = 0
         self._state = "starting"
+        self._changes = 0
+        """Counts local control changes: a read that overlapped one is not applied."""
+        self._writing = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -101,7 +104,10 @@ class AttachedFleet:
 
     async def refresh(self, *, backfill: bool = False) -> None:
         """Read workers, controls, totals and the results recorded since the last call."""
-        self._controls = await self.store.load_controls()
+        changes = self._changes
+        controls = await self.store.load_controls()
+        if changes == self._changes and not self._writing:
+            self._controls = controls  # else a key changed them meanwhile: keep that
         async with self.store.engine.connect() as connection:
             self._workers = tuple(await read_workers(connection))
             self._totals = await _totals(connection)
@@ -187,9 +193,13 @@ class AttachedFleet:
                     await write_controls(connection, **changes)
             except Exception:
                 log.exception("sending controls to the fleet failed")
+            finally:
+                self._writing -= 1
 
         if self._group is None:
             raise RuntimeError("the fleet view is not running: use `async with running()`")
+        self._changes += 1
+        self._writing += 1
         self._group.start_soon(write)
 
     def pause(self) -> None:

@@ -495,3 +495,32 @@ def log_line(record: logging.LogRecord, tz: tzinfo | None) -> LogLine:
 
 def log_lines(records: Sequence[logging.LogRecord], tz: tzinfo | None) -> list[LogLine]:
     return [log_line(record, tz) for record in records]
+
+
+# --- fleet -------------------------------------------------------------------------------
+
+FLEET_ROWS = 6
+"""Workers listed at most in the fleet pane (the alive ones first)."""
+
+
+def shows_fleet(snapshot: Snapshot) -> bool:
+    """The fleet pane is shown when other workers share the database, or when attached."""
+    return snapshot.worker_id == "attached" or bool(fleet_summary(snapshot))
+
+
+def fleet_rows(snapshot: Snapshot, now: datetime) -> tuple[str, ...]:
+    """One line per worker: id (``*`` marks this one), state, in flight, processed and how
+    long ago it was last heard of; the alive first, at most :data:`FLEET_ROWS`."""
+    workers = sorted(snapshot.workers, key=lambda w: (not w.alive, w.worker_id))
+    lines = []
+    for worker in workers[:FLEET_ROWS]:
+        me = "*" if worker.worker_id == snapshot.worker_id else " "
+        state = worker.state if worker.alive or worker.state == "stopped" else "dead"
+        heard = format_seconds(max((now - worker.last_beat).total_seconds(), 0.0))
+        lines.append(
+            f"{me}{worker.worker_id:<28} {state:<9} in flight {worker.in_flight:<5} "
+            f"processed {worker.processed:<9} beat {heard} ago"
+        )
+    if len(workers) > FLEET_ROWS:
+        lines.append(f"  … and {len(workers) - FLEET_ROWS} more")
+    return tuple(lines)

@@ -15,7 +15,8 @@ import pytest
 from novaconsole import BackgroundProcessing
 from novaconsole.console import NovaConsole
 from novaconsole.console.attached import AttachedFleet
-from novaconsole.console.view_models import fleet_summary
+from novaconsole.console.view_models import fleet_rows, fleet_summary
+from novaconsole.console.widgets.fleet_pane import FleetPane
 from novaconsole.console.widgets.log_pane import LogSink
 from novaconsole.engine.coordination import WorkerView
 from novaconsole.engine.events import ItemFinished
@@ -115,6 +116,10 @@ async def test_pause_key_in_the_attached_console_pauses_the_fleet(pair: Pair) ->
     await _until(lambda: bool(pair.fleet.snapshot().workers), "the worker's first heartbeat")
     app = NovaConsole(pair.fleet, log_sink=LogSink())
     async with app.run_test(size=(160, 40)) as pilot:
+        pane = app.query_one(FleetPane)
+        await _until(lambda: bool(pane.rows), "the worker in the fleet pane")
+        assert pane.display and pair.worker.worker_id in pane.rows[0]
+        assert "running" in pane.rows[0]
         await pilot.press("p")
         await _until(lambda: pair.worker.snapshot().paused, "the worker to pause")
         await pilot.press("p")
@@ -143,3 +148,23 @@ def test_the_status_bar_names_the_fleet_only_when_there_is_one() -> None:
     assert fleet_summary(replace(base, workers=(_view("a:1", True),))) == ""
     shared = replace(base, workers=(_view("a:1", True), _view("b:2", False), _view("c:3", True)))
     assert fleet_summary(shared) == "2/3 alive"
+
+
+def test_fleet_rows_list_the_alive_first_and_mark_this_worker() -> None:
+    now = datetime.now(UTC)
+    snapshot = Snapshot(
+        state="running",
+        paused=False,
+        concurrency=1,
+        configured_concurrency=1,
+        queue_depth=0,
+        queue_capacity=1,
+        in_flight=0,
+        cycles=0,
+        handlers={},
+        worker_id="b:2",
+        workers=(_view("a:1", False), _view("b:2", True)),
+    )
+    rows = fleet_rows(snapshot, now)
+    assert rows[0].startswith("*b:2") and "running" in rows[0]
+    assert rows[1].startswith(" a:1") and "dead" in rows[1]
