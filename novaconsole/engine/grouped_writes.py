@@ -6,15 +6,22 @@ through SQLAlchemy's aiosqlite adapter every statement, savepoint and cursor is 
 to the driver's thread (about nine per item). Here an item's statements are only collected
 while its ``async with`` block runs. When the block ends, whoever finds the writer free takes
 every item waiting and runs them together: on SQLite in a single thread call on a plain
-pysqlite connection, elsewhere through the async engine. An item whose statement fails is
-rolled back to its savepoint alone and its block raises; a successful block returns once the
-commit holding it is done, and a failed commit fails every item it held.
+pysqlite connection, elsewhere through the async engine. The group first runs in one
+transaction with consecutive uses of a statement merged into one executemany; only if that
+fails is it rolled back and replayed with a savepoint per item, so that an item whose
+statement fails is rolled back alone and fails alone. A successful item is done once the
+commit holding it is, and a failed commit fails every item it held.
+
+``ctx.write()`` goes further: the item's worker does not wait, and the engine records the
+item's outcome once its group has committed, so a group gathers every item finished while
+the previous one was committing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -27,6 +34,30 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+
+
+class WritesHolder:
+    """Per worker task: the writes the item in hand queued with ``ctx.write()``."""
+
+    __slots__ = ("writes",)
+
+    def __init__(self) -> None:
+        self.writes: ItemWrites | None = None
+
+    def add(self, statement: Executable | str, params: Params) -> None:
+        if self.writes is None:
+            self.writes = ItemWrites()
+        self.writes.execute(statement, params)
+
+    def take(self) -> ItemWrites | None:
+        writes, self.writes = self.writes, None
+        return writes
+
+
+current_writes: ContextVar[WritesHolder | None] = ContextVar("novaconsole_writes", default=None)
+"""Set by each engine worker: ``ctx.write()`` queues into it for the item being processed."""
+
+CommitCallback = Callable[[BaseException | None], Awaitable[None]]
 
 
 class ItemWrites:
@@ -48,10 +79,11 @@ class ItemWrites:
 
 
 class _Entry:
-    __slots__ = ("done", "error", "writes")
+    __slots__ = ("callback", "done", "error", "writes")
 
-    def __init__(self, writes: ItemWrites) -> None:
+    def __init__(self, writes: ItemWrites, callback: CommitCallback | None = None) -> None:
         self.writes = writes
+        self.callback = callback
         self.done = anyio.Event()
         self.error: BaseException | None = None
 
@@ -65,6 +97,43 @@ class GroupedWriter:
         self._pending: list[_Entry] = []
         self._lock = anyio.Lock()
         self._thread = anyio.CapacityLimiter(1)
+        self._submitted = anyio.Event()
+        self.committing = 0
+        """Items submitted whose commit (and callback) has not finished yet."""
+
+    def submit(self, writes: ItemWrites, callback: CommitCallback) -> None:
+        """Queue an item's writes; ``callback(error)`` once the group holding them is done.
+
+        Used by the engine for ``ctx.write()``: the worker moves on at once and the item's
+        outcome waits for the callback. :meth:`run` does the flushing.
+        """
+        self.committing += 1
+        self._pending.append(_Entry(writes, callback))
+        self._submitted.set()
+
+    async def run(self) -> None:
+        """Flush submitted writes, a group at a time, for as long as the service runs.
+
+        While one group commits, the next one gathers every item finished meanwhile.
+        """
+        while True:
+            if not self._pending:
+                self._submitted = anyio.Event()
+                await self._submitted.wait()
+                continue
+            async with self._lock:
+                group = await self._flush()
+            await self._notify(group)
+
+    async def _notify(self, group: list[_Entry]) -> None:
+        """Tell the engine how its items' commits went (outside the lock: callbacks may
+        run handler code, such as ``on_failure``)."""
+        for entry in group:
+            if entry.callback is not None:
+                try:
+                    await entry.callback(entry.error)
+                finally:
+                    self.committing -= 1
 
     @asynccontextmanager
     async def use(self) -> AsyncIterator[ItemWrites]:
@@ -76,13 +145,15 @@ class GroupedWriter:
         entry = _Entry(writes)
         self._pending.append(entry)
         while not entry.done.is_set():
+            group: list[_Entry] = []
             async with self._lock:
                 if not entry.done.is_set():
-                    await self._flush()
+                    group = await self._flush()
+            await self._notify(group)
         if entry.error is not None:
             raise entry.error
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> list[_Entry]:
         group, self._pending = self._pending, []
         try:
             with anyio.CancelScope(shield=True):
@@ -96,9 +167,17 @@ class GroupedWriter:
         finally:
             for entry in group:
                 entry.done.set()
+        return group
 
     @staticmethod
     def _run_in_thread(engine: Engine, group: list[_Entry]) -> None:
+        try:
+            with engine.connect() as connection, connection.begin():
+                for statement, params in _merged(group):
+                    connection.execute(statement, params)
+            return
+        except Exception:
+            pass  # an item's statement (or the commit) failed: replay item by item below
         try:
             with engine.connect() as connection, connection.begin():
                 for entry in group:
@@ -107,6 +186,13 @@ class GroupedWriter:
             _commit_failed(group, error)
 
     async def _run_async(self, group: list[_Entry]) -> None:
+        try:
+            async with self._engine.connect() as connection, connection.begin():
+                for statement, params in _merged(group):
+                    await connection.execute(statement, params)
+            return
+        except Exception:
+            pass  # as in _run_in_thread: find the failing items with a savepoint each
         try:
             async with self._engine.connect() as connection, connection.begin():
                 for entry in group:
@@ -121,6 +207,25 @@ class GroupedWriter:
                         await savepoint.commit()
         except Exception as error:
             _commit_failed(group, error)
+
+
+def _merged(group: list[_Entry]) -> list[tuple[Executable, Params]]:
+    """The group's statements in order, consecutive uses of one statement object with one
+    parameter mapping each merged into a single executemany."""
+    merged: list[tuple[Executable, Params]] = []
+    run: list[Mapping[str, Any]] = []
+    for entry in group:
+        for statement, params in entry.writes.statements:
+            if isinstance(params, Mapping) and run and merged[-1][0] is statement:
+                run.append(params)
+                continue
+            if len(run) > 1:
+                merged[-1] = (merged[-1][0], run)
+            merged.append((statement, params))
+            run = [params] if isinstance(params, Mapping) else []
+    if len(run) > 1:
+        merged[-1] = (merged[-1][0], run)
+    return merged
 
 
 def _run_item(connection: Connection, entry: _Entry) -> None:

@@ -15,9 +15,10 @@ import anyio
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.sql import Executable
 
     from novaconsole.engine.batch_session import BatchSession
-    from novaconsole.engine.grouped_writes import GroupedWriter, ItemWrites
+    from novaconsole.engine.grouped_writes import GroupedWriter, ItemWrites, Params
 
 current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "novaconsole_item_id", default=None
@@ -95,6 +96,7 @@ class HandlerContext:
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
     _batch: BatchSession | None = field(default=None, repr=False)
     _open_sessions: set[AsyncSession] = field(default_factory=set, repr=False)
+    _loose_writes: ItemWrites | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -133,6 +135,36 @@ class HandlerContext:
                 "built without a database; pass database_url= to build() or set [database] url"
             )
         return self.writer.use()
+
+    def write(self, statement: Executable | str, params: Params = None) -> None:
+        """Queue a write for the item being processed: the fastest write path.
+
+        The statement (SQLAlchemy Core, ``text()`` or SQL text with ``:name`` parameters)
+        runs after ``process`` returns, grouped with other items' writes in one transaction,
+        a savepoint for this item; the item's outcome is recorded only once that commit is
+        done, and a failing statement or commit fails (and retries) the item. If ``process``
+        raises, its queued writes are dropped. Inside ``process`` the writes are not visible
+        yet, so do them last. Outside the engine (a handler test calling ``process``
+        directly) they wait for :meth:`flush_writes`.
+        """
+        from novaconsole.engine.grouped_writes import ItemWrites, current_writes
+
+        holder = current_writes.get()
+        if holder is not None:
+            holder.add(statement, params)
+            return
+        if self._loose_writes is None:
+            self._loose_writes = ItemWrites()
+        self._loose_writes.execute(statement, params)
+
+    async def flush_writes(self) -> None:
+        """Run the writes queued with :meth:`write` outside the engine, in one transaction."""
+        writes, self._loose_writes = self._loose_writes, None
+        if writes is None:
+            return
+        async with self.session() as session, session.begin():
+            for statement, params in writes.statements:
+                await session.execute(statement, params)
 
     def _factory(self, method: str) -> SessionFactory:
         if self.session_factory is None:

@@ -9,7 +9,9 @@ import socket
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from itertools import count
 from time import monotonic
 from typing import Any
@@ -31,7 +33,7 @@ from novaconsole.engine.events import (
     ItemRetrying,
     ServiceStateChanged,
 )
-from novaconsole.engine.grouped_writes import GroupedWriter
+from novaconsole.engine.grouped_writes import GroupedWriter, WritesHolder, current_writes
 from novaconsole.engine.handler import HandlerContext, SessionFactory, current_item_id
 from novaconsole.engine.metrics import LatencySamples, Throughput
 from novaconsole.engine.outcomes import Attempt, CycleReport, ItemOutcome, OutcomeStatus
@@ -157,6 +159,8 @@ class ProcessingService:
                 group.start_soon(self._retry_loop)
                 group.start_soon(self.store.run)
                 group.start_soon(self._coordination_loop)
+                if self._writer is not None:
+                    group.start_soon(self._writer.run)
                 if poll:
                     group.start_soon(self._poll_loop)
                 self._set_state("paused" if self._paused else "running")
@@ -228,9 +232,14 @@ class ProcessingService:
         drained.set()
 
     async def _until_idle(self) -> None:
-        while self._in_flight or self._fetch_scopes:
+        while self._in_flight or self._fetch_scopes or self._committing:
             self._idle = anyio.Event()
             await self._idle.wait()
+
+    @property
+    def _committing(self) -> int:
+        """Items whose ``ctx.write()`` statements wait for (or are in) a group commit."""
+        return self._writer.committing if self._writer is not None else 0
 
     def _abandon(self, job: Job) -> None:
         """A job dropped at shutdown: its source keeps it pending; a run-once still hears of it."""
@@ -699,6 +708,8 @@ class ProcessingService:
         queue, store = self._queue, self.store
         slot = WorkerSlot()
         self._slots.add(slot)
+        holder = WritesHolder()
+        current_writes.set(holder)  # this task's own context: ctx.write() queues here
         yielded = monotonic()
         try:
             while not self._stopping and self._workers <= self._concurrency:
@@ -716,11 +727,16 @@ class ProcessingService:
                         if job.lost:
                             self._abandon(job)
                             continue
+                        holder.writes = None
                         error = await self._attempt(job, slot)
-                        if error is None:
-                            self._finish(job, OutcomeStatus.SUCCEEDED, None)
-                        else:
+                        writes = holder.take()
+                        if error is not None:
                             await self._failed(job, error, timed_out=False)
+                        elif writes is not None and self._writer is not None:
+                            # The worker moves on; the outcome waits for the commit.
+                            self._writer.submit(writes, partial(self._committed, job))
+                        else:
+                            self._finish(job, OutcomeStatus.SUCCEEDED, None)
                         if not store.accepting:
                             await store.wait_accepting()
                             yielded = monotonic()
@@ -770,6 +786,16 @@ class ProcessingService:
                 self._idle.set()
         self._record_attempt(job, started, started_at, None if error is None else _describe(error))
         return error
+
+    async def _committed(self, job: Job, error: BaseException | None) -> None:
+        """The group holding an item's ``ctx.write()`` statements is done."""
+        if error is None:
+            self._finish(job, OutcomeStatus.SUCCEEDED, None)
+        else:
+            job.history[-1] = replace(job.history[-1], error=_describe(error))
+            await self._failed(job, error, timed_out=False)
+        if self._stopping:
+            self._idle.set()
 
     @staticmethod
     def _record_attempt(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, update
 
-from novaconsole import HandlerContext, OutcomeStatus, RetryPolicy
+from novaconsole import HandlerContext, HandlerPurpose, OutcomeStatus, RetryPolicy
 from novaconsole.store import open_store
 from novaconsole.store.sql_store import SqlStore
 from tests.engine.support import processing
@@ -129,3 +129,83 @@ async def test_grouped_writes_without_a_database_say_so() -> None:
     assert "asked for ctx.grouped_writes(), but the service was built without a database" in (
         outcome.error or ""
     )
+
+
+class WriteDone(MarkDone):
+    """The same work through ctx.write(): the worker moves on, the outcome waits."""
+
+    async def process(self, item: Row) -> None:
+        self.ctx.write(update(work).where(work.c.id == item.id).values(state="done"))
+        if item.id == 7:
+            self.ctx.write(insert(work).values(id=1, state="duplicate"))
+        if item.id == 9:
+            raise ValueError("item 9 gives up before its writes run")
+
+
+async def test_ctx_write_records_outcomes_only_once_committed(store: SqlStore) -> None:
+    await fill(store, rows=40)
+    service = (
+        processing(max_concurrency=4, retry=RetryPolicy(max_attempts=1))
+        .add_handler(WriteDone, name="WriteDone", max_items_per_cycle=40)
+        .build(store=store)
+    )
+    commits: list[int] = []
+    async with service.running(poll=False):
+        engine = store.sync_engine or store.engine.sync_engine
+        event.listen(engine, "commit", lambda conn: commits.append(1))
+        report = await service.run_once()
+        async with store.engine.connect() as connection:
+            states = dict((await connection.execute(select(work.c.id, work.c.state))).all())
+    by_id = {o.item_id: o for o in report.outcomes}
+    assert by_id[7].status is OutcomeStatus.FAILED
+    assert "IntegrityError" in (by_id[7].error or "")
+    assert by_id[7].history[-1].error == by_id[7].error
+    assert by_id[9].status is OutcomeStatus.FAILED
+    assert {by_id[i].status for i in by_id if i not in (7, 9)} == {OutcomeStatus.SUCCEEDED}
+    assert (states[7], states[9]) == ("pending", "pending")
+    assert all(state == "done" for row_id, state in states.items() if row_id not in (7, 9))
+    assert 1 <= len(commits) < 38, f"{len(commits)} commits for 38 items"
+
+
+async def test_ctx_write_outside_the_engine_waits_for_flush_writes(tmp_path: Path) -> None:
+    store = open_store(f"sqlite+aiosqlite:///{tmp_path / 'work.db'}")
+    await fill(store, rows=2)
+    ctx = HandlerContext(
+        name="WriteDone", purpose=HandlerPurpose.INTERNAL, session_factory=store.session_factory
+    )
+    handler = WriteDone(ctx)
+    for row in await handler.fetch_next(10):
+        await handler.process(row)
+    async with store.engine.connect() as connection:
+        before = sorted((await connection.execute(select(work.c.state))).scalars())
+    await ctx.flush_writes()
+    async with store.engine.connect() as connection:
+        after = sorted((await connection.execute(select(work.c.state))).scalars())
+    await ctx.aclose()
+    await store.engine.dispose()
+    assert (before, after) == (["pending", "pending"], ["done", "done"])
+
+
+def test_only_consecutive_uses_of_one_statement_are_merged() -> None:
+    from novaconsole.engine.grouped_writes import ItemWrites, _Entry, _merged
+
+    mark = update(work).values(state="done")
+    audit = insert(work)
+
+    def entry(*statements: tuple[object, object]) -> _Entry:
+        writes = ItemWrites()
+        for statement, params in statements:
+            writes.execute(statement, params)  # type: ignore[arg-type]
+        return _Entry(writes)
+
+    same = [entry((mark, {"id": i})) for i in range(3)]
+    assert _merged(same) == [(mark, [{"id": 0}, {"id": 1}, {"id": 2}])]
+    alternating = [entry((mark, {"id": i}), (audit, {"id": i})) for i in range(2)]
+    assert _merged(alternating) == [
+        (mark, {"id": 0}),
+        (audit, {"id": 0}),
+        (mark, {"id": 1}),
+        (audit, {"id": 1}),
+    ], "an item's own statements keep their order"
+    many = [entry((mark, [{"id": 1}, {"id": 2}])), entry((mark, {"id": 3}))]
+    assert _merged(many) == [(mark, [{"id": 1}, {"id": 2}]), (mark, {"id": 3})]
