@@ -2,17 +2,21 @@
 
 Each run gets a fresh database file holding ``work(id, state)`` with every row pending. The
 handler's ``fetch_next`` selects pending ids (batches of 500) through ``ctx.session()``;
-``process`` sets its row done, either (a) in its own ``ctx.session()`` with a commit, or
-(b) through ``ctx.batch_session()`` (one transaction per batch, a savepoint per item).
+``process`` sets its row done in one of four ways:
+
+- ``session``: its own ``ctx.session()`` and a commit (B2a);
+- ``write``: ``ctx.write()``, the recommended fast path: the write runs after ``process``
+  returns, grouped with other items' in one transaction, and the outcome waits for that
+  commit (B2b);
+- ``grouped``: ``ctx.grouped_writes()``, the same grouping but the item waits for its commit
+  inside ``process`` (B2c);
+- ``batch``: ``ctx.batch_session()``, a session shared by the batch, a savepoint per use (B2d).
+
 Outcomes are recorded in the same SQLite file (``build(database_url=...)``), 8 workers.
-
-(c) through ``ctx.grouped_writes()`` (statements queued per item, run by group in one
-thread call, a savepoint per item), measured when the installed novaconsole has it.
-
-Baselines, recording nothing: (a) a sequential asyncio loop with the same SQLAlchemy calls
-(a session and a commit per row, on an engine configured like the store's: WAL,
-``BEGIN IMMEDIATE``); (b) a sequential asyncio loop on aiosqlite alone that fetches 500 ids
-and commits once per batch.
+Baselines, recording nothing: a sequential asyncio loop with the same SQLAlchemy calls as
+``session`` (a session and a commit per row, on an engine configured like the store's: WAL,
+``BEGIN IMMEDIATE``), and a sequential asyncio loop on aiosqlite alone that fetches 500 ids
+and commits once per batch (the baseline of the three shared-transaction paths).
 """
 
 from __future__ import annotations
@@ -43,14 +47,13 @@ SELECT = text("SELECT id FROM work WHERE state = 'pending' ORDER BY id LIMIT :n"
 UPDATE = text("UPDATE work SET state = 'done' WHERE id = :id")
 RAW_SELECT = "SELECT id FROM work WHERE state = 'pending' ORDER BY id LIMIT ?"
 RAW_UPDATE = "UPDATE work SET state = 'done' WHERE id = ?"
-GROUPED = hasattr(HandlerContext, "grouped_writes")
-"""``ctx.grouped_writes()`` exists in this version (B2c)."""
 _NAMES = {
     "a0": "session loop",
     "a": "engine+session",
     "b0": "aiosqlite loop",
     "b": "engine+batch_session",
     "c": "engine+grouped_writes",
+    "d": "engine+ctx.write",
 }
 
 
@@ -107,7 +110,9 @@ class Drain:
                     return [Row_(row_id) for (row_id,) in result]
 
             async def process(self, item: Row_) -> None:
-                if write == "grouped":
+                if write == "write":
+                    self.ctx.write(UPDATE, {"id": item.id})
+                elif write == "grouped":
                     async with self.ctx.grouped_writes() as writes:
                         writes.execute(UPDATE, {"id": item.id})
                 elif write == "batch":
@@ -123,9 +128,8 @@ class Drain:
 
 
 async def engine(path: Path, rows: int, *, write: str) -> float:
-    """Rows per second drained by the engine; ``write`` is how ``process`` writes:
-    ``session`` (its own session and commit), ``batch`` (``ctx.batch_session()``) or
-    ``grouped`` (``ctx.grouped_writes()``)."""
+    """Rows per second drained by the engine; ``write`` is how ``process`` writes (see the
+    module docstring)."""
     url = prepare(path, rows)
     drain = Drain(rows)
     service = (
@@ -192,17 +196,16 @@ def _check(path: Path, failed: int) -> None:
 
 
 async def run(rows: int, repeat: int, workdir: Path) -> list[Row]:
-    """Both comparisons, ``repeat`` interleaved rounds; a fresh file for every run."""
-    results: dict[str, list[float]] = {"a": [], "a0": [], "b": [], "b0": [], "c": []}
+    """Every variant, ``repeat`` interleaved rounds; a fresh file for every run."""
     variants: tuple[tuple[str, Callable[[Path, int], Awaitable[float]]], ...] = (
         ("a0", session_loop),
         ("a", partial(engine, write="session")),
         ("b0", aiosqlite_loop),
-        ("b", partial(engine, write="batch")),
+        ("d", partial(engine, write="write")),
         ("c", partial(engine, write="grouped")),
+        ("b", partial(engine, write="batch")),
     )
-    if not GROUPED:
-        variants = variants[:-1]
+    results: dict[str, list[float]] = {key: [] for key, _ in variants}
     for round_ in range(repeat):
         for key, measure in variants:
             gc.collect()
@@ -211,7 +214,8 @@ async def run(rows: int, repeat: int, workdir: Path) -> list[Row]:
             f"B2 round {round_ + 1}: "
             + ", ".join(f"{_NAMES[key]} {results[key][-1]:,.0f}/s" for key, _ in variants)
         )
-    table = [
+    loop = results["b0"]
+    return [
         ratio_row(
             "B2a",
             "ctx.session() per row vs loop, session+commit per row",
@@ -221,23 +225,22 @@ async def run(rows: int, repeat: int, workdir: Path) -> list[Row]:
             0.8,
         ),
         ratio_row(
-            "B2b",
+            "B2b", "ctx.write() vs aiosqlite loop, commit per 500", results["d"], loop, _IPS, 0.6
+        ),
+        ratio_row(
+            "B2c",
+            "ctx.grouped_writes() vs aiosqlite loop, commit per 500",
+            results["c"],
+            loop,
+            _IPS,
+            None,
+        ),
+        ratio_row(
+            "B2d",
             "ctx.batch_session() vs aiosqlite loop, commit per 500",
             results["b"],
-            results["b0"],
+            loop,
             _IPS,
-            0.6,
+            None,
         ),
     ]
-    if GROUPED:
-        table.append(
-            ratio_row(
-                "B2c",
-                "ctx.grouped_writes() vs aiosqlite loop, commit per 500",
-                results["c"],
-                results["b0"],
-                _IPS,
-                0.6,
-            )
-        )
-    return table

@@ -30,14 +30,17 @@ def ratio_row(
     values: Sequence[float],
     baselines: Sequence[float],
     unit: str,
-    at_least: float,
+    at_least: float | None,
 ) -> Row:
     """Interleaved rounds of novaconsole (``values``) against a baseline, higher is better.
 
     The ratio is the median of the per-round ratios (each pair ran back to back, so drifting
-    machine load cancels out); the absolute figures are the best round of each side.
+    machine load cancels out); the absolute figures are the best round of each side. Without
+    ``at_least`` the row is there for reference.
     """
     ratio = median(v / b if b else 0.0 for v, b in zip(values, baselines, strict=True))
+    if at_least is None:
+        return Row(bench, measure, max(values), unit, max(baselines), ratio)
     return Row(
         bench,
         measure,
