@@ -37,6 +37,8 @@ from typing import Any
 
 import anyio
 from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -542,9 +544,32 @@ async def _write(
         if rows:
             await connection.execute(item_states.insert(), rows)
     if saved is not None:
-        await connection.execute(controls.delete())
-        await connection.execute(controls.insert(), _control_rows(saved))
+        await _save_controls(connection, saved)
     return rejected
+
+
+async def _save_controls(connection: AsyncConnection, saved: Controls) -> None:
+    """Replace the stored controls with ``saved``, by upserts where the database has them, so
+    that two processes saving controls at once (workers sharing the database, an attached
+    console) never collide on a key."""
+    rows = _control_rows(saved)
+    dialect = connection.dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        await connection.execute(controls.delete())
+        await connection.execute(controls.insert(), rows)
+        return
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    for row in rows:
+        values = {key: row[key] for key in ("paused", "concurrency", "batch_size")}
+        await connection.execute(
+            upsert(controls)
+            .values(row)
+            .on_conflict_do_update(index_elements=[controls.c.scope, controls.c.name], set_=values)
+        )
+    names = [row["name"] for row in rows if row["scope"] == HANDLER_SCOPE]
+    await connection.execute(
+        controls.delete().where(controls.c.scope == HANDLER_SCOPE, controls.c.name.not_in(names))
+    )
 
 
 async def _fence(

@@ -9,11 +9,13 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import text
 
 from novaconsole.engine.coordination import Claim, WorkerBeat
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.engine.state import Controls
 from novaconsole.errors import ConfigError
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.coordinator import SqlCoordinator
@@ -210,3 +212,24 @@ async def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
     assert version == ("2",)
     assert worker == (store.worker_id,)
     assert claims == (0,)
+
+
+async def test_controls_saved_by_two_processes_at_once_end_as_the_last_saved(
+    store: SqlStore,
+) -> None:
+    other = open_store(_url(store), shared=True)
+    await other.open()
+    try:
+        store.save_controls(Controls(paused=True, concurrency=2, batch_sizes={"A": 3, "B": 4}))
+        other.save_controls(Controls(paused=False, concurrency=5, batch_sizes={"A": 6}))
+        async with anyio.create_task_group() as group:  # both write in the same moment
+            group.start_soon(store.flush)
+            group.start_soon(other.flush)
+        other.save_controls(Controls(paused=False, concurrency=7, batch_sizes={"B": 9}))
+        await other.flush()
+    finally:
+        await other.close()
+    fresh = open_store(_url(store), shared=True)
+    loaded = await fresh.load_controls()
+    await fresh.engine.dispose()
+    assert (loaded.paused, loaded.concurrency, loaded.batch_sizes) == (False, 7, {"B": 9})
