@@ -6,7 +6,6 @@ async engine. Both must behave the same.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from novaconsole import HandlerContext, HandlerPurpose, OutcomeStatus, RetryPoli
 from novaconsole.store import open_store
 from novaconsole.store.sql_store import SqlStore
 from tests.engine.support import processing
+from tests.postgres import throwaway_database
 
 pytestmark = pytest.mark.anyio
 
@@ -28,8 +28,6 @@ work = Table(
     Column("id", Integer, primary_key=True),
     Column("state", String(20), nullable=False),
 )
-
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @dataclass(frozen=True)
@@ -63,18 +61,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "sqlite":
         yield open_store(f"sqlite+aiosqlite:///{tmp_path / 'work.db'}")
         return
-    asyncpg = pytest.importorskip("asyncpg")
-    try:
-        admin = await asyncpg.connect(ADMIN_URL, timeout=3)
-    except (OSError, asyncpg.PostgresError) as error:
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({error})")
-    name = f"nc_grouped_{uuid.uuid4().hex[:10]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield open_store(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with throwaway_database("nc_grouped") as url:
+        yield open_store(url)
 
 
 async def fill(store: SqlStore, rows: int) -> None:

@@ -3,59 +3,27 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import anyio
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.state import Controls, ItemState
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.queries import forget_item, handler_totals, list_results
+from tests.postgres import drop_database, throwaway_database
 from tests.store.support import outcome
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
-SERVER = "postgresql://postgres@127.0.0.1:5432/test"
-
-
 PASSWORD = "not-needed-but-secret"
 
 
-@dataclass
-class Database:
-    url: str
-    name: str
-    admin: asyncpg.Connection
-
-    async def drop(self) -> None:
-        await self.admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
 @pytest.fixture
-async def pg_database() -> AsyncIterator[Database]:
-    try:
-        admin = await asyncpg.connect(SERVER, timeout=3)
-    except (OSError, asyncpg.PostgresError) as error:
-        pytest.skip(f"PostgreSQL server on 127.0.0.1:5432 unreachable: {error}")
-    name = f"novaconsole_test_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    database = Database(
-        f"postgresql+asyncpg://postgres:{PASSWORD}@127.0.0.1:5432/{name}", name, admin
-    )
-    try:
-        yield database
-    finally:
-        await database.drop()
-        await admin.close()
-
-
-@pytest.fixture
-def pg_url(pg_database: Database) -> str:
-    return pg_database.url
+async def pg_url() -> AsyncIterator[str]:
+    async with throwaway_database("novaconsole_test", password=PASSWORD) as url:
+        yield url
 
 
 async def test_outcomes_states_and_controls_round_trip_on_postgres(pg_url: str) -> None:
@@ -108,7 +76,7 @@ async def test_retention_prunes_on_postgres(pg_url: str) -> None:
 
 
 async def test_write_errors_are_logged_with_the_password_masked(
-    pg_database: Database, caplog: pytest.LogCaptureFixture
+    pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="novaconsole.store")
     failed = anyio.Event()
@@ -120,9 +88,9 @@ async def test_write_errors_are_logged_with_the_password_masked(
 
     watch = Watch()
     logging.getLogger("novaconsole.store").addHandler(watch)
-    store = open_store(pg_database.url)
+    store = open_store(pg_url)
     await store.open()
-    await pg_database.drop()
+    await drop_database(pg_url)
     try:
         async with anyio.create_task_group() as group:
             group.start_soon(store.run)
