@@ -34,7 +34,12 @@ from novaconsole.engine.events import (
     ServiceStateChanged,
 )
 from novaconsole.engine.grouped_writes import GroupedWriter, WritesHolder, current_writes
-from novaconsole.engine.handler import HandlerContext, SessionFactory, current_item_id
+from novaconsole.engine.handler import (
+    HandlerContext,
+    NoDatabaseError,
+    SessionFactory,
+    current_item_id,
+)
 from novaconsole.engine.metrics import LatencySamples, Throughput
 from novaconsole.engine.outcomes import Attempt, CycleReport, ItemOutcome, OutcomeStatus
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
@@ -730,6 +735,11 @@ class ProcessingService:
                         holder.writes = None
                         error = await self._attempt(job, slot)
                         writes = holder.take()
+                        if writes is not None and self._writer is None and error is None:
+                            error = NoDatabaseError(
+                                f"handler {job.scope.runtime.name!r} used ctx.write(), but the "
+                                "service was built without a database"
+                            )
                         if error is not None:
                             await self._failed(job, error, timed_out=False)
                         elif writes is not None and self._writer is not None:

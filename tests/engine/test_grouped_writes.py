@@ -100,6 +100,20 @@ async def test_a_failing_item_rolls_back_alone_and_successes_are_durable(store: 
     assert 1 <= len(commits) < 39, f"{len(commits)} commits for 39 items"
 
 
+async def test_ctx_write_without_a_database_fails_the_item() -> None:
+    class NoDatabase(WriteDone):
+        async def fetch_next(self, max_items: int) -> list[Row]:
+            return [Row(1)]
+
+    service = (
+        processing(retry=RetryPolicy(max_attempts=1)).add_handler(NoDatabase, name="N").build()
+    )
+    async with service.running(poll=False):
+        [outcome] = (await service.run_once()).outcomes
+    assert outcome.status is OutcomeStatus.FAILED
+    assert "used ctx.write(), but the service was built without a database" in (outcome.error or "")
+
+
 async def test_grouped_writes_without_a_database_say_so() -> None:
     class NoDatabase(MarkDone):
         async def fetch_next(self, max_items: int) -> list[Row]:
