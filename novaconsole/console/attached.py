@@ -37,6 +37,8 @@ REFRESH = 0.5
 """Seconds between two reads of the fleet."""
 BACKFILL = 200
 """Results shown at once when attaching."""
+TOTALS_EVERY = 4
+"""Fleet-wide totals are counted at every fourth read (every 2 s)."""
 
 
 class AttachedFleet:
@@ -67,6 +69,7 @@ class AttachedFleet:
         self._changes = 0
         """Counts local control changes: a read that overlapped one is not applied."""
         self._writing = 0
+        self._reads = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -110,7 +113,9 @@ class AttachedFleet:
             self._controls = controls  # else a key changed them meanwhile: keep that
         async with self.store.engine.connect() as connection:
             self._workers = tuple(await read_workers(connection))
-            self._totals = await _totals(connection)
+            self._reads += 1
+            if backfill or self._reads % TOTALS_EVERY == 0:  # a count over every result
+                self._totals = await _totals(connection)
             await self._new_results(connection, backfill)
         self._state = "paused" if self._controls.paused else "running"
 

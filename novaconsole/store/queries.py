@@ -21,11 +21,18 @@ from novaconsole.store.database import (
     check_schema_version,
     connection_error,
     create_engine,
+    ensure_schema,
     read_schema_version,
     reader,
     sqlite_file,
 )
-from novaconsole.store.models import HANDLER_LENGTH, ITEM_ID_LENGTH, item_states, results
+from novaconsole.store.models import (
+    HANDLER_LENGTH,
+    ITEM_ID_LENGTH,
+    SCHEMA_VERSION,
+    item_states,
+    results,
+)
 from novaconsole.store.recorder import row_dict
 from novaconsole.store.sql_store import SqlStore
 
@@ -124,6 +131,10 @@ async def reading(url: str) -> AsyncIterator[AsyncConnection | None]:
         return
     try:
         try:
+            async with reader(engine).connect() as connection:
+                version = await read_schema_version(connection)
+            if version is not None and version < SCHEMA_VERSION:
+                await ensure_schema(engine)  # an older novaconsole wrote it: bring it up first
             async with reader(engine).connect() as connection:
                 yield connection if await _usable(connection, engine) else None
         except OPEN_ERRORS as error:

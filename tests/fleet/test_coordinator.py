@@ -20,6 +20,7 @@ from novaconsole.errors import ConfigError
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.fleet import enqueue_command, list_workers, update_controls
+from novaconsole.store.queries import list_results
 from tests.fleet.conftest import pg_database
 
 pytestmark = pytest.mark.anyio
@@ -233,3 +234,17 @@ async def test_controls_saved_by_two_processes_at_once_end_as_the_last_saved(
     loaded = await fresh.load_controls()
     await fresh.engine.dispose()
     assert (loaded.paused, loaded.concurrency, loaded.batch_sizes) == (False, 7, {"B": 9})
+
+
+async def test_reading_results_of_a_version_1_database_upgrades_it_first(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    store = open_store(url)
+    await store.open()
+    store.record([_outcome("1", None)])
+    await store.flush()
+    async with store.engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE novaconsole_results DROP COLUMN worker_id"))
+        await connection.execute(text("UPDATE novaconsole_meta SET value = '1'"))
+    await store.close()
+    rows = await list_results(url)
+    assert [(row["item_id"], row["worker_id"]) for row in rows] == [("1", None)]
