@@ -204,7 +204,9 @@ async def test_an_item_longer_than_its_lease_keeps_it(pg_fleet: Fleet) -> None:
     await fleet.stop()
 
 
-async def test_pause_reaches_every_worker_and_run_once_runs_once(pg_fleet: Fleet) -> None:
+async def test_pause_and_batch_size_reach_every_worker_and_run_once_runs_once(
+    pg_fleet: Fleet,
+) -> None:
     fleet = pg_fleet
     poll = 0.5
     await fleet.setup(3000, duration=0.01)
@@ -218,7 +220,9 @@ async def test_pause_reaches_every_worker_and_run_once_runs_once(pg_fleet: Fleet
 
     await fleet.until(everyone_working, 20, "every worker to run items")
     paused_at = time.time()
-    await update_controls(fleet.url, paused=True)
+    # One write: the workers follow both in the same read, so "paused" in a heartbeat also
+    # means the new batch size is in force.
+    await update_controls(fleet.url, paused=True, batch_sizes={"Fleet": 3})
 
     async def everyone_paused() -> bool:
         rows = await fleet.rows("SELECT state, in_flight FROM novaconsole_workers")
@@ -250,7 +254,7 @@ async def test_pause_reaches_every_worker_and_run_once_runs_once(pg_fleet: Fleet
         t=last_start,
     )
     assert [r.worker for r in after] == [runner]
-    assert 1 <= after[0].n <= 10
+    assert 1 <= after[0].n <= 3  # one fetch, of the batch size set through the database
     said = [w for w in started if f"(command {command})" in w.err.read_text()]
     assert [w.worker_id for w in said] == [runner]
     await fleet.stop()
