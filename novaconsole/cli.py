@@ -240,7 +240,6 @@ def _service(settings: Settings) -> ProcessingService:
     from novaconsole.engine.registry import BackgroundProcessing
 
     builder = BackgroundProcessing.from_settings(settings)
-    builder.store_options = {**builder.store_options, "shared": settings.database.shared}
     return builder.build(database_url=settings.database.url)
 
 

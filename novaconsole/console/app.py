@@ -21,12 +21,12 @@ from novaconsole.console.commands import HandlerCommands, system_commands
 from novaconsole.console.screens.help import HelpScreen
 from novaconsole.console.screens.result_detail import ResultDetailScreen
 from novaconsole.console.view_models import (
-    fleet_rows,
-    shows_fleet,
     ResultFilter,
+    fleet_rows,
     handler_rows,
     next_batch_size,
     queue_view,
+    shows_fleet,
     status_view,
 )
 from novaconsole.console.widgets.fleet_pane import FleetPane

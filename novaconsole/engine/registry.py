@@ -156,6 +156,7 @@ class BackgroundProcessing:
         builder.store_options = {
             "keep_results_age": settings.store.keep_results_age,
             "keep_results_count": settings.store.keep_results_count,
+            "shared": settings.database.shared,
         }
         for registration in load_handlers(settings):
             builder.add_registration(registration)

@@ -1,4 +1,4 @@
-"""The [store] keys of config.toml reach the store that the service writes to."""
+"""The [store] keys and [database] shared reach the store that the service writes to."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from novaconsole.store.sql_store import SqlStore
 def test_store_retention_comes_from_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text(
-        '[database]\nurl = "sqlite+aiosqlite:///results.db"\n'
+        '[database]\nurl = "sqlite+aiosqlite:///results.db"\nshared = true\n'
         '[store]\nkeep_results_age = "01:00:00"\nkeep_results_count = 250\n'
     )
     settings = load_settings(config)
@@ -21,3 +21,4 @@ def test_store_retention_comes_from_the_config_file(tmp_path: Path) -> None:
     assert isinstance(service.store, SqlStore)
     assert service.store.keep_results_age == timedelta(hours=1)
     assert service.store.keep_results_count == 250
+    assert service.store.coordinator is not None, "[database] shared = true claims items"
