@@ -7,24 +7,21 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from novaconsole.store.database import create_engine, ensure_schema
+from tests.postgres import throwaway_database
 
 WORKER = Path(__file__).with_name("worker.py")
 REPO = Path(__file__).resolve().parents[2]
-SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 SCHEMA = (
     "CREATE TABLE fleet_items (id INTEGER PRIMARY KEY, "
     "duration FLOAT NOT NULL DEFAULT 0, done BOOLEAN NOT NULL DEFAULT false)",
@@ -156,27 +153,10 @@ def _kill_all(workers: list[Worker]) -> None:
             worker.process.wait()
 
 
-@asynccontextmanager
-async def pg_database() -> AsyncIterator[str]:
-    """The URL of a fresh PostgreSQL database on 127.0.0.1:5432, dropped afterwards; the test
-    is skipped when no server answers there."""
-    try:
-        admin = await asyncpg.connect(SERVER, timeout=3)
-    except (OSError, asyncpg.PostgresError) as error:
-        pytest.skip(f"PostgreSQL server on 127.0.0.1:5432 unreachable: {error}")
-    name = f"novaconsole_fleet_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
 @pytest.fixture
 async def pg_fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
     """A fresh PostgreSQL database on 127.0.0.1:5432 (dropped afterwards)."""
-    async with pg_database() as url:
+    async with throwaway_database("novaconsole_fleet") as url:
         engine = create_engine(url)
         fleet = Fleet(url, engine, tmp_path)
         try:

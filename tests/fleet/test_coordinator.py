@@ -21,7 +21,7 @@ from novaconsole.store import SqlStore, open_store
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.fleet import enqueue_command, list_workers, update_controls
 from novaconsole.store.queries import list_results
-from tests.fleet.conftest import pg_database
+from tests.postgres import throwaway_database
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +34,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         if request.param == "sqlite":
             url = f"sqlite+aiosqlite:///{tmp_path / 'coordinated.db'}"
         else:
-            url = await stack.enter_async_context(pg_database())
+            url = await stack.enter_async_context(throwaway_database("novaconsole_fleet"))
         opened = open_store(url, shared=True)
         await opened.open()
         stack.push_async_callback(opened.close)
