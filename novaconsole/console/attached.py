@@ -9,6 +9,7 @@ a command that exactly one worker takes. No Textual here.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.coordination import WorkerView
 from novaconsole.engine.events import EventHub, EventSubscription, ItemFinished
-from novaconsole.engine.outcomes import CycleReport, OutcomeStatus
+from novaconsole.engine.outcomes import CycleReport, ItemOutcome, OutcomeStatus
 from novaconsole.engine.registry import HandlerRegistration
 from novaconsole.engine.snapshot import HandlerView, Snapshot
 from novaconsole.engine.state import Controls
@@ -65,6 +66,7 @@ class AttachedFleet:
         self._workers: tuple[WorkerView, ...] = ()
         self._totals: dict[str, dict[str, int]] = {}
         self._last_result_id = 0
+        self._recent: deque[ItemOutcome] = deque(maxlen=BACKFILL)
         self._state = "starting"
         self._changes = 0
         """Counts local control changes: a read that overlapped one is not applied."""
@@ -131,10 +133,16 @@ class AttachedFleet:
         )
         for row in rows.mappings():
             self._last_result_id = row["id"]
+            outcome = row_outcome(row)
+            self._recent.append(outcome)
             if self._hub.active:
-                self._hub.publish(ItemFinished(row_outcome(row)))
+                self._hub.publish(ItemFinished(outcome))
 
     # ------------------------------------------------------------------ observing
+
+    def recent_outcomes(self) -> list[ItemOutcome]:
+        """The latest results of the whole fleet, oldest first (read when attaching)."""
+        return list(self._recent)
 
     def events(self, max_buffer: int = 10_000) -> EventSubscription:
         """Each result any worker records, as an ``ItemFinished``."""

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import traceback
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -50,6 +51,9 @@ from novaconsole.engine.snapshot import HandlerView, Snapshot
 from novaconsole.engine.state import Controls, ItemState, MemoryStateStore, StateStore
 
 log = logging.getLogger("novaconsole.engine")
+
+_RECENT = 200
+"""Final outcomes kept for :meth:`ProcessingService.recent_outcomes`."""
 
 _YIELD_EVERY = 0.001
 """Seconds a worker may run items that never suspend before it lets other tasks run: with
@@ -122,6 +126,7 @@ class ProcessingService:
         self._fleet: tuple[WorkerView, ...] = ()
         self._unfinished: list[Claim] = []
         self._started_at = _now()
+        self._recent: deque[ItemOutcome] = deque(maxlen=_RECENT)
         self._throughput = Throughput()
         self._latency = LatencySamples()
         self._totals = {"succeeded": 0, "failed": 0, "skipped": 0}
@@ -156,6 +161,9 @@ class ProcessingService:
         self._started_at = _now()
         await self.store.open()
         self._apply_controls(await self.store.load_controls())
+        recorded = getattr(self.store, "recent_outcomes", None)
+        if recorded is not None and not self._recent:
+            self._recent.extend(await recorded(_RECENT))
         try:
             async with anyio.create_task_group() as group:
                 self._task_group = group
@@ -363,6 +371,11 @@ class ProcessingService:
         ``EventsDropped`` telling how many; it never slows the engine.
         """
         return self._hub.subscribe(max_buffer)
+
+    def recent_outcomes(self) -> list[ItemOutcome]:
+        """The latest final outcomes, oldest first: those of earlier runs recorded in the
+        store, then this run's (a console opened late starts from them)."""
+        return list(self._recent)
 
     def snapshot(self) -> Snapshot:
         """The service now: cheap and free of side effects."""
@@ -1076,6 +1089,7 @@ class ProcessingService:
                     extra=_extra(rt.name, job.item.id),
                 )
         self.store.record((outcome,))
+        self._recent.append(outcome)
         if self._hub.active:
             self._hub.publish(ItemFinished(outcome))
         for tracker in job.trackers:

@@ -297,6 +297,9 @@ class FixedService:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
+    def recent_outcomes(self) -> list[ItemOutcome]:
+        return []
+
     def events(self, max_buffer: int = 10_000) -> EventSubscription:
         subscription = self._hub.subscribe(max_buffer)
         for outcome in self._outcomes:

@@ -217,3 +217,12 @@ async def test_every_builtin_theme_renders() -> None:
                 await pilot.pause()
                 colours.add(app.handlers_table.get_cell("A", "state").style)
             assert len(colours) > 1
+
+
+async def test_a_console_opened_late_shows_what_already_happened() -> None:
+    service = build_service({"A": Source([1, 2])})
+    async with service.running():
+        await service.run_once()
+        app = console(service)
+        async with app.run_test():
+            assert sorted(row.item_id for row in app.results.rows) == [1, 2]
