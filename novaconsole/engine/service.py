@@ -332,7 +332,7 @@ class ProcessingService:
         return forgotten
 
     def _controls_changed(self, what: str, value: Any, handler: str | None = None) -> None:
-        self.store.save_controls(self._controls())
+        self.store.save_controls(_control_change(what, value, handler))
         self._hub.publish(ControlChanged(what, value, handler))
         log.info(
             "%s%s set to %s",
@@ -340,14 +340,6 @@ class ProcessingService:
             f" of {handler}" if handler else "",
             value,
             extra={"handler": handler} if handler else None,
-        )
-
-    def _controls(self) -> Controls:
-        return Controls(
-            paused=self._paused,
-            concurrency=self._concurrency,
-            handler_paused={name: rt.paused for name, rt in self._runtimes.items()},
-            batch_sizes={name: rt.batch_size for name, rt in self._runtimes.items()},
         )
 
     def _apply_controls(self, controls: Controls) -> None:
@@ -1130,6 +1122,15 @@ class ProcessingService:
                 await scope.ctx.aclose()
         except Exception:
             log.exception("closing the scope of %s failed", scope.runtime.name)
+
+
+def _control_change(what: str, value: Any, handler: str | None) -> Controls:
+    """Only the control an operator just set: the store leaves every other one as it is."""
+    if what == "pause":
+        return Controls(handler_paused={handler: value}) if handler else Controls(paused=value)
+    if what == "batch_size" and handler is not None:
+        return Controls(batch_sizes={handler: value})
+    return Controls(concurrency=value)
 
 
 def _extra(handler: str, item_id: Any = None) -> dict[str, Any]:

@@ -26,12 +26,22 @@ class ItemState:
 
 @dataclass(slots=True)
 class Controls:
-    """Operator controls set at run time (``None``/absent: as configured)."""
+    """Operator controls set at run time (``None``/absent: as configured, or unchanged)."""
 
     paused: bool | None = None
     concurrency: int | None = None
     handler_paused: dict[str, bool] = field(default_factory=dict)
     batch_sizes: dict[str, int] = field(default_factory=dict)
+
+    def updated(self, change: Controls | None) -> Controls:
+        """A copy with what ``change`` sets laid over it."""
+        change = change or Controls()
+        return Controls(
+            change.paused if change.paused is not None else self.paused,
+            change.concurrency if change.concurrency is not None else self.concurrency,
+            {**self.handler_paused, **change.handler_paused},
+            {**self.batch_sizes, **change.batch_sizes},
+        )
 
 
 class StateStore(Protocol):
@@ -72,8 +82,9 @@ class StateStore(Protocol):
     async def load_controls(self) -> Controls:
         """The controls persisted by an earlier run."""
 
-    def save_controls(self, controls: Controls) -> None:
-        """Persist the current controls (buffered)."""
+    def save_controls(self, change: Controls) -> None:
+        """Persist what ``change`` sets, leaving every other control as stored (buffered):
+        workers sharing a database must not overwrite each other's settings."""
 
 
 class MemoryStateStore:
@@ -121,17 +132,7 @@ class MemoryStateStore:
         return self._items.pop((handler, item_id), None) is not None
 
     async def load_controls(self) -> Controls:
-        return Controls(
-            self._controls.paused,
-            self._controls.concurrency,
-            dict(self._controls.handler_paused),
-            dict(self._controls.batch_sizes),
-        )
+        return self._controls.updated(None)
 
-    def save_controls(self, controls: Controls) -> None:
-        self._controls = Controls(
-            controls.paused,
-            controls.concurrency,
-            dict(controls.handler_paused),
-            dict(controls.batch_sizes),
-        )
+    def save_controls(self, change: Controls) -> None:
+        self._controls = self._controls.updated(change)

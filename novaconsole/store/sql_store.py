@@ -37,8 +37,6 @@ from typing import Any
 
 import anyio
 from sqlalchemy import bindparam, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -58,6 +56,7 @@ from novaconsole.store.database import (
     sync_sqlite_engine,
     uncancelled,
 )
+from novaconsole.store.fleet import write_controls
 from novaconsole.store.models import (
     GLOBAL_SCOPE,
     HANDLER_LENGTH,
@@ -277,9 +276,9 @@ class SqlStore:
         """Remember (or, with ``None``, forget) an item's attempts, in the next batch."""
         self._states[(handler, item_id)] = state
 
-    def save_controls(self, controls: Controls) -> None:
+    def save_controls(self, change: Controls) -> None:
         """Persist the controls, in the next batch."""
-        self._controls = _copy_controls(controls)
+        self._controls = (self._controls or Controls()).updated(change)
 
     async def forget_item(self, handler: str, item_id: str) -> bool:
         """Forget an item's attempts now. True if it had any."""
@@ -319,8 +318,8 @@ class SqlStore:
                 except BaseException:
                     self._outcomes.put_back(batch)
                     self._states = {**states, **self._states}
-                    if self._controls is None:
-                        self._controls = saved
+                    if saved is not None:  # not written: keep it under newer changes
+                        self._controls = saved.updated(self._controls)
                     raise
                 finally:
                     self._writing_states, self._writing_controls = {}, None
@@ -464,10 +463,8 @@ class SqlStore:
         return found
 
     async def load_controls(self) -> Controls:
-        """The persisted controls (or those saved and not yet written)."""
-        latest = self._controls or self._writing_controls
-        if latest is not None:
-            return _copy_controls(latest)
+        """The persisted controls, with the changes saved and not yet written laid over them
+        (a change made by another process shows once it is in the database)."""
         loaded = Controls()
 
         async def read() -> list[Any]:
@@ -483,7 +480,7 @@ class SqlStore:
                     loaded.handler_paused[row["name"]] = bool(row["paused"])
                 if row["batch_size"] is not None:
                     loaded.batch_sizes[row["name"]] = row["batch_size"]
-        return loaded
+        return loaded.updated(self._writing_controls).updated(self._controls)
 
     async def recent_outcomes(self, limit: int = 200) -> list[ItemOutcome]:
         """The latest ``limit`` outcomes, oldest first, buffered ones included."""
@@ -544,32 +541,14 @@ async def _write(
         if rows:
             await connection.execute(item_states.insert(), rows)
     if saved is not None:
-        await _save_controls(connection, saved)
-    return rejected
-
-
-async def _save_controls(connection: AsyncConnection, saved: Controls) -> None:
-    """Replace the stored controls with ``saved``, by upserts where the database has them, so
-    that two processes saving controls at once (workers sharing the database, an attached
-    console) never collide on a key."""
-    rows = _control_rows(saved)
-    dialect = connection.dialect.name
-    if dialect not in ("postgresql", "sqlite"):
-        await connection.execute(controls.delete())
-        await connection.execute(controls.insert(), rows)
-        return
-    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-    for row in rows:
-        values = {key: row[key] for key in ("paused", "concurrency", "batch_size")}
-        await connection.execute(
-            upsert(controls)
-            .values(row)
-            .on_conflict_do_update(index_elements=[controls.c.scope, controls.c.name], set_=values)
+        await write_controls(
+            connection,
+            paused=saved.paused,
+            concurrency=saved.concurrency,
+            handler_paused=saved.handler_paused,
+            batch_sizes=saved.batch_sizes,
         )
-    names = [row["name"] for row in rows if row["scope"] == HANDLER_SCOPE]
-    await connection.execute(
-        controls.delete().where(controls.c.scope == HANDLER_SCOPE, controls.c.name.not_in(names))
-    )
+    return rejected
 
 
 async def _fence(
@@ -625,35 +604,3 @@ async def _insert_results(
         )
     else:
         await connection.execute(results.insert(), [outcome_row(o, worker_id) for o in batch])
-
-
-def _control_rows(saved: Controls) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = [
-        {
-            "scope": GLOBAL_SCOPE,
-            "name": "",
-            "paused": saved.paused,
-            "concurrency": saved.concurrency,
-            "batch_size": None,
-        }
-    ]
-    for name in sorted(set(saved.handler_paused) | set(saved.batch_sizes)):
-        rows.append(
-            {
-                "scope": HANDLER_SCOPE,
-                "name": name[:HANDLER_LENGTH],
-                "paused": saved.handler_paused.get(name),
-                "concurrency": None,
-                "batch_size": saved.batch_sizes.get(name),
-            }
-        )
-    return rows
-
-
-def _copy_controls(controls: Controls) -> Controls:
-    return Controls(
-        controls.paused,
-        controls.concurrency,
-        dict(controls.handler_paused),
-        dict(controls.batch_sizes),
-    )

@@ -328,3 +328,21 @@ async def test_core_rows_and_driver_rows_store_the_same_outcome(store: SqlStore)
 
     assert stored[:3] == stored[3:]
     assert stored[2].finished_at == datetime(2031, 5, 6, 7, 8, 9, 10, tzinfo=UTC)
+
+
+async def test_workers_sharing_a_database_never_undo_each_others_controls(db_url: str) -> None:
+    first, second = open_store(db_url), open_store(db_url)
+    await first.open()
+    await second.open()
+    try:
+        first.save_controls(Controls(paused=True, handler_paused={"Ping": True}))
+        await first.flush()
+        # The second worker changes one batch size; its in-memory view is a second old.
+        second.save_controls(Controls(batch_sizes={"Export": 7}))
+        await second.flush()
+        assert await first.load_controls() == Controls(
+            paused=True, handler_paused={"Ping": True}, batch_sizes={"Export": 7}
+        )
+    finally:
+        await first.close()
+        await second.close()
