@@ -96,6 +96,7 @@ class HandlerContext:
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
     _batch: BatchSession | None = field(default=None, repr=False)
     _open_sessions: set[AsyncSession] = field(default_factory=set, repr=False)
+    _sessions_hooked: bool = field(default=False, repr=False)
     _loose_writes: ItemWrites | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -177,8 +178,9 @@ class HandlerContext:
     @asynccontextmanager
     async def _session_scope(self, factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         session = factory()
-        if not self._open_sessions:
+        if not self._sessions_hooked:
             self._stack.push_async_callback(self._close_open_sessions)
+            self._sessions_hooked = True
         self._open_sessions.add(session)
         try:
             yield session

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import partial
 from itertools import count
 from time import monotonic
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -51,6 +51,7 @@ from novaconsole.engine.snapshot import HandlerView, Snapshot
 from novaconsole.engine.state import Controls, ItemState, MemoryStateStore, StateStore
 
 log = logging.getLogger("novaconsole.engine")
+_T = TypeVar("_T")
 
 _RECENT = 200
 """Final outcomes kept for :meth:`ProcessingService.recent_outcomes`."""
@@ -105,9 +106,9 @@ class ProcessingService:
         for registration in self.registrations:
             runtime = HandlerRuntime(
                 registration=registration,
-                poll_interval=registration.poll_interval or options.poll_interval,
-                item_timeout=registration.item_timeout or options.item_timeout,
-                max_attempts=registration.max_attempts or retry.max_attempts,
+                poll_interval=_first(registration.poll_interval, options.poll_interval),
+                item_timeout=_first(registration.item_timeout, options.item_timeout),
+                max_attempts=_first(registration.max_attempts, retry.max_attempts),
                 batch_size=registration.max_items_per_cycle,
             )
             self._runtimes[registration.name] = runtime
@@ -522,7 +523,12 @@ class ProcessingService:
             scope, items = await self._fetch(rt, tracker)
             if scope is not None:
                 scope.background = not forced
-                await self._admit(scope, items, tracker, forced, fetched_at)
+                try:
+                    await self._admit(scope, items, tracker, forced, fetched_at)
+                except Exception as error:  # the store could not be asked: a failed fetch
+                    self._fetch_failed(rt, tracker, f"admitting items: {_describe(error)}", error)
+                    await self._close_scope(scope)
+                    scope = None
         finally:
             tracker.fetching -= 1
             tracker.settle()
@@ -567,18 +573,7 @@ class ProcessingService:
             error = "fetch cancelled: the service is stopping"
         duration = monotonic() - started
         if error is not None or handler is None:
-            error = error or "fetch failed"
-            log.error(
-                "fetch from %s failed: %s",
-                rt.name,
-                error,
-                exc_info=failure,
-                extra=_extra(rt.name),
-            )
-            rt.fetch_failed = True
-            rt.last_error = error
-            tracker.report.fetch_errors[rt.name] = error
-            self._hub.publish(FetchFailed(rt.name, error))
+            self._fetch_failed(rt, tracker, error or "fetch failed", failure)
             with anyio.CancelScope(shield=True):
                 await ctx.aclose()
             return None, []
@@ -590,6 +585,17 @@ class ProcessingService:
         scope = Scope(runtime=rt, ctx=ctx, handler=handler, fetch_duration=duration)
         rt.scopes.add(scope)
         return scope, items
+
+    def _fetch_failed(
+        self, rt: HandlerRuntime, tracker: Tracker, error: str, failure: BaseException | None
+    ) -> None:
+        log.error(
+            "fetch from %s failed: %s", rt.name, error, exc_info=failure, extra=_extra(rt.name)
+        )
+        rt.fetch_failed = True
+        rt.last_error = error
+        tracker.report.fetch_errors[rt.name] = error
+        self._hub.publish(FetchFailed(rt.name, error))
 
     async def _coordination_clock(self) -> datetime | None:
         """The coordinator's clock before a fetch (``None`` without one, or if unreadable)."""
@@ -740,6 +746,10 @@ class ProcessingService:
                         holder.writes = None
                         error = await self._attempt(job, slot)
                         writes = holder.take()
+                        if slot.timed_out is job:
+                            # It overran and swallowed (or wrapped) the cancellation: leave the
+                            # cancelled scope; the timeout below is its one outcome.
+                            break
                         if writes is not None and self._writer is None and error is None:
                             error = NoDatabaseError(
                                 f"handler {job.scope.runtime.name!r} used ctx.write(), but the "
@@ -1122,6 +1132,11 @@ class ProcessingService:
                 await scope.ctx.aclose()
         except Exception:
             log.exception("closing the scope of %s failed", scope.runtime.name)
+
+
+def _first(value: _T | None, default: _T) -> _T:
+    """``value`` unless it is None (a per-handler 0 is a setting, not "unset")."""
+    return default if value is None else value
 
 
 def _control_change(what: str, value: Any, handler: str | None) -> Controls:

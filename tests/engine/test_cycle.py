@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 import anyio
 import anyio.lowlevel
 import pytest
 
 from novaconsole import OutcomeStatus, RetryPolicy
 from novaconsole.engine.events import FetchCompleted, ItemFinished
+from novaconsole.engine.state import MemoryStateStore
 from tests.engine.support import Item, Source, next_event, processing
 
 pytestmark = pytest.mark.anyio
@@ -272,3 +276,58 @@ async def test_items_without_an_id_fail_the_fetch_not_the_service() -> None:
         report = await service.run_once()
     assert "has no id" in report.fetch_errors["NoIds"]
     assert report.outcomes == []
+
+
+async def test_a_timeout_the_handler_wraps_gets_one_outcome_and_the_worker_carries_on() -> None:
+    source = Source(ids=[1, 2])
+
+    async def wraps_cancellation(item: Item, attempt: int) -> None:
+        if item.id == 1:
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                raise RuntimeError("driver error while cancelled") from None
+
+    source.behaviour = wraps_cancellation
+    service = (
+        processing(item_timeout=0.05, max_concurrency=1, retry=RetryPolicy(max_attempts=1))
+        .add_handler(source.handler(), name="A")
+        .build()
+    )
+    async with service.running(poll=False):
+        report = await service.run_once()
+    assert sorted((o.item_id, o.status) for o in report.outcomes) == [
+        (1, OutcomeStatus.TIMED_OUT),
+        (2, OutcomeStatus.SUCCEEDED),
+    ]
+
+
+async def test_a_store_that_fails_while_admitting_items_fails_the_fetch_not_the_service() -> None:
+    class FlakyStore(MemoryStateStore):
+        broken = True
+
+        async def item_states(self, handler: str, item_ids: Iterable[str]) -> Mapping[str, Any]:
+            if self.broken:
+                raise OSError("database is locked")
+            return await super().item_states(handler, item_ids)
+
+    store = FlakyStore()
+    service = processing().add_handler(Source(ids=[1]).handler(), name="A").build(store=store)
+    async with service.running(poll=False):
+        first = await service.run_once()
+        store.broken = False
+        second = await service.run_once()
+    assert first.fetch_errors == {"A": "admitting items: OSError: database is locked"}
+    assert [o.status for o in second.outcomes] == [OutcomeStatus.SUCCEEDED]
+
+
+async def test_a_per_handler_poll_interval_of_zero_is_honoured() -> None:
+    source = Source(ids=[])
+    service = (
+        processing(poll_interval=3600).add_handler(source.handler(), name="A", poll_interval=0)
+    ).build()
+    async with service.running():
+        events = service.events()
+        for _ in range(3):
+            await next_event(events, lambda e: isinstance(e, FetchCompleted))
+    assert len(source.fetch_sizes) >= 3
