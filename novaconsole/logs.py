@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
+
+from novaconsole.masking import mask_secrets
 
 LogFormat = Literal["rich", "json"]
 
 _HANDLER_NAME = "novaconsole"
 """Our root handler's name: calling :func:`setup_logging` again replaces it."""
-
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^\s:/@]*:)(?P<password>[^\s@/]+)(?=@)")
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -26,11 +25,6 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "asctime",
     "taskName",
 }
-
-
-def mask_secrets(text: str) -> str:
-    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``, anywhere."""
-    return _URL_PASSWORD.sub(r"\g<head>***", text)
 
 
 def _context(record: logging.LogRecord) -> str:

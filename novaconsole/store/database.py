@@ -9,7 +9,6 @@ of failing with "database is locked". Connections from :func:`reader` begin ``DE
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from novaconsole.errors import ConfigError
+from novaconsole.masking import mask_secrets
 from novaconsole.store.models import SCHEMA_VERSION, WORKER_ID_LENGTH, meta, metadata
 
 BUSY_TIMEOUT_MS = 5000
@@ -31,15 +31,12 @@ READ_ONLY = "novaconsole_read_only"
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _SCHEMA_LOCK_KEY = 0x6E6F7661  # pg_advisory_xact_lock key: concurrent first starts
-_USERINFO = re.compile(r"(?P<head>://[^:/@?#]*:)(?P<password>[^@/?#]*)(?P<tail>@)")
-_QUERY_SECRET = re.compile(r"(?i)(?P<head>[?&](?:password|passwd|pwd)=)(?P<secret>[^&#]*)")
 
 
 def mask_url(url: str | URL) -> str:
     """``url`` with its password (and any ``password=`` query value) shown as ``***``."""
     raw = url if isinstance(url, str) else url.render_as_string(hide_password=False)
-    masked = _USERINFO.sub(lambda m: f"{m['head']}***{m['tail']}", raw)
-    return _QUERY_SECRET.sub(lambda m: f"{m['head']}***", masked)
+    return mask_secrets(raw)
 
 
 def parse_url(url: str) -> URL:

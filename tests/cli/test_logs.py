@@ -138,3 +138,10 @@ def test_driver_chatter_is_quiet(root_logging):
     logging.getLogger("aiosqlite").debug("executing")
     logging.getLogger("novaconsole.engine").debug("cycle 1")
     assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["cycle 1"]
+
+
+def test_query_string_passwords_are_masked_in_logs_too() -> None:
+    text = "connect to postgresql+asyncpg://db/x?user=app&password=hunter2 failed"
+    assert mask_secrets(text) == (
+        "connect to postgresql+asyncpg://db/x?user=app&password=*** failed"
+    )
