@@ -352,7 +352,7 @@ class NovaConsole(App[int]):
         if action == "resume_all":
             return self.paused
         if action == "pause_handler":
-            return self.handler_paused is not True
+            return None if self.handler_paused is None else not self.handler_paused
         if action == "resume_handler":
             return self.handler_paused is True
         if action in ("batch_up", "batch_down"):

@@ -27,7 +27,21 @@ class Command:
 
 
 def console_commands(app: NovaConsole) -> Iterator[Command]:
-    """The fixed commands: everything the keys do, plus filters."""
+    """The fixed commands: everything the keys do, plus filters. While the console drains,
+    only what its keys still allow (detail, help, quit): nothing may steer the service."""
+    if not app.quitting:
+        yield from _steering_commands(app)
+        yield from _filter_commands(app)
+    yield Command(
+        "Result detail",
+        "Error, traceback and attempts of the selected result (enter)",
+        app.action_show_detail,
+    )
+    yield Command("Help", "Keys and commands (?)", app.action_help)
+    yield Command("Quit", "Stop fetching, drain in-flight items, exit (q)", app.action_quit)
+
+
+def _steering_commands(app: NovaConsole) -> Iterator[Command]:
     snapshot = app.last_snapshot
     if snapshot.paused:
         yield Command("Resume all", "Resume fetching and processing (p)", app.action_resume_all)
@@ -51,6 +65,9 @@ def console_commands(app: NovaConsole) -> Iterator[Command]:
     )
     yield Command("Concurrency up", "One more worker (])", app.action_concurrency_up)
     yield Command("Concurrency down", "One worker fewer ([)", app.action_concurrency_down)
+
+
+def _filter_commands(app: NovaConsole) -> Iterator[Command]:
     yield Command(
         "Cycle results filter", "All, failed only, selected handler (f)", app.action_cycle_filter
     )
@@ -67,13 +84,6 @@ def console_commands(app: NovaConsole) -> Iterator[Command]:
             f"Only {purpose.value} handlers",
             partial(app.set_purpose_filter, purpose),
         )
-    yield Command(
-        "Result detail",
-        "Error, traceback and attempts of the selected result (enter)",
-        app.action_show_detail,
-    )
-    yield Command("Help", "Keys and commands (?)", app.action_help)
-    yield Command("Quit", "Stop fetching, drain in-flight items, exit (q)", app.action_quit)
 
 
 def system_commands(app: NovaConsole) -> Iterable[SystemCommand]:
@@ -83,7 +93,10 @@ def system_commands(app: NovaConsole) -> Iterable[SystemCommand]:
 
 
 def handler_commands(app: NovaConsole) -> Iterator[Command]:
-    """Commands naming a handler or a failed item: pause, resume, batch size, results, retry."""
+    """Commands naming a handler or a failed item: pause, resume, batch size, results, retry
+    (none while the console drains)."""
+    if app.quitting:
+        return
     for name, view in app.last_snapshot.handlers.items():
         if view.paused:
             yield Command(

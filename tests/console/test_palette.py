@@ -173,3 +173,26 @@ async def test_show_handlers_all_after_a_purpose_filter() -> None:
             assert app.handlers_table.row_count == 1
             await run_command(pilot, "Show handlers: all")
             assert app.handlers_table.row_count == 2
+
+
+async def test_while_draining_the_palette_offers_nothing_that_steers() -> None:
+    from novaconsole.console.commands import console_commands, handler_commands
+
+    service = build_service({"Alpha": Source([1])})
+    async with service.running():
+        app = NovaConsole(service, refresh_interval=None)
+        async with app.run_test():
+            assert "Pause all" in {c.title for c in console_commands(app)}
+            app.quitting = True  # what q sets while the service drains
+            assert [c.title for c in console_commands(app)] == ["Result detail", "Help", "Quit"]
+            assert list(handler_commands(app)) == []
+
+
+async def test_no_selected_handler_no_pause_handler_key() -> None:
+    service = build_service({})
+    async with service.running():
+        app = NovaConsole(service, refresh_interval=None)
+        async with app.run_test():
+            assert app.selected_handler is None
+            assert app.check_action("pause_handler", ()) is None
+            assert app.check_action("resume_handler", ()) is False
