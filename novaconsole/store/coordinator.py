@@ -148,6 +148,13 @@ class SqlCoordinator:
 
     async def take_commands(self, worker_id: str) -> Sequence[Command]:
         """Fleet commands for this worker, each taken by one worker only."""
+
+        async def waiting() -> bool:
+            async with self._reader.connect() as connection:
+                return await fleet.commands_waiting(connection)
+
+        if not await uncancelled(waiting):
+            return ()
         return await self._write(lambda c: fleet.take_commands(c, worker_id))
 
     async def prune(self, keep_claims: timedelta) -> int:

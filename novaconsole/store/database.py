@@ -99,10 +99,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 def sync_sqlite_engine(engine: AsyncEngine) -> Engine | None:
     """A synchronous (pysqlite) engine on the same SQLite file, configured the same way, for
     work done in a thread; None when ``engine`` is not a SQLite file database."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    if sqlite_file(engine) is None:
         return None
-    sync_engine = sqlalchemy.create_engine(url.set(drivername="sqlite+pysqlite"))
+    sync_engine = sqlalchemy.create_engine(engine.url.set(drivername="sqlite+pysqlite"))
     configure_sqlite(sync_engine)
     return sync_engine
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, literal, select, update
+from sqlalchemy import and_, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -103,17 +103,29 @@ async def mark_stopped(connection: AsyncConnection, worker_id: str) -> None:
     )
 
 
-async def take_commands(connection: AsyncConnection, worker_id: str) -> list[Command]:
-    """Take every command no worker has taken yet (and not expired): each goes to one worker
-    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time)."""
-    now = _now(connection)
+def _untaken(connection: AsyncConnection) -> ColumnElement[bool]:
+    """Commands no worker has taken and that have not expired."""
     if connection.dialect.name == "postgresql":
         fresh: ColumnElement[bool] = commands.c.created_at > func.now() - COMMAND_TTL
     else:
         fresh = commands.c.created_at > datetime.now(UTC) - COMMAND_TTL
+    return and_(commands.c.taken_by.is_(None), fresh)
+
+
+async def commands_waiting(connection: AsyncConnection) -> bool:
+    """Whether any command waits to be taken: a read, so that polling for commands costs
+    no write transaction while there are none (almost always)."""
+    found = await connection.scalar(select(commands.c.id).where(_untaken(connection)).limit(1))
+    return found is not None
+
+
+async def take_commands(connection: AsyncConnection, worker_id: str) -> list[Command]:
+    """Take every command no worker has taken yet (and not expired): each goes to one worker
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time)."""
+    now = _now(connection)
     untaken = (
         select(commands.c.id)
-        .where(commands.c.taken_by.is_(None), fresh)
+        .where(_untaken(connection))
         .order_by(commands.c.id)
         .with_for_update(skip_locked=True)
     )

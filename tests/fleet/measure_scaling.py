@@ -12,16 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import anyio
-import asyncpg  # type: ignore[import-untyped]
 
 from novaconsole.store.database import create_engine
-from tests.fleet.conftest import SERVER, Fleet
+from tests.fleet.conftest import Fleet
+from tests.postgres import throwaway_database
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -47,11 +46,11 @@ class Run:
 
 
 async def _run(count: int, items: int, options: list[str], folder: Path) -> Run:
-    admin = await asyncpg.connect(SERVER, timeout=3)
-    name = f"novaconsole_scaling_{uuid.uuid4().hex[:12]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    fleet = Fleet(url, create_engine(url), folder)
+    async with throwaway_database("novaconsole_scaling") as url:
+        return await _measure(Fleet(url, create_engine(url), folder), count, items, options)
+
+
+async def _measure(fleet: Fleet, count: int, items: int, options: list[str]) -> Run:
     try:
         await fleet.setup()
         workers = fleet.start(count, *options)
@@ -77,8 +76,6 @@ async def _run(count: int, items: int, options: list[str], folder: Path) -> Run:
         return Run(items / elapsed, 1000 * cpu / items, busy)
     finally:
         await fleet.engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def main(args: argparse.Namespace) -> None:
