@@ -154,7 +154,7 @@ class SqlCoordinator:
                 return await fleet.commands_waiting(connection)
 
         if not await uncancelled(waiting):
-            return ()
+            return []
         return await self._write(lambda c: fleet.take_commands(c, worker_id))
 
     async def prune(self, keep_claims: timedelta) -> int:

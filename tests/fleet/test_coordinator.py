@@ -218,6 +218,8 @@ async def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
 async def test_controls_saved_by_two_processes_at_once_end_as_the_last_saved(
     store: SqlStore,
 ) -> None:
+    """Each control ends as the last process that set it saved it; a control one process
+    did not touch keeps what the other saved (saves are per key, not whole snapshots)."""
     other = open_store(_url(store), shared=True)
     await other.open()
     try:
@@ -233,7 +235,7 @@ async def test_controls_saved_by_two_processes_at_once_end_as_the_last_saved(
     fresh = open_store(_url(store), shared=True)
     loaded = await fresh.load_controls()
     await fresh.engine.dispose()
-    assert (loaded.paused, loaded.concurrency, loaded.batch_sizes) == (False, 7, {"B": 9})
+    assert (loaded.paused, loaded.concurrency, loaded.batch_sizes) == (False, 7, {"A": 6, "B": 9})
 
 
 async def test_reading_results_of_a_version_1_database_upgrades_it_first(tmp_path: Path) -> None:
