@@ -310,13 +310,8 @@ def _key(loc: tuple[int | str, ...]) -> str:
 
 def _config_error(error: ValidationError, label: str, init: Mapping[str, Any]) -> ConfigError:
     first = error.errors()[0]
-    loc = tuple(
-        part
-        for part in first["loc"]
-        if not (isinstance(part, str) and part.startswith("function-"))
-    )
-    # Pydantic adds a type tag to union branches (``handlers.0.poll_interval.timedelta``).
-    loc = tuple(part for part in loc if part not in ("timedelta", "int", "constrained-int"))
+    # Pydantic adds validator and union-branch tags (``handlers.0.poll_interval.timedelta``).
+    loc = tuple(part for part in first["loc"] if not _is_tag(part))
     message = str(first["msg"]).removeprefix("Value error, ")
     kind = first["type"]
     if kind == "extra_forbidden":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
@@ -227,15 +227,6 @@ class BackgroundProcessing:
         """Names of the registered handlers, optionally only those of one purpose."""
         wanted = HandlerPurpose(purpose) if purpose is not None else None
         return [r.name for r in self._registrations.values() if wanted in (None, r.purpose)]
-
-    def with_overrides(self, **changes: Any) -> Self:
-        """A copy whose processing options differ by ``changes`` (used by CLI flags)."""
-        clone = type(self).__new__(type(self))
-        clone.options = replace(self.options, **changes)
-        clone.retry = self.retry
-        clone.store_options = dict(self.store_options)
-        clone._registrations = dict(self._registrations)
-        return clone
 
     def build(
         self,
