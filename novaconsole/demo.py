@@ -521,7 +521,9 @@ def demo_settings(
         Settings,
     )
 
-    return Settings(
+    # Built, not loaded: the demo is self-contained, and NOVACONSOLE_* variables meant for
+    # the user's own config.toml must not change (or break) it.
+    return Settings.model_construct(
         processing=ProcessingSettings(
             poll_interval=timedelta(seconds=poll_interval),
             max_concurrency=4,

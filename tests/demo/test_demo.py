@@ -183,3 +183,14 @@ async def test_demo_headless_end_to_end(tmp_path: Path) -> None:
     assert all(wanted.values()), text[-2000:]
     assert code == 0, text[-2000:]
     assert "novaconsole summary" in text and "demo web server:" in text
+
+
+def test_the_demo_ignores_environment_meant_for_the_users_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOVACONSOLE_STORE__KEEP_RESULTS_COUNT", "abc")
+    monkeypatch.setenv("NOVACONSOLE_HANDLERS__0__ENABLED", "false")
+    paths, _ = prepare_directory(tmp_path / "demo")
+    settings = demo_settings(paths, "http://127.0.0.1:9/webhook")
+    assert [h.enabled for h in settings.handlers] == [True, True, True]
+    assert settings.database.url == paths.database_url
