@@ -57,25 +57,6 @@ _TIPS = {
 }
 
 _BATCH = Binding.Group("Batch", compact=True)
-_MAIN_SCREEN_ACTIONS = frozenset(
-    {
-        "pause_all",
-        "resume_all",
-        "pause_handler",
-        "resume_handler",
-        "run_once",
-        "cycle_filter",
-        "help",
-        "quit",
-        "batch_up",
-        "batch_down",
-        "concurrency_up",
-        "concurrency_down",
-    }
-)
-"""Keys bound with priority (handled by the app on arrival, before any widget: a key takes
-effect within one turn of the event loop even while the service keeps it busy), so they
-must step aside whenever another screen is on top."""
 _WORKERS = Binding.Group("Workers", compact=True)
 
 
@@ -343,7 +324,7 @@ class NovaConsole(App[int]):
     # ------------------------------------------------------------------ keys
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _MAIN_SCREEN_ACTIONS and len(self.screen_stack) > 1:
+        if action in _PRIORITY_ACTIONS and len(self.screen_stack) > 1:
             return False  # a modal, help or the palette is open: the key is theirs
         if self.quitting and action not in ("quit", "help", "show_detail", "command_palette"):
             return None  # shown disabled while draining
@@ -513,3 +494,13 @@ class NovaConsole(App[int]):
         for command in super().get_system_commands(screen):
             if command.title not in ("Quit the application",):
                 yield command
+
+
+_PRIORITY_ACTIONS = frozenset(
+    binding.action
+    for binding in NovaConsole.BINDINGS
+    if isinstance(binding, Binding) and binding.priority
+)
+"""Keys bound with priority (handled by the app on arrival, before any widget: a key takes
+effect within one turn of the event loop even while the service keeps it busy), so they
+must step aside whenever another screen is on top."""

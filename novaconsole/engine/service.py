@@ -519,6 +519,8 @@ class ProcessingService:
         """Fetch one batch from a handler and queue its new items, waiting for room."""
         scope: Scope | None = None
         try:
+            if self._stopping:
+                return  # started just as the drain began: fetch nothing
             fetched_at = await self._coordination_clock()
             scope, items = await self._fetch(rt, tracker)
             if scope is not None:
@@ -565,6 +567,10 @@ class ProcessingService:
             error = f"fetch timed out after {timeout:g}s"
         except Exception as exc:
             error, failure = _describe(exc), exc
+        except BaseException:  # cancelled from outside (a cancelled run_once, teardown)
+            with anyio.CancelScope(shield=True):
+                await ctx.aclose()
+            raise
         finally:
             self._fetch_scopes.discard(cancel)
             if self._stopping:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -303,3 +305,29 @@ async def test_shutdown_waits_for_a_fetch_under_way_then_cuts_it_off_at_the_grac
     assert (
         service.snapshot().handlers["Hung"].last_error == "fetch cancelled: the service is stopping"
     )
+
+
+async def test_a_run_once_cancelled_mid_fetch_still_closes_the_handlers_scope() -> None:
+    closed = anyio.Event()
+    entered = anyio.Event()
+
+    class Slow:
+        def __init__(self, ctx: Any) -> None:
+            ctx.add_cleanup(closed.set)
+
+        async def fetch_next(self, max_items: int) -> list[Item]:
+            entered.set()
+            await anyio.sleep_forever()
+            return []
+
+        async def process(self, item: Item) -> None:
+            return None
+
+    service = processing().add_handler(Slow, name="Slow").build()
+    async with service.running(poll=False):
+        async with anyio.create_task_group() as group:
+            group.start_soon(service.run_once)
+            with anyio.fail_after(5):
+                await entered.wait()
+            group.cancel_scope.cancel()
+        assert closed.is_set(), "the scope's cleanup ran although its fetch was cancelled"
