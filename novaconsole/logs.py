@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-from novaconsole.masking import mask_secrets
+from novaconsole.redaction import mask_secrets
 
 LogFormat = Literal["rich", "json"]
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from novaconsole.errors import ConfigError
-from novaconsole.masking import mask_secrets
+from novaconsole.redaction import mask_secrets
 from novaconsole.store.models import SCHEMA_VERSION, WORKER_ID_LENGTH, meta, metadata
 
 BUSY_TIMEOUT_MS = 5000
