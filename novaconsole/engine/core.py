@@ -24,6 +24,7 @@ from novaconsole.engine.events import EventHub, ServiceStateChanged
 from novaconsole.engine.grouped_writes import GroupedWriter
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.metrics import LatencySamples, Throughput
+from novaconsole.engine.observers import Observer
 from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
 from novaconsole.engine.retry import RetryPolicy
@@ -104,6 +105,7 @@ class EngineCore:
         session_factory: SessionFactory | None,
         database_url: str | None,
         worker_id: str | None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.options = options
         self.retry = retry
@@ -132,6 +134,7 @@ class EngineCore:
             self.runtimes[registration.name] = runtime
             self.queue.add_runtime(runtime)
         self.hub = EventHub()
+        self.observers: tuple[Observer, ...] = tuple(observers)
         self.concurrency = options.max_concurrency
         self.paused = False
         self.state = "stopped"

@@ -4,13 +4,14 @@ handler scope's life until every item it returned is final."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from time import monotonic
 from typing import Any
 
 import anyio
 
+from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, describe, log_extra, now
 from novaconsole.engine.events import FetchCompleted, FetchFailed
 from novaconsole.engine.handler import HandlerContext
@@ -66,21 +67,28 @@ class Fetcher:
         core.fetch_scopes.add(cancel)
         error: str | None = None
         failure: BaseException | None = None
+        raised: BaseException | None = None
         items: list[Any] = []
         handler = None
+        observers = core.observers
+        hooks: Sequence[object | None] | None = None
         try:
             with cancel:
                 handler = registration.create(ctx)
+                if observers:
+                    hooks = observing.fetch_started(observers, rt.name)
                 with anyio.fail_after(timeout):
                     items = list(await handler.fetch_next(rt.batch_size))
                 for item in items:
                     if not hasattr(item, "id"):
                         raise TypeError(f"fetch_next returned {item!r}, which has no id")
-        except TimeoutError:
-            error = f"fetch timed out after {timeout:g}s"
+        except TimeoutError as exc:
+            error, raised = f"fetch timed out after {timeout:g}s", exc
         except Exception as exc:
-            error, failure = describe(exc), exc
-        except BaseException:  # cancelled from outside (a cancelled run_once, teardown)
+            error, failure, raised = describe(exc), exc, exc
+        except BaseException as exc:  # cancelled from outside (a cancelled run_once, teardown)
+            if hooks is not None:
+                observing.fetch_finished(observers, hooks, rt.name, 0, monotonic() - started, exc)
             with anyio.CancelScope(shield=True):
                 await ctx.aclose()
             raise
@@ -90,7 +98,11 @@ class Fetcher:
                 core.idle.set()
         if cancel.cancelled_caught:
             error = "fetch cancelled: the service is stopping"
+            raised = anyio.get_cancelled_exc_class()(error)
         duration = monotonic() - started
+        if hooks is not None:
+            count = 0 if error is not None else len(items)
+            observing.fetch_finished(observers, hooks, rt.name, count, duration, raised)
         if error is not None or handler is None:
             self._fetch_failed(rt, tracker, error or "fetch failed", failure)
             with anyio.CancelScope(shield=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from time import monotonic
 
+from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, log_extra, now
 from novaconsole.engine.events import ItemFinished
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
@@ -78,6 +79,8 @@ class Reporter:
         core.recent.append(outcome)
         if core.hub.active:
             core.hub.publish(ItemFinished(outcome))
+        if core.observers:
+            observing.item_finished(core.observers, outcome)
         for tracker in job.trackers:
             tracker.report.outcomes.append(outcome)
             tracker.pending -= 1

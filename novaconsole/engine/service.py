@@ -23,6 +23,7 @@ from novaconsole.engine.fetching import Fetcher
 from novaconsole.engine.fleet_sync import FleetSync
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.lifecycle import Lifecycle
+from novaconsole.engine.observers import Observer
 from novaconsole.engine.outcomes import CycleReport, ItemOutcome
 from novaconsole.engine.polling import Poller
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
@@ -49,6 +50,7 @@ class ProcessingService:
         session_factory: SessionFactory | None = None,
         database_url: str | None = None,
         worker_id: str | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         core = EngineCore(
             options=options,
@@ -58,6 +60,7 @@ class ProcessingService:
             session_factory=session_factory,
             database_url=database_url,
             worker_id=worker_id,
+            observers=observers,
         )
         core.lifecycle = Lifecycle(core)
         core.controls = OperatorControls(core)
@@ -133,6 +136,10 @@ class ProcessingService:
         return await self._core.controls.retry_item(handler, item_id)
 
     # ------------------------------------------------------------------ observing
+
+    def add_observer(self, observer: Observer) -> None:
+        """Call ``observer``'s hooks from now on (see :mod:`novaconsole.engine.observers`)."""
+        self._core.observers = (*self._core.observers, observer)
 
     def events(self, max_buffer: int = 10_000) -> EventSubscription:
         """A new subscription to the service's events (``async for event in ...``).

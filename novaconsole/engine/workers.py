@@ -11,6 +11,7 @@ import anyio
 import anyio.abc
 from anyio.lowlevel import checkpoint
 
+from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, describe, now
 from novaconsole.engine.grouped_writes import WritesHolder, current_writes
 from novaconsole.engine.handler import NoDatabaseError, current_item_id
@@ -122,21 +123,43 @@ class Workers:
             job.first_started_at = started_at
         slot.job, slot.deadline = job, started + rt.item_timeout.total_seconds()
         token = current_item_id.set(job.item.id)
+        observers = core.observers
+        if observers:
+            hooks = observing.attempt_started(
+                observers, rt.name, job.item.id, job.attempts + 1, started - job.enqueued_at
+            )
+            attempt = job.attempts + 1
         error: Exception | None = None
+        status = OutcomeStatus.SUCCEEDED
+        raised: BaseException | None = None
         try:
             await job.scope.handler.process(job.item)
         except Exception as exc:
-            error = exc
-        except anyio.get_cancelled_exc_class():
+            error = raised = exc
+            status = OutcomeStatus.FAILED
+        except anyio.get_cancelled_exc_class() as exc:
             if slot.timed_out is not job:
+                status, raised = OutcomeStatus.CANCELLED, exc
                 _record_attempt(job, started, started_at, "cancelled: the service stopped")
                 core.reporter.finish(job, OutcomeStatus.CANCELLED, "cancelled: the service stopped")
                 raise
             timeout = rt.item_timeout.total_seconds()
+            status, raised = OutcomeStatus.TIMED_OUT, TimeoutError(f"timed out after {timeout:g}s")
             _record_attempt(job, started, started_at, f"timed out after {timeout:g}s", True)
             raise
         finally:
             slot.job = None
+            if observers:
+                observing.attempt_finished(
+                    observers,
+                    hooks,
+                    rt.name,
+                    job.item.id,
+                    attempt,
+                    monotonic() - started,
+                    status,
+                    raised,
+                )
             current_item_id.reset(token)
             rt.in_flight -= 1
             core.in_flight -= 1
