@@ -187,7 +187,7 @@ class SqlStore:
     @functools.cached_property
     def sync_engine(self) -> Engine | None:
         """A synchronous engine on the same SQLite file, for writes grouped in a thread
-        (``ctx.grouped_writes()``); None for other databases. Made on first use."""
+        (``ctx.write()``); None for other databases. Made on first use."""
         return sync_sqlite_engine(self.engine)
 
     @property
