@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel
 
+from novaconsole import defaults
 from novaconsole.durations import DurationLike, parse_duration
 from novaconsole.engine.handler import HandlerPurpose
 from novaconsole.engine.registry import (
@@ -44,14 +44,14 @@ class BackgroundProcessing:
     def __init__(
         self,
         *,
-        poll_interval: DurationLike = timedelta(minutes=5),
-        startup_delay: DurationLike = timedelta(0),
-        max_concurrency: int = 8,
-        queue_capacity: int = 1000,
-        item_timeout: DurationLike = timedelta(seconds=30),
-        fetch_timeout: DurationLike = timedelta(seconds=30),
-        lease_duration: DurationLike = timedelta(minutes=1),
-        shutdown_grace: DurationLike = timedelta(seconds=30),
+        poll_interval: DurationLike = defaults.POLL_INTERVAL,
+        startup_delay: DurationLike = defaults.STARTUP_DELAY,
+        max_concurrency: int = defaults.MAX_CONCURRENCY,
+        queue_capacity: int = defaults.QUEUE_CAPACITY,
+        item_timeout: DurationLike = defaults.ITEM_TIMEOUT,
+        fetch_timeout: DurationLike = defaults.FETCH_TIMEOUT,
+        lease_duration: DurationLike = defaults.LEASE_DURATION,
+        shutdown_grace: DurationLike = defaults.SHUTDOWN_GRACE,
         retry: RetryPolicy | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -106,8 +106,8 @@ class BackgroundProcessing:
         factory: HandlerFactory,
         *,
         name: str | None = None,
-        max_items_per_cycle: int = 10,
-        purpose: HandlerPurpose | str = HandlerPurpose.INTERNAL,
+        max_items_per_cycle: int = defaults.MAX_ITEMS_PER_CYCLE,
+        purpose: HandlerPurpose | str = defaults.PURPOSE,
         enabled: bool = True,
         poll_interval: DurationLike | None = None,
         item_timeout: DurationLike | None = None,
@@ -126,7 +126,7 @@ class BackgroundProcessing:
         try:
             resolved_purpose = HandlerPurpose(purpose)
         except ValueError:
-            choices = ", ".join(p.value for p in HandlerPurpose)
+            choices = ", ".join(HandlerPurpose.choices())
             raise ConfigError(
                 f"unknown purpose {purpose!r}; use one of {choices}", key=f"{key}.purpose"
             ) from None

@@ -8,12 +8,12 @@ import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
 from novaconsole.engine.outcomes import shown_id
+from novaconsole.engine.purpose import HandlerPurpose as HandlerPurpose  # re-exported
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,14 +25,6 @@ current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "novaconsole_item_id", default=None
 )
 """The id of the item the current task is processing, for log records."""
-
-
-class HandlerPurpose(StrEnum):
-    """What a handler is for; the console filters by it."""
-
-    INGESTION = "ingestion"
-    INTERNAL = "internal"
-    EXPORT = "export"
 
 
 @runtime_checkable
