@@ -18,7 +18,7 @@ from novaconsole.engine.events import FetchCompleted, FetchFailed
 from novaconsole.engine.handler import HandlerContext
 from novaconsole.engine.outcomes import OutcomeStatus, shown_id
 from novaconsole.engine.runtime import HandlerRuntime
-from novaconsole.engine.scheduling import Job, Scope, Tracker
+from novaconsole.engine.scheduling import HandlerScope, Job, Tracker
 from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
@@ -39,7 +39,7 @@ class Fetcher:
 
     async def fetch_into_queue(self, rt: HandlerRuntime, tracker: Tracker, forced: bool) -> None:
         """Fetch one batch from a handler and queue its new items, waiting for room."""
-        scope: Scope | None = None
+        scope: HandlerScope | None = None
         try:
             if self.core.stopping:
                 return  # started just as the drain began: fetch nothing
@@ -61,7 +61,7 @@ class Fetcher:
 
     async def _fetch(
         self, rt: HandlerRuntime, tracker: Tracker
-    ) -> tuple[Scope | None, list[Batched]]:
+    ) -> tuple[HandlerScope | None, list[Batched]]:
         core = self.core
         registration = rt.registration
         rt.last_run = now()
@@ -129,7 +129,7 @@ class Fetcher:
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:
             log.debug("fetched %d items from %s", len(items), rt.name, extra=log_extra(rt.name))
-        scope = Scope(runtime=rt, ctx=ctx, handler=handler, fetch_duration=duration)
+        scope = HandlerScope(runtime=rt, ctx=ctx, handler=handler, fetch_duration=duration)
         rt.scopes.add(scope)
         return scope, items
 
@@ -174,7 +174,7 @@ class Fetcher:
 
     async def _admit(
         self,
-        scope: Scope,
+        scope: HandlerScope,
         items: list[Batched],
         tracker: Tracker,
         forced: bool,
@@ -258,7 +258,7 @@ class Fetcher:
         if scope.unsettled == 0 and self.core.task_group is not None:
             self.core.task_group.start_soon(self.close_scope, scope)
 
-    async def close_scope(self, scope: Scope) -> None:
+    async def close_scope(self, scope: HandlerScope) -> None:
         if scope.closed:
             return
         scope.closed = True
