@@ -379,7 +379,8 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from novaconsole.store.fleet import list_workers, views_as_dicts
+    from novaconsole.store.fleet import views_as_dicts
+    from novaconsole.store.queries import list_workers
 
     settings = _settings(args)
     rows = views_as_dicts(_run(list_workers, settings.database.url))

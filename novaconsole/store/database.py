@@ -9,7 +9,8 @@ of failing with "database is locked". Connections from :func:`reader` begin ``DE
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,10 @@ from novaconsole.redaction import mask_secrets
 from novaconsole.store.models import SCHEMA_VERSION, WORKER_ID_LENGTH, meta, metadata
 
 BUSY_TIMEOUT_MS = 5000
+READ_CHUNK = 500
+"""Item ids per ``IN (...)`` read."""
+PRUNE_BATCH = 500
+"""Rows deleted per short transaction when pruning (results, claims)."""
 READ_ONLY = "novaconsole_read_only"
 """Execution option: transactions on such a connection begin DEFERRED (SQLite)."""
 
@@ -68,13 +73,14 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(parsed, **options)
     except (NoSuchModuleError, ImportError) as error:
         raise ConfigError(
-            f"no database driver for {shown!r} ({one_line(error)}); "
+            f"no database driver for {shown!r} ({describe_database_error(error)}); "
             "use sqlite+aiosqlite:// or postgresql+asyncpg://",
             key="database.url",
         ) from None
     except (ArgumentError, SQLAlchemyError) as error:
         raise ConfigError(
-            f"cannot use database {shown!r}: {one_line(error, parsed)}", key="database.url"
+            f"cannot use database {shown!r}: {describe_database_error(error, parsed)}",
+            key="database.url",
         ) from None
     if not engine.dialect.is_async:
         raise ConfigError(
@@ -128,7 +134,7 @@ def configure_sqlite(sync_engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
-def one_line(error: BaseException, url: URL | None = None) -> str:
+def describe_database_error(error: BaseException, url: URL | None = None) -> str:
     """A short, single-line description of a database error, with no password in it."""
     cause: BaseException = error
     if isinstance(error, DBAPIError) and error.orig is not None:
@@ -142,10 +148,9 @@ def one_line(error: BaseException, url: URL | None = None) -> str:
 
 def connection_error(error: BaseException, engine: AsyncEngine) -> ConfigError:
     """The :class:`ConfigError` for a database that cannot be reached or used."""
-    return ConfigError(
-        f"cannot open database {mask_url(engine.url)!r}: {one_line(error, engine.url)}",
-        key="database.url",
-    )
+    reason = describe_database_error(error, engine.url)
+    shown = mask_url(engine.url)
+    return ConfigError(f"cannot open database {shown!r}: {reason}", key="database.url")
 
 
 DB_CALL_TIMEOUT = 30.0
@@ -212,6 +217,11 @@ async def _upgrade(connection: AsyncConnection, version: int) -> None:
     )
 
 
+def chunked(values: Sequence[T], size: int = READ_CHUNK) -> list[Sequence[T]]:
+    """``values`` in slices of at most ``size`` (one ``IN (...)`` query each)."""
+    return [values[start : start + size] for start in range(0, len(values), size)]
+
+
 def sqlite_file(engine: AsyncEngine) -> Path | None:
     """The file of a SQLite database (``None``: in memory, a URI, or not SQLite)."""
     database = engine.url.database or ""
@@ -245,3 +255,22 @@ async def ensure_schema(engine: AsyncEngine) -> None:
         raise
     except OPEN_ERRORS as error:
         raise connection_error(error, engine) from None
+
+
+@asynccontextmanager
+async def engine_on(url: str) -> AsyncIterator[AsyncEngine | None]:
+    """An engine on ``url`` for one command, disposed of at the end; ``None`` for a SQLite
+    file that does not exist (it is not created). A database that cannot be reached or used
+    is a :class:`ConfigError`."""
+    engine = create_engine(url)
+    path = sqlite_file(engine)
+    if path is not None and not path.exists():
+        await engine.dispose()
+        yield None
+        return
+    try:
+        yield engine
+    except OPEN_ERRORS as error:
+        raise connection_error(error, engine) from None
+    finally:
+        await engine.dispose()

@@ -38,6 +38,27 @@ ITEM_ID_LENGTH = 500
 """Longer item ids are stored cut to this length."""
 WORKER_ID_LENGTH = 300
 
+
+def stored_handler(name: str) -> str:
+    """A handler name as stored: cut to its column length."""
+    return name[:HANDLER_LENGTH]
+
+
+def stored_item_id(item_id: object) -> str:
+    """An item id as stored: its text, cut to its column length (longer ids share a row)."""
+    return str(item_id)[:ITEM_ID_LENGTH]
+
+
+def stored_key(handler: str, item_id: object) -> tuple[str, str]:
+    """(handler, item id) as stored: cut to the column lengths."""
+    return stored_handler(handler), stored_item_id(item_id)
+
+
+def stored_worker_id(worker_id: str) -> str:
+    """A worker id as stored: cut to its column length."""
+    return worker_id[:WORKER_ID_LENGTH]
+
+
 metadata = MetaData()
 
 # SQLite only aliases rowid for a column declared exactly INTEGER PRIMARY KEY.
