@@ -42,7 +42,8 @@ class AttachedFleet:
     """The fleet sharing the database at ``url``, as a console service.
 
     ``registrations`` (from the configuration) name the handlers, their purposes and
-    configured batch sizes; ``configured_concurrency`` is ``[processing] max_concurrency``.
+    configured batch sizes; ``configured_concurrency`` is ``[processing] max_concurrency``;
+    ``auto_upgrade`` is ``[database] auto_upgrade`` (an older schema is upgraded or refused).
     """
 
     def __init__(
@@ -50,11 +51,13 @@ class AttachedFleet:
         url: str,
         registrations: Sequence[HandlerRegistration],
         configured_concurrency: int,
+        *,
+        auto_upgrade: bool | None = None,
     ) -> None:
         self.url = url
         self.registrations = tuple(registrations)
         self.configured_concurrency = configured_concurrency
-        self.view = FleetView(url)
+        self.view = FleetView(url, auto_upgrade=auto_upgrade)
         self.database_display = self.view.display_url
         self._hub = EventHub()
         self._group: TaskGroup | None = None

@@ -27,7 +27,6 @@ from novaconsole.store.database import (
     OPEN_ERRORS,
     connection_error,
     create_engine,
-    ensure_schema,
     mask_url,
     reader,
     uncancelled,
@@ -35,6 +34,7 @@ from novaconsole.store.database import (
 from novaconsole.store.fleet import insert_command, read_controls, read_workers, write_controls
 from novaconsole.store.models import HELD, claims, item_states, results
 from novaconsole.store.rows import redact_optional, row_outcome
+from novaconsole.store.schema import ensure_schema
 from novaconsole.store.sql_store import delete_item_state
 
 T = TypeVar("T")
@@ -87,17 +87,19 @@ class FleetReading:
 
 
 class FleetView:
-    """The fleet sharing the database at ``url``. Constructing it connects to nothing."""
+    """The fleet sharing the database at ``url``. Constructing it connects to nothing;
+    ``auto_upgrade`` as for a worker (:func:`~novaconsole.store.schema.ensure_schema`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, auto_upgrade: bool | None = None) -> None:
         self.engine = create_engine(url)
+        self.auto_upgrade = auto_upgrade
         self.display_url = mask_url(self.engine.url)
         self._reader = reader(self.engine)
         self._last_result_id: int | None = None
 
     async def open(self) -> None:
-        """Create (or bring up) the schema, as a worker would."""
-        await ensure_schema(self.engine)
+        """Create the schema, or bring it up with ``auto_upgrade``, as a worker would."""
+        await ensure_schema(self.engine, auto_upgrade=self.auto_upgrade)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -17,16 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from novaconsole.engine.coordination import WorkerView
 from novaconsole.engine.outcomes import OutcomeStatus
-from novaconsole.store.database import (
-    check_schema_version,
-    engine_on,
-    ensure_schema,
-    read_schema_version,
-    reader,
-)
+from novaconsole.store.database import engine_on, reader
 from novaconsole.store.fleet import read_workers
-from novaconsole.store.models import SCHEMA_VERSION, results
+from novaconsole.store.models import results
 from novaconsole.store.rows import row_dict
+from novaconsole.store.schema import ensure_schema, read_schema
 from novaconsole.store.sql_store import delete_item_state
 
 TOTAL_KEYS = tuple(status.value for status in OutcomeStatus)
@@ -87,18 +82,22 @@ async def forget_item(url: str, handler: str, item_id: str) -> bool:
     A service running meanwhile sees it at its next fetch of that item.
     """
     async with engine_on(url) as engine:
-        if engine is None:
+        if engine is None or not await _has_schema(engine):
             return False
         async with engine.begin() as connection:
-            if not await _usable(connection, engine):
-                return False
             return await delete_item_state(connection, handler, item_id)
 
 
-async def _usable(connection: AsyncConnection, engine: AsyncEngine) -> bool:
-    version = await read_schema_version(connection)
-    check_schema_version(version, engine)
-    return version is not None
+async def _has_schema(engine: AsyncEngine) -> bool:
+    """Whether the database has novaconsole's tables, brought up to date first if they are
+    older (as a worker would: see :func:`~novaconsole.store.schema.ensure_schema`)."""
+    async with reader(engine).connect() as connection:
+        state = await read_schema(connection)
+    if state.status == "empty":
+        return False
+    if state.status != "current":
+        await ensure_schema(engine)
+    return True
 
 
 @asynccontextmanager
@@ -106,12 +105,8 @@ async def reading(url: str) -> AsyncIterator[AsyncConnection | None]:
     """A read-only connection to ``url``, or ``None`` when the database has no novaconsole
     tables (a SQLite file that does not exist is not created)."""
     async with engine_on(url) as engine:
-        if engine is None:
+        if engine is None or not await _has_schema(engine):
             yield None
             return
         async with reader(engine).connect() as connection:
-            version = await read_schema_version(connection)
-        if version is not None and version < SCHEMA_VERSION:
-            await ensure_schema(engine)  # an older novaconsole wrote it: bring it up first
-        async with reader(engine).connect() as connection:
-            yield connection if await _usable(connection, engine) else None
+            yield connection

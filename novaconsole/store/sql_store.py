@@ -51,7 +51,6 @@ from novaconsole.store.database import (
     chunked,
     create_engine,
     describe_database_error,
-    ensure_schema,
     mask_url,
     reader,
     sync_sqlite_engine,
@@ -68,6 +67,7 @@ from novaconsole.store.models import (
 from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.retention import prune_results
 from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row, row_outcome
+from novaconsole.store.schema import ensure_schema
 
 log = logging.getLogger("novaconsole.store")
 
@@ -107,6 +107,7 @@ class SqlStore:
     ``shared`` (``None``: on PostgreSQL only) gives it a :attr:`coordinator` so that several
     workers share the database's work; ``keep_claims`` is how long a finished item's claim is
     kept (a fetch that started before the item finished cannot claim it meanwhile).
+    ``auto_upgrade`` (``None``: on SQLite only) lets :meth:`open` upgrade an older schema.
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class SqlStore:
         prune_interval: float = 60.0,
         shared: bool | None = None,
         keep_claims: timedelta = timedelta(minutes=10),
+        auto_upgrade: bool | None = None,
     ) -> None:
         if keep_results_count is not None and keep_results_count < 0:
             raise ValueError("keep_results_count must not be negative")
@@ -151,6 +153,7 @@ class SqlStore:
         self._progress: anyio.Event | None = None
         self._writing_batch: list[ItemOutcome] = []
         self.keep_claims = keep_claims
+        self.auto_upgrade = auto_upgrade
         self.rejected_outcomes = 0
         """Outcomes not written because their worker had lost the item's claim."""
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -194,8 +197,9 @@ class SqlStore:
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        """Create the schema on first use; refuse a database written by a newer novaconsole."""
-        await ensure_schema(self.engine)
+        """Create the schema on first use; upgrade an older one only with ``auto_upgrade``
+        (else refuse it, naming the command to run); refuse a newer one."""
+        await ensure_schema(self.engine, auto_upgrade=self.auto_upgrade)
         await self._check_states_in_db()
 
     async def run(self) -> None:

@@ -19,7 +19,7 @@ from novaconsole.engine.state import Controls
 from novaconsole.errors import ConfigError
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.coordinator import SqlCoordinator
-from novaconsole.store.queries import list_results, list_workers
+from novaconsole.store.queries import list_workers
 from tests.postgres import throwaway_database
 from tests.store.support import enqueue_command, update_controls
 
@@ -192,29 +192,6 @@ def test_an_old_sqlite_cannot_share_work(tmp_path: Path, monkeypatch: pytest.Mon
         open_store(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", shared=True)
 
 
-async def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    store = open_store(url)
-    await store.open()
-    async with store.engine.begin() as connection:
-        await connection.execute(text("ALTER TABLE novaconsole_results DROP COLUMN worker_id"))
-        await connection.execute(text("DROP TABLE novaconsole_claims"))
-        await connection.execute(text("UPDATE novaconsole_meta SET value = '1'"))
-    await store.close()
-
-    store = open_store(url, shared=True)
-    await store.open()
-    store.record([_outcome("1", None)])
-    await store.close()
-    with sqlite3.connect(tmp_path / "old.db") as connection:
-        version = connection.execute("SELECT value FROM novaconsole_meta").fetchone()
-        worker = connection.execute("SELECT worker_id FROM novaconsole_results").fetchone()
-        claims = connection.execute("SELECT count(*) FROM novaconsole_claims").fetchone()
-    assert version == ("2",)
-    assert worker == (store.worker_id,)
-    assert claims == (0,)
-
-
 async def test_controls_saved_by_two_processes_at_once_end_as_the_last_saved(
     store: SqlStore,
 ) -> None:
@@ -238,17 +215,3 @@ async def test_controls_saved_by_two_processes_at_once_end_as_the_last_saved(
     await fresh.engine.dispose()
     assert (loaded.paused, loaded.concurrency) == (True, 7)
     assert loaded.batch_sizes == {"A": 3, "B": 9, "C": 6}
-
-
-async def test_reading_results_of_a_version_1_database_upgrades_it_first(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    store = open_store(url)
-    await store.open()
-    store.record([_outcome("1", None)])
-    await store.flush()
-    async with store.engine.begin() as connection:
-        await connection.execute(text("ALTER TABLE novaconsole_results DROP COLUMN worker_id"))
-        await connection.execute(text("UPDATE novaconsole_meta SET value = '1'"))
-    await store.close()
-    rows = await list_results(url)
-    assert [(row["item_id"], row["worker_id"]) for row in rows] == [("1", None)]

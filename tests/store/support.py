@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.outcomes import Attempt, ItemOutcome, OutcomeStatus
 from novaconsole.store import SqlStore
-from novaconsole.store.database import engine_on, ensure_schema
+from novaconsole.store.database import engine_on
 from novaconsole.store.fleet import insert_command, write_controls
+from novaconsole.store.schema import ensure_schema
 
 T = TypeVar("T")
 
