@@ -219,3 +219,18 @@ async def test_the_sql_for_a_dba_brings_the_database_to_the_current_schema(
         assert (await state_of(url)).status == "current"
         assert await differences(url) == []
         assert upgrade_sql(backend, await state_of(url)) == ""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_upgrade_that_fails_half_way_changes_nothing(backend: str, tmp_path: Path) -> None:
+    async with database(backend, tmp_path) as url:
+        await make_legacy(url, backend, 1)
+        # In the way of revision 0002's third step, after it has altered a table already.
+        await run_script(url, "CREATE TABLE novaconsole_workers (x INTEGER);")
+        engine = create_engine(url)
+        with pytest.raises(ConfigError, match="cannot open database"):
+            await ensure_schema(engine, auto_upgrade=True)
+        await engine.dispose()
+        assert await state_of(url) == SchemaState("0001", head(), legacy=True)
+        missing = [(d[2], d[3].name) for d in await differences(url) if d[0] == "add_column"]
+        assert ("novaconsole_results", "worker_id") in missing  # the ALTER was rolled back
