@@ -186,16 +186,19 @@ def sqlite_file(engine: AsyncEngine) -> Path | None:
 
 
 @asynccontextmanager
-async def engine_on(url: str) -> AsyncIterator[AsyncEngine | None]:
+async def engine_on(url: str, *, create: bool = False) -> AsyncIterator[AsyncEngine | None]:
     """An engine on ``url`` for one command, disposed of at the end; ``None`` for a SQLite
-    file that does not exist (it is not created). A database that cannot be reached or used
-    is a :class:`ConfigError`."""
+    file that does not exist, unless ``create`` (then its directory is made, and the file with
+    the first connection). A database that cannot be reached or used is a
+    :class:`ConfigError`."""
     engine = create_engine(url)
     path = sqlite_file(engine)
     if path is not None and not path.exists():
-        await engine.dispose()
-        yield None
-        return
+        if not create:
+            await engine.dispose()
+            yield None
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield engine
     except OPEN_ERRORS as error:

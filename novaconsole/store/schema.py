@@ -28,7 +28,6 @@ from novaconsole.errors import ConfigError
 from novaconsole.store.database import (
     OPEN_ERRORS,
     connection_error,
-    create_engine,
     engine_on,
     mask_url,
     parse_url,
@@ -226,18 +225,9 @@ async def schema_at(url: str) -> SchemaState:
 
 async def upgrade_at(url: str) -> tuple[SchemaState, SchemaState]:
     """:func:`upgrade` the database at ``url`` (created if it is a new SQLite file)."""
-    engine = create_engine(url)
-    try:
-        path = sqlite_file(engine)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+    async with engine_on(url, create=True) as engine:
+        assert engine is not None
         return await upgrade(engine)
-    except ConfigError:
-        raise
-    except OPEN_ERRORS as error:
-        raise connection_error(error, engine) from None
-    finally:
-        await engine.dispose()
 
 
 def dialect_at(url: str) -> str:

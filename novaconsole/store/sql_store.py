@@ -186,7 +186,8 @@ class SqlStore:
 
     @property
     def dropped_outcomes(self) -> int:
-        """Outcomes dropped because the buffer was full (see :mod:`novaconsole.store.outcome_buffer`)."""
+        """Outcomes dropped because the buffer was full (see
+        :mod:`novaconsole.store.outcome_buffer`)."""
         return self._outcomes.dropped
 
     @property
