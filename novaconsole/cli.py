@@ -164,7 +164,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the demo keeps its files (default ./demo-data)",
     )
     demo.set_defaults(command_func=_demo)
+    _db_commands(sub)
     return parser
+
+
+def _db_commands(sub: Any) -> None:
+    """``novaconsole db upgrade|current|sql``: the store's schema migrations (Alembic)."""
+    suppress = argparse.SUPPRESS
+    db = sub.add_parser("db", help="the database schema: upgrade it, show it, print its SQL")
+    db_sub = db.add_subparsers(title="db commands", metavar="COMMAND", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="bring the schema to this novaconsole's")
+    current = db_sub.add_parser("current", help="the schema revision of the database")
+    current.add_argument("--json", action="store_true", help="print a JSON object")
+    sql = db_sub.add_parser(
+        "sql", help="print the SQL of the upgrade, for a DBA to review and apply by hand"
+    )
+    sql.add_argument(
+        "--from",
+        dest="from_revision",
+        metavar="REVISION",
+        help="the database's revision ('none': empty), instead of reading it from the database",
+    )
+    for command, func in ((upgrade, _db_upgrade), (current, _db_current), (sql, _db_sql)):
+        _config_option(command, suppress)
+        _db_option(command, suppress)
+        command.set_defaults(command_func=func)
 
 
 def _config_option(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -382,7 +406,8 @@ def _retry(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from novaconsole.store.fleet import list_workers, views_as_dicts
+    from novaconsole.store.fleet import views_as_dicts
+    from novaconsole.store.queries import list_workers
 
     settings = _settings(args)
     rows = views_as_dicts(_run(list_workers, settings.database.url))
@@ -432,6 +457,76 @@ def _demo(args: argparse.Namespace) -> int:
         no_ui=args.no_ui,
         db=getattr(args, "db", None),
     )
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from novaconsole.store.database import mask_url
+    from novaconsole.store.schema import upgrade_at
+
+    url = _settings(args).database.url
+    before, after = _run(upgrade_at, url)
+    if before.status == "current":
+        print(f"{mask_url(url)}: already at revision {after.revision}, the latest")
+    else:
+        start = "an empty database" if before.revision is None else f"revision {before.revision}"
+        print(f"{mask_url(url)}: upgraded from {start} to revision {after.revision}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    from novaconsole.store.database import mask_url
+    from novaconsole.store.schema import schema_at
+
+    url = _settings(args).database.url
+    state = _run(schema_at, url)
+    if args.json:
+        import json
+
+        print(json.dumps({"database": mask_url(url), **state.as_dict()}, indent=2))
+        return 0
+    meaning = {
+        "empty": "no novaconsole tables yet (a worker or `novaconsole db upgrade` creates them)",
+        "current": "up to date",
+        "unstamped": "up to date, from before migrations (a worker stamps it at start)",
+        "older": "run `novaconsole db upgrade`",
+        "newer": "written by a newer novaconsole: upgrade novaconsole",
+    }[state.status]
+    revision = state.revision or "none"
+    if state.legacy:
+        revision += " (from novaconsole_meta, before migrations)"
+    print(f"database  {mask_url(url)}")
+    print(f"revision  {revision}")
+    print(f"latest    {state.head}")
+    print(f"status    {state.status}: {meaning}")
+    return 0
+
+
+def _db_sql(args: argparse.Namespace) -> int:
+    from novaconsole.store.database import mask_url
+    from novaconsole.store.schema import SchemaState, dialect_at, head, schema_at, upgrade_sql
+
+    url = _settings(args).database.url
+    if args.from_revision is None:
+        state = _run(schema_at, url)
+    else:
+        given = None if args.from_revision.lower() == "none" else args.from_revision
+        state = SchemaState(given, head())
+    if state.status == "newer":
+        print(
+            f"novaconsole: {mask_url(url)} is at revision {state.revision}, newer than this "
+            f"novaconsole's ({state.head})",
+            file=sys.stderr,
+        )
+        return 2
+    script = upgrade_sql(dialect_at(url), state)
+    if not script:
+        print(
+            f"-- {mask_url(url)} is at revision {state.head}, the latest: nothing to apply",
+            file=sys.stderr,
+        )
+        return 0
+    sys.stdout.write(script)
+    return 0
 
 
 # ---------------------------------------------------------------------- output

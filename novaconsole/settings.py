@@ -90,10 +90,13 @@ class RetrySettings(_Section):
 
 class DatabaseSettings(_Section):
     """``[database]``: a SQLAlchemy async URL; ``shared``: whether several workers share its
-    work (claims, heartbeats, fleet commands). Unset: yes on PostgreSQL, no on SQLite."""
+    work (claims, heartbeats, fleet commands). Unset: yes on PostgreSQL, no on SQLite.
+    ``auto_upgrade``: whether a worker upgrades an older schema at start (else it refuses and
+    names ``novaconsole db upgrade``). Unset: yes on SQLite, no on PostgreSQL."""
 
     url: str = Field(default=DEFAULT_DATABASE_URL, min_length=1)
     shared: bool | None = None
+    auto_upgrade: bool | None = None
 
 
 class StoreSettings(_Section):
