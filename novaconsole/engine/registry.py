@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
@@ -16,6 +16,7 @@ from novaconsole.engine.retry import RetryPolicy
 from novaconsole.errors import ConfigError
 
 if TYPE_CHECKING:
+    from novaconsole.engine.observers import Observer
     from novaconsole.engine.service import ProcessingService
     from novaconsole.engine.state import StateStore
     from novaconsole.settings import Settings
@@ -234,9 +235,11 @@ class BackgroundProcessing:
         *,
         store: StateStore | None = None,
         worker_id: str | None = None,
+        observers: Sequence[Observer] = (),
     ) -> ProcessingService:
         """The service. With ``database_url`` (or a ``store``) everything is persisted there;
-        with neither, state lives in memory and nothing survives the process."""
+        with neither, state lives in memory and nothing survives the process. ``observers``
+        get the engine's hooks (:class:`~novaconsole.engine.observers.Observer`)."""
         from novaconsole.engine.service import ProcessingService
 
         if store is None and database_url is not None:
@@ -252,6 +255,7 @@ class BackgroundProcessing:
             session_factory=session_factory,
             database_url=database_url,
             worker_id=worker_id,
+            observers=observers,
         )
 
 

@@ -1,0 +1,185 @@
+"""The state every part of a running service shares, and the small helpers they all use.
+
+:class:`~novaconsole.engine.service.ProcessingService` is the facade; it builds one
+:class:`EngineCore` and the collaborators that act on it (lifecycle, controls, polling,
+fetching, workers, failures, fleet sync, reporting), each holding a reference to the core and
+reaching the others through it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from itertools import count
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+from novaconsole.engine.coordination import Claim, Coordinator, WorkerView
+from novaconsole.engine.events import EventHub, ServiceStateChanged
+from novaconsole.engine.grouped_writes import GroupedWriter
+from novaconsole.engine.handler import SessionFactory
+from novaconsole.engine.metrics import LatencySamples, Throughput
+from novaconsole.engine.observers import Observer
+from novaconsole.engine.outcomes import ItemOutcome
+from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
+from novaconsole.engine.retry import RetryPolicy
+from novaconsole.engine.runtime import HandlerRuntime
+from novaconsole.engine.scheduling import FairQueue, Job, WorkerSlot
+from novaconsole.engine.state import MemoryStateStore, StateStore
+
+if TYPE_CHECKING:
+    from novaconsole.engine.controls import OperatorControls
+    from novaconsole.engine.failures import Failures
+    from novaconsole.engine.fetching import Fetcher
+    from novaconsole.engine.fleet_sync import FleetSync
+    from novaconsole.engine.lifecycle import Lifecycle
+    from novaconsole.engine.polling import Poller
+    from novaconsole.engine.reporting import Reporter
+    from novaconsole.engine.workers import Workers
+
+_T = TypeVar("_T")
+
+RECENT = 200
+"""Final outcomes kept for ``ProcessingService.recent_outcomes``."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def first(value: _T | None, default: _T) -> _T:
+    """``value`` unless it is None (a per-handler 0 is a setting, not "unset")."""
+    return default if value is None else value
+
+
+def log_extra(handler: str, item_id: Any = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {"handler": handler}
+    if item_id is not None:
+        extra["item_id"] = item_id
+    return extra
+
+
+def wake(*events: anyio.Event) -> None:
+    for event in events:
+        event.set()
+
+
+def mask_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+class EngineCore:
+    """Mutable state of one service, shared by its collaborators (all on one event loop)."""
+
+    lifecycle: Lifecycle
+    controls: OperatorControls
+    poller: Poller
+    fetcher: Fetcher
+    workers: Workers
+    failures: Failures
+    fleet_sync: FleetSync
+    reporter: Reporter
+
+    def __init__(
+        self,
+        *,
+        options: ProcessingOptions,
+        retry: RetryPolicy,
+        registrations: Sequence[HandlerRegistration],
+        store: StateStore | None,
+        session_factory: SessionFactory | None,
+        database_url: str | None,
+        worker_id: str | None,
+        observers: Sequence[Observer] = (),
+    ) -> None:
+        self.options = options
+        self.retry = retry
+        self.registrations = tuple(registrations)
+        self.store: StateStore = store if store is not None else MemoryStateStore()
+        self.session_factory = session_factory
+        self.writer: GroupedWriter | None = None
+        engine = getattr(self.store, "engine", None)
+        if engine is not None:
+            the_store = self.store
+            self.writer = GroupedWriter(engine, lambda: getattr(the_store, "sync_engine", None))
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.database_display: str = getattr(self.store, "display_url", None) or (
+            mask_url(database_url) if database_url else "memory (nothing persisted)"
+        )
+        self.queue = FairQueue(options.queue_capacity)
+        self.runtimes: dict[str, HandlerRuntime] = {}
+        for registration in self.registrations:
+            runtime = HandlerRuntime(
+                registration=registration,
+                poll_interval=first(registration.poll_interval, options.poll_interval),
+                item_timeout=first(registration.item_timeout, options.item_timeout),
+                max_attempts=first(registration.max_attempts, retry.max_attempts),
+                batch_size=registration.max_items_per_cycle,
+            )
+            self.runtimes[registration.name] = runtime
+            self.queue.add_runtime(runtime)
+        self.hub = EventHub()
+        self.observers: tuple[Observer, ...] = tuple(observers)
+        self.concurrency = options.max_concurrency
+        self.paused = False
+        self.state = "stopped"
+        self.cycles = 0
+        self.last_cycle_duration: float | None = None
+        self.in_flight = 0
+        self.worker_count = 0
+        self.retry_heap: list[tuple[float, int, Job]] = []
+        self.sequence = count()
+        self.coordinator: Coordinator | None = getattr(self.store, "coordinator", None)
+        self.fleet: tuple[WorkerView, ...] = ()
+        self.unfinished: list[Claim] = []
+        self.started_at = now()
+        self.recent: deque[ItemOutcome] = deque(maxlen=RECENT)
+        self.throughput = Throughput()
+        self.latency = LatencySamples()
+        self.totals = {"succeeded": 0, "failed": 0, "skipped": 0}
+        self.task_group: TaskGroup | None = None
+        self.worker_group: TaskGroup | None = None
+        self.fetch_scopes: set[anyio.CancelScope] = set()
+        self.slots: set[WorkerSlot] = set()
+        self.stopping = False
+        self.drained: anyio.Event | None = None
+        self.work = anyio.Event()
+        self.poll_wake = anyio.Event()
+        self.retry_wake = anyio.Event()
+        self.idle = anyio.Event()
+
+    @property
+    def is_running(self) -> bool:
+        return self.state in ("running", "paused", "draining")
+
+    @property
+    def committing(self) -> int:
+        """Items whose ``ctx.write()`` statements wait for (or are in) a group commit."""
+        return self.writer.committing if self.writer is not None else 0
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.hub.publish(ServiceStateChanged(state))
+
+    def runtime(self, name: str) -> HandlerRuntime:
+        try:
+            return self.runtimes[name]
+        except KeyError:
+            known = ", ".join(self.runtimes) or "none"
+            raise KeyError(f"no handler named {name!r} (registered: {known})") from None

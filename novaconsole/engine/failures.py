@@ -1,0 +1,122 @@
+"""What happens after a failed attempt: a retry after the policy's delay, or the final
+failure with ``on_failure``; and the heap of items waiting for their retry."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import traceback
+from collections.abc import Callable
+from time import monotonic
+from typing import Any
+
+import anyio
+
+from novaconsole.engine.core import EngineCore, describe, log_extra
+from novaconsole.engine.events import ItemRetrying
+from novaconsole.engine.handler import current_item_id
+from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.scheduling import Job
+from novaconsole.engine.state import ItemState
+
+log = logging.getLogger("novaconsole.engine")
+
+
+class Failures:
+    """The failure policy and the retry heap."""
+
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+
+    async def failed(self, job: Job, error: BaseException, timed_out: bool) -> None:
+        core = self.core
+        rt = job.scope.runtime
+        text = describe(error)
+        tb = None if timed_out else "".join(traceback.format_exception(error))
+        if job.attempts < rt.max_attempts and not core.stopping:
+            delay = core.retry.delay(job.attempts)
+            core.store.set_item_state(rt.name, job.key, ItemState(job.attempts))
+            log.warning(
+                "%s item %s failed (attempt %d of %d), retrying in %.1fs: %s",
+                rt.name,
+                job.item.id,
+                job.attempts,
+                rt.max_attempts,
+                delay,
+                text,
+                extra=log_extra(rt.name, job.item.id),
+            )
+            core.hub.publish(ItemRetrying(rt.name, job.item.id, job.attempts, delay, text))
+            core.fetcher.mark_first_pass(job)
+            rt.retrying += 1
+            heapq.heappush(core.retry_heap, (monotonic() + delay, next(core.sequence), job))
+            core.retry_wake.set()
+            return
+        status = OutcomeStatus.TIMED_OUT if timed_out else OutcomeStatus.FAILED
+        if job.attempts < rt.max_attempts:
+            # Stopping: the attempt counts, the item stays pending for the next run.
+            core.store.set_item_state(rt.name, job.key, ItemState(job.attempts))
+            log.warning(
+                "%s item %s failed (attempt %d of %d), not retried now: the service is stopping",
+                rt.name,
+                job.item.id,
+                job.attempts,
+                rt.max_attempts,
+                extra=log_extra(rt.name, job.item.id),
+            )
+            core.reporter.finish(job, status, text, tb)
+            return
+        core.store.set_item_state(rt.name, job.key, ItemState(job.attempts, dead=True))
+        log.error(
+            "%s item %s failed after %d attempts: %s",
+            rt.name,
+            job.item.id,
+            job.attempts,
+            text,
+            extra=log_extra(rt.name, job.item.id),
+        )
+        await self._call_on_failure(job, error)
+        core.reporter.finish(job, status, text, tb)
+
+    async def _call_on_failure(self, job: Job, error: BaseException) -> None:
+        on_failure: Callable[[Any, BaseException], Any] | None = getattr(
+            job.scope.handler, "on_failure", None
+        )
+        if on_failure is None:
+            return
+        rt = job.scope.runtime
+        token = current_item_id.set(job.item.id)
+        try:
+            with anyio.fail_after(rt.item_timeout.total_seconds()):
+                await on_failure(job.item, error)
+        except Exception:
+            log.exception(
+                "%s on_failure for item %s raised",
+                rt.name,
+                job.item.id,
+                extra=log_extra(rt.name, job.item.id),
+            )
+        finally:
+            current_item_id.reset(token)
+
+    async def retry_loop(self) -> None:
+        core = self.core
+        heap = core.retry_heap
+        while True:
+            core.retry_wake = anyio.Event()
+            if not heap:
+                await core.retry_wake.wait()
+                continue
+            delay = heap[0][0] - monotonic()
+            if delay > 0:
+                with anyio.move_on_after(delay):
+                    await core.retry_wake.wait()
+                continue
+            _, _, job = heapq.heappop(heap)
+            job.scope.runtime.retrying -= 1
+            if job.lost:
+                core.lifecycle.abandon(job)
+                continue
+            job.enqueued_at = monotonic()
+            core.queue.put(job, forced=job.forced, front=True)
+            core.work.set()

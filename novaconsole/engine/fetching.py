@@ -1,0 +1,260 @@
+"""Fetching a batch from a handler, admitting its items (claims, attempts known) and the
+handler scope's life until every item it returned is final."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from time import monotonic
+from typing import Any
+
+import anyio
+
+from novaconsole.engine import observers as observing
+from novaconsole.engine.core import EngineCore, describe, log_extra, now
+from novaconsole.engine.events import FetchCompleted, FetchFailed
+from novaconsole.engine.handler import HandlerContext
+from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.runtime import HandlerRuntime
+from novaconsole.engine.scheduling import Job, Scope, Tracker
+
+log = logging.getLogger("novaconsole.engine")
+
+
+class Fetcher:
+    """One fetch per handler and cycle, queued behind the fair queue's backpressure."""
+
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+
+    async def fetch_into_queue(self, rt: HandlerRuntime, tracker: Tracker, forced: bool) -> None:
+        """Fetch one batch from a handler and queue its new items, waiting for room."""
+        scope: Scope | None = None
+        try:
+            if self.core.stopping:
+                return  # started just as the drain began: fetch nothing
+            fetched_at = await self._coordination_clock()
+            scope, items = await self._fetch(rt, tracker)
+            if scope is not None:
+                scope.background = not forced
+                try:
+                    await self._admit(scope, items, tracker, forced, fetched_at)
+                except Exception as error:  # the store could not be asked: a failed fetch
+                    self._fetch_failed(rt, tracker, f"admitting items: {describe(error)}", error)
+                    await self.close_scope(scope)
+                    scope = None
+        finally:
+            tracker.fetching -= 1
+            tracker.settle()
+            if not forced and (scope is None or scope.first_pass == 0):
+                self.core.poller.handler_settled(rt)
+
+    async def _fetch(self, rt: HandlerRuntime, tracker: Tracker) -> tuple[Scope | None, list[Any]]:
+        core = self.core
+        registration = rt.registration
+        rt.last_run = now()
+        ctx = HandlerContext(
+            name=rt.name,
+            purpose=registration.purpose,
+            options=registration.options,
+            session_factory=core.session_factory,
+            writer=core.writer,
+        )
+        started = monotonic()
+        timeout = core.options.fetch_timeout.total_seconds()
+        cancel = anyio.CancelScope()
+        core.fetch_scopes.add(cancel)
+        error: str | None = None
+        failure: BaseException | None = None
+        raised: BaseException | None = None
+        items: list[Any] = []
+        handler = None
+        observers = core.observers
+        hooks: Sequence[object | None] | None = None
+        try:
+            with cancel:
+                handler = registration.create(ctx)
+                if observers:
+                    hooks = observing.fetch_started(observers, rt.name)
+                with anyio.fail_after(timeout):
+                    items = list(await handler.fetch_next(rt.batch_size))
+                for item in items:
+                    if not hasattr(item, "id"):
+                        raise TypeError(f"fetch_next returned {item!r}, which has no id")
+        except TimeoutError as exc:
+            error, raised = f"fetch timed out after {timeout:g}s", exc
+        except Exception as exc:
+            error, failure, raised = describe(exc), exc, exc
+        except BaseException as exc:  # cancelled from outside (a cancelled run_once, teardown)
+            if hooks is not None:
+                observing.fetch_finished(observers, hooks, rt.name, 0, monotonic() - started, exc)
+            with anyio.CancelScope(shield=True):
+                await ctx.aclose()
+            raise
+        finally:
+            core.fetch_scopes.discard(cancel)
+            if core.stopping:
+                core.idle.set()
+        if cancel.cancelled_caught:
+            error = "fetch cancelled: the service is stopping"
+            raised = anyio.get_cancelled_exc_class()(error)
+        duration = monotonic() - started
+        if hooks is not None:
+            count = 0 if error is not None else len(items)
+            observing.fetch_finished(observers, hooks, rt.name, count, duration, raised)
+        if error is not None or handler is None:
+            self._fetch_failed(rt, tracker, error or "fetch failed", failure)
+            with anyio.CancelScope(shield=True):
+                await ctx.aclose()
+            return None, []
+        rt.fetch_failed = False
+        tracker.report.fetched[rt.name] = len(items)
+        core.hub.publish(FetchCompleted(rt.name, len(items), duration))
+        if items:
+            log.debug("fetched %d items from %s", len(items), rt.name, extra=log_extra(rt.name))
+        scope = Scope(runtime=rt, ctx=ctx, handler=handler, fetch_duration=duration)
+        rt.scopes.add(scope)
+        return scope, items
+
+    def _fetch_failed(
+        self, rt: HandlerRuntime, tracker: Tracker, error: str, failure: BaseException | None
+    ) -> None:
+        log.error(
+            "fetch from %s failed: %s", rt.name, error, exc_info=failure, extra=log_extra(rt.name)
+        )
+        rt.fetch_failed = True
+        rt.last_error = error
+        tracker.report.fetch_errors[rt.name] = error
+        self.core.hub.publish(FetchFailed(rt.name, error))
+
+    async def _coordination_clock(self) -> datetime | None:
+        """The coordinator's clock before a fetch (``None`` without one, or if unreadable)."""
+        coordinator = self.core.coordinator
+        if coordinator is None:
+            return None
+        try:
+            return await coordinator.now()
+        except Exception:
+            log.exception("reading the database clock failed")
+            return None
+
+    async def _claim(
+        self, rt: HandlerRuntime, keys: list[str], fetched_at: datetime | None
+    ) -> Mapping[str, int]:
+        """This worker's claims on ``keys``; nothing when the claim fails (items stay pending)."""
+        core = self.core
+        assert core.coordinator is not None
+        lease = core.options.lease_duration.total_seconds()
+        try:
+            return await core.coordinator.claim(
+                core.worker_id, rt.name, keys, lease, fetched_at=fetched_at
+            )
+        except Exception:
+            log.exception(
+                "claiming %d items of %s failed", len(keys), rt.name, extra=log_extra(rt.name)
+            )
+            return {}
+
+    async def _admit(
+        self,
+        scope: Scope,
+        items: list[Any],
+        tracker: Tracker,
+        forced: bool,
+        fetched_at: datetime | None = None,
+    ) -> None:
+        core = self.core
+        rt = scope.runtime
+        fresh: list[tuple[str, Any]] = []
+        for item in items:
+            key = str(item.id)
+            running = rt.active.get(key)
+            if running is not None:
+                # In progress from an earlier fetch: not taken again, but a run-once waits for it.
+                if forced and tracker not in running.trackers:
+                    running.trackers.append(tracker)
+                    tracker.pending += 1
+                    if not running.forced:
+                        core.queue.force(running)
+                continue
+            fresh.append((key, item))
+        keys = [key for key, _ in fresh]
+        states = await core.store.item_states(rt.name, keys) if fresh else {}
+        tokens: Mapping[str, int] | None = None
+        if core.coordinator is not None and fresh:
+            # Another worker may hold some of these: only what this worker claims is its own.
+            tokens = await self._claim(rt, keys, fetched_at)
+        jobs: list[Job] = []
+        for key, item in fresh:
+            if key in rt.active:  # a duplicate id within this batch
+                continue
+            if tokens is not None and key not in tokens:
+                continue
+            state = states.get(key)
+            job = Job(item=item, key=key, scope=scope, attempts=state.attempts if state else 0)
+            if tokens is not None:
+                job.token = tokens[key]
+            if forced:
+                job.forced = True
+                job.trackers.append(tracker)
+                tracker.pending += 1
+            if state is not None and state.dead:
+                core.reporter.finish(
+                    job, OutcomeStatus.SKIPPED, f"out of attempts ({state.attempts})"
+                )
+                continue
+            rt.active[key] = job
+            jobs.append(job)
+        scope.unsettled += len(jobs)
+        scope.first_pass += len(jobs)
+        if jobs and not forced:
+            # A background cycle waits for its scopes, not for each item: cheaper per item.
+            scope.cycle = tracker
+            tracker.pending += 1
+            tracker.items += len(jobs)
+        if not jobs:
+            await self.close_scope(scope)
+            return
+        for job in jobs:
+            if core.stopping:
+                core.lifecycle.abandon(job)
+                continue
+            await core.queue.wait_for_room()
+            if core.stopping:
+                core.lifecycle.abandon(job)
+                continue
+            job.enqueued_at = monotonic()
+            core.queue.put(job, forced=forced)
+            if not core.work.is_set():
+                core.work.set()
+
+    def mark_first_pass(self, job: Job) -> None:
+        if job.first_pass_done:
+            return
+        job.first_pass_done = True
+        scope = job.scope
+        scope.first_pass -= 1
+        if scope.first_pass == 0 and scope.background:
+            self.core.poller.handler_settled(scope.runtime)
+
+    def settle_scope(self, job: Job) -> None:
+        self.mark_first_pass(job)
+        scope = job.scope
+        scope.unsettled -= 1
+        if scope.unsettled == 0 and self.core.task_group is not None:
+            self.core.task_group.start_soon(self.close_scope, scope)
+
+    async def close_scope(self, scope: Scope) -> None:
+        if scope.closed:
+            return
+        scope.closed = True
+        scope.runtime.scopes.discard(scope)
+        if scope.cycle is not None:
+            scope.cycle.pending -= 1
+            scope.cycle.settle()
+        try:
+            with anyio.CancelScope(shield=True):
+                await scope.ctx.aclose()
+        except Exception:
+            log.exception("closing the scope of %s failed", scope.runtime.name)

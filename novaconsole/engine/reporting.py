@@ -1,0 +1,142 @@
+"""Final outcomes and the counters they feed, and the snapshot built from them."""
+
+from __future__ import annotations
+
+import logging
+from time import monotonic
+
+from novaconsole.engine import observers as observing
+from novaconsole.engine.core import EngineCore, log_extra, now
+from novaconsole.engine.events import ItemFinished
+from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.engine.runtime import HandlerRuntime
+from novaconsole.engine.scheduling import Job
+from novaconsole.engine.snapshot import HandlerView, Snapshot
+
+log = logging.getLogger("novaconsole.engine")
+
+
+class Reporter:
+    """Records each item's final outcome once (store, events, counters) and reports state."""
+
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+
+    def finish(
+        self,
+        job: Job,
+        status: OutcomeStatus,
+        error: str | None,
+        tb: str | None = None,
+    ) -> None:
+        """Record an item's final outcome and release everything it held."""
+        core = self.core
+        rt = job.scope.runtime
+        finished_at = now()
+        outcome = ItemOutcome(
+            handler=rt.name,
+            item_id=job.item.id,
+            status=status,
+            attempts=job.attempts,
+            duration=job.processing,
+            error=error,
+            started_at=job.first_started_at or finished_at,
+            finished_at=finished_at,
+            traceback=tb,
+            history=tuple(job.history),
+            wait=max(job.wait, 0.0),
+            token=job.token,
+        )
+        if status is OutcomeStatus.SUCCEEDED:
+            rt.succeeded += 1
+            core.totals["succeeded"] += 1
+            rt.last_outcome_failed = False
+            if job.attempts > 1:
+                core.store.set_item_state(rt.name, job.key, None)
+        elif status is OutcomeStatus.SKIPPED:
+            rt.skipped += 1
+            core.totals["skipped"] += 1
+        elif status is not OutcomeStatus.CANCELLED:
+            rt.failed += 1
+            core.totals["failed"] += 1
+            rt.last_error = error
+            rt.last_outcome_failed = True
+        if status is not OutcomeStatus.SKIPPED:
+            core.throughput.add()
+            latency = core.latency
+            latency.fetch.append(job.scope.fetch_duration)
+            latency.queue.append(max(job.wait, 0.0))
+            latency.process.append(job.processing)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s item %s %s",
+                    rt.name,
+                    job.item.id,
+                    status.value,
+                    extra=log_extra(rt.name, job.item.id),
+                )
+        core.store.record((outcome,))
+        core.recent.append(outcome)
+        if core.hub.active:
+            core.hub.publish(ItemFinished(outcome))
+        if core.observers:
+            observing.item_finished(core.observers, outcome)
+        for tracker in job.trackers:
+            tracker.report.outcomes.append(outcome)
+            tracker.pending -= 1
+            tracker.settle()
+        if rt.active.get(job.key) is job:
+            del rt.active[job.key]
+        if status is not OutcomeStatus.SKIPPED:
+            core.fetcher.settle_scope(job)
+
+    def snapshot(self) -> Snapshot:
+        core = self.core
+        at = monotonic()
+        handlers = {name: self._handler_view(rt, at) for name, rt in core.runtimes.items()}
+        due = [v.next_poll_in for v in handlers.values() if v.next_poll_in is not None]
+        return Snapshot(
+            state=core.state,
+            paused=core.paused,
+            concurrency=core.concurrency,
+            configured_concurrency=core.options.max_concurrency,
+            queue_depth=core.queue.depth,
+            queue_capacity=core.queue.capacity,
+            in_flight=core.in_flight,
+            cycles=core.cycles,
+            handlers=handlers,
+            succeeded=core.totals["succeeded"],
+            failed=core.totals["failed"],
+            skipped=core.totals["skipped"],
+            retrying=len(core.retry_heap),
+            rate=core.throughput.rate(now=at),
+            throughput=core.throughput.series(at),
+            next_poll_in=min(due) if due and not core.paused else None,
+            last_cycle_duration=core.last_cycle_duration,
+            latency=core.latency.summary(),
+            database=core.database_display,
+            worker_id=core.worker_id,
+            workers=core.fleet,
+        )
+
+    def _handler_view(self, rt: HandlerRuntime, at: float) -> HandlerView:
+        schedulable = self.core.is_running and rt.enabled and not rt.paused and not rt.busy
+        registration = rt.registration
+        return HandlerView(
+            name=rt.name,
+            purpose=registration.purpose,
+            paused=rt.paused,
+            enabled=rt.enabled,
+            batch_size=rt.batch_size,
+            configured_batch_size=registration.max_items_per_cycle,
+            succeeded=rt.succeeded,
+            failed=rt.failed,
+            last_error=rt.last_error,
+            skipped=rt.skipped,
+            in_flight=rt.in_flight,
+            queued=len(rt.queue) + len(rt.forced),
+            retrying=rt.retrying,
+            last_run=rt.last_run,
+            next_poll_in=max(0.0, rt.next_due - at) if schedulable else None,
+            failing=rt.fetch_failed or rt.last_outcome_failed,
+        )

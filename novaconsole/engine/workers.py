@@ -1,0 +1,205 @@
+"""The worker tasks that process queued items, one attempt at a time, and their watchdog."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from functools import partial
+from time import monotonic
+
+import anyio
+import anyio.abc
+from anyio.lowlevel import checkpoint
+
+from novaconsole.engine import observers as observing
+from novaconsole.engine.core import EngineCore, describe, now
+from novaconsole.engine.grouped_writes import WritesHolder, current_writes
+from novaconsole.engine.handler import NoDatabaseError, current_item_id
+from novaconsole.engine.outcomes import Attempt, OutcomeStatus
+from novaconsole.engine.scheduling import Job, WorkerSlot
+
+_YIELD_EVERY = 0.001
+"""Seconds a worker may run items that never suspend before it lets other tasks run: with
+every worker busy the loop stalls at most about concurrency x this (the console's keys)."""
+
+
+class Workers:
+    """As many worker tasks as the concurrency says, and the watchdog that times items out."""
+
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        core = self.core
+        async with anyio.create_task_group() as group:
+            core.worker_group = group
+            self.spawn()
+            task_status.started()
+        core.worker_group = None
+
+    def spawn(self) -> None:
+        core = self.core
+        if core.worker_group is None:
+            return
+        while core.worker_count < core.concurrency:
+            core.worker_count += 1
+            core.worker_group.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        """Take items and process them until stopped, without a checkpoint per item.
+
+        Each worker runs inside a long-lived cancel scope that the watchdog cancels when the
+        item in hand overruns its timeout: cheaper than a cancel scope and a timer per item.
+        """
+        core = self.core
+        queue, store = core.queue, core.store
+        failures, reporter = core.failures, core.reporter
+        slot = WorkerSlot()
+        core.slots.add(slot)
+        holder = WritesHolder()
+        current_writes.set(holder)  # this task's own context: ctx.write() queues here
+        yielded = monotonic()
+        try:
+            while not core.stopping and core.worker_count <= core.concurrency:
+                with anyio.CancelScope() as slot.scope:
+                    while not core.stopping:
+                        if core.worker_count > core.concurrency:
+                            return
+                        job = queue.take()
+                        if job is None:
+                            if core.work.is_set():
+                                core.work = anyio.Event()
+                            await core.work.wait()
+                            yielded = monotonic()
+                            continue
+                        if job.lost:
+                            core.lifecycle.abandon(job)
+                            continue
+                        holder.writes = None
+                        error = await self._attempt(job, slot)
+                        writes = holder.take()
+                        if slot.timed_out is job:
+                            # It overran and swallowed (or wrapped) the cancellation: leave the
+                            # cancelled scope; the timeout below is its one outcome.
+                            break
+                        writer = core.writer
+                        if writes is not None and writer is None and error is None:
+                            error = NoDatabaseError(
+                                f"handler {job.scope.runtime.name!r} used ctx.write(), but the "
+                                "service was built without a database"
+                            )
+                        if error is not None:
+                            await failures.failed(job, error, timed_out=False)
+                        elif writes is not None and writer is not None:
+                            # The worker moves on; the outcome waits for the commit.
+                            writer.submit(writes, partial(self._committed, job))
+                        else:
+                            reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
+                        if not store.accepting:
+                            await store.wait_accepting()
+                            yielded = monotonic()
+                        elif monotonic() - yielded > _YIELD_EVERY:
+                            await checkpoint()
+                            yielded = monotonic()
+                timed_out, slot.timed_out = slot.timed_out, None
+                if timed_out is not None:
+                    timeout = timed_out.scope.runtime.item_timeout.total_seconds()
+                    error = TimeoutError(f"timed out after {timeout:g}s")
+                    await failures.failed(timed_out, error, timed_out=True)
+        finally:
+            core.slots.discard(slot)
+            core.worker_count -= 1
+
+    async def _attempt(self, job: Job, slot: WorkerSlot) -> Exception | None:
+        """One try at an item: the error it raised, or None. Timeouts arrive as cancellation."""
+        core = self.core
+        rt = job.scope.runtime
+        rt.in_flight += 1
+        core.in_flight += 1
+        started = monotonic()
+        started_at = now()
+        if job.wait < 0:
+            job.wait = started - job.enqueued_at
+            job.first_started_at = started_at
+        slot.job, slot.deadline = job, started + rt.item_timeout.total_seconds()
+        token = current_item_id.set(job.item.id)
+        observers = core.observers
+        if observers:
+            hooks = observing.attempt_started(
+                observers, rt.name, job.item.id, job.attempts + 1, started - job.enqueued_at
+            )
+            attempt = job.attempts + 1
+        error: Exception | None = None
+        status = OutcomeStatus.SUCCEEDED
+        raised: BaseException | None = None
+        try:
+            await job.scope.handler.process(job.item)
+        except Exception as exc:
+            error = raised = exc
+            status = OutcomeStatus.FAILED
+        except anyio.get_cancelled_exc_class() as exc:
+            if slot.timed_out is not job:
+                status, raised = OutcomeStatus.CANCELLED, exc
+                _record_attempt(job, started, started_at, "cancelled: the service stopped")
+                core.reporter.finish(job, OutcomeStatus.CANCELLED, "cancelled: the service stopped")
+                raise
+            timeout = rt.item_timeout.total_seconds()
+            status, raised = OutcomeStatus.TIMED_OUT, TimeoutError(f"timed out after {timeout:g}s")
+            _record_attempt(job, started, started_at, f"timed out after {timeout:g}s", True)
+            raise
+        finally:
+            slot.job = None
+            if observers:
+                observing.attempt_finished(
+                    observers,
+                    hooks,
+                    rt.name,
+                    job.item.id,
+                    attempt,
+                    monotonic() - started,
+                    status,
+                    raised,
+                )
+            current_item_id.reset(token)
+            rt.in_flight -= 1
+            core.in_flight -= 1
+            if core.stopping and not core.in_flight:
+                core.idle.set()
+        _record_attempt(job, started, started_at, None if error is None else describe(error))
+        return error
+
+    async def _committed(self, job: Job, error: BaseException | None) -> None:
+        """The group holding an item's ``ctx.write()`` statements is done."""
+        core = self.core
+        if error is None:
+            core.reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
+        else:
+            job.history[-1] = replace(job.history[-1], error=describe(error))
+            await core.failures.failed(job, error, timed_out=False)
+        if core.stopping:
+            core.idle.set()
+
+    async def watchdog(self) -> None:
+        """Cancel items that overrun their handler's ``item_timeout``."""
+        core = self.core
+        shortest = min(
+            (rt.item_timeout.total_seconds() for rt in core.runtimes.values()), default=1.0
+        )
+        interval = min(max(shortest / 10, 0.005), 0.5)
+        while True:
+            await anyio.sleep(interval)
+            at = monotonic()
+            for slot in core.slots:
+                job = slot.job
+                if job is not None and at >= slot.deadline and slot.timed_out is None:
+                    slot.timed_out = job
+                    slot.scope.cancel()
+
+
+def _record_attempt(
+    job: Job, started: float, started_at: datetime, error: str | None, timed_out: bool = False
+) -> None:
+    duration = monotonic() - started
+    job.processing += duration
+    job.attempts += 1
+    job.history.append(Attempt(job.attempts, started_at, duration, error, timed_out))
