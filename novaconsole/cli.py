@@ -296,7 +296,7 @@ def _run_service(args: argparse.Namespace) -> int:
 
         from novaconsole.headless import run_headless
 
-        code: int = _run(partial(run_headless, service, once=args.once))
+        code: int = _run(partial(run_headless, service, once=args.once, settings=settings))
         return code
     import logging
 
