@@ -1,15 +1,18 @@
 """Prometheus metrics with the official client: what happened is counted by an engine
 observer as it happens; what is true now is read from ``service.snapshot()`` at scrape time.
 
-The scrape runs on prometheus-client's server thread; the snapshot and the store's counters
-are read on the service's event loop (``anyio.from_thread``), never beside it.
+The scrape runs on prometheus-client's server thread; a custom collector reads everything
+on the service's event loop (``anyio.from_thread``), never beside it, so nothing is locked.
 """
 
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -17,14 +20,18 @@ from anyio.from_thread import run_sync
 from anyio.lowlevel import EventLoopToken, current_token
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     start_http_server,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from novaconsole.engine.observers import Observer
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
@@ -41,75 +48,44 @@ SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _FAILED_FINALLY = frozenset({OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT})
 
 
+class _Seconds:
+    """One histogram's buckets (not cumulative; the last is +Inf) and sum, as plain numbers."""
+
+    __slots__ = ("buckets", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(SECONDS_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect_left(SECONDS_BUCKETS, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        bounds = [*map(floatToGoString, SECONDS_BUCKETS), "+Inf"]
+        return list(zip(bounds, accumulate(self.buckets), strict=True))
+
+
 class MetricsObserver(Observer):
     """Counters and histograms fed by the engine's hooks.
 
+    They are plain numbers, touched only on the service's event loop (the hooks run there,
+    and so does :meth:`families`, at scrape time): no lock per item, which prometheus-client's
+    own ``Counter`` and ``Histogram`` would take (measured: 2-3 µs per observation here).
     ``max_attempts`` (by handler) tells a final failure that makes the item dead (skipped
     until an operator retries it) from one cut short by a shutdown.
     """
 
-    def __init__(self, registry: CollectorRegistry, max_attempts: Mapping[str, int]) -> None:
+    def __init__(self, max_attempts: Mapping[str, int]) -> None:
         self.max_attempts = dict(max_attempts)
-        self.items = Counter(
-            f"{PREFIX}_items",
-            "Items finished, by handler and final status",
-            ["handler", "status"],
-            registry=registry,
-        )
-        self.dead = Counter(
-            f"{PREFIX}_items_dead",
-            "Items that failed their last attempt: skipped until an operator retries them",
-            ["handler"],
-            registry=registry,
-        )
-        self.attempts = Counter(
-            f"{PREFIX}_attempts",
-            "Processing attempts, by handler and the attempt's result",
-            ["handler", "status"],
-            registry=registry,
-        )
-        self.attempt_seconds = Histogram(
-            f"{PREFIX}_attempt_duration_seconds",
-            "Time one process() call took",
-            ["handler"],
-            buckets=SECONDS_BUCKETS,
-            registry=registry,
-        )
-        self.queue_wait_seconds = Histogram(
-            f"{PREFIX}_queue_wait_seconds",
-            "Time an item waited between being fetched (or due for its retry) and its attempt",
-            ["handler"],
-            buckets=SECONDS_BUCKETS,
-            registry=registry,
-        )
-        self.fetch_seconds = Histogram(
-            f"{PREFIX}_fetch_duration_seconds",
-            "Time one fetch_next() call took",
-            ["handler"],
-            buckets=SECONDS_BUCKETS,
-            registry=registry,
-        )
-        self.fetched = Counter(
-            f"{PREFIX}_items_fetched",
-            "Items returned by fetch_next()",
-            ["handler"],
-            registry=registry,
-        )
-        self.fetch_errors = Counter(
-            f"{PREFIX}_fetch_errors",
-            "fetch_next() calls that raised or timed out",
-            ["handler"],
-            registry=registry,
-        )
-        # Children by label values: labels() takes a lock and builds a tuple on every call.
-        self._children: dict[tuple[object, ...], Any] = {}
-
-    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
-        key = (id(metric), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(*labels)
-        return child
+        self.items: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.dead: defaultdict[str, int] = defaultdict(int)
+        self.attempts: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.fetched: defaultdict[str, int] = defaultdict(int)
+        self.fetch_errors: defaultdict[str, int] = defaultdict(int)
+        self.attempt_seconds: defaultdict[str, _Seconds] = defaultdict(_Seconds)
+        self.queue_wait_seconds: defaultdict[str, _Seconds] = defaultdict(_Seconds)
+        self.fetch_seconds: defaultdict[str, _Seconds] = defaultdict(_Seconds)
 
     def fetch_finished(
         self,
@@ -119,16 +95,16 @@ class MetricsObserver(Observer):
         duration: float,
         error: BaseException | None,
     ) -> None:
-        self._child(self.fetch_seconds, handler).observe(duration)
+        self.fetch_seconds[handler].observe(duration)
         if error is not None:
-            self._child(self.fetch_errors, handler).inc()
-        elif count:
-            self._child(self.fetched, handler).inc(count)
+            self.fetch_errors[handler] += 1
+        else:
+            self.fetched[handler] += count
 
     def attempt_started(
         self, handler: str, item_id: object, attempt: int, queue_wait: float
     ) -> object | None:
-        self._child(self.queue_wait_seconds, handler).observe(queue_wait)
+        self.queue_wait_seconds[handler].observe(queue_wait)
         return None
 
     def attempt_finished(
@@ -141,38 +117,96 @@ class MetricsObserver(Observer):
         status: OutcomeStatus,
         error: BaseException | None,
     ) -> None:
-        self._child(self.attempt_seconds, handler).observe(duration)
-        self._child(self.attempts, handler, status.value).inc()
+        self.attempt_seconds[handler].observe(duration)
+        self.attempts[handler, status.value] += 1
 
     def item_finished(self, outcome: ItemOutcome) -> None:
         handler, status = outcome.handler, outcome.status
-        self._child(self.items, handler, status.value).inc()
+        self.items[handler, status.value] += 1
         if status in _FAILED_FINALLY and outcome.attempts >= self.max_attempts.get(handler, 1):
-            self._child(self.dead, handler).inc()
+            self.dead[handler] += 1
+
+    def families(self) -> list[Metric]:
+        """The counters and histograms as they are now (call it on the service's loop)."""
+
+        def counter(
+            name: str, doc: str, labels: list[str], values: Mapping[Any, int]
+        ) -> CounterMetricFamily:
+            family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+            for key, value in values.items():
+                family.add_metric(list(key) if isinstance(key, tuple) else [key], value)
+            return family
+
+        def histogram(name: str, doc: str, values: Mapping[str, _Seconds]) -> Metric:
+            family = HistogramMetricFamily(f"{PREFIX}_{name}", doc, labels=["handler"])
+            for handler, seconds in values.items():
+                family.add_metric([handler], seconds.cumulative(), sum_value=seconds.total)
+            return family
+
+        by_status = ["handler", "status"]
+        return [
+            counter("items", "Items finished, by handler and final status", by_status, self.items),
+            counter(
+                "items_dead",
+                "Items that failed their last attempt: skipped until an operator retries them",
+                ["handler"],
+                self.dead,
+            ),
+            counter(
+                "attempts",
+                "Processing attempts, by handler and the attempt's result",
+                by_status,
+                self.attempts,
+            ),
+            counter("items_fetched", "Items returned by fetch_next()", ["handler"], self.fetched),
+            counter(
+                "fetch_errors",
+                "fetch_next() calls that raised or timed out",
+                ["handler"],
+                self.fetch_errors,
+            ),
+            histogram(
+                "attempt_duration_seconds", "Time one process() call took", self.attempt_seconds
+            ),
+            histogram(
+                "queue_wait_seconds",
+                "Time an item waited between being fetched (or due for its retry) and its attempt",
+                self.queue_wait_seconds,
+            ),
+            histogram(
+                "fetch_duration_seconds", "Time one fetch_next() call took", self.fetch_seconds
+            ),
+        ]
 
 
-class SnapshotCollector(Collector):
-    """Gauges of what is true now, read from the service at each scrape."""
+class ServiceCollector(Collector):
+    """The service's metrics, read on its event loop at each scrape: the observer's counters
+    and histograms, gauges from ``snapshot()``, the store's counters."""
 
-    def __init__(self, service: ProcessingService, token: EventLoopToken) -> None:
+    def __init__(
+        self, service: ProcessingService, observer: MetricsObserver, token: EventLoopToken
+    ) -> None:
         self.service = service
+        self.observer = observer
         self.token = token
 
-    def _read(self) -> tuple[Snapshot, dict[str, int]]:
+    def _read(self) -> list[Metric]:
         store = self.service.store
         counts = {
             name: int(value)
             for name in ("buffered_outcomes", "dropped_outcomes", "rejected_outcomes")
             if isinstance(value := getattr(store, name, None), int)
         }
-        return self.service.snapshot(), counts
+        return [
+            *self.observer.families(),
+            *snapshot_metrics(self.service.snapshot(), counts),
+        ]
 
     def collect(self) -> Iterable[Metric]:
         try:
-            snapshot, store = run_sync(self._read, token=self.token)
+            return run_sync(self._read, token=self.token)
         except RuntimeError:  # the loop has stopped: nothing is true any more
-            return
-        yield from snapshot_metrics(snapshot, store)
+            return []
 
 
 def snapshot_metrics(snapshot: Snapshot, store: Mapping[str, int]) -> Iterable[Metric]:
@@ -222,16 +256,17 @@ def snapshot_metrics(snapshot: Snapshot, store: Mapping[str, int]) -> Iterable[M
 
 
 def metrics_registry(service: ProcessingService, token: EventLoopToken) -> CollectorRegistry:
-    """A registry with the service's metrics, its process's, and an observer feeding them
-    (registered on ``service``)."""
+    """A registry with the service's metrics and its process's, and the observer feeding
+    them registered on ``service``; ``token`` is the service's event loop."""
     registry = CollectorRegistry()
     default_attempts = service.retry.max_attempts
     max_attempts = {
         r.name: r.max_attempts if r.max_attempts is not None else default_attempts
         for r in service.registrations
     }
-    service.add_observer(MetricsObserver(registry, max_attempts))
-    registry.register(SnapshotCollector(service, token))
+    observer = MetricsObserver(max_attempts)
+    service.add_observer(observer)
+    registry.register(ServiceCollector(service, observer, token))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry

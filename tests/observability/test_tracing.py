@@ -182,3 +182,46 @@ def test_nothing_at_all_without_opentelemetry() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "no tracing"
+
+
+GLOBAL_PROVIDER = textwrap.dedent(
+    """
+    import anyio
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from novaconsole import BackgroundProcessing
+    from novaconsole.observability import instrumented
+
+    class Handler:
+        async def fetch_next(self, max_items):
+            return [type("Item", (), {"id": 1})()]
+        async def process(self, item):
+            pass
+
+    service = BackgroundProcessing().add_handler(Handler, name="H").build()
+    exporter = InMemorySpanExporter()
+
+    async def main():
+        async with instrumented(service), service.running(poll=False):
+            await service.run_once()  # no provider yet: no spans at all
+            print("before:", len(exporter.get_finished_spans()))
+            provider = TracerProvider()
+            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            trace.set_tracer_provider(provider)
+            await service.run_once()
+            print("after:", sorted(s.name for s in exporter.get_finished_spans()))
+
+    anyio.run(main)
+    """
+)
+
+
+def test_the_global_provider_is_used_once_the_application_sets_it() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", GLOBAL_PROVIDER], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["before: 0", "after: ['fetch H', 'process H']"]
