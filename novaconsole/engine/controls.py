@@ -7,7 +7,9 @@ from typing import Any
 
 from novaconsole.engine.core import EngineCore, log_extra, wake
 from novaconsole.engine.events import ControlChanged
-from novaconsole.engine.state import Controls
+from novaconsole.engine.outcomes import shown_id
+from novaconsole.engine.persistence import Controls
+from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
 
@@ -39,22 +41,23 @@ class OperatorControls:
         self.core.runtime(name).batch_size = size
         self._changed("batch_size", size, name)
 
-    def set_concurrency(self, workers: int) -> None:
-        if workers < 1:
-            raise ValueError(f"concurrency must be at least 1, got {workers}")
+    def set_concurrency(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError(f"concurrency must be at least 1, got {slots}")
         core = self.core
-        core.concurrency = workers
-        core.workers.spawn()
+        core.concurrency = slots
+        core.slot_runner.spawn()
         wake(core.work)
-        self._changed("concurrency", workers)
+        self._changed("concurrency", slots)
 
     async def retry_item(self, handler: str, item_id: Any) -> bool:
         core = self.core
         core.runtime(handler)
         forgotten = await core.store.forget_item(handler, str(item_id))
         if forgotten:
-            log.info("item %s will be retried", item_id, extra=log_extra(handler, item_id))
-            core.hub.publish(ControlChanged("retry", str(item_id), handler))
+            shown = shown_id(item_id)
+            log.info("item %s will be retried", shown, extra=log_extra(handler, item_id))
+            core.hub.publish(ControlChanged("retry", redact(str(item_id)), handler))
         return forgotten
 
     def _changed(self, what: str, value: Any, handler: str | None = None) -> None:
@@ -93,7 +96,7 @@ class OperatorControls:
             wake(core.poll_wake, core.work)
         if stored.concurrency and stored.concurrency != core.concurrency:
             core.concurrency = stored.concurrency
-            core.workers.spawn()
+            core.slot_runner.spawn()
             core.hub.publish(ControlChanged("concurrency", stored.concurrency))
         for name, rt in core.runtimes.items():
             paused = stored.handler_paused.get(name)
