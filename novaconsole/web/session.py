@@ -21,11 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import anyio
 
+    from novaconsole.builder import BackgroundProcessing
     from novaconsole.console.app import NovaConsole
     from novaconsole.console.attached import AttachedFleet
     from novaconsole.console.runner import HostedService, serve_console
     from novaconsole.console.widgets.log_pane import LogSink
-    from novaconsole.engine.registry import BackgroundProcessing
     from novaconsole.errors import ConfigError
     from novaconsole.settings import load_settings
     from novaconsole.web.read_only import ReadOnlyService

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 
-from novaconsole.engine.state import Controls
+from novaconsole.engine.persistence import Controls
 from novaconsole.store import SqlStore
 
 TIMEOUT = 60.0
