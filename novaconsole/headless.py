@@ -17,11 +17,13 @@ import anyio
 
 from novaconsole.engine.events import Event, EventsDropped, ItemFinished
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.observability import instrumented
 
 if TYPE_CHECKING:
     from novaconsole.engine.events import EventSubscription
     from novaconsole.engine.outcomes import CycleReport
     from novaconsole.engine.service import ProcessingService
+    from novaconsole.settings import Settings
 
 log = logging.getLogger("novaconsole.headless")
 
@@ -53,19 +55,26 @@ class Tally:
             self.take(subscription.drain())
 
 
-async def run_headless(service: ProcessingService, *, once: bool, out: TextIO | None = None) -> int:
+async def run_headless(
+    service: ProcessingService,
+    *,
+    once: bool,
+    out: TextIO | None = None,
+    settings: Settings | None = None,
+) -> int:
     """Run ``service`` without a screen; print a summary to ``out`` (stdout); the exit status.
 
+    ``settings``: its ``[metrics]`` and ``[tracing]`` (see :mod:`novaconsole.observability`).
     ``once``: one cycle (``run_once()``), then 0 if it went well and 1 if any item failed,
     timed out or was cancelled or any fetch failed; a signal stops the cycle (drained) with
     128 + its number. Otherwise: until SIGINT or SIGTERM, then drain and 0.
     """
     out = out if out is not None else sys.stdout
     if not once:
-        tally = await _until_signalled(service)
+        tally = await _until_signalled(service, settings)
         print_summary(tally, out)
         return 0
-    report, signum = await _one_cycle(service)
+    report, signum = await _one_cycle(service, settings)
     if report is None:
         return 128 + signum
     tally = Tally(r.name for r in service.registrations)
@@ -80,13 +89,19 @@ async def run_headless(service: ProcessingService, *, once: bool, out: TextIO | 
     return 0 if report.ok else 1
 
 
-async def _one_cycle(service: ProcessingService) -> tuple[CycleReport | None, int]:
+async def _one_cycle(
+    service: ProcessingService, settings: Settings | None
+) -> tuple[CycleReport | None, int]:
     """The cycle's report, or ``None`` and the signal that cut it short."""
     report: CycleReport | None = None
     received = 0
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # poll=False: only run_once() fetches, so its report holds every item of the cycle.
-        async with service.running(poll=False), anyio.create_task_group() as group:
+        async with (
+            instrumented(service, settings),
+            service.running(poll=False),
+            anyio.create_task_group() as group,
+        ):
 
             async def stop_on_signal() -> None:
                 nonlocal received
@@ -104,12 +119,16 @@ async def _one_cycle(service: ProcessingService) -> tuple[CycleReport | None, in
     return (None, received) if received else (report, 0)
 
 
-async def _until_signalled(service: ProcessingService) -> Tally:
+async def _until_signalled(service: ProcessingService, settings: Settings | None) -> Tally:
     tally = Tally(r.name for r in service.registrations)
     subscription = service.events()
     # The receiver is open before the service starts, so an early SIGTERM still drains.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with service.running(), anyio.create_task_group() as group:
+        async with (
+            instrumented(service, settings),
+            service.running(),
+            anyio.create_task_group() as group,
+        ):
             group.start_soon(tally.follow, subscription)
             _warn_if_idle(service)
             gc.freeze()  # what start-up made lives to the end: full collections skip it

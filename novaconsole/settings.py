@@ -106,6 +106,21 @@ class StoreSettings(_Section):
     keep_results_count: OptionalCount = defaults.KEEP_RESULTS_COUNT
 
 
+class MetricsSettings(_Section):
+    """``[metrics]``: Prometheus ``/metrics`` served by this worker (``port`` unset: off;
+    0: any free port, logged). Needs the ``metrics`` extra."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    host: str = Field(default="127.0.0.1", min_length=1)
+
+
+class TracingSettings(_Section):
+    """``[tracing]``: OpenTelemetry spans per fetch and per attempt when ``opentelemetry-api``
+    is installed (the ``otel`` extra); ``enabled = false`` leaves them out even then."""
+
+    enabled: bool = True
+
+
 class HandlerSettings(_Section):
     """One ``[[handlers]]`` table."""
 
@@ -187,6 +202,8 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     database: DatabaseSettings = DatabaseSettings()
     store: StoreSettings = StoreSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     handlers: list[HandlerSettings] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(default=None)
