@@ -331,7 +331,8 @@ def _results(args: argparse.Namespace) -> int:
             settings.database.url, handler=args.handler, status=args.status, limit=args.limit
         )
 
-    rows: list[dict[str, Any]] = _run(query)
+    # Before the error is cut to fit: a cut could split a secret out of the mask's reach.
+    rows: list[dict[str, Any]] = _redacted(_run(query))
     if args.json:
         _print_json(rows)
         return 0
@@ -445,15 +446,31 @@ def _short_time(value: Any) -> str:
     return text[:19].replace("T", " ")
 
 
+def _redacted(value: Any) -> Any:
+    """``value`` with every string in it redacted: rows come from the database, where handlers
+    (and anyone with write access) put the text, and rows stored before redaction existed."""
+    from novaconsole.redaction import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
+
+
 def _print_json(rows: list[dict[str, Any]]) -> None:
     import json
 
-    print(json.dumps(rows, indent=2, default=str))
+    print(json.dumps(_redacted(rows), indent=2, default=lambda v: _redacted(str(v))))
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    rows = _redacted(rows)
 
     table = Table(title=title, title_justify="left")
     for column in columns:

@@ -17,6 +17,7 @@ import anyio
 
 from novaconsole.engine.events import Event, EventsDropped, ItemFinished
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
     from novaconsole.engine.events import EventSubscription
@@ -161,6 +162,7 @@ def print_summary(
     console = Console(file=out, width=max(100, Console(file=out).width))
     console.print(table)
     for name, error in (fetch_errors or {}).items():
-        console.print(f"fetch from {name} failed: {error}", markup=False, highlight=False)
+        line = redact(f"fetch from {name} failed: {error}")
+        console.print(line, markup=False, highlight=False)
     if tally.lost:
         console.print(f"({tally.lost} events were missed: the counts above are incomplete)")

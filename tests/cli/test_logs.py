@@ -125,3 +125,62 @@ def test_driver_chatter_is_quiet(root_logging):
     logging.getLogger("aiosqlite").debug("executing")
     logging.getLogger("novaconsole.engine").debug("cycle 1")
     assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["cycle 1"]
+
+
+HOSTILE = "\x1b]0;pwned\x07\x1b]52;c;SGVsbG8=\x07\x1b[2J\r postgresql://app:secret@db/x \x9b2J"
+
+
+def _hostile_record() -> logging.LogRecord:
+    try:
+        raise RuntimeError(HOSTILE)
+    except RuntimeError:
+        import sys
+
+        return record(
+            "item said %s",
+            (HOSTILE,),
+            handler="Ping",
+            item_id=HOSTILE,
+            note=HOSTILE,
+            exc_info=sys.exc_info(),
+        )
+
+
+def _assert_safe(text: str) -> None:
+    for byte in ("\x1b", "\x07", "\r", "\x9b"):
+        assert byte not in text
+    assert "secret" not in text
+
+
+def test_json_lines_are_redacted_everywhere_a_handler_writes():
+    line = JsonFormatter().format(_hostile_record())
+    data = json.loads(line)  # decoded, as a log shipper would show it
+    for key in ("message", "item_id", "note", "exc_info"):
+        _assert_safe(data[key])
+        assert r"\x1b]0;pwned" in data[key]
+    _assert_safe(line)
+
+
+def test_human_lines_are_redacted_everywhere_a_handler_writes():
+    made = _hostile_record()
+    line = HumanFormatter().format(made)
+    _assert_safe(line)
+    assert "[Ping item=\\x1b]0;pwned" in line
+    assert "RuntimeError: \\x1b]0;pwned" in line  # the traceback too
+    assert made.getMessage().startswith("item said \x1b")  # the record itself is unchanged
+
+
+def test_ctx_log_lines_on_a_terminal_are_redacted(root_logging):
+    stream = Terminal()
+    setup_logging("rich", "info", stream=stream)
+    token = current_item_id.set(HOSTILE)
+    try:
+        handler_logger("Ping").warning("fetched %s", HOSTILE)
+    finally:
+        current_item_id.reset(token)
+    written = stream.getvalue()
+    # Rich styles the line with its own CSI sequences; nothing else may reach the terminal.
+    import re
+
+    assert re.sub(r"\x1b\[[0-9;]*m", "", written).count("\x1b") == 0
+    _assert_safe(re.sub(r"\x1b\[[0-9;]*m", "", written))
