@@ -255,6 +255,7 @@ def _run(func: Callable[..., Any], *args: Any) -> Any:
 def _run_service(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.no_ui:
+        _require_handlers(settings)  # before anything opens (and creates) the database
         from novaconsole.logs import setup_logging
 
         setup_logging(args.log_format, args.log_level)
@@ -271,6 +272,22 @@ def _run_service(args: argparse.Namespace) -> int:
     from novaconsole.console import run_console
 
     return run_console(service, settings, log_level=logging.getLevelName(args.log_level.upper()))
+
+
+def _require_handlers(settings: Settings) -> None:
+    """Headless with nothing to run is a mistake (a wrong directory, most often): say where
+    the settings came from and how to fix it, as a :class:`ConfigError`."""
+    from novaconsole.errors import ConfigError
+
+    if settings.handlers:
+        return
+    if settings.source is None:
+        where = f"no config file: {Path.cwd() / settings.source_label} does not exist"
+        fix = "run novaconsole in your application's directory or pass --config PATH"
+    else:
+        where = f"{settings.source.resolve()} has no [[handlers]] table"
+        fix = 'add one (name = "...", factory = "module:Class"), see the README'
+    raise ConfigError(f"no handlers to run ({where}); {fix}")
 
 
 def _handlers(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -20,16 +21,21 @@ def parse_duration(value: DurationLike) -> timedelta:
 
     Raises ValueError with a message fit to show a user for anything else, negatives included.
     """
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, bool):
-        raise ValueError(f"expected a duration, got {value!r}")
-    elif isinstance(value, int | float):
-        result = timedelta(seconds=value)
-    elif isinstance(value, str):
-        result = _parse_text(value.strip())
-    else:
-        raise ValueError(f"expected a duration, got {value!r}")
+    try:
+        if isinstance(value, timedelta):
+            result = value
+        elif isinstance(value, bool):
+            raise ValueError(f"expected a duration, got {value!r}")
+        elif isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise ValueError(f"expected a duration, got {value!r}")
+            result = timedelta(seconds=value)
+        elif isinstance(value, str):
+            result = _parse_text(value.strip())
+        else:
+            raise ValueError(f"expected a duration, got {value!r}")
+    except OverflowError:  # inf, 1e300, "99999999999.00:00:00"
+        raise ValueError(f"{value!r} is too long to be a duration") from None
     if result < timedelta(0):
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     return result

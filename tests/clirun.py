@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,10 +187,12 @@ class LineReader:
         self._queue.put(None)
 
     def wait_for(self, wanted: Callable[[str], bool], timeout: float = TIMEOUT) -> str:
-        """The first line (from now) for which ``wanted`` is true; fails on EOF or timeout."""
+        """The first line (from now) for which ``wanted`` is true; fails on EOF or when none
+        came within ``timeout`` (however many other lines did)."""
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                line = self._queue.get(timeout=timeout)
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 pytest.fail(f"no such line within {timeout}s; got:\n{''.join(self.lines)}")
             if line is None:
