@@ -17,10 +17,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import delete, select, update
 
-from handlers import Duration, options_of
-from handlers.domain import Track, TrackStatus, ensure_schema, utcnow
-from handlers.storage import DirectoryObjectStore, ObjectStore
-from novaconsole.engine.handler import HandlerContext
+from novaconsole import HandlerContext
+from novaconsole.examples import Duration, options_of
+from novaconsole.examples.domain import Track, TrackStatus, ensure_schema, utcnow
+from novaconsole.examples.storage import DirectoryObjectStore, ObjectStore
 
 _DUE_STATUSES = (TrackStatus.DELETED.value, TrackStatus.PURGING.value)
 
