@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import text
 
 from novaconsole.engine.coordination import Claim, WorkerBeat
-from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.state import Controls
 from novaconsole.errors import ConfigError
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.fleet import enqueue_command, list_workers, update_controls
 from novaconsole.store.queries import list_results
+from tests.factories import outcome
 from tests.postgres import throwaway_database
 
 pytestmark = pytest.mark.anyio
@@ -47,18 +48,7 @@ def _coordinator(store: SqlStore) -> SqlCoordinator:
 
 
 def _outcome(item_id: str, token: int | None) -> ItemOutcome:
-    now = datetime.now(UTC)
-    return ItemOutcome(
-        handler="H",
-        item_id=item_id,
-        status=OutcomeStatus.SUCCEEDED,
-        attempts=1,
-        duration=0.0,
-        error=None,
-        started_at=now,
-        finished_at=now,
-        token=token,
-    )
+    return outcome(item_id, handler="H", token=token)
 
 
 def _url(store: SqlStore) -> str:
