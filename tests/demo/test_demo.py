@@ -30,6 +30,7 @@ from novaconsole.examples.domain import CatalogueEntry, Notification, StagingBat
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.slow
 async def test_the_seeded_demo_succeeds_fails_and_recovers(tmp_path: Path) -> None:
     paths, reused = prepare_directory(tmp_path / "demo")
     assert not reused
