@@ -315,6 +315,7 @@ def _run(func: Callable[..., Any], *args: Any) -> Any:
 def _run_service(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.no_ui:
+        _require_handlers(settings)  # before anything opens (and creates) the database
         from novaconsole.logs import setup_logging
 
         setup_logging(args.log_format, args.log_level)
@@ -331,6 +332,22 @@ def _run_service(args: argparse.Namespace) -> int:
     from novaconsole.console import run_console
 
     return run_console(service, settings, log_level=logging.getLevelName(args.log_level.upper()))
+
+
+def _require_handlers(settings: Settings) -> None:
+    """Headless with nothing to run is a mistake (a wrong directory, most often): say where
+    the settings came from and how to fix it, as a :class:`ConfigError`."""
+    from novaconsole.errors import ConfigError
+
+    if settings.handlers:
+        return
+    if settings.source is None:
+        where = f"no config file: {Path.cwd() / settings.source_label} does not exist"
+        fix = "run novaconsole in your application's directory or pass --config PATH"
+    else:
+        where = f"{settings.source.resolve()} has no [[handlers]] table"
+        fix = 'add one (name = "...", factory = "module:Class"), see the README'
+    raise ConfigError(f"no handlers to run ({where}); {fix}")
 
 
 def _handlers(args: argparse.Namespace) -> int:
@@ -391,7 +408,8 @@ def _results(args: argparse.Namespace) -> int:
             settings.database.url, handler=args.handler, status=args.status, limit=args.limit
         )
 
-    rows: list[dict[str, Any]] = _run(query)
+    # Before the error is cut to fit: a cut could split a secret out of the mask's reach.
+    rows: list[dict[str, Any]] = _redacted(_run(query))
     if args.json:
         _print_json(rows)
         return 0
@@ -612,15 +630,31 @@ def _short_time(value: Any) -> str:
     return text[:19].replace("T", " ")
 
 
+def _redacted(value: Any) -> Any:
+    """``value`` with every string in it redacted: rows come from the database, where handlers
+    (and anyone with write access) put the text, and rows stored before redaction existed."""
+    from novaconsole.redaction import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
+
+
 def _print_json(rows: list[dict[str, Any]]) -> None:
     import json
 
-    print(json.dumps(rows, indent=2, default=str))
+    print(json.dumps(_redacted(rows), indent=2, default=lambda v: _redacted(str(v))))
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    rows = _redacted(rows)
 
     table = Table(title=title, title_justify="left")
     for column in columns:

@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
+import anyio.abc
 
 from novaconsole.engine.events import Event, EventsDropped, ItemFinished
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.observability import instrumented
+from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
     from novaconsole.engine.events import EventSubscription
@@ -130,6 +132,7 @@ async def _until_signalled(service: ProcessingService, settings: Settings | None
             anyio.create_task_group() as group,
         ):
             group.start_soon(tally.follow, subscription)
+            await group.start(watch_database_file, service)
             _warn_if_idle(service)
             gc.freeze()  # what start-up made lives to the end: full collections skip it
             log.info(
@@ -145,6 +148,53 @@ async def _until_signalled(service: ProcessingService, settings: Settings | None
     tally.take(subscription.drain())
     subscription.close()
     return tally
+
+
+DATABASE_CHECK_INTERVAL = 2.0
+"""Seconds between two checks that the SQLite file is still the one the service opened."""
+
+
+async def watch_database_file(
+    service: ProcessingService,
+    interval: float = DATABASE_CHECK_INTERVAL,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Warn once if the service's SQLite file is deleted or replaced while it runs.
+
+    SQLite keeps writing to the open (now nameless) file without an error, and everything
+    written is lost when the process exits; so the path's inode is compared with the one
+    seen when the watch started (``task_status.started()``: from then on). Returns at once
+    for other databases. Start it once the service runs (its store has made the file).
+    """
+    from novaconsole.store.database import sqlite_file
+
+    engine = getattr(service.store, "engine", None)
+    path = sqlite_file(engine) if engine is not None else None
+    if path is None:
+        task_status.started()
+        return
+
+    def identity() -> tuple[int, int] | None:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    first = identity()
+    task_status.started()
+    while True:
+        now = identity()
+        if now != first or now is None:
+            log.warning(
+                "the database file %s was %s while running: what is recorded from now on is "
+                "lost when this process exits; stop it (Ctrl+C) and start it again",
+                path,
+                "deleted" if now is None else "replaced",
+            )
+            return
+        await anyio.sleep(interval)
 
 
 def _warn_if_idle(service: ProcessingService) -> None:
@@ -180,6 +230,7 @@ def print_summary(
     console = Console(file=out, width=max(100, Console(file=out).width))
     console.print(table)
     for name, error in (fetch_errors or {}).items():
-        console.print(f"fetch from {name} failed: {error}", markup=False, highlight=False)
+        line = redact(f"fetch from {name} failed: {error}")
+        console.print(line, markup=False, highlight=False)
     if tally.lost:
         console.print(f"({tally.lost} events were missed: the counts above are incomplete)")
