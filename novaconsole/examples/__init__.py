@@ -13,11 +13,10 @@ http(s) parts (URL batch sources, the webhook sink) need httpx, the ``demo`` ext
 
 from __future__ import annotations
 
-from datetime import timedelta
 from types import ModuleType
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 
 from novaconsole import HandlerContext
 
