@@ -80,6 +80,7 @@ class ProcessingSettings(_Section):
     fetch_timeout: Timeout = timedelta(seconds=30)
     lease_duration: Timeout = timedelta(minutes=1)
     shutdown_grace: Duration = timedelta(seconds=30)
+    blocked_loop_warning: Duration = timedelta(seconds=1)
 
 
 class RetrySettings(_Section):

@@ -18,6 +18,7 @@ from novaconsole.engine.handler import HandlerContext
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import Job, Scope, Tracker
+from novaconsole.engine.state import ItemState
 
 log = logging.getLogger("novaconsole.engine")
 
@@ -179,8 +180,12 @@ class Fetcher:
                         core.queue.force(running)
                 continue
             fresh.append((key, item))
+        states = await core.store.item_states(rt.name, [key for key, _ in fresh]) if fresh else {}
+        if states:
+            fresh = self._skip_dead(scope, fresh, states, tracker, forced)
+        else:
+            rt.dead_items = 0
         keys = [key for key, _ in fresh]
-        states = await core.store.item_states(rt.name, keys) if fresh else {}
         tokens: Mapping[str, int] | None = None
         if core.coordinator is not None and fresh:
             # Another worker may hold some of these: only what this worker claims is its own.
@@ -199,11 +204,6 @@ class Fetcher:
                 job.forced = True
                 job.trackers.append(tracker)
                 tracker.pending += 1
-            if state is not None and state.dead:
-                core.reporter.finish(
-                    job, OutcomeStatus.SKIPPED, f"out of attempts ({state.attempts})"
-                )
-                continue
             rt.active[key] = job
             jobs.append(job)
         scope.unsettled += len(jobs)
@@ -228,6 +228,39 @@ class Fetcher:
             core.queue.put(job, forced=forced)
             if not core.work.is_set():
                 core.work.set()
+
+    def _skip_dead(
+        self,
+        scope: Scope,
+        fresh: list[tuple[str, Any]],
+        states: Mapping[str, ItemState],
+        tracker: Tracker,
+        forced: bool,
+    ) -> list[tuple[str, Any]]:
+        """Skip the items out of attempts (before any claim: they are not worked on) and
+        return the others. Each dead item is recorded ``skipped`` once, then only counted."""
+        rt = scope.runtime
+        alive: list[tuple[str, Any]] = []
+        dead = 0
+        for key, item in fresh:
+            state = states.get(key)
+            if state is None or not state.dead:
+                alive.append((key, item))
+                continue
+            dead += 1
+            recording = rt.dead_recorded_now(key)
+            if not (recording or forced):
+                continue
+            job = Job(item=item, key=key, scope=scope, attempts=state.attempts)
+            if forced:
+                job.forced = True
+                job.trackers.append(tracker)
+                tracker.pending += 1
+            error = f"out of attempts ({state.attempts})"
+            self.core.reporter.finish(job, OutcomeStatus.SKIPPED, error, quiet=not recording)
+        rt.dead_items = dead
+        rt.dead_returned += dead
+        return alive
 
     def mark_first_pass(self, job: Job) -> None:
         if job.first_pass_done:

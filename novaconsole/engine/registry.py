@@ -36,6 +36,8 @@ class ProcessingOptions:
     fetch_timeout: timedelta = timedelta(seconds=30)
     lease_duration: timedelta = timedelta(minutes=1)
     shutdown_grace: timedelta = timedelta(seconds=30)
+    blocked_loop_warning: timedelta = timedelta(seconds=1)
+    """Warn when the event loop has not run for this long (a blocking handler); 0: never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class BackgroundProcessing:
         fetch_timeout: DurationLike = timedelta(seconds=30),
         lease_duration: DurationLike = timedelta(minutes=1),
         shutdown_grace: DurationLike = timedelta(seconds=30),
+        blocked_loop_warning: DurationLike = timedelta(seconds=1),
         retry: RetryPolicy | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -127,6 +130,7 @@ class BackgroundProcessing:
             fetch_timeout=_duration("fetch_timeout", fetch_timeout),
             lease_duration=_duration("lease_duration", lease_duration),
             shutdown_grace=_duration("shutdown_grace", shutdown_grace),
+            blocked_loop_warning=_duration("blocked_loop_warning", blocked_loop_warning),
         )
         self.retry = retry or RetryPolicy()
         self.store_options: dict[str, Any] = {}
@@ -148,6 +152,7 @@ class BackgroundProcessing:
             fetch_timeout=p.fetch_timeout,
             lease_duration=p.lease_duration,
             shutdown_grace=p.shutdown_grace,
+            blocked_loop_warning=p.blocked_loop_warning,
             retry=RetryPolicy(
                 max_attempts=settings.retry.max_attempts,
                 base_delay=settings.retry.base_delay,
