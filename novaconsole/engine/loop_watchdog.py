@@ -74,7 +74,7 @@ class LoopWatchdog:
                     self._warned_at = None
                     log.warning(
                         "the event loop ran again after being blocked for %.1f s",
-                        now - blocked_since - BEAT,
+                        now - blocked_since,
                     )
         finally:
             stop.set()

@@ -7,9 +7,11 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from sqlalchemy import event
 
 from novaconsole import BackgroundProcessing, OutcomeStatus, RetryPolicy
 from novaconsole.engine.service import ProcessingService
@@ -55,10 +57,16 @@ def statuses(db_path: Path) -> list[str]:
         return [row[0] for row in rows]
 
 
-def claim_token(db_path: Path) -> int:
-    with sqlite3.connect(db_path) as connection:
-        (token,) = connection.execute("SELECT token FROM novaconsole_claims").fetchone()
-        return int(token)
+def count_claims(service: ProcessingService) -> list[str]:
+    """Every claim statement the service's store sends from now on."""
+    sent: list[str] = []
+
+    def seen(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "INSERT INTO novaconsole_claims" in statement:
+            sent.append(statement)
+
+    event.listen(service.store.engine.sync_engine, "before_cursor_execute", seen)  # type: ignore[attr-defined]
+    return sent
 
 
 async def test_a_dead_item_returned_on_every_poll_is_recorded_once_and_counted(
@@ -68,11 +76,11 @@ async def test_a_dead_item_returned_on_every_poll_is_recorded_once_and_counted(
     service = build(db_path)
     async with service.running():
         await until(lambda: service.snapshot().handlers["Broken"].dead_returned >= 1, "dead")
-        token = claim_token(db_path)
+        claims = count_claims(service)
         await until(lambda: service.snapshot().handlers["Broken"].dead_returned >= 20, "polls")
         view = service.snapshot().handlers["Broken"]
         forced = await service.run_once()
-        assert claim_token(db_path) == token, "a dead item is skipped without claiming it"
+        assert claims == [], "a dead item is skipped without claiming it"
     # Its failure is the record; a run-once still reports it skipped, without a row.
     assert [o.status for o in forced.outcomes] == [OutcomeStatus.SKIPPED]
     assert (view.dead_items, view.failed, view.skipped) == (1, 1, 0)
