@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
+from novaconsole.engine.outcomes import shown_id
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.sql import Executable
@@ -67,7 +69,7 @@ class HandlerLogger(logging.LoggerAdapter[logging.Logger]):
         extra = dict(self.extra or {})
         item_id = current_item_id.get()
         if item_id is not None:
-            extra.setdefault("item_id", item_id)
+            extra.setdefault("item_id", shown_id(item_id))
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra
         return msg, kwargs

@@ -8,7 +8,7 @@ from time import monotonic
 from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, log_extra, now
 from novaconsole.engine.events import ItemFinished
-from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus, shown_id
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import Job
 from novaconsole.engine.snapshot import HandlerView, Snapshot
@@ -40,7 +40,7 @@ class Reporter:
         finished_at = now()
         outcome = ItemOutcome(
             handler=rt.name,
-            item_id=job.item.id,
+            item_id=job.item_id,
             status=status,
             attempts=job.attempts,
             duration=job.processing,
@@ -79,9 +79,9 @@ class Reporter:
                 log.debug(
                     "%s item %s %s",
                     rt.name,
-                    job.item.id,
+                    shown_id(job.item_id),
                     status.value,
-                    extra=log_extra(rt.name, job.item.id),
+                    extra=log_extra(rt.name, job.item_id),
                 )
         core.store.record((outcome,))
         core.recent.append(outcome)

@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from sqlalchemy import event
 
 from novaconsole import BackgroundProcessing, OutcomeStatus, RetryPolicy
 from novaconsole.engine.service import ProcessingService
 from novaconsole.store import open_store
+from tests.faults.process_support import until
 
 pytestmark = pytest.mark.anyio
 
@@ -42,13 +42,6 @@ def build(db_path: Path) -> ProcessingService:
         .add_handler(Broken, name="Broken")
         .build(store=store)
     )
-
-
-async def until(check: Callable[[], bool], what: str) -> None:
-    with anyio.fail_after(30):
-        while not check():
-            await anyio.sleep(0.01)
-    assert check(), what
 
 
 def statuses(db_path: Path) -> list[str]:

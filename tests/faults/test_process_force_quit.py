@@ -13,6 +13,7 @@ import pytest
 from novaconsole import BackgroundProcessing, OutcomeStatus
 from novaconsole.engine.service import ProcessingService
 from novaconsole.engine.state import MemoryStateStore
+from tests.faults.process_support import until
 
 pytestmark = pytest.mark.anyio
 
@@ -35,13 +36,6 @@ def hung(count: int) -> type:
     return Hung
 
 
-async def until(check: object, what: str) -> None:
-    assert callable(check)
-    with anyio.fail_after(30):
-        while not check():
-            await anyio.sleep(0.01)
-
-
 async def drain_and_force(service: ProcessingService, in_flight: int) -> bool:
     """Run until ``in_flight`` items hang, start the drain, then cancel it; True if it was."""
     forced = False
@@ -51,7 +45,7 @@ async def drain_and_force(service: ProcessingService, in_flight: int) -> bool:
             await until(lambda: service.snapshot().in_flight == in_flight, "items in flight")
             group.start_soon(service.drain)
             await until(lambda: service.snapshot().state == "draining", "draining")
-            await anyio.sleep(0)  # the drain logs and enters its grace
+            await anyio.lowlevel.checkpoint()  # the drain logs and enters its grace
             forced = service.cancel_drain()
     return forced
 

@@ -15,6 +15,7 @@ import pytest
 
 from novaconsole import BackgroundProcessing
 from novaconsole.settings import load_settings
+from tests.faults.process_support import until
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +72,7 @@ class Blocking:
         await anyio.sleep(0.1)  # the calm item is in flight too
         deadline = time.monotonic() + 30
         while not self.watching.blocked.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)  # the mistake: a blocking call in async def process
+            time.sleep(0.01)  # noqa: ASYNC251 (the mistake under test: it blocks the loop)
 
 
 async def test_a_blocking_handler_is_named_with_the_fix_once_per_episode(
@@ -85,9 +86,7 @@ async def test_a_blocking_handler_is_named_with_the_fix_once_per_episode(
     )
     async with service.running(poll=False):
         report = await service.run_once()
-        with anyio.fail_after(30):
-            while not watching.ran_again.is_set():
-                await anyio.sleep(0.05)
+        await until(watching.ran_again.is_set, "the end of the episode logged")
     assert report.ok
     blocked = [m for m in watching.messages if m.startswith(BLOCKED)]
     assert len(blocked) == 1, watching.messages
@@ -103,7 +102,7 @@ class Fetching:
     async def fetch_next(self, max_items: int) -> Sequence[Item]:
         deadline = time.monotonic() + 30
         while not Fetching.watching.blocked.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(0.01)  # noqa: ASYNC251 (the mistake under test: it blocks the loop)
         return []
 
     async def process(self, item: Item) -> None:
