@@ -4,8 +4,9 @@ A handler that calls ``time.sleep`` or blocking I/O in ``async def process`` sto
 the loop runs: other items, heartbeats, lease renewal, item timeouts, the console. Nothing
 inside the loop can notice, so a daemon thread does: the loop pets it every ``BEAT`` seconds,
 and when the pets stop for longer than the threshold the thread looks at the loop thread's
-stack, finds the item (or fetch) in hand and logs one warning naming it and the fix. When the
-loop runs again, one more line says how long it was blocked.
+stack, finds the item (or fetch) in hand and logs one warning naming it and the fix (one more
+if, still blocked, another item takes over). When the loop runs again, one more line says how
+long it was blocked.
 """
 
 from __future__ import annotations
@@ -80,9 +81,11 @@ class LoopWatchdog:
             stop.set()
 
     def _watch(self, stop: threading.Event) -> None:
+        named: str | None = None
         while not stop.wait(BEAT / 2):
             beat = self._beat
-            if self._warned_at == beat or monotonic() - beat < self.threshold:
+            ongoing = self._warned_at == beat
+            if not ongoing and monotonic() - beat < self.threshold:
                 continue
             try:
                 doing = self._culprit()
@@ -90,8 +93,11 @@ class LoopWatchdog:
                 doing = None
             if self._beat != beat or stop.is_set():
                 continue  # the loop ran again meanwhile
-            self._warned_at = beat
-            self.episodes += 1
+            if ongoing and doing == named:
+                continue  # one warning per episode, unless the blocker changed
+            self._warned_at, named = beat, doing
+            if not ongoing:
+                self.episodes += 1
             log.warning(
                 "the event loop has been blocked for %.1f s%s: nothing else runs meanwhile "
                 "(other items, heartbeats, lease renewal, timeouts, the console); %s",

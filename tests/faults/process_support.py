@@ -36,6 +36,7 @@ LEDGER = '''
 store's own database; every call of ``process`` appends "PID ID" to an execution log."""
 
 import os
+import time
 from dataclasses import dataclass
 
 import anyio
@@ -53,6 +54,7 @@ class LedgerOptions(BaseModel):
     log: str
     hang: bool = False
     delay: float = 0.0
+    block_until: str = ""
 
 
 class Ledger:
@@ -76,6 +78,11 @@ class Ledger:
             os.close(descriptor)
         if self.options.hang:
             await anyio.sleep_forever()
+        deadline = time.monotonic() + 60
+        while self.options.block_until and not os.path.exists(self.options.block_until):
+            time.sleep(0.01)  # the mistake: blocking the event loop
+            if time.monotonic() > deadline:
+                break
         if self.options.delay:
             await anyio.sleep(self.options.delay)
         self.ctx.write("UPDATE source SET done = 1 WHERE id = :id", {"id": item.id})
