@@ -22,7 +22,6 @@ from anyio.abc import TaskGroup
 
 from novaconsole.engine.coordination import Claim, Coordinator, WorkerView
 from novaconsole.engine.events import EventHub, ServiceStateChanged
-from novaconsole.engine.grouped_writes import GroupedWriter
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.metrics import LatencySamples, Throughput
 from novaconsole.engine.observers import Observer
@@ -32,6 +31,7 @@ from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import FairQueue, Job, WorkerSlot
 from novaconsole.engine.state import MemoryStateStore, StateStore
+from novaconsole.engine.writes import GroupedWriter
 from novaconsole.redaction import redact
 
 if TYPE_CHECKING:

@@ -13,10 +13,10 @@ from anyio.lowlevel import checkpoint
 
 from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, now
-from novaconsole.engine.grouped_writes import WritesHolder, current_writes
 from novaconsole.engine.handler import NoDatabaseError, current_item_id
 from novaconsole.engine.outcomes import Attempt, OutcomeStatus
 from novaconsole.engine.scheduling import Job, WorkerSlot
+from novaconsole.engine.writes import WritesHolder, current_writes
 
 _YIELD_EVERY = 0.001
 """Seconds a worker may run items that never suspend before it lets other tasks run: with

@@ -40,6 +40,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from novaconsole import defaults
 from novaconsole.engine.coordination import Claim
 from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.state import Controls, ItemState
@@ -122,8 +123,8 @@ class SqlStore:
         self,
         url: str,
         *,
-        keep_results_age: timedelta | None = timedelta(days=7),
-        keep_results_count: int | None = 100_000,
+        keep_results_age: timedelta | None = defaults.KEEP_RESULTS_AGE,
+        keep_results_count: int | None = defaults.KEEP_RESULTS_COUNT,
         flush_interval: float = 0.25,
         flush_at: int = 1000,
         buffer_capacity: int = 50_000,
@@ -187,7 +188,7 @@ class SqlStore:
     @functools.cached_property
     def sync_engine(self) -> Engine | None:
         """A synchronous engine on the same SQLite file, for writes grouped in a thread
-        (``ctx.grouped_writes()``); None for other databases. Made on first use."""
+        (``ctx.write()``); None for other databases. Made on first use."""
         return sync_sqlite_engine(self.engine)
 
     @property
