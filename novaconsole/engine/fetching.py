@@ -272,6 +272,15 @@ class Fetcher:
                 tracker.pending += 1
             error = f"out of attempts ({state.attempts})"
             self.core.reporter.finish(job, OutcomeStatus.SKIPPED, error, quiet=not recording)
+        if dead and not rt.dead_items:
+            log.info(
+                "%s: fetch_next returned %d items out of attempts; they are skipped (recorded "
+                "once) until retried: novaconsole retry %s ITEM_ID",
+                rt.name,
+                dead,
+                rt.name,
+                extra=log_extra(rt.name),
+            )
         rt.dead_items = dead
         rt.dead_returned += dead
         return alive
