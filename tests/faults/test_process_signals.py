@@ -53,3 +53,15 @@ async def test_a_second_signal_cancels_the_drain_at_once(
     assert f"force quit: cancelling {ITEMS}" in messages
     assert sorted(ledger.results()) == [(str(i), "cancelled") for i in (1, 2, 3)]
     assert "Traceback" not in run.err.read_text()
+
+
+async def test_a_second_signal_during_once_forces_the_quit(ledger: LedgerProject) -> None:
+    ledger.setup(3, processing='shutdown_grace = "01:00:00"', options=HUNG)
+    run = ledger.start("--once")
+    await running(run, "three items in flight", lambda: sum(ledger.executions().values()) == 3)
+    run.process.send_signal(signal.SIGTERM)
+    await running(run, "the drain to begin", lambda: run.said("draining: waiting up to"))
+    run.process.send_signal(signal.SIGINT)
+    assert await exited(run) == 130, run.output()
+    assert "SIGTERM received: stopping the cycle" in run.messages()
+    assert sorted(ledger.results()) == [(str(i), "cancelled") for i in (1, 2, 3)]
