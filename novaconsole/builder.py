@@ -29,7 +29,7 @@ from novaconsole.errors import ConfigError
 
 if TYPE_CHECKING:
     from novaconsole.engine.observers import Observer
-    from novaconsole.engine.state import StateStore
+    from novaconsole.engine.persistence import StateStore
     from novaconsole.settings import Settings
 
 

@@ -16,8 +16,8 @@ from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_e
 from novaconsole.engine.events import ItemRetrying
 from novaconsole.engine.handler import current_item_id
 from novaconsole.engine.outcomes import OutcomeStatus, shown_id
+from novaconsole.engine.persistence import ItemState
 from novaconsole.engine.scheduling import Job
-from novaconsole.engine.state import ItemState
 from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")

@@ -17,9 +17,9 @@ from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_e
 from novaconsole.engine.events import FetchCompleted, FetchFailed
 from novaconsole.engine.handler import HandlerContext
 from novaconsole.engine.outcomes import OutcomeStatus, shown_id
+from novaconsole.engine.persistence import ItemState
 from novaconsole.engine.runtime import HandlerRuntime
-from novaconsole.engine.scheduling import Job, Scope, Tracker
-from novaconsole.engine.state import ItemState
+from novaconsole.engine.scheduling import HandlerScope, Job, Tracker
 from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
@@ -40,7 +40,7 @@ class Fetcher:
 
     async def fetch_into_queue(self, rt: HandlerRuntime, tracker: Tracker, forced: bool) -> None:
         """Fetch one batch from a handler and queue its new items, waiting for room."""
-        scope: Scope | None = None
+        scope: HandlerScope | None = None
         try:
             if self.core.stopping:
                 return  # started just as the drain began: fetch nothing
@@ -62,7 +62,7 @@ class Fetcher:
 
     async def _fetch(
         self, rt: HandlerRuntime, tracker: Tracker
-    ) -> tuple[Scope | None, list[Batched]]:
+    ) -> tuple[HandlerScope | None, list[Batched]]:
         core = self.core
         registration = rt.registration
         rt.last_run = now()
@@ -130,7 +130,7 @@ class Fetcher:
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:
             log.debug("fetched %d items from %s", len(items), rt.name, extra=log_extra(rt.name))
-        scope = Scope(runtime=rt, ctx=ctx, handler=handler, fetch_duration=duration)
+        scope = HandlerScope(runtime=rt, ctx=ctx, handler=handler, fetch_duration=duration)
         rt.scopes.add(scope)
         return scope, items
 
@@ -175,7 +175,7 @@ class Fetcher:
 
     async def _admit(
         self,
-        scope: Scope,
+        scope: HandlerScope,
         items: list[Batched],
         tracker: Tracker,
         forced: bool,
@@ -244,7 +244,7 @@ class Fetcher:
 
     def _skip_dead(
         self,
-        scope: Scope,
+        scope: HandlerScope,
         fresh: list[Batched],
         states: Mapping[str, ItemState],
         tracker: Tracker,
@@ -301,7 +301,7 @@ class Fetcher:
         if scope.unsettled == 0 and self.core.task_group is not None:
             self.core.task_group.start_soon(self.close_scope, scope)
 
-    async def close_scope(self, scope: Scope) -> None:
+    async def close_scope(self, scope: HandlerScope) -> None:
         if scope.closed:
             return
         scope.closed = True

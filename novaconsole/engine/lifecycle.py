@@ -9,12 +9,11 @@ from typing import TypeVar
 
 import anyio
 
-from novaconsole.engine.coordination import Claim
 from novaconsole.engine.core import RECENT, EngineCore, now, wake
+from novaconsole.engine.fleet_protocol import Claim
 from novaconsole.engine.loop_watchdog import LoopWatchdog, engine_culprits
-from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.outcomes import OutcomeStatus, shown_id
 from novaconsole.engine.scheduling import Job
-from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
 _S = TypeVar("_S")
@@ -49,8 +48,8 @@ class Lifecycle:
         try:
             async with anyio.create_task_group() as group:
                 core.task_group = group
-                await group.start(core.workers.run)
-                group.start_soon(core.workers.watchdog)
+                await group.start(core.slot_runner.run)
+                group.start_soon(core.slot_runner.watchdog)
                 group.start_soon(core.failures.retry_loop)
                 group.start_soon(core.store.run)
                 group.start_soon(core.fleet_sync.run)
@@ -129,8 +128,8 @@ class Lifecycle:
             )
             for scope in list(core.fetch_scopes):
                 scope.cancel()
-            if core.worker_group is not None:
-                core.worker_group.cancel_scope.cancel()
+            if core.slot_group is not None:
+                core.slot_group.cancel_scope.cancel()
             await self._until_idle()
         drained.set()
 
@@ -146,7 +145,7 @@ class Lifecycle:
         """What the drain waits for, by name: ``3 items (A#17, A#18, B#2) and 1 fetch``."""
         core = self.core
         names = [
-            f"{slot.job.scope.runtime.name}#{redact(str(slot.job.item.id))}"
+            f"{slot.job.scope.runtime.name}#{shown_id(slot.job.item_id)}"
             for slot in core.slots
             if slot.job is not None
         ]

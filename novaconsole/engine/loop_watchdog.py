@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from novaconsole.redaction import redact
+from novaconsole.engine.outcomes import shown_id
 
 log = logging.getLogger("novaconsole.engine")
 
@@ -129,7 +129,7 @@ def local(frame: FrameType, name: str) -> Any:
 
 
 def describe_item(handler: str, item_id: Any, what: str = "process") -> str:
-    return f"handler {handler}, item {redact(str(item_id))} ({what})"
+    return f"handler {handler}, item {shown_id(item_id)} ({what})"
 
 
 def engine_culprits() -> dict[CodeType, Culprit]:
@@ -137,14 +137,14 @@ def engine_culprits() -> dict[CodeType, Culprit]:
     ``on_failure``, or a handler's fetch."""
     from novaconsole.engine.failures import Failures
     from novaconsole.engine.fetching import Fetcher
-    from novaconsole.engine.workers import Workers
+    from novaconsole.engine.slots import SlotRunner
 
     def job(what: str) -> Culprit:
         def culprit(frame: FrameType) -> str | None:
             held = local(frame, "job")
             if held is None:
                 return None
-            return describe_item(held.scope.runtime.name, held.item.id, what)
+            return describe_item(held.scope.runtime.name, held.item_id, what)
 
         return culprit
 
@@ -153,7 +153,7 @@ def engine_culprits() -> dict[CodeType, Culprit]:
         return None if runtime is None else f"handler {runtime.name} (fetch_next)"
 
     return {
-        Workers._attempt.__code__: job("process"),
+        SlotRunner._attempt.__code__: job("process"),
         Failures._call_on_failure.__code__: job("on_failure"),
         Fetcher._fetch.__code__: fetch,
     }

@@ -12,7 +12,7 @@ fails is it rolled back and replayed with a savepoint per item, so that an item 
 statement fails is rolled back alone and fails alone. A successful item is done once the
 commit holding it is, and a failed commit fails every item it held.
 
-The item's worker does not wait: the engine records the item's outcome once its group has
+The item's slot does not wait: the engine records the item's outcome once its group has
 committed, so a group gathers every item finished while the previous one was committing.
 """
 
@@ -38,7 +38,7 @@ class GroupCommitError(RuntimeError):
 
 
 class WritesHolder:
-    """Per worker task: the writes the item in hand queued with ``ctx.write()``."""
+    """Per slot: the writes the item in hand queued with ``ctx.write()``."""
 
     __slots__ = ("writes",)
 
@@ -56,7 +56,7 @@ class WritesHolder:
 
 
 current_writes: ContextVar[WritesHolder | None] = ContextVar("novaconsole_writes", default=None)
-"""Set by each engine worker: ``ctx.write()`` queues into it for the item being processed."""
+"""Set by each slot: ``ctx.write()`` queues into it for the item being processed."""
 
 CommitCallback = Callable[[BaseException | None], Awaitable[None]]
 
@@ -103,7 +103,7 @@ class GroupedWriter:
     def submit(self, writes: ItemWrites, callback: CommitCallback) -> None:
         """Queue an item's writes; ``callback(error)`` once the group holding them is done.
 
-        Used by the engine for ``ctx.write()``: the worker moves on at once and the item's
+        Used by the engine for ``ctx.write()``: the slot moves on at once and the item's
         outcome waits for the callback. :meth:`run` does the flushing.
         """
         self.committing += 1

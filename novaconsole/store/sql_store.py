@@ -1,4 +1,4 @@
-"""``SqlStore``: the engine's :class:`~novaconsole.engine.state.StateStore` on a database.
+"""``SqlStore``: the engine's :class:`~novaconsole.engine.persistence.StateStore` on a database.
 
 Everything the engine hands over is buffered in memory and written by :meth:`SqlStore.run`
 in batches: one transaction per batch (outcomes by executemany, or COPY on asyncpg; item
@@ -41,9 +41,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from novaconsole import defaults
-from novaconsole.engine.coordination import Claim
+from novaconsole.engine.fleet_protocol import Claim
 from novaconsole.engine.outcomes import ItemOutcome
-from novaconsole.engine.state import Controls, ItemState
+from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
 from novaconsole.store import claims as claim_sql
 from novaconsole.store.coordinator import SqlCoordinator

@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 from novaconsole import BackgroundProcessing, OutcomeStatus
+from novaconsole.engine.persistence import MemoryStateStore
 from novaconsole.engine.service import ProcessingService
-from novaconsole.engine.state import MemoryStateStore
 from tests.faults.process_support import until
 
 pytestmark = pytest.mark.anyio
