@@ -49,8 +49,6 @@ class LoopWatchdog:
     def __init__(self, threshold: float, culprits: dict[CodeType, Culprit]) -> None:
         self.threshold = threshold
         self.culprits = culprits
-        self.episodes = 0
-        """Blocking episodes warned about so far."""
         self._beat = monotonic()
         self._loop_thread = 0
         self._warned_at: float | None = None
@@ -88,35 +86,35 @@ class LoopWatchdog:
             if not ongoing and monotonic() - beat < self.threshold:
                 continue
             try:
-                doing = self._culprit()
+                doing, where = self._culprit()
             except Exception:  # never let the watchdog die of an odd frame
-                doing = None
+                doing, where = None, None
             if self._beat != beat or stop.is_set():
                 continue  # the loop ran again meanwhile
             if ongoing and doing == named:
                 continue  # one warning per episode, unless the blocker changed
             self._warned_at, named = beat, doing
-            if not ongoing:
-                self.episodes += 1
             log.warning(
-                "the event loop has been blocked for %.1f s%s: nothing else runs meanwhile "
+                "the event loop has been blocked for %.1f s%s%s: nothing else runs meanwhile "
                 "(other items, heartbeats, lease renewal, timeouts, the console); %s",
                 monotonic() - beat,
                 f" by {doing}" if doing else " (no handler in hand)",
+                f", at {where}" if where else "",
                 FIX,
             )
 
-    def _culprit(self) -> str | None:
+    def _culprit(self) -> tuple[str | None, str | None]:
+        """What the blocked loop thread is working on, and where it is (innermost frame)."""
         frame: FrameType | None = sys._current_frames().get(self._loop_thread)
-        innermost = _where(frame) if frame is not None else None
+        where = _where(frame) if frame is not None else None
         while frame is not None:
             describe = self.culprits.get(frame.f_code)
             if describe is not None:
                 found = describe(frame)
                 if found:
-                    return f"{found}{f', at {innermost}' if innermost else ''}"
+                    return found, where
             frame = frame.f_back
-        return None
+        return None, where
 
 
 def _where(frame: FrameType) -> str:

@@ -73,6 +73,9 @@ class Blocking:
         deadline = time.monotonic() + 30
         while not self.watching.blocked.is_set() and time.monotonic() < deadline:
             time.sleep(0.01)  # noqa: ASYNC251 (the mistake under test: it blocks the loop)
+        for _ in range(30):  # still blocking after the warning, on changing lines
+            time.sleep(0.005)  # noqa: ASYNC251
+            sum(range(1000))
 
 
 async def test_a_blocking_handler_is_named_with_the_fix_once_per_episode(
