@@ -15,7 +15,7 @@ import anyio
 from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_extra, now
 from novaconsole.engine.events import FetchCompleted, FetchFailed
-from novaconsole.engine.handler import HandlerContext
+from novaconsole.engine.handler import HandlerContext, awaitable_method
 from novaconsole.engine.outcomes import OutcomeStatus, shown_id
 from novaconsole.engine.persistence import ItemState
 from novaconsole.engine.runtime import HandlerRuntime
@@ -87,11 +87,14 @@ class Fetcher:
         try:
             with cancel:
                 handler = registration.create(ctx)
+                fetch_next = awaitable_method(handler, "fetch_next")
+                if fetch_next is None:
+                    raise TypeError(f"{type(handler).__name__} has no fetch_next()")
                 if observers:
                     hooks = observing.fetch_started(observers, rt.name)
                 asked = rt.batch_size
                 with anyio.fail_after(timeout):
-                    result = await handler.fetch_next(asked)
+                    result = await fetch_next(asked)
                 items = _checked(rt, result, asked)
         except TimeoutError as exc:
             error, raised = f"fetch timed out after {timeout:g}s", exc
@@ -130,7 +133,20 @@ class Fetcher:
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:
             log.debug("fetched %d items from %s", len(items), rt.name, extra=log_extra(rt.name))
-        scope = HandlerScope(runtime=rt, ctx=ctx, handler=handler, fetch_duration=duration)
+        process = awaitable_method(handler, "process")
+        if process is None:
+            self._fetch_failed(rt, tracker, f"{type(handler).__name__} has no process()", None)
+            with anyio.CancelScope(shield=True):
+                await ctx.aclose()
+            return None, []
+        scope = HandlerScope(
+            runtime=rt,
+            ctx=ctx,
+            handler=handler,
+            process=process,
+            on_failure=awaitable_method(handler, "on_failure"),
+            fetch_duration=duration,
+        )
         rt.scopes.add(scope)
         return scope, items
 

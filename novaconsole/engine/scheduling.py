@@ -18,7 +18,7 @@ import anyio
 from novaconsole.engine.outcomes import Attempt, CycleReport
 
 if TYPE_CHECKING:
-    from novaconsole.engine.handler import Handler, HandlerContext
+    from novaconsole.engine.handler import Handler, HandlerCall, HandlerContext
     from novaconsole.engine.runtime import HandlerRuntime
 
 
@@ -45,6 +45,8 @@ class HandlerScope:
     runtime: HandlerRuntime
     ctx: HandlerContext
     handler: Handler
+    process: HandlerCall
+    on_failure: HandlerCall | None = None
     fetch_duration: float = 0.0
     unsettled: int = 0
     """Items not yet final (the scope closes at zero)."""

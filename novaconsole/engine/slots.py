@@ -135,7 +135,7 @@ class SlotRunner:
         status = OutcomeStatus.SUCCEEDED
         raised: BaseException | None = None
         try:
-            await job.scope.handler.process(job.item)
+            await job.scope.process(job.item)
         except Exception as exc:
             error = raised = exc
             status = OutcomeStatus.FAILED
