@@ -136,10 +136,10 @@ class Lifecycle:
     def cancel_drain(self) -> bool:
         """Force quit: end the grace now (or, before the drain, give it none)."""
         self.forced = True
-        if self._grace is None:
-            return False
-        self._grace.cancel()
-        return True
+        if self._grace is not None:
+            self._grace.cancel()
+        drained = self.core.drained
+        return drained is not None and not drained.is_set()
 
     def _left(self) -> str:
         """What the drain waits for, by name: ``3 items (A#17, A#18, B#2) and 1 fetch``."""
