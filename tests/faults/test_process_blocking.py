@@ -9,7 +9,7 @@ import pytest
 
 from tests.faults.process_support import LedgerProject, exited, ledger, running
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real processes
 
 __all__ = ["ledger"]  # the fixture
 

@@ -12,7 +12,7 @@ import pytest
 from novaconsole.store.database import BUSY_TIMEOUT_MS
 from tests.faults.process_support import LedgerProject, exited, ledger, running, until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real processes
 
 __all__ = ["ledger"]  # the fixture
 
