@@ -109,6 +109,8 @@ class Fetcher:
                 await ctx.aclose()
             return None, []
         rt.fetch_failed = False
+        if core.retries.pending:
+            core.retries.offered(rt, items, started)
         tracker.report.fetched[rt.name] = len(items)
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:

@@ -117,6 +117,7 @@ class Reporter:
             database=core.database_display,
             worker_id=core.worker_id,
             workers=core.fleet,
+            pause=core.controls.pause if core.paused else None,
         )
 
     def _handler_view(self, rt: HandlerRuntime, at: float) -> HandlerView:
@@ -139,4 +140,5 @@ class Reporter:
             last_run=rt.last_run,
             next_poll_in=max(0.0, rt.next_due - at) if schedulable else None,
             failing=rt.fetch_failed or rt.last_outcome_failed,
+            pause=self.core.controls.handler_pauses.get(rt.name) if rt.paused else None,
         )

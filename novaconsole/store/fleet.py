@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from novaconsole.engine.coordination import Command, WorkerBeat, WorkerView
+from novaconsole.engine.operator import check_batch_size, check_concurrency
 from novaconsole.store.database import OPEN_ERRORS, connection_error, create_engine, ensure_schema
 from novaconsole.store.models import (
     GLOBAL_SCOPE,
@@ -167,12 +168,15 @@ def validate_command(kind: str, args: Mapping[str, Any] | None = None) -> dict[s
 
 
 def check_controls(concurrency: int | None, batch_sizes: Mapping[str, int] | None) -> None:
-    """``ValueError`` for a concurrency or a batch size below 1."""
-    if concurrency is not None and concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    """``ValueError`` for a concurrency or a batch size outside what a control may set
+    (:mod:`novaconsole.engine.operator`)."""
+    if concurrency is not None:
+        check_concurrency(concurrency)
     for name, size in (batch_sizes or {}).items():
-        if size < 1:
-            raise ValueError(f"batch size of {name} must be at least 1, got {size}")
+        try:
+            check_batch_size(size)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
 
 
 async def insert_command(
