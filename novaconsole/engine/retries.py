@@ -34,6 +34,8 @@ log = logging.getLogger("novaconsole.engine")
 
 KEEP = 200
 """Retry requests remembered by a service without a database."""
+FULL_BATCH_MISS = 0.2
+"""What a fetch that filled its batch without the item counts towards "not offered"."""
 
 
 @dataclass(slots=True)
@@ -41,7 +43,7 @@ class _Watch:
     status: RetryStatus
     since: float
     """When the request was ready (monotonic): only fetches started later count."""
-    misses: int = 0
+    misses: float = 0.0
 
 
 class RetryTracker(Observer):
@@ -152,9 +154,10 @@ class RetryTracker(Observer):
             if watch.status.state != "requested" or started < watch.since:
                 continue
             if key in keys:
-                self._move(rt.name, key, "running", "fetched again")
+                self._move(rt.name, key, "running", None)
                 continue
-            watch.misses += 1
+            # A full batch may have left the item behind a backlog: it counts for less.
+            watch.misses += FULL_BATCH_MISS if len(items) >= rt.batch_size else 1.0
             if watch.misses >= NOT_OFFERED_AFTER:
                 self._move(rt.name, key, "not_offered", None)
 

@@ -33,7 +33,8 @@ from novaconsole.store.models import (
 )
 
 COMMAND_KINDS = frozenset({"run_once"})
-"""Commands a worker carries out; anything else is refused when it is issued."""
+"""Commands a worker carries out (``run_once``, optionally ``{"handler": name}``); anything
+else is refused when it is issued, and by the worker that reads it."""
 COMMAND_TTL = timedelta(minutes=1)
 """A command no worker took within this long is not carried out any more (no stale run-once
 when a worker starts much later)."""
@@ -162,9 +163,15 @@ def validate_command(kind: str, args: Mapping[str, Any] | None = None) -> dict[s
     if kind not in COMMAND_KINDS:
         known = ", ".join(sorted(COMMAND_KINDS))
         raise ValueError(f"unknown fleet command {kind!r} (known: {known})")
+    args = dict(args or {})
+    handler = args.pop("handler", None)
     if args:
-        raise ValueError(f"fleet command {kind!r} takes no arguments, got {sorted(args)}")
-    return {}
+        raise ValueError(f"fleet command {kind!r} takes only a handler, got {sorted(args)}")
+    if handler is None:
+        return {}
+    if not isinstance(handler, str) or not handler:
+        raise ValueError(f"fleet command {kind!r}: handler must be a name, got {handler!r}")
+    return {"handler": handler}
 
 
 def check_controls(concurrency: int | None, batch_sizes: Mapping[str, int] | None) -> None:
