@@ -13,6 +13,7 @@ and an attached console read.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -76,27 +77,42 @@ class RetryTracker(Observer):
             if plane is None:
                 return None if not forgotten else self._remember(self._new(rt, key, who))
             return self._remember(await plane.insert_retry(handler, key, who))
-        reopened, detail = await self._reopen(rt, key)
-        if taken is None and not forgotten and reopened is None:
-            return None
-        if taken is not None:
-            status = replace(taken, detail=detail)
-        elif plane is not None:
-            status = replace(
-                await plane.insert_retry(handler, key, who, taken_by=core.worker_id), detail=detail
-            )
-        else:
-            status = self._new(rt, key, who, detail)
+        # Watched before the source is reopened: the item may run again at once.
+        watch = _Watch(taken or self._new(rt, key, who), since=math.inf)
+        self.watching.setdefault(rt.name, {})[key] = watch
         if key in rt.active:
-            status = replace(status, state="running")
-        self.watching.setdefault(rt.name, {})[key] = _Watch(status, monotonic())
+            watch.status = replace(watch.status, state="running")
         if not self._observing:
             self._observing = True
             core.observers = (*core.observers, self)
+        reopened, detail = await self._reopen(rt, key)
+        if taken is None and not forgotten and reopened is None:
+            self._forget(rt.name, key, watch)
+            return None
+        base = watch.status
+        if taken is None and plane is not None:
+            base = await plane.insert_retry(handler, key, who, taken_by=core.worker_id)
+        seen = watch.status
+        status = replace(
+            base,
+            state=seen.state,
+            detail=detail if seen.state == "requested" else seen.detail,
+            updated_at=now(),
+        )
+        if not seen.final:
+            watch.status = status
+            watch.since = monotonic()
+            rt.next_due = 0.0  # due now: the item runs within one poll
+            wake(core.poll_wake)
         self._report(status)
-        rt.next_due = 0.0  # due now: the item runs within one poll
-        wake(core.poll_wake)
         return status
+
+    def _forget(self, handler: str, key: str, watch: _Watch) -> None:
+        watches = self.watching.get(handler, {})
+        if watches.get(key) is watch:
+            del watches[key]
+            if not watches:
+                del self.watching[handler]
 
     def _new(self, rt: HandlerRuntime, key: str, by: str, detail: str | None = None) -> RetryStatus:
         return RetryStatus(
@@ -151,11 +167,13 @@ class RetryTracker(Observer):
             return
         keys = {str(item.id) for item in items}
         for key, watch in list(watches.items()):
-            if watch.status.state != "requested" or started < watch.since:
+            if watch.status.state != "requested":
                 continue
             if key in keys:
                 self._move(rt.name, key, "running", None)
                 continue
+            if started < watch.since:
+                continue  # began before the source was reopened: it proves nothing
             # A full batch may have left the item behind a backlog: it counts for less.
             watch.misses += FULL_BATCH_MISS if len(items) >= rt.batch_size else 1.0
             if watch.misses >= NOT_OFFERED_AFTER:
@@ -174,14 +192,12 @@ class RetryTracker(Observer):
             self._move(outcome.handler, key, "failed", outcome.error)
 
     def _move(self, handler: str, key: str, state: str, detail: str | None) -> None:
-        watches = self.watching[handler]
-        watch = watches[key]
+        watch = self.watching[handler][key]
         watch.status = replace(watch.status, state=state, detail=detail, updated_at=now())
         if watch.status.final:
-            del watches[key]
-            if not watches:
-                del self.watching[handler]
-        self._report(watch.status)
+            self._forget(handler, key, watch)
+        if not math.isinf(watch.since):  # else reported once the request is complete
+            self._report(watch.status)
 
     def _report(self, status: RetryStatus) -> None:
         core = self.core
