@@ -212,7 +212,7 @@ async def test_a_pause_that_expired_while_nothing_ran_is_over_at_the_next_start(
         stored = (await client.read()).controls.handler_pauses["A"]
         assert stored.resumes_at is not None and stored.reason == "night"
         with anyio.fail_after(10):  # the expiry passes with no worker up
-            while (await client.read()).controls.handler_paused["A"]:
+            while (await client.read()).controls.handler_paused["A"]:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
     finally:
         await client.close()
