@@ -1,7 +1,7 @@
 """The ``novaconsole`` command.
 
-Only the standard library is imported at module level so that ``novaconsole --help`` is
-instant; every command imports what it needs when it runs.
+Only the standard library and the status and purpose enums are imported at module level so
+that ``novaconsole --help`` is instant; every command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from novaconsole.control_cli import add_commands, add_retry_options
+from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.purpose import HandlerPurpose
 
 if TYPE_CHECKING:
     from novaconsole.engine.service import ProcessingService
     from novaconsole.settings import Settings
 
-PURPOSES = ("ingestion", "internal", "export")
-STATUSES = ("succeeded", "failed", "timed_out", "skipped", "cancelled")
+PURPOSES = HandlerPurpose.choices()
+STATUSES = OutcomeStatus.choices()
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 Command = Callable[[argparse.Namespace], int]
@@ -251,7 +253,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _service(settings: Settings) -> ProcessingService:
-    from novaconsole.engine.registry import BackgroundProcessing
+    from novaconsole.builder import BackgroundProcessing
 
     builder = BackgroundProcessing.from_settings(settings)
     return builder.build(database_url=settings.database.url)
@@ -288,8 +290,8 @@ def _run_service(args: argparse.Namespace) -> int:
 
 
 def _handlers(args: argparse.Namespace) -> int:
+    from novaconsole.builder import BackgroundProcessing
     from novaconsole.durations import format_duration
-    from novaconsole.engine.registry import BackgroundProcessing
     from novaconsole.store.queries import handler_totals
 
     settings = _settings(args)

@@ -153,7 +153,7 @@ def _who() -> str:
 
 
 def _registrations(settings: Settings) -> Any:
-    from novaconsole.engine.registry import BackgroundProcessing
+    from novaconsole.builder import BackgroundProcessing
 
     return BackgroundProcessing.from_settings(settings).registrations
 
@@ -278,7 +278,7 @@ def _print_status(status: dict[str, Any]) -> None:
 
 def _pause(args: argparse.Namespace) -> int:
     from novaconsole.engine.operator import PauseInfo
-    from novaconsole.engine.state import Controls
+    from novaconsole.engine.persistence import Controls
 
     async def work(settings: Settings, client: OperatorClient) -> int:
         await _known(settings, client, args.handler)
@@ -298,7 +298,7 @@ def _pause(args: argparse.Namespace) -> int:
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from novaconsole.engine.state import Controls
+    from novaconsole.engine.persistence import Controls
 
     async def work(settings: Settings, client: OperatorClient) -> int:
         await _known(settings, client, args.handler)
@@ -315,7 +315,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _batch(args: argparse.Namespace) -> int:
     from novaconsole.engine.operator import check_batch_size
-    from novaconsole.engine.state import Controls
+    from novaconsole.engine.persistence import Controls
 
     async def work(settings: Settings, client: OperatorClient) -> int:
         await _known(settings, client, args.handler)
@@ -331,7 +331,7 @@ def _batch(args: argparse.Namespace) -> int:
 
 def _concurrency(args: argparse.Namespace) -> int:
     from novaconsole.engine.operator import check_concurrency
-    from novaconsole.engine.state import Controls
+    from novaconsole.engine.persistence import Controls
 
     async def work(settings: Settings, client: OperatorClient) -> int:
         try:

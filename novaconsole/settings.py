@@ -6,10 +6,8 @@ line names the file (or environment variable, or command line), the key and the 
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-import sys
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -30,13 +28,13 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from novaconsole import defaults
 from novaconsole.durations import parse_duration
 from novaconsole.engine.handler import HandlerPurpose
-from novaconsole.engine.registry import HandlerRegistration, validate_options
 from novaconsole.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config.toml")
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///novaconsole.db"
+DEFAULT_DATABASE_URL = defaults.DATABASE_URL
 ENV_PREFIX = "NOVACONSOLE_"
 
 _NONE_WORDS = frozenset({"none", "off", "never", "unlimited"})
@@ -72,22 +70,22 @@ class _Section(BaseModel):
 class ProcessingSettings(_Section):
     """``[processing]``: the poll loop, the queue and the workers."""
 
-    poll_interval: Duration = timedelta(minutes=5)
-    startup_delay: Duration = timedelta(0)
-    max_concurrency: PositiveInt = 8
-    queue_capacity: PositiveInt = 1000
-    item_timeout: Timeout = timedelta(seconds=30)
-    fetch_timeout: Timeout = timedelta(seconds=30)
-    lease_duration: Timeout = timedelta(minutes=1)
-    shutdown_grace: Duration = timedelta(seconds=30)
+    poll_interval: Duration = defaults.POLL_INTERVAL
+    startup_delay: Duration = defaults.STARTUP_DELAY
+    max_concurrency: PositiveInt = defaults.MAX_CONCURRENCY
+    queue_capacity: PositiveInt = defaults.QUEUE_CAPACITY
+    item_timeout: Timeout = defaults.ITEM_TIMEOUT
+    fetch_timeout: Timeout = defaults.FETCH_TIMEOUT
+    lease_duration: Timeout = defaults.LEASE_DURATION
+    shutdown_grace: Duration = defaults.SHUTDOWN_GRACE
 
 
 class RetrySettings(_Section):
     """``[retry]``: exponential backoff with jitter."""
 
-    max_attempts: PositiveInt = 3
-    base_delay: Duration = timedelta(seconds=2)
-    max_delay: Duration = timedelta(minutes=5)
+    max_attempts: PositiveInt = defaults.MAX_ATTEMPTS
+    base_delay: Duration = defaults.RETRY_BASE_DELAY
+    max_delay: Duration = defaults.RETRY_MAX_DELAY
 
 
 class DatabaseSettings(_Section):
@@ -101,8 +99,8 @@ class DatabaseSettings(_Section):
 class StoreSettings(_Section):
     """``[store]``: how much result history the database keeps (``"none"``: no limit)."""
 
-    keep_results_age: OptionalDuration = timedelta(days=7)
-    keep_results_count: OptionalCount = 100_000
+    keep_results_age: OptionalDuration = defaults.KEEP_RESULTS_AGE
+    keep_results_count: OptionalCount = defaults.KEEP_RESULTS_COUNT
 
 
 class HandlerSettings(_Section):
@@ -110,8 +108,8 @@ class HandlerSettings(_Section):
 
     name: str = Field(min_length=1)
     factory: str = Field(pattern=r"^[\w.]+:[\w.]+$")
-    purpose: HandlerPurpose = HandlerPurpose.INTERNAL
-    max_items_per_cycle: PositiveInt = 10
+    purpose: HandlerPurpose = HandlerPurpose(defaults.PURPOSE)
+    max_items_per_cycle: PositiveInt = defaults.MAX_ITEMS_PER_CYCLE
     enabled: bool = True
     poll_interval: Duration | None = None
     item_timeout: Timeout | None = None
@@ -362,73 +360,3 @@ def _check_unique_names(settings: Settings, label: str) -> None:
                 key=f"handlers[{index}].name",
             )
         seen[handler.name] = index
-
-
-def load_handlers(settings: Settings) -> list[HandlerRegistration]:
-    """Import every ``[[handlers]]`` factory (the config file's directory first on ``sys.path``,
-    as uvicorn's ``--app-dir``) and validate its options."""
-    app_dir = str(settings.base_dir)
-    if not sys.path or sys.path[0] != app_dir:
-        sys.path.insert(0, app_dir)
-    importlib.invalidate_caches()
-    label = settings.source_label
-    registrations = []
-    for index, handler in enumerate(settings.handlers):
-        key = f"handlers[{index}]"
-        factory = _import_factory(handler.factory, label, f"{key}.factory")
-        try:
-            options = validate_options(factory, handler.name, handler.options)
-        except ConfigError as error:
-            raise ConfigError(error.message, source=label, key=f"{key}.options") from None
-        registrations.append(
-            HandlerRegistration(
-                name=handler.name,
-                factory=factory,
-                purpose=handler.purpose,
-                max_items_per_cycle=handler.max_items_per_cycle,
-                enabled=handler.enabled,
-                poll_interval=handler.poll_interval,
-                item_timeout=handler.item_timeout,
-                max_attempts=handler.max_attempts,
-                options=options,
-            )
-        )
-    return registrations
-
-
-def _import_factory(reference: str, label: str, key: str) -> Any:
-    module_name, _, attribute = reference.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as error:  # the user's module: any failure is a config problem
-        raise ConfigError(
-            f"cannot import {module_name!r}: {_describe(error)}", source=label, key=key
-        ) from None
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(
-                f"module {module_name!r} has no attribute {attribute!r}", source=label, key=key
-            ) from None
-    if not callable(target):
-        raise ConfigError(
-            f"{reference!r} is not a handler: expected a class (or factory), got "
-            f"{type(target).__name__}",
-            source=label,
-            key=key,
-        )
-    for method in ("fetch_next", "process"):
-        if not callable(getattr(target, method, None)):
-            raise ConfigError(
-                f"{reference!r} is not a handler: it has no {method}()", source=label, key=key
-            )
-    return target
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, ModuleNotFoundError | ImportError):
-        return str(error)
-    if isinstance(error, SyntaxError):
-        return f"SyntaxError: {error.msg} ({error.filename}, line {error.lineno})"
-    return f"{type(error).__name__}: {error}".replace("\n", " ")

@@ -27,7 +27,7 @@ from novaconsole.engine.operator import (
     describe_pause,
     resume_time,
 )
-from novaconsole.engine.state import Controls
+from novaconsole.engine.persistence import Controls
 from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
@@ -95,7 +95,7 @@ class OperatorControls:
         check_concurrency(workers)
         core = self.core
         old, core.concurrency = core.concurrency, workers
-        core.workers.spawn()
+        core.slot_runner.spawn()
         wake(core.work)
         self._changed("concurrency", old, workers, None, None, by)
 
@@ -176,7 +176,7 @@ class OperatorControls:
             self.pause = stored.pause if stored.paused else None
         if stored.concurrency and stored.concurrency != core.concurrency:
             core.concurrency = stored.concurrency
-            core.workers.spawn()
+            core.slot_runner.spawn()
             core.hub.publish(ControlChanged("concurrency", stored.concurrency))
             log.info("concurrency set to %d (changed in the database)", stored.concurrency)
         for name, rt in core.runtimes.items():

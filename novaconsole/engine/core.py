@@ -8,6 +8,7 @@ reaching the others through it.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections import deque
@@ -19,18 +20,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from novaconsole.engine.coordination import Claim, Coordinator, WorkerView
 from novaconsole.engine.events import EventHub, ServiceStateChanged
-from novaconsole.engine.grouped_writes import GroupedWriter
+from novaconsole.engine.fleet_protocol import Claim, Coordinator, WorkerView
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.metrics import LatencySamples, Throughput
 from novaconsole.engine.observers import Observer
-from novaconsole.engine.outcomes import ItemOutcome
+from novaconsole.engine.outcomes import ItemOutcome, shown_id
+from novaconsole.engine.persistence import MemoryStateStore, StateStore
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
 from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.runtime import HandlerRuntime
-from novaconsole.engine.scheduling import FairQueue, Job, WorkerSlot
-from novaconsole.engine.state import MemoryStateStore, StateStore
+from novaconsole.engine.scheduling import FairQueue, Job, Slot
+from novaconsole.engine.writes import GroupedWriter
+from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
     from novaconsole.engine.controls import OperatorControls
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from novaconsole.engine.polling import Poller
     from novaconsole.engine.reporting import Reporter
     from novaconsole.engine.retries import RetryTracker
-    from novaconsole.engine.workers import Workers
+    from novaconsole.engine.slots import SlotRunner
 
 _T = TypeVar("_T")
 
@@ -54,8 +56,15 @@ def now() -> datetime:
 
 
 def describe(error: BaseException) -> str:
+    """``Type: message`` of an error a handler raised, redacted (it is item data)."""
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return redact(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+
+
+def cancelled_by_us() -> bool:
+    """True when a cancel scope around the current task was cancelled: the service's own
+    cancellation (or its host's), as opposed to a ``CancelledError`` a handler raised."""
+    return anyio.current_effective_deadline() == -math.inf
 
 
 def first(value: _T | None, default: _T) -> _T:
@@ -66,22 +75,13 @@ def first(value: _T | None, default: _T) -> _T:
 def log_extra(handler: str, item_id: Any = None) -> dict[str, Any]:
     extra: dict[str, Any] = {"handler": handler}
     if item_id is not None:
-        extra["item_id"] = item_id
+        extra["item_id"] = shown_id(item_id)
     return extra
 
 
 def wake(*events: anyio.Event) -> None:
     for event in events:
         event.set()
-
-
-def mask_url(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
 
 
 class EngineCore:
@@ -91,7 +91,7 @@ class EngineCore:
     controls: OperatorControls
     poller: Poller
     fetcher: Fetcher
-    workers: Workers
+    slot_runner: SlotRunner
     failures: Failures
     fleet_sync: FleetSync
     reporter: Reporter
@@ -121,7 +121,7 @@ class EngineCore:
             self.writer = GroupedWriter(engine, lambda: getattr(the_store, "sync_engine", None))
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.database_display: str = getattr(self.store, "display_url", None) or (
-            mask_url(database_url) if database_url else "memory (nothing persisted)"
+            redact(database_url) if database_url else "memory (nothing persisted)"
         )
         self.queue = FairQueue(options.queue_capacity)
         self.runtimes: dict[str, HandlerRuntime] = {}
@@ -143,7 +143,7 @@ class EngineCore:
         self.cycles = 0
         self.last_cycle_duration: float | None = None
         self.in_flight = 0
-        self.worker_count = 0
+        self.slot_count = 0
         self.retry_heap: list[tuple[float, int, Job]] = []
         self.sequence = count()
         self.coordinator: Coordinator | None = getattr(self.store, "coordinator", None)
@@ -155,9 +155,9 @@ class EngineCore:
         self.latency = LatencySamples()
         self.totals = {"succeeded": 0, "failed": 0, "skipped": 0}
         self.task_group: TaskGroup | None = None
-        self.worker_group: TaskGroup | None = None
+        self.slot_group: TaskGroup | None = None
         self.fetch_scopes: set[anyio.CancelScope] = set()
-        self.slots: set[WorkerSlot] = set()
+        self.slots: set[Slot] = set()
         self.stopping = False
         self.drained: anyio.Event | None = None
         self.work = anyio.Event()

@@ -5,33 +5,29 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, Protocol, runtime_checkable
 
 import anyio
+import anyio.to_thread
+from typing_extensions import TypeVar
+
+from novaconsole.engine.outcomes import shown_id
+from novaconsole.engine.purpose import HandlerPurpose as HandlerPurpose  # re-exported
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.sql import Executable
 
-    from novaconsole.engine.batch_session import BatchSession
-    from novaconsole.engine.grouped_writes import GroupedWriter, ItemWrites, Params
+    from novaconsole.engine.writes import GroupedWriter, ItemWrites, Params
 
 current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "novaconsole_item_id", default=None
 )
 """The id of the item the current task is processing, for log records."""
-
-
-class HandlerPurpose(StrEnum):
-    """What a handler is for; the console filters by it."""
-
-    INGESTION = "ingestion"
-    INTERNAL = "internal"
-    EXPORT = "export"
 
 
 @runtime_checkable
@@ -46,6 +42,8 @@ class Handler(Protocol):
     """What the engine calls. Structural: no base class needed.
 
     ``on_failure(item, error)`` is optional and called once after an item's last attempt.
+    Each method may also be a plain ``def``: the engine then runs it in a worker thread
+    (``anyio.to_thread.run_sync``), so blocking code stays off the event loop.
     """
 
     async def fetch_next(self, max_items: int) -> Sequence[Any]: ...
@@ -67,7 +65,7 @@ class HandlerLogger(logging.LoggerAdapter[logging.Logger]):
         extra = dict(self.extra or {})
         item_id = current_item_id.get()
         if item_id is not None:
-            extra.setdefault("item_id", item_id)
+            extra.setdefault("item_id", shown_id(item_id))
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra
         return msg, kwargs
@@ -77,24 +75,29 @@ def handler_logger(name: str) -> HandlerLogger:
     return HandlerLogger(logging.getLogger(f"novaconsole.handlers.{name}"), {"handler": name})
 
 
+OptionsT = TypeVar("OptionsT", default=Any)
+"""The handler's options model: ``HandlerContext[PingOptions]`` types ``ctx.options``."""
+
+
 @dataclass(eq=False)
-class HandlerContext:
+class HandlerContext(Generic[OptionsT]):
     """The scope of one handler instance: one fetch and the processing of what it returned.
 
     Sessions opened with :meth:`session` and not yet closed are closed when the scope ends.
+    ``options`` is the handler's ``[handlers.options]`` table, validated by its ``Options``
+    model when it has one (``HandlerContext[MyOptions]`` makes ``ctx.options`` typed).
     """
 
     name: str
     purpose: HandlerPurpose
-    options: Any = None
+    options: OptionsT = None  # type: ignore[assignment]
     log: HandlerLogger = field(default=None)  # type: ignore[assignment]
     session_factory: SessionFactory | None = None
     writer: GroupedWriter | None = None
-    """The service's grouped writer (:meth:`grouped_writes`), when it has a database."""
+    """The service's group-commit writer behind :meth:`write`, when it has a database."""
     state: dict[str, Any] = field(default_factory=dict)
     """Free for the handler: lives as long as the scope."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
-    _batch: BatchSession | None = field(default=None, repr=False)
     _open_sessions: set[AsyncSession] = field(default_factory=set, repr=False)
     _sessions_hooked: bool = field(default=False, repr=False)
     _loose_writes: ItemWrites | None = field(default=None, repr=False)
@@ -107,36 +110,6 @@ class HandlerContext:
         """Open a new ``AsyncSession`` on the configured database: ``async with ctx.session()``."""
         return self._session_scope(self._factory("session"))
 
-    def batch_session(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A session shared by this scope's items: ``async with ctx.batch_session() as s:``.
-
-        Items share one transaction, each use in its own savepoint (a failing item rolls back
-        alone); do not commit it yourself. The block returns once the commit holding its work
-        is done. For writes alone :meth:`grouped_writes` is faster; this one can also read
-        inside the transaction. See :mod:`novaconsole.engine.batch_session`.
-        """
-        if self._batch is None:
-            from novaconsole.engine.batch_session import BatchSession
-
-            self._batch = BatchSession(self._factory("batch_session"))
-            self._stack.push_async_callback(self._batch.aclose)
-        return self._batch.use()
-
-    def grouped_writes(self) -> AbstractAsyncContextManager[ItemWrites]:
-        """The fastest write path: ``async with ctx.grouped_writes() as w: w.execute(stmt, p)``.
-
-        Statements run when the block ends, grouped with other items' in one transaction, a
-        savepoint per item; the block returns once they are committed and raises if this
-        item's statements failed (only they are rolled back). Read with :meth:`session`.
-        See :mod:`novaconsole.engine.grouped_writes`.
-        """
-        if self.writer is None:
-            raise NoDatabaseError(
-                f"handler {self.name!r} asked for ctx.grouped_writes(), but the service was "
-                "built without a database; pass database_url= to build() or set [database] url"
-            )
-        return self.writer.use()
-
     def write(self, statement: Executable | str, params: Params = None) -> None:
         """Queue a write for the item being processed: the fastest write path.
 
@@ -148,7 +121,7 @@ class HandlerContext:
         yet, so do them last. Outside the engine (a handler test calling ``process``
         directly) they wait for :meth:`flush_writes`.
         """
-        from novaconsole.engine.grouped_writes import ItemWrites, current_writes
+        from novaconsole.engine.writes import ItemWrites, current_writes
 
         holder = current_writes.get()
         if holder is not None:
@@ -205,3 +178,27 @@ class HandlerContext:
     async def aclose(self) -> None:
         """End the scope: close whatever it opened. Called by the engine."""
         await self._stack.aclose()
+
+
+HandlerCall = Callable[..., Awaitable[Any]]
+"""A handler method the engine awaits (see :func:`awaitable_method`)."""
+
+
+def awaitable_method(handler: object, name: str) -> HandlerCall | None:
+    """``handler.<name>`` as something to await, or None if it has no such method: an
+    ``async def`` as it is, a plain ``def`` run in a worker thread."""
+    method = getattr(handler, name, None)
+    if method is None:
+        return None
+    if inspect.iscoroutinefunction(method):
+        return method  # type: ignore[no-any-return]
+    return partial(_in_thread, method)
+
+
+async def _in_thread(method: Callable[..., Any], *args: Any) -> Any:
+    # Abandoned on cancellation (a timeout, the end of the drain): a thread cannot be stopped,
+    # so it runs on, but the slot is free and the item's outcome is recorded.
+    result = await anyio.to_thread.run_sync(partial(method, *args), abandon_on_cancel=True)
+    if inspect.isawaitable(result):  # a plain def that returned a coroutine
+        return await result
+    return result

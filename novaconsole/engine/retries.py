@@ -160,12 +160,13 @@ class RetryTracker(Observer):
 
     # ------------------------------------------------------------------ watching
 
-    def offered(self, rt: HandlerRuntime, items: Sequence[Any], started: float) -> None:
-        """A fetch of ``rt`` that began at ``started`` (monotonic) returned ``items``."""
+    def offered(self, rt: HandlerRuntime, fetched: Sequence[str], started: float) -> None:
+        """A fetch of ``rt`` that began at ``started`` (monotonic) returned the items whose
+        keys (``str(id)``) are ``fetched``."""
         watches = self.watching.get(rt.name)
         if not watches:
             return
-        keys = {str(item.id) for item in items}
+        keys = set(fetched)
         for key, watch in list(watches.items()):
             if watch.status.state != "requested":
                 continue
@@ -175,7 +176,7 @@ class RetryTracker(Observer):
             if started < watch.since:
                 continue  # began before the source was reopened: it proves nothing
             # A full batch may have left the item behind a backlog: it counts for less.
-            watch.misses += FULL_BATCH_MISS if len(items) >= rt.batch_size else 1.0
+            watch.misses += FULL_BATCH_MISS if len(keys) >= rt.batch_size else 1.0
             if watch.misses >= NOT_OFFERED_AFTER:
                 self._move(rt.name, key, "not_offered", None)
 

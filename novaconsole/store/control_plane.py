@@ -19,7 +19,7 @@ import anyio
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from novaconsole.engine.coordination import Command, WorkerBeat, WorkerView
+from novaconsole.engine.fleet_protocol import Command, WorkerBeat, WorkerView
 from novaconsole.engine.operator import (
     AUDIT_KEEP,
     MAX_BATCH_SIZE,
@@ -29,7 +29,7 @@ from novaconsole.engine.operator import (
     RetryStatus,
     clamp,
 )
-from novaconsole.engine.state import Controls
+from novaconsole.engine.persistence import Controls
 from novaconsole.redaction import redact
 from novaconsole.store import fleet
 from novaconsole.store.database import reader, uncancelled

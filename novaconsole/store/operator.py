@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from novaconsole.engine.coordination import WorkerView
+from novaconsole.engine.fleet_protocol import WorkerView
 from novaconsole.engine.operator import AuditEntry, PauseInfo, RetryStatus
-from novaconsole.engine.state import Controls
+from novaconsole.engine.persistence import Controls
 from novaconsole.redaction import redact
 from novaconsole.store import control_plane as plane
 from novaconsole.store import fleet

@@ -1,4 +1,4 @@
-"""``SqlStore``: the engine's :class:`~novaconsole.engine.state.StateStore` on a database.
+"""``SqlStore``: the engine's :class:`~novaconsole.engine.persistence.StateStore` on a database.
 
 Everything the engine hands over is buffered in memory and written by :meth:`SqlStore.run`
 in batches: one transaction per batch (outcomes by executemany, or COPY on asyncpg; item
@@ -40,9 +40,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from novaconsole.engine.coordination import Claim
+from novaconsole import defaults
+from novaconsole.engine.fleet_protocol import Claim
 from novaconsole.engine.outcomes import ItemOutcome
-from novaconsole.engine.state import Controls, ItemState
+from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
 from novaconsole.store import claims as claim_sql
 from novaconsole.store import control_plane as plane_sql
@@ -120,8 +121,8 @@ class SqlStore:
         self,
         url: str,
         *,
-        keep_results_age: timedelta | None = timedelta(days=7),
-        keep_results_count: int | None = 100_000,
+        keep_results_age: timedelta | None = defaults.KEEP_RESULTS_AGE,
+        keep_results_count: int | None = defaults.KEEP_RESULTS_COUNT,
         flush_interval: float = 0.25,
         flush_at: int = 1000,
         buffer_capacity: int = 50_000,
@@ -191,7 +192,7 @@ class SqlStore:
     @functools.cached_property
     def sync_engine(self) -> Engine | None:
         """A synchronous engine on the same SQLite file, for writes grouped in a thread
-        (``ctx.grouped_writes()``); None for other databases. Made on first use."""
+        (``ctx.write()``); None for other databases. Made on first use."""
         return sync_sqlite_engine(self.engine)
 
     @property

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from novaconsole.engine.registry import BackgroundProcessing
+from novaconsole.builder import BackgroundProcessing
 from novaconsole.engine.service import ProcessingService
 from novaconsole.settings import load_settings
 from novaconsole.status import CONTROL_KEYS, HANDLER_CONTROL_KEYS, from_snapshot

@@ -22,8 +22,8 @@ from novaconsole.engine.operator import (
     PauseInfo,
     describe_pause,
 )
+from novaconsole.engine.persistence import Controls
 from novaconsole.engine.service import ProcessingService
-from novaconsole.engine.state import Controls
 from novaconsole.store import open_store
 from novaconsole.store.operator import OperatorClient
 from tests.engine.support import Source, next_event, processing

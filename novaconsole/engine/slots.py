@@ -1,4 +1,6 @@
-"""The worker tasks that process queued items, one attempt at a time, and their watchdog."""
+"""Slots: the tasks that process queued items, one attempt at a time (as many as the
+concurrency), and the watchdog that times items out. Not to be confused with the fleet's
+workers (processes sharing a database)."""
 
 from __future__ import annotations
 
@@ -12,19 +14,19 @@ import anyio.abc
 from anyio.lowlevel import checkpoint
 
 from novaconsole.engine import observers as observing
-from novaconsole.engine.core import EngineCore, describe, now
-from novaconsole.engine.grouped_writes import WritesHolder, current_writes
+from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, now
 from novaconsole.engine.handler import NoDatabaseError, current_item_id
 from novaconsole.engine.outcomes import Attempt, OutcomeStatus
-from novaconsole.engine.scheduling import Job, WorkerSlot
+from novaconsole.engine.scheduling import Job, Slot
+from novaconsole.engine.writes import WritesHolder, current_writes
 
 _YIELD_EVERY = 0.001
-"""Seconds a worker may run items that never suspend before it lets other tasks run: with
-every worker busy the loop stalls at most about concurrency x this (the console's keys)."""
+"""Seconds a slot may run items that never suspend before it lets other tasks run: with
+every slot busy the loop stalls at most about concurrency x this (the console's keys)."""
 
 
-class Workers:
-    """As many worker tasks as the concurrency says, and the watchdog that times items out."""
+class SlotRunner:
+    """As many slots as the concurrency says, and the watchdog."""
 
     def __init__(self, core: EngineCore) -> None:
         self.core = core
@@ -32,38 +34,38 @@ class Workers:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         core = self.core
         async with anyio.create_task_group() as group:
-            core.worker_group = group
+            core.slot_group = group
             self.spawn()
             task_status.started()
-        core.worker_group = None
+        core.slot_group = None
 
     def spawn(self) -> None:
         core = self.core
-        if core.worker_group is None:
+        if core.slot_group is None:
             return
-        while core.worker_count < core.concurrency:
-            core.worker_count += 1
-            core.worker_group.start_soon(self._worker)
+        while core.slot_count < core.concurrency:
+            core.slot_count += 1
+            core.slot_group.start_soon(self._run_slot)
 
-    async def _worker(self) -> None:
+    async def _run_slot(self) -> None:
         """Take items and process them until stopped, without a checkpoint per item.
 
-        Each worker runs inside a long-lived cancel scope that the watchdog cancels when the
+        Each slot runs inside a long-lived cancel scope that the watchdog cancels when the
         item in hand overruns its timeout: cheaper than a cancel scope and a timer per item.
         """
         core = self.core
         queue, store = core.queue, core.store
         failures, reporter = core.failures, core.reporter
-        slot = WorkerSlot()
+        slot = Slot()
         core.slots.add(slot)
         holder = WritesHolder()
         current_writes.set(holder)  # this task's own context: ctx.write() queues here
         yielded = monotonic()
         try:
-            while not core.stopping and core.worker_count <= core.concurrency:
-                with anyio.CancelScope() as slot.scope:
+            while not core.stopping and core.slot_count <= core.concurrency:
+                with anyio.CancelScope() as slot.cancel_scope:
                     while not core.stopping:
-                        if core.worker_count > core.concurrency:
+                        if core.slot_count > core.concurrency:
                             return
                         job = queue.take()
                         if job is None:
@@ -91,7 +93,7 @@ class Workers:
                         if error is not None:
                             await failures.failed(job, error, timed_out=False)
                         elif writes is not None and writer is not None:
-                            # The worker moves on; the outcome waits for the commit.
+                            # The slot moves on; the outcome waits for the commit.
                             writer.submit(writes, partial(self._committed, job))
                         else:
                             reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
@@ -108,9 +110,9 @@ class Workers:
                     await failures.failed(timed_out, error, timed_out=True)
         finally:
             core.slots.discard(slot)
-            core.worker_count -= 1
+            core.slot_count -= 1
 
-    async def _attempt(self, job: Job, slot: WorkerSlot) -> Exception | None:
+    async def _attempt(self, job: Job, slot: Slot) -> BaseException | None:
         """One try at an item: the error it raised, or None. Timeouts arrive as cancellation."""
         core = self.core
         rt = job.scope.runtime
@@ -122,31 +124,40 @@ class Workers:
             job.wait = started - job.enqueued_at
             job.first_started_at = started_at
         slot.job, slot.deadline = job, started + rt.item_timeout.total_seconds()
-        token = current_item_id.set(job.item.id)
+        token = current_item_id.set(job.item_id)
         observers = core.observers
         if observers:
             hooks = observing.attempt_started(
-                observers, rt.name, job.item.id, job.attempts + 1, started - job.enqueued_at
+                observers, rt.name, job.item_id, job.attempts + 1, started - job.enqueued_at
             )
             attempt = job.attempts + 1
-        error: Exception | None = None
+        error: BaseException | None = None
         status = OutcomeStatus.SUCCEEDED
         raised: BaseException | None = None
         try:
-            await job.scope.handler.process(job.item)
+            await job.scope.process(job.item)
         except Exception as exc:
             error = raised = exc
             status = OutcomeStatus.FAILED
         except anyio.get_cancelled_exc_class() as exc:
-            if slot.timed_out is not job:
+            if slot.timed_out is job:
+                timeout = rt.item_timeout.total_seconds()
+                status = OutcomeStatus.TIMED_OUT
+                raised = TimeoutError(f"timed out after {timeout:g}s")
+                _record_attempt(job, started, started_at, f"timed out after {timeout:g}s", True)
+                raise
+            if cancelled_by_us():
                 status, raised = OutcomeStatus.CANCELLED, exc
                 _record_attempt(job, started, started_at, "cancelled: the service stopped")
                 core.reporter.finish(job, OutcomeStatus.CANCELLED, "cancelled: the service stopped")
                 raise
-            timeout = rt.item_timeout.total_seconds()
-            status, raised = OutcomeStatus.TIMED_OUT, TimeoutError(f"timed out after {timeout:g}s")
-            _record_attempt(job, started, started_at, f"timed out after {timeout:g}s", True)
-            raise
+            # Raised by the handler (e.g. awaiting a task cancelled elsewhere), not by one of
+            # the service's scopes: the item's failure, not a stop.
+            error = raised = exc
+            status = OutcomeStatus.FAILED
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit...: the item's failure
+            error = raised = exc
+            status = OutcomeStatus.FAILED
         finally:
             slot.job = None
             if observers:
@@ -154,7 +165,7 @@ class Workers:
                     observers,
                     hooks,
                     rt.name,
-                    job.item.id,
+                    job.item_id,
                     attempt,
                     monotonic() - started,
                     status,
@@ -193,7 +204,7 @@ class Workers:
                 job = slot.job
                 if job is not None and at >= slot.deadline and slot.timed_out is None:
                     slot.timed_out = job
-                    slot.scope.cancel()
+                    slot.cancel_scope.cancel()
 
 
 def _record_attempt(

@@ -1,32 +1,28 @@
-"""Grouped writes: items queue their statements; one writer runs a whole group in one
+"""``ctx.write()``: items queue their statements; one writer runs a whole group in one
 transaction, a savepoint per item, and commits it (group commit).
 
 ``ctx.session()`` per item pays a connection checkout, a BEGIN and a COMMIT each time, and
 through SQLAlchemy's aiosqlite adapter every statement, savepoint and cursor is a round trip
 to the driver's thread (about nine per item). Here an item's statements are only collected
-while its ``async with`` block runs. When the block ends, whoever finds the writer free takes
-every item waiting and runs them together: on SQLite in a single thread call on a plain
-pysqlite connection, elsewhere through the async engine. The group first runs in one
+while ``process`` runs. When it returns, the writer takes every item waiting and runs them
+together: on SQLite in a single thread call on a plain pysqlite connection, elsewhere through
+the async engine. The group first runs in one
 transaction with consecutive uses of a statement merged into one executemany; only if that
 fails is it rolled back and replayed with a savepoint per item, so that an item whose
 statement fails is rolled back alone and fails alone. A successful item is done once the
 commit holding it is, and a failed commit fails every item it held.
 
-``ctx.write()`` goes further: the item's worker does not wait, and the engine records the
-item's outcome once its group has committed, so a group gathers every item finished while
-the previous one was committing.
+The item's slot does not wait: the engine records the item's outcome once its group has
+committed, so a group gathers every item finished while the previous one was committing.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import anyio
-
-from novaconsole.engine.batch_session import BatchCommitError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -36,8 +32,13 @@ if TYPE_CHECKING:
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
 
+class GroupCommitError(RuntimeError):
+    """The transaction holding a group of items' writes failed to commit: every item in it
+    fails (and is retried)."""
+
+
 class WritesHolder:
-    """Per worker task: the writes the item in hand queued with ``ctx.write()``."""
+    """Per slot: the writes the item in hand queued with ``ctx.write()``."""
 
     __slots__ = ("writes",)
 
@@ -55,7 +56,7 @@ class WritesHolder:
 
 
 current_writes: ContextVar[WritesHolder | None] = ContextVar("novaconsole_writes", default=None)
-"""Set by each engine worker: ``ctx.write()`` queues into it for the item being processed."""
+"""Set by each slot: ``ctx.write()`` queues into it for the item being processed."""
 
 CommitCallback = Callable[[BaseException | None], Awaitable[None]]
 
@@ -79,12 +80,11 @@ class ItemWrites:
 
 
 class _Entry:
-    __slots__ = ("callback", "done", "error", "writes")
+    __slots__ = ("callback", "error", "writes")
 
     def __init__(self, writes: ItemWrites, callback: CommitCallback | None = None) -> None:
         self.writes = writes
         self.callback = callback
-        self.done = anyio.Event()
         self.error: BaseException | None = None
 
 
@@ -95,7 +95,6 @@ class GroupedWriter:
         self._engine = engine
         self._sync_engine = sync_engine
         self._pending: list[_Entry] = []
-        self._lock = anyio.Lock()
         self._thread = anyio.CapacityLimiter(1)
         self._submitted = anyio.Event()
         self.committing = 0
@@ -104,7 +103,7 @@ class GroupedWriter:
     def submit(self, writes: ItemWrites, callback: CommitCallback) -> None:
         """Queue an item's writes; ``callback(error)`` once the group holding them is done.
 
-        Used by the engine for ``ctx.write()``: the worker moves on at once and the item's
+        Used by the engine for ``ctx.write()``: the slot moves on at once and the item's
         outcome waits for the callback. :meth:`run` does the flushing.
         """
         self.committing += 1
@@ -121,13 +120,11 @@ class GroupedWriter:
                 self._submitted = anyio.Event()
                 await self._submitted.wait()
                 continue
-            async with self._lock:
-                group = await self._flush()
+            group = await self._flush()
             await self._notify(group)
 
     async def _notify(self, group: list[_Entry]) -> None:
-        """Tell the engine how its items' commits went (outside the lock: callbacks may
-        run handler code, such as ``on_failure``)."""
+        """Tell the engine how its items' commits went."""
         for entry in group:
             if entry.callback is not None:
                 try:
@@ -135,38 +132,16 @@ class GroupedWriter:
                 finally:
                     self.committing -= 1
 
-    @asynccontextmanager
-    async def use(self) -> AsyncIterator[ItemWrites]:
-        """Collect one item's statements; run them (grouped) when the block ends."""
-        writes = ItemWrites()
-        yield writes
-        if not writes.statements:
-            return
-        entry = _Entry(writes)
-        self._pending.append(entry)
-        while not entry.done.is_set():
-            group: list[_Entry] = []
-            async with self._lock:
-                if not entry.done.is_set():
-                    group = await self._flush()
-            await self._notify(group)
-        if entry.error is not None:
-            raise entry.error
-
     async def _flush(self) -> list[_Entry]:
         group, self._pending = self._pending, []
-        try:
-            with anyio.CancelScope(shield=True):
-                sync_engine = self._sync_engine()
-                if sync_engine is not None:
-                    await anyio.to_thread.run_sync(
-                        self._run_in_thread, sync_engine, group, limiter=self._thread
-                    )
-                else:
-                    await self._run_async(group)
-        finally:
-            for entry in group:
-                entry.done.set()
+        with anyio.CancelScope(shield=True):
+            sync_engine = self._sync_engine()
+            if sync_engine is not None:
+                await anyio.to_thread.run_sync(
+                    self._run_in_thread, sync_engine, group, limiter=self._thread
+                )
+            else:
+                await self._run_async(group)
         return group
 
     @staticmethod
@@ -241,7 +216,7 @@ def _run_item(connection: Connection, entry: _Entry) -> None:
 
 
 def _commit_failed(group: list[_Entry], error: Exception) -> None:
-    failed = BatchCommitError(f"the batch transaction failed to commit: {error}")
+    failed = GroupCommitError(f"the group's transaction failed to commit: {error}")
     failed.__cause__ = error
     for entry in group:
         if entry.error is None:
