@@ -158,7 +158,8 @@ class AuditEntry:
         target = f" of {self.handler}" if self.handler else ""
         change = ""
         if self.old is not None or self.new is not None:
-            change = f": {self.old if self.old is not None else '-'} → {self.new or '-'}"
+            old = self.old if self.old is not None else "as configured"
+            change = f": {old} → {self.new or '-'}"
         detail = f" ({self.detail})" if self.detail else ""
         when = f"{self.at.astimezone():%Y-%m-%d %H:%M:%S}"
         return f"{when} {self.by} {self.what}{target}{change}{detail}"

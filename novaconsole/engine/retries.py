@@ -12,6 +12,7 @@ and an attached console read.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections import deque
@@ -142,7 +143,10 @@ class RetryTracker(Observer):
         try:
             handler: Any = registration.create(ctx)
             with anyio.fail_after(rt.item_timeout.total_seconds()):
-                answer = bool(await handler.reopen(key))
+                if inspect.iscoroutinefunction(handler.reopen):
+                    answer = bool(await handler.reopen(key))
+                else:  # a plain def runs in a thread, as fetch_next and process do
+                    answer = bool(await anyio.to_thread.run_sync(handler.reopen, key))
         except Exception as error:
             log.warning(
                 "%s reopen of item %s raised: %s",

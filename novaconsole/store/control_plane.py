@@ -49,6 +49,8 @@ from novaconsole.store.models import (
 
 log = logging.getLogger("novaconsole.store")
 T = TypeVar("T")
+RETRY_LOOK = 0.5
+"""Seconds between two looks for retry requests."""
 
 _refused: set[str] = set()
 
@@ -410,6 +412,7 @@ class SqlControlPlane:
         self._next_beat = 0.0
         self._fleet: Sequence[WorkerView] = ()
         self._beat_worker: str | None = None
+        self._next_retries = 0.0
 
     async def _write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         async def transaction() -> T:
@@ -462,7 +465,13 @@ class SqlControlPlane:
             await self._write(lambda c: fleet.mark_stopped(c, worker_id))
 
     async def take_retries(self, worker_id: str, handlers: Collection[str]) -> list[RetryStatus]:
-        if not handlers or not await self._read(lambda c: retries_waiting(c, handlers)):
+        """Retry requests for this worker's handlers (looked for at most every half second:
+        a read that finds nothing almost always)."""
+        started = anyio.current_time()
+        if not handlers or started < self._next_retries:
+            return []
+        self._next_retries = started + RETRY_LOOK
+        if not await self._read(lambda c: retries_waiting(c, handlers)):
             return []
         return await self._write(lambda c: take_retries(c, worker_id, handlers))
 
