@@ -408,3 +408,26 @@ async def test_the_store_keeps_controls_pause_info_through_a_restart(tmp_path: P
     assert loaded.paused and loaded.pause is not None
     assert (loaded.pause.by, loaded.pause.reason) == ("console@h", "why")
     assert who == "console@h"
+
+
+async def test_a_headless_worker_says_what_is_paused_at_start_and_again_while_it_stays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from novaconsole.pause_notice import remind_paused
+
+    service = _service(_url(tmp_path), Source(ids=[]))
+    service.pause_handler("A", reason="db maintenance", by="cli@ops1")
+    caplog.set_level(logging.INFO, logger="novaconsole.headless")
+    async with service.running(), anyio.create_task_group() as group:
+        group.start_soon(remind_paused, service, 0.05)
+        await _until(
+            lambda: sum(r.getMessage().startswith("still: ") for r in caplog.records) >= 2,
+            "two reminders",
+        )
+        group.cancel_scope.cancel()
+    said = [r for r in caplog.records if r.name == "novaconsole.headless"]
+    assert {r.levelname for r in said} == {"WARNING"}
+    messages = [r.getMessage() for r in said]
+    assert messages[0] == "A paused by cli@ops1 just now: db maintenance"
+    assert messages[1] == "resume with `novaconsole resume [HANDLER]` (or wait for the expiry)"
+    assert messages[2] == "still: A paused by cli@ops1 just now: db maintenance"
