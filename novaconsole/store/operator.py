@@ -10,7 +10,7 @@ up) first, as a worker would.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -179,7 +179,26 @@ class OperatorClient:
         one that took it ran the item."""
 
         async def read(connection: AsyncConnection) -> RetryStatus | None:
-            return await plane.read_retry(connection, request_id)
+            status = await plane.read_retry(connection, request_id)
+            if status is None or status.final:
+                return status
+            ran = (
+                await connection.execute(
+                    select(results.c.status, results.c.error)
+                    .where(
+                        results.c.handler == status.handler[:HANDLER_LENGTH],
+                        results.c.item_id == status.item_id[:ITEM_ID_LENGTH],
+                        results.c.finished_at >= status.requested_at,
+                        results.c.status != "skipped",
+                    )
+                    .order_by(results.c.id.desc())
+                    .limit(1)
+                )
+            ).first()
+            if ran is None or ran.status == "cancelled":
+                return status
+            state = "succeeded" if ran.status == "succeeded" else "failed"
+            return replace(status, state=state, detail=redact(ran.error) if ran.error else None)
 
         return await self._run(read, write=False)
 

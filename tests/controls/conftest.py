@@ -115,9 +115,9 @@ class Project:
 
 
 def make_project(root: Path, fail_once: tuple[int, ...] = (), poll: str = "0.1") -> Project:
-    (root / "handlers").mkdir()
-    (root / "handlers" / "__init__.py").write_text("")
-    (root / "handlers" / "files.py").write_text(HANDLER)
+    (root / "ops_handlers").mkdir()
+    (root / "ops_handlers" / "__init__.py").write_text("")
+    (root / "ops_handlers" / "files.py").write_text(HANDLER)
     for state in ("pending", "failed", "done", "broke"):
         (root / "items" / state).mkdir(parents=True)
     (root / "config.toml").write_text(
@@ -133,7 +133,7 @@ def make_project(root: Path, fail_once: tuple[int, ...] = (), poll: str = "0.1")
 
             [[handlers]]
             name = "Files"
-            factory = "handlers.files:Files"
+            factory = "ops_handlers.files:Files"
             purpose = "internal"
             max_items_per_cycle = 10
             [handlers.options]
