@@ -19,17 +19,21 @@ def open_store(
     keep_results_age: timedelta | None = defaults.KEEP_RESULTS_AGE,
     keep_results_count: int | None = defaults.KEEP_RESULTS_COUNT,
     shared: bool | None = None,
+    auto_upgrade: bool | None = None,
 ) -> SqlStore:
     """A store on ``url``, keeping results up to ``keep_results_age`` old and at most
     ``keep_results_count`` of them (``None``: no limit). With ``shared`` (``None``: on for
     PostgreSQL, off for SQLite) several workers share the database's work: claims with leases,
-    heartbeats, fleet commands. Creates the engine, connects to nothing; a bad URL, a missing
-    driver or a database that cannot share work is a :class:`~novaconsole.errors.ConfigError`."""
+    heartbeats, fleet commands. With ``auto_upgrade`` (``None``: on for SQLite, off for
+    PostgreSQL) opening the store upgrades an older schema; without, it is refused with the
+    command to run. Creates the engine, connects to nothing; a bad URL, a missing driver or a
+    database that cannot share work is a :class:`~novaconsole.errors.ConfigError`."""
     return SqlStore(
         url,
         keep_results_age=keep_results_age,
         keep_results_count=keep_results_count,
         shared=shared,
+        auto_upgrade=auto_upgrade,
     )
 
 

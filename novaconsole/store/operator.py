@@ -27,7 +27,6 @@ from novaconsole.store.database import (
     OPEN_ERRORS,
     connection_error,
     create_engine,
-    ensure_schema,
     mask_url,
     reader,
     uncancelled,
@@ -40,6 +39,7 @@ from novaconsole.store.models import (
     results,
 )
 from novaconsole.store.models import controls as controls_table
+from novaconsole.store.schema import ensure_schema
 
 T = TypeVar("T")
 _FAILED = ("failed", "timed_out")

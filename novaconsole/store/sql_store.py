@@ -6,7 +6,7 @@ states; controls), at least every ``flush_interval`` seconds and at once when ``
 outcomes are waiting.
 :meth:`SqlStore.close` writes whatever is left. A crash loses at most the writes not yet
 flushed; each batch commits atomically, so the database is never left half-written.
-Outcome buffer policy: see :mod:`novaconsole.store.recorder`.
+Outcome buffer policy: see :mod:`novaconsole.store.outcome_buffer`.
 
 All writes of this process go through one :class:`anyio.Lock` (one writer per process).
 Reads answer from what is still buffered first, then from the database.
@@ -51,36 +51,30 @@ from novaconsole.store.control_plane import SqlControlPlane
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
     OPEN_ERRORS,
+    chunked,
     create_engine,
-    ensure_schema,
+    describe_database_error,
     mask_url,
-    one_line,
     reader,
     sync_sqlite_engine,
     uncancelled,
 )
 from novaconsole.store.models import (
-    HANDLER_LENGTH,
-    ITEM_ID_LENGTH,
     item_states,
     results,
+    stored_handler,
+    stored_item_id,
+    stored_key,
 )
-from novaconsole.store.recorder import (
-    ROW_COLUMNS,
-    SQLITE_INSERT,
-    OutcomeBuffer,
-    driver_row,
-    outcome_row,
-    row_outcome,
-)
+from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.retention import prune_results
+from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row, row_outcome
+from novaconsole.store.schema import ensure_schema
 
 log = logging.getLogger("novaconsole.store")
 
 StateKey = tuple[str, str]
 
-_READ_CHUNK = 500
-"""Item ids per ``IN (...)`` query."""
 _RETRY_MAX = 30.0
 _SQLITE_UPSERT_RETURNING = (3, 35, 0)
 
@@ -115,6 +109,7 @@ class SqlStore:
     ``shared`` (``None``: on PostgreSQL only) gives it a :attr:`coordinator` so that several
     workers share the database's work; ``keep_claims`` is how long a finished item's claim is
     kept (a fetch that started before the item finished cannot claim it meanwhile).
+    ``auto_upgrade`` (``None``: on SQLite only) lets :meth:`open` upgrade an older schema.
     """
 
     def __init__(
@@ -130,6 +125,7 @@ class SqlStore:
         prune_interval: float = 60.0,
         shared: bool | None = None,
         keep_claims: timedelta = timedelta(minutes=10),
+        auto_upgrade: bool | None = None,
     ) -> None:
         if keep_results_count is not None and keep_results_count < 0:
             raise ValueError("keep_results_count must not be negative")
@@ -159,6 +155,7 @@ class SqlStore:
         self._progress: anyio.Event | None = None
         self._writing_batch: list[ItemOutcome] = []
         self.keep_claims = keep_claims
+        self.auto_upgrade = auto_upgrade
         self.rejected_outcomes = 0
         """Outcomes not written because their worker had lost the item's claim."""
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -197,7 +194,8 @@ class SqlStore:
 
     @property
     def dropped_outcomes(self) -> int:
-        """Outcomes dropped because the buffer was full (see the recorder's policy)."""
+        """Outcomes dropped because the buffer was full (see
+        :mod:`novaconsole.store.outcome_buffer`)."""
         return self._outcomes.dropped
 
     @property
@@ -208,8 +206,9 @@ class SqlStore:
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        """Create the schema on first use; refuse a database written by a newer novaconsole."""
-        await ensure_schema(self.engine)
+        """Create the schema on first use; upgrade an older one only with ``auto_upgrade``
+        (else refuse it, naming the command to run); refuse a newer one."""
+        await ensure_schema(self.engine, auto_upgrade=self.auto_upgrade)
         await self._check_states_in_db()
 
     async def run(self) -> None:
@@ -234,7 +233,7 @@ class SqlStore:
                 log.error(
                     "cannot write to database %s (%s); %d outcomes waiting, retrying in %.1fs",
                     self.display_url,
-                    one_line(error, self.engine.url),
+                    describe_database_error(error, self.engine.url),
                     len(self._outcomes),
                     delay,
                 )
@@ -261,7 +260,7 @@ class SqlStore:
             log.error(
                 "cannot write to database %s (%s): %d outcomes and %d item states are lost",
                 self.display_url,
-                one_line(error, self.engine.url),
+                describe_database_error(error, self.engine.url),
                 len(self._outcomes),
                 len(self._states),
             )
@@ -289,20 +288,15 @@ class SqlStore:
 
     async def forget_item(self, handler: str, item_id: str) -> bool:
         """Forget an item's attempts now. True if it had any."""
-        key = (handler, item_id)
-        statement = item_states.delete().where(
-            item_states.c.handler == handler[:HANDLER_LENGTH],
-            item_states.c.item_id == item_id[:ITEM_ID_LENGTH],
-        )
 
-        async def delete() -> int:
+        async def delete() -> bool:
             async with self.engine.begin() as connection:
-                return (await connection.execute(statement)).rowcount
+                return await delete_item_state(connection, handler, item_id)
 
         async with self._lock:
-            pending = self._states.pop(key, None) is not None
+            pending = self._states.pop((handler, item_id), None) is not None
             deleted = await uncancelled(delete)
-        return pending or deleted > 0
+        return pending or deleted
 
     async def flush(self) -> int:
         """Write what is buffered now, in batches; the number of outcomes written."""
@@ -448,17 +442,15 @@ class SqlStore:
         if not missing or not self._states_in_db:
             return found
         # Stored ids are cut to ITEM_ID_LENGTH: look up by the stored form, answer by the asked.
-        asked = {item_id[:ITEM_ID_LENGTH]: item_id for item_id in missing}
-        stored_ids = list(asked)
+        asked = {stored_item_id(item_id): item_id for item_id in missing}
         table = item_states
 
         async def read() -> None:
             async with self._reader.connect() as connection:
-                for start in range(0, len(stored_ids), _READ_CHUNK):
-                    chunk = stored_ids[start : start + _READ_CHUNK]
+                for chunk in chunked(list(asked)):
                     rows = await connection.execute(
                         select(table.c.item_id, table.c.attempts, table.c.dead).where(
-                            table.c.handler == handler[:HANDLER_LENGTH],
+                            table.c.handler == stored_handler(handler),
                             table.c.item_id.in_(chunk),
                         )
                     )
@@ -507,6 +499,15 @@ class SqlStore:
         return stored + buffered
 
 
+async def delete_item_state(connection: AsyncConnection, handler: str, item_id: str) -> bool:
+    """Forget an item's attempts; True if it had any."""
+    stored_name, stored_id = stored_key(handler, item_id)
+    statement = item_states.delete().where(
+        item_states.c.handler == stored_name, item_states.c.item_id == stored_id
+    )
+    return bool((await connection.execute(statement)).rowcount > 0)
+
+
 async def _write(
     connection: AsyncConnection,
     batch: list[ItemOutcome],
@@ -522,26 +523,24 @@ async def _write(
     if batch:
         await _insert_results(connection, batch, worker_id)
     if states:
+        stored = {key: stored_key(*key) for key in states}
         await connection.execute(
             item_states.delete().where(
                 item_states.c.handler == bindparam("k_handler"),
                 item_states.c.item_id == bindparam("k_item_id"),
             ),
-            [
-                {"k_handler": handler[:HANDLER_LENGTH], "k_item_id": item_id[:ITEM_ID_LENGTH]}
-                for handler, item_id in states
-            ],
+            [{"k_handler": handler, "k_item_id": item_id} for handler, item_id in stored.values()],
         )
         now = datetime.now(UTC)
         rows = [
             {
-                "handler": handler[:HANDLER_LENGTH],
-                "item_id": item_id[:ITEM_ID_LENGTH],
+                "handler": stored[key][0],
+                "item_id": stored[key][1],
                 "attempts": state.attempts,
                 "dead": state.dead,
                 "updated_at": now,
             }
-            for (handler, item_id), state in states.items()
+            for key, state in states.items()
             if state is not None
         ]
         if rows:
@@ -557,9 +556,7 @@ async def _fence(
     """Mark done the claims of the batch's outcomes whose token is current; (the outcomes to
     write, the stale ones). Outcomes without a token (no claim was made) all pass."""
     keys = {
-        id(o): (*claim_sql.stored_key(o.handler, str(o.item_id)), o.token)
-        for o in batch
-        if o.token is not None
+        id(o): (*stored_key(o.handler, o.item_id), o.token) for o in batch if o.token is not None
     }
     if not keys:
         return batch, []
