@@ -20,6 +20,7 @@ import anyio.abc
 from novaconsole.engine.events import Event, EventsDropped, ItemFinished
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.observability import instrumented
+from novaconsole.pause_notice import remind_paused
 from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
@@ -175,6 +176,7 @@ async def _until_signalled(
             len(service.registrations),
             service.database_display,
         )
+        group.start_soon(remind_paused, service)
         await signals.stop.wait()
         group.cancel_scope.cancel()
     # Leaving running() drained the service; count what finished while it did.

@@ -129,6 +129,7 @@ class Reporter:
             database=core.database_display,
             worker_id=core.worker_id,
             workers=core.fleet,
+            pause=core.controls.pause if core.paused else None,
         )
 
     def _handler_view(self, rt: HandlerRuntime, at: float) -> HandlerView:
@@ -153,4 +154,5 @@ class Reporter:
             failing=rt.fetch_failed or rt.last_outcome_failed,
             dead_items=rt.dead_items,
             dead_returned=rt.dead_returned,
+            pause=self.core.controls.handler_pauses.get(rt.name) if rt.paused else None,
         )
