@@ -36,14 +36,22 @@ class Poller:
                 due = [
                     rt
                     for rt in core.runtimes.values()
-                    if rt.enabled and not rt.paused and not rt.busy and rt.next_due <= at
+                    if rt.enabled
+                    and not rt.paused
+                    and not rt.busy
+                    and rt.gate != 1
+                    and rt.next_due <= at
                 ]
             if due:
                 self._start_cycle(due)
             waits = [
                 rt.next_due - at
                 for rt in core.runtimes.values()
-                if rt.enabled and not rt.paused and not rt.busy and rt.next_due > at
+                if rt.enabled
+                and not rt.paused
+                and not rt.busy
+                and rt.gate != 1
+                and rt.next_due > at
             ]
             core.poll_wake = anyio.Event()
             if core.paused or not waits:
@@ -91,7 +99,9 @@ class Poller:
         if not core.is_running or core.stopping:
             raise RuntimeError("run_once() needs a running service: use `async with running()`")
         core.cycles += 1
-        runtimes = [rt for rt in core.runtimes.values() if rt.enabled and not rt.paused]
+        runtimes = [
+            rt for rt in core.runtimes.values() if rt.enabled and not rt.paused and not rt.gate
+        ]
         tracker = Tracker(CycleReport(cycle=core.cycles, started_at=now()))
         tracker.fetching = len(runtimes)
         core.hub.publish(CycleStarted(core.cycles, tuple(rt.name for rt in runtimes)))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from novaconsole.engine.breaker import BreakerPolicy, Breakers
 from novaconsole.engine.controls import OperatorControls
 from novaconsole.engine.core import EngineCore
 from novaconsole.engine.events import EventSubscription
@@ -70,6 +71,12 @@ class ProcessingService:
         core.failures = Failures(core)
         core.fleet_sync = FleetSync(core)
         core.reporter = Reporter(core)
+        core.breakers = Breakers(
+            core,
+            BreakerPolicy(
+                options.breaker_threshold, options.breaker_cooldown, options.breaker_max_cooldown
+            ),
+        )
         self._core = core
         self.options = options
         self.retry = retry
@@ -134,6 +141,11 @@ class ProcessingService:
     async def retry_item(self, handler: str, item_id: Any) -> bool:
         """Forget an item's attempts so that its next fetch processes it again."""
         return await self._core.controls.retry_item(handler, item_id)
+
+    def reset_breaker(self, name: str, *, by: str | None = None) -> bool:
+        """Close ``name``'s tripped circuit breaker (retries held by it run again); False if
+        it was not tripped. ``by`` names the operator in the log (default: this worker)."""
+        return self._core.breakers.reset(name, by)
 
     # ------------------------------------------------------------------ observing
 

@@ -1,0 +1,238 @@
+"""A circuit breaker per handler: after ``threshold`` failures in a row (failed attempts or
+failed fetches) the handler trips, fetches nothing and starts no item; after a cool-down one
+trial (a fetch of one item, then one item) decides: success closes it, failure opens it again
+for twice as long (up to ``max_cooldown``). An operator can reset it by hand.
+
+What counts: every failed attempt of an item (timeouts included) and every failed fetch adds
+one; a succeeded item clears the count, and so does a succeeded fetch after failed fetches.
+Items waiting for their retry stay waiting while the breaker is open; ``run_once`` items
+still run (as they do while paused). Each worker keeps its own breakers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from time import monotonic
+
+import anyio
+
+from novaconsole import defaults
+from novaconsole.engine.core import EngineCore, log_extra, now, wake
+from novaconsole.engine.events import BreakerClosed, BreakerTripped
+from novaconsole.engine.runtime import HandlerRuntime
+from novaconsole.engine.scheduling import Job
+
+log = logging.getLogger("novaconsole.engine")
+
+CLOSED, OPEN, TRIAL = 0, 1, 2
+"""``HandlerRuntime.gate``: closed (normal), open (nothing fetched or started), trial (one
+fetch of one item and one item may run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a handler trips and how long it rests (``threshold`` 0: never trips)."""
+
+    threshold: int = defaults.BREAKER_THRESHOLD
+    cooldown: timedelta = defaults.BREAKER_COOLDOWN
+    max_cooldown: timedelta = defaults.BREAKER_MAX_COOLDOWN
+
+
+@dataclass(slots=True)
+class Breaker:
+    """One handler's breaker."""
+
+    policy: BreakerPolicy
+    failures: int = 0
+    """Failures in a row (while closed)."""
+    fetch_streak: bool = False
+    """The latest counted failure was a fetch's."""
+    reason: str | None = None
+    """``breaker: 5 failures in a row: <error>`` while tripped."""
+    tripped_at: datetime | None = None
+    cooldown: float = 0.0
+    """Seconds of the current (or next) rest."""
+    retry_at: float = 0.0
+    """``monotonic()`` time of the next trial while open."""
+    held: list[Job] = field(default_factory=list)
+    """Items whose retry came due while tripped: they wait for the breaker to close."""
+
+
+class Breakers:
+    """Every handler's breaker; fed by the fetcher, the failure policy and the reporter."""
+
+    def __init__(self, core: EngineCore, policy: BreakerPolicy) -> None:
+        self.core = core
+        self.breakers: dict[str, Breaker] = {}
+        for name, rt in core.runtimes.items():
+            registration = rt.registration
+            threshold = registration.breaker_threshold
+            cooldown = registration.breaker_cooldown
+            self.breakers[name] = Breaker(
+                BreakerPolicy(
+                    threshold=policy.threshold if threshold is None else threshold,
+                    cooldown=policy.cooldown if cooldown is None else cooldown,
+                    max_cooldown=max(policy.max_cooldown, cooldown or policy.cooldown),
+                )
+            )
+        self._wake = anyio.Event()
+
+    def breaker(self, name: str) -> Breaker:
+        self.core.runtime(name)
+        return self.breakers[name]
+
+    # ------------------------------------------------------------------ counting
+
+    def fetch_failed(self, rt: HandlerRuntime, error: str) -> None:
+        breaker = self.breakers[rt.name]
+        if rt.gate == TRIAL:
+            self._open(rt, breaker, error, longer=True)
+        elif rt.gate == CLOSED:
+            breaker.fetch_streak = True
+            self._failed(rt, breaker, error)
+
+    def fetched(self, rt: HandlerRuntime) -> None:
+        """A fetch succeeded and its items are admitted."""
+        breaker = self.breakers[rt.name]
+        if rt.gate == TRIAL:
+            if not rt.queue and rt.trial_job is None:
+                self._close(rt, breaker, "the trial fetch succeeded with nothing to try")
+        elif breaker.fetch_streak:
+            breaker.failures, breaker.fetch_streak = 0, False
+
+    def item_failed(self, job: Job, error: str) -> None:
+        rt = job.scope.runtime
+        breaker = self.breakers[rt.name]
+        if rt.trial_job is job:
+            rt.trial_job = None
+            self._open(rt, breaker, error, longer=True)
+        elif rt.gate == CLOSED:
+            breaker.fetch_streak = False
+            self._failed(rt, breaker, error)
+
+    def item_succeeded(self, job: Job) -> None:
+        rt = job.scope.runtime
+        breaker = self.breakers[rt.name]
+        if rt.trial_job is job:
+            rt.trial_job = None
+            self._close(rt, breaker, "the trial item succeeded")
+        elif rt.gate == CLOSED:
+            breaker.failures, breaker.fetch_streak = 0, False
+
+    def hold(self, job: Job) -> None:
+        """A retry came due while its handler is tripped: it waits for the breaker."""
+        self.breakers[job.scope.runtime.name].held.append(job)
+
+    # ------------------------------------------------------------------ state changes
+
+    def _failed(self, rt: HandlerRuntime, breaker: Breaker, error: str) -> None:
+        breaker.failures += 1
+        threshold = breaker.policy.threshold
+        if threshold and breaker.failures >= threshold:
+            self._open(rt, breaker, error, longer=False)
+
+    def _open(self, rt: HandlerRuntime, breaker: Breaker, error: str, *, longer: bool) -> None:
+        policy = breaker.policy
+        base = policy.cooldown.total_seconds()
+        if longer:
+            cap = policy.max_cooldown.total_seconds()
+            breaker.cooldown = min(max(breaker.cooldown, base) * 2, cap)
+        else:
+            breaker.cooldown = base
+            breaker.reason = f"breaker: {breaker.failures} failures in a row: {error}"
+            breaker.tripped_at = now()
+        if longer:
+            breaker.reason = f"breaker: the trial failed: {error}"
+        breaker.retry_at = monotonic() + breaker.cooldown
+        rt.gate = OPEN
+        log.error(
+            "%s tripped (%s); next trial in %gs",
+            rt.name,
+            breaker.reason,
+            breaker.cooldown,
+            extra=log_extra(rt.name),
+        )
+        self.core.hub.publish(
+            BreakerTripped(rt.name, breaker.reason or error, breaker.failures, breaker.cooldown)
+        )
+        self._wake.set()
+
+    def _close(self, rt: HandlerRuntime, breaker: Breaker, why: str) -> None:
+        was_open = rt.gate != CLOSED
+        rt.gate = CLOSED
+        breaker.failures, breaker.fetch_streak = 0, False
+        breaker.reason, breaker.tripped_at, rt.trial_job = None, None, None
+        breaker.cooldown = 0.0
+        core = self.core
+        held, breaker.held = breaker.held, []
+        for job in held:
+            job.scope.runtime.retrying -= 1
+            if job.lost or core.stopping:
+                core.lifecycle.abandon(job)
+                continue
+            job.enqueued_at = monotonic()
+            core.queue.put(job, forced=job.forced, front=True)
+        if was_open:
+            log.info("%s breaker closed: %s", rt.name, why, extra=log_extra(rt.name))
+            core.hub.publish(BreakerClosed(rt.name, why))
+        wake(core.poll_wake, core.work)
+
+    def reset(self, name: str, by: str | None = None) -> bool:
+        """Close ``name``'s breaker by hand; False if it was not tripped."""
+        rt = self.core.runtime(name)
+        if rt.gate == CLOSED:
+            return False
+        self._close(rt, self.breakers[name], f"reset by {by or self.core.worker_id}")
+        return True
+
+    def _half_open(self, rt: HandlerRuntime, breaker: Breaker) -> None:
+        rt.gate = TRIAL
+        log.info("%s breaker half-open: one trial", rt.name, extra=log_extra(rt.name))
+        if breaker.held:  # an item waiting for its retry is the trial
+            job = breaker.held.pop(0)
+            rt.retrying -= 1
+            job.enqueued_at = monotonic()
+            self.core.queue.put(job, front=True)
+        if not rt.busy:
+            rt.next_due = 0.0  # a trial fetch (of one item), at once
+        wake(self.core.poll_wake, self.core.work)
+
+    def abandon_held(self) -> None:
+        """The service is draining: items waiting for a breaker stay pending at their source."""
+        for breaker in self.breakers.values():
+            held, breaker.held = breaker.held, []
+            for job in held:
+                job.scope.runtime.retrying -= 1
+                self.core.lifecycle.abandon(job)
+
+    async def run(self) -> None:
+        """Half-open each open breaker when its cool-down is over."""
+        while True:
+            self._wake = anyio.Event()
+            at = monotonic()
+            waits = []
+            for name, breaker in self.breakers.items():
+                rt = self.core.runtimes[name]
+                if rt.gate != OPEN or rt.trial_job is not None:
+                    continue
+                if breaker.retry_at <= at:
+                    self._half_open(rt, breaker)
+                else:
+                    waits.append(breaker.retry_at - at)
+            if waits:
+                with anyio.move_on_after(min(waits)):
+                    await self._wake.wait()
+            else:
+                await self._wake.wait()
+
+    # ------------------------------------------------------------------ reporting
+
+    def retry_in(self, rt: HandlerRuntime) -> float | None:
+        """Seconds to the next trial while open; 0 during a trial; None while closed."""
+        if rt.gate == CLOSED:
+            return None
+        if rt.gate == TRIAL:
+            return 0.0
+        return max(0.0, self.breakers[rt.name].retry_at - monotonic())
