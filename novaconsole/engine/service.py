@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from novaconsole.engine import triage_view
 from novaconsole.engine.breaker import BreakerPolicy, Breakers
 from novaconsole.engine.controls import OperatorControls
 from novaconsole.engine.core import EngineCore
@@ -33,6 +34,7 @@ from novaconsole.engine.reporting import Reporter
 from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.slots import SlotRunner
 from novaconsole.engine.snapshot import Snapshot
+from novaconsole.triage import FailedItem, FailureGroup
 
 
 class ProcessingService:
@@ -146,6 +148,17 @@ class ProcessingService:
         """Close ``name``'s tripped circuit breaker (retries held by it run again); False if
         it was not tripped. ``by`` names the operator in the log (default: this worker)."""
         return self._core.breakers.reset(name, by)
+
+    # ------------------------------------------------------------------ triage
+
+    async def failure_groups(self, handler: str | None = None) -> list[FailureGroup]:
+        """Failed items grouped by handler, exception type and normalised message, most
+        items first (see :mod:`novaconsole.triage`)."""
+        return await triage_view.failure_groups(self._core, handler)
+
+    async def failure_group(self, group: str) -> tuple[FailureGroup | None, list[FailedItem]]:
+        """The group with id ``group`` and its items, latest first (``None``: no such group)."""
+        return await triage_view.failure_group(self._core, group)
 
     # ------------------------------------------------------------------ observing
 

@@ -69,6 +69,7 @@ from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.retention import prune_results
 from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row, row_outcome
 from novaconsole.store.schema import ensure_schema
+from novaconsole.triage import FailedRow
 
 log = logging.getLogger("novaconsole.store")
 
@@ -463,6 +464,10 @@ class SqlStore:
         loaded = await uncancelled(read)
         return loaded.updated(self._writing_controls).updated(self._controls)
 
+    async def failed_rows(self, handler: str | None = None) -> list[FailedRow]:
+        """Each item whose latest outcome (flushed) is a failure (:mod:`novaconsole.triage`)."""
+        return await _failed_rows(self, handler)
+
     async def recent_outcomes(self, limit: int = 200) -> list[ItemOutcome]:
         """The latest ``limit`` outcomes, oldest first, buffered ones included."""
         buffered = self._outcomes.peek()[-limit:] if limit > 0 else []
@@ -480,6 +485,16 @@ class SqlStore:
             stored = await uncancelled(read)
             stored.reverse()
         return stored + buffered
+
+
+async def _failed_rows(store: SqlStore, handler: str | None) -> list[FailedRow]:
+    from novaconsole.store.triage import failed_rows
+
+    async def read() -> list[FailedRow]:
+        async with store._reader.connect() as connection:
+            return await failed_rows(connection, handler)
+
+    return await uncancelled(read)
 
 
 async def delete_item_state(connection: AsyncConnection, handler: str, item_id: str) -> bool:
