@@ -27,6 +27,7 @@ from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.lifecycle import Lifecycle
 from novaconsole.engine.observers import Observer
 from novaconsole.engine.outcomes import CycleReport, ItemOutcome
+from novaconsole.engine.peek import PeekResult, peek
 from novaconsole.engine.persistence import StateStore
 from novaconsole.engine.polling import Poller
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
@@ -148,6 +149,20 @@ class ProcessingService:
         """Close ``name``'s tripped circuit breaker (retries held by it run again); False if
         it was not tripped. ``by`` names the operator in the log (default: this worker)."""
         return self._core.breakers.reset(name, by)
+
+    async def peek(self, handler: str, limit: int | None = None) -> PeekResult:
+        """What ``handler``'s ``fetch_next`` returns now (``limit`` items, default its batch
+        size), fetched in a transaction that is rolled back: nothing claimed or processed.
+        The service need not be running. A failing fetch is a :class:`PeekError`."""
+        core = self._core
+        rt = core.runtime(handler)
+        sessions = getattr(core.store, "rolled_back_sessions", None)
+        return await peek(
+            rt.registration,
+            rt.batch_size if limit is None else limit,
+            sessions=sessions() if sessions is not None else None,
+            fetch_timeout=core.options.fetch_timeout.total_seconds(),
+        )
 
     # ------------------------------------------------------------------ triage
 

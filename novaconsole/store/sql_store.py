@@ -32,6 +32,7 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from novaconsole import defaults
 from novaconsole.engine.fleet_protocol import Claim
+from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
@@ -463,6 +465,12 @@ class SqlStore:
 
         loaded = await uncancelled(read)
         return loaded.updated(self._writing_controls).updated(self._controls)
+
+    def rolled_back_sessions(self) -> AbstractAsyncContextManager[SessionFactory]:
+        """Sessions joined to one transaction rolled back at the end (a peek)."""
+        from novaconsole.store.peek import rolled_back_sessions
+
+        return rolled_back_sessions(self.engine)
 
     async def failed_rows(self, handler: str | None = None) -> list[FailedRow]:
         """Each item whose latest outcome (flushed) is a failure (:mod:`novaconsole.triage`)."""
