@@ -17,7 +17,7 @@ LEASE_DURATION: Final = timedelta(minutes=1)
 SHUTDOWN_GRACE: Final = timedelta(seconds=30)
 
 BREAKER_THRESHOLD: Final = 5
-"""Failures in a row (failed attempts or fetches) that trip a handler's breaker; 0: never."""
+"""Failures in a row (items failed for good, or fetches) that trip a handler's breaker; 0: never."""
 BREAKER_COOLDOWN: Final = timedelta(seconds=30)
 """Rest after a trip before one trial; doubled after each failed trial..."""
 BREAKER_MAX_COOLDOWN: Final = timedelta(minutes=10)

@@ -1,20 +1,24 @@
-"""A circuit breaker per handler: after ``threshold`` failures in a row (failed attempts or
+"""A circuit breaker per handler: after ``threshold`` failures in a row (failed items or
 failed fetches) the handler trips, fetches nothing and starts no item; after a cool-down one
-trial (a fetch of one item, then one item) decides: success closes it, failure opens it again
-for twice as long (up to ``max_cooldown``). An operator can reset it by hand.
+trial (a fetch of one item, then one attempt of one item) decides: success closes it, failure
+opens it again for twice as long (up to ``max_cooldown``). An operator can reset it by hand.
 
-What counts: every failed attempt of an item (timeouts included) and every failed fetch adds
-one; a succeeded item clears the count, and so does a succeeded fetch after failed fetches.
-Items waiting for their retry stay waiting while the breaker is open; ``run_once`` items
-still run (as they do while paused). Each worker keeps its own breakers.
+What counts: every item that fails for good (out of attempts, timeouts included, or given up)
+and every failed fetch adds one; a succeeded item clears the count, and so does a succeeded
+fetch after failed fetches. An attempt that will be retried does not count (the retry policy
+deals with passing trouble). Items waiting for their retry stay waiting while the breaker is
+open; ``run_once`` leaves a tripped handler out, but items it queued before still run (as
+while paused). Each worker keeps its own breakers and shares them through the database.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from time import monotonic
+from typing import Protocol
 
 import anyio
 
@@ -60,6 +64,32 @@ class Breaker:
     """Items whose retry came due while tripped: they wait for the breaker to close."""
 
 
+PUBLISH_EVERY = 10.0
+"""Seconds between writes of a breaker that stays open (the database shows it as live)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """One handler's breaker as a worker publishes it."""
+
+    handler: str
+    state: str
+    """``closed``, ``tripped`` (open) or ``trial``."""
+    reason: str | None = None
+    tripped_at: datetime | None = None
+    retry_in: float | None = None
+
+
+class BreakerBoard(Protocol):
+    """Where a worker shares its breakers with operators (the store's, when it has one)."""
+
+    async def publish(self, worker_id: str, states: Sequence[BreakerState]) -> None:
+        """Write this worker's breakers as they are (closed ones removed)."""
+
+    async def take_resets(self, worker_id: str) -> Sequence[tuple[str, str]]:
+        """(handler, by) of the resets operators asked of this worker's open breakers."""
+
+
 class Breakers:
     """Every handler's breaker; fed by the fetcher, the failure policy and the reporter."""
 
@@ -78,6 +108,8 @@ class Breakers:
                 )
             )
         self._wake = anyio.Event()
+        self._changed: set[str] = set()
+        self._next_publish = 0.0
 
     def breaker(self, name: str) -> Breaker:
         self.core.runtime(name)
@@ -102,13 +134,14 @@ class Breakers:
         elif breaker.fetch_streak:
             breaker.failures, breaker.fetch_streak = 0, False
 
-    def item_failed(self, job: Job, error: str) -> None:
+    def item_failed(self, job: Job, error: str, *, final: bool) -> None:
+        """An attempt failed; ``final``: the item is out of attempts (or gave up)."""
         rt = job.scope.runtime
         breaker = self.breakers[rt.name]
         if rt.trial_job is job:
             rt.trial_job = None
             self._open(rt, breaker, error, longer=True)
-        elif rt.gate == CLOSED:
+        elif rt.gate == CLOSED and final:
             breaker.fetch_streak = False
             self._failed(rt, breaker, error)
 
@@ -147,6 +180,7 @@ class Breakers:
             breaker.reason = f"breaker: the trial failed: {error}"
         breaker.retry_at = monotonic() + breaker.cooldown
         rt.gate = OPEN
+        self._changed.add(rt.name)
         log.error(
             "%s tripped (%s); next trial in %gs",
             rt.name,
@@ -162,6 +196,7 @@ class Breakers:
     def _close(self, rt: HandlerRuntime, breaker: Breaker, why: str) -> None:
         was_open = rt.gate != CLOSED
         rt.gate = CLOSED
+        self._changed.add(rt.name)
         breaker.failures, breaker.fetch_streak = 0, False
         breaker.reason, breaker.tripped_at, rt.trial_job = None, None, None
         breaker.cooldown = 0.0
@@ -226,6 +261,47 @@ class Breakers:
                     await self._wake.wait()
             else:
                 await self._wake.wait()
+
+    # ------------------------------------------------------------------ the database
+
+    async def sync(self) -> None:
+        """Publish breakers that changed (and open ones every :data:`PUBLISH_EVERY` s) and
+        carry out operators' resets: called by the coordination loop."""
+        board: BreakerBoard | None = getattr(self.core.store, "breaker_board", None)
+        if board is None:
+            return
+        core = self.core
+        open_now = {name for name, rt in core.runtimes.items() if rt.gate}
+        at = monotonic()
+        names = set(self._changed)
+        if open_now and at >= self._next_publish:
+            names |= open_now
+        if names:
+            self._changed -= names
+            try:
+                await board.publish(core.worker_id, [self.state(name) for name in sorted(names)])
+            except BaseException:
+                self._changed |= names
+                raise
+            if open_now:
+                self._next_publish = at + PUBLISH_EVERY
+        if open_now:
+            for handler, by in await board.take_resets(core.worker_id):
+                if handler in core.runtimes and not self.reset(handler, by):
+                    self._changed.add(handler)  # closed meanwhile: clear its row
+
+    def state(self, name: str) -> BreakerState:
+        rt = self.core.runtime(name)
+        if not rt.gate:
+            return BreakerState(name, "closed")
+        breaker = self.breakers[name]
+        return BreakerState(
+            name,
+            "trial" if rt.gate == TRIAL else "tripped",
+            breaker.reason,
+            breaker.tripped_at,
+            self.retry_in(rt),
+        )
 
     # ------------------------------------------------------------------ reporting
 

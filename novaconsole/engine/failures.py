@@ -34,7 +34,7 @@ class Failures:
         text = describe(error)
         tb = None if timed_out else redact("".join(traceback.format_exception(error)))
         give_up = isinstance(error, GiveUp)
-        core.breakers.item_failed(job, text)
+        core.breakers.item_failed(job, text, final=give_up or job.attempts >= rt.max_attempts)
         if job.attempts < rt.max_attempts and not core.stopping and not give_up:
             if isinstance(error, RetryAfter):
                 delay = error.delay.total_seconds()

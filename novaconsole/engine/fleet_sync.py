@@ -37,6 +37,7 @@ class FleetSync:
         core = self.core
         if not core.stopping:
             core.controls.follow(await core.store.load_controls())
+            await core.breakers.sync()
         coordinator = core.coordinator
         if coordinator is None:
             return

@@ -48,6 +48,7 @@ from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
 from novaconsole.store import claims as claim_sql
+from novaconsole.store.breakers import SqlBreakerBoard
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
     OPEN_ERRORS,
@@ -143,6 +144,9 @@ class SqlStore:
         self.batch_rows = batch_rows
         self._reader = reader(self.engine)
         self._lock = anyio.Lock()
+        self.breaker_board = SqlBreakerBoard(
+            self.engine, lock=self._lock if self.engine.dialect.name == "sqlite" else None
+        )
         self._wake: anyio.Event | None = None
         self._outcomes = OutcomeBuffer(buffer_capacity, flush_at, wake=self._wake_writer)
         self._states: dict[StateKey, ItemState | None] = {}

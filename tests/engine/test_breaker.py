@@ -185,29 +185,47 @@ async def test_retries_waiting_stay_waiting_while_tripped_and_run_after_reset() 
         processing(
             poll_interval=0.01,
             max_concurrency=1,
-            retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01, jitter=0),
+            retry=RetryPolicy(max_attempts=2, base_delay=0.02, max_delay=0.02, jitter=0),
             breaker_cooldown=60,
         )
-        .add_handler(feed.handler(), name="A", max_items_per_cycle=2, breaker_threshold=2)
+        .add_handler(feed.handler(), name="A", max_items_per_cycle=4, breaker_threshold=2)
         .build()
     )
     events = service.events()
     async with service.running():
+        # Items fail once and wait; two of them fail again, for good: it trips.
         await next_event(events, tripped)
         waiting = service.snapshot().handlers["A"].retrying
         assert waiting >= 1
         processed = len(feed.processed)
-        await anyio.sleep(0.1)  # their retry delay (0.01 s) passes ten times over
-        assert len(feed.processed) <= processed + 1
+        await anyio.sleep(0.2)  # their retry delay (0.02 s) passes ten times over
+        assert len(feed.processed) == processed
         assert service.snapshot().handlers["A"].retrying == waiting
         feed.failing = False
         service.reset_breaker("A")
-        await next_event(
-            events,
-            lambda e: (
-                isinstance(e, ItemFinished) and e.status == "succeeded" and e.outcome.attempts == 2
-            ),
-        )
+        for _ in range(2):
+            await next_event(
+                events,
+                lambda e: (
+                    isinstance(e, ItemFinished)
+                    and e.status == "succeeded"
+                    and e.outcome.attempts == 2
+                ),
+            )
+
+
+async def test_an_attempt_that_is_retried_does_not_count() -> None:
+    feed = Feed()
+    service = (
+        processing(poll_interval=0.01, max_concurrency=1, retry=RetryPolicy(max_attempts=5))
+        .add_handler(feed.handler(), name="A", max_items_per_cycle=4, breaker_threshold=2)
+        .build()
+    )
+    events = service.events()
+    async with service.running():
+        for _ in range(6):  # six failed attempts in a row, none final
+            await next_event(events, lambda e: e.kind == "item_retrying")
+        assert service.snapshot().handlers["A"].state != "tripped"
 
 
 async def test_threshold_zero_never_trips() -> None:
