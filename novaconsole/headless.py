@@ -17,6 +17,7 @@ import anyio
 
 from novaconsole.engine.events import Event, EventsDropped, ItemFinished
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.pause_notice import remind_paused
 
 if TYPE_CHECKING:
     from novaconsole.engine.events import EventSubscription
@@ -118,6 +119,7 @@ async def _until_signalled(service: ProcessingService) -> Tally:
                 len(service.registrations),
                 service.database_display,
             )
+            group.start_soon(remind_paused, service)
             async for signum in signals:
                 log.info("%s received: draining", signal.Signals(signum).name)
                 break

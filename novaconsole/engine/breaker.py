@@ -6,9 +6,10 @@ opens it again for twice as long (up to ``max_cooldown``). An operator can reset
 What counts: every item that fails for good (out of attempts, timeouts included, or given up)
 and every failed fetch adds one; a succeeded item clears the count, and so does a succeeded
 fetch after failed fetches. An attempt that will be retried does not count (the retry policy
-deals with passing trouble). Items waiting for their retry stay waiting while the breaker is
-open; ``run_once`` leaves a tripped handler out, but items it queued before still run (as
-while paused). Each worker keeps its own breakers and shares them through the database.
+deals with passing trouble), nor does an item an operator retried (a known failure). Items
+waiting for their retry stay waiting while the breaker is open; ``run_once`` leaves a tripped
+handler out unless it names it. Each worker keeps its own breakers and shares them through
+the database.
 """
 
 from __future__ import annotations
@@ -141,9 +142,16 @@ class Breakers:
         if rt.trial_job is job:
             rt.trial_job = None
             self._open(rt, breaker, error, longer=True)
-        elif rt.gate == CLOSED and final:
+        elif rt.gate == CLOSED and final and not self._operator_retry(rt, job):
             breaker.fetch_streak = False
             self._failed(rt, breaker, error)
+
+    def _operator_retry(self, rt: HandlerRuntime, job: Job) -> bool:
+        """An item an operator retried: a known failure, not news (a group retry of items
+        that fail again must not trip the breaker)."""
+        retries = getattr(self.core, "retries", None)
+        watching = getattr(retries, "watching", None) or {}
+        return job.key in watching.get(rt.name, ())
 
     def item_succeeded(self, job: Job) -> None:
         rt = job.scope.runtime

@@ -129,6 +129,8 @@ class Fetcher:
                 await ctx.aclose()
             return None, []
         rt.fetch_failed = False
+        if core.retries.pending:
+            core.retries.offered(rt, [key for key, _, _ in items], started)
         tracker.report.fetched[rt.name] = len(items)
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:

@@ -118,6 +118,7 @@ class Reporter:
             database=core.database_display,
             worker_id=core.worker_id,
             workers=core.fleet,
+            pause=core.controls.pause if core.paused else None,
         )
 
     def _handler_view(self, rt: HandlerRuntime, at: float) -> HandlerView:
@@ -143,4 +144,5 @@ class Reporter:
             tripped=bool(rt.gate),
             breaker_reason=self.core.breakers.breakers[rt.name].reason if rt.gate else None,
             breaker_retry_in=self.core.breakers.retry_in(rt),
+            pause=self.core.controls.handler_pauses.get(rt.name) if rt.paused else None,
         )

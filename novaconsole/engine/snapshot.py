@@ -8,6 +8,7 @@ from datetime import datetime
 
 from novaconsole.engine.fleet_protocol import WorkerView
 from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.operator import PauseInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,8 @@ class HandlerView:
     """``breaker: 5 failures in a row: <error>`` while tripped."""
     breaker_retry_in: float | None = None
     """Seconds to the breaker's next trial (0 while it runs) when tripped."""
+    pause: PauseInfo | None = None
+    """While paused: by whom, when, why and until when (``None`` if not known)."""
 
     @property
     def state(self) -> str:
@@ -101,6 +104,8 @@ class Snapshot:
     worker_id: str = ""
     workers: tuple[WorkerView, ...] = ()
     """Every worker sharing the database (empty when this one works alone)."""
+    pause: PauseInfo | None = None
+    """While everything is paused: by whom, when, why and until when."""
 
     @property
     def totals(self) -> dict[str, int]:

@@ -196,7 +196,7 @@ async def test_auto_upgrade_is_off_by_default_on_postgresql(tmp_path: Path) -> N
 async def test_a_version_2_database_is_older_now_refused_without_auto_upgrade(
     backend: str, tmp_path: Path
 ) -> None:
-    # Revision 0003 (circuit breakers) came after the last schema written before Alembic.
+    # Revisions 0003 (controls) and 0004 (breakers) came after the last pre-Alembic schema.
     async with database(backend, tmp_path) as url:
         await make_legacy(url, backend, 2)
         store = open_store(url, auto_upgrade=False)

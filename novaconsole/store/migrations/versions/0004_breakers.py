@@ -1,7 +1,7 @@
 """Circuit breakers a worker has open, and operators' resets (issue 13.3).
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -31,9 +31,9 @@ def upgrade() -> None:
         sa.Column("reset_by", sa.String(300)),
         sa.Column("reset_at", _TIME),
     )
-    op.execute("UPDATE novaconsole_meta SET value = '3' WHERE key = 'schema_version'")
+    op.execute("UPDATE novaconsole_meta SET value = '4' WHERE key = 'schema_version'")
 
 
 def downgrade() -> None:
     op.drop_table("novaconsole_breakers")
-    op.execute("UPDATE novaconsole_meta SET value = '2' WHERE key = 'schema_version'")
+    op.execute("UPDATE novaconsole_meta SET value = '3' WHERE key = 'schema_version'")
