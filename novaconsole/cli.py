@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from novaconsole.control_cli import add_commands, add_retry_options
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.purpose import HandlerPurpose
+from novaconsole.triage_cli import add_commands as add_triage_commands
+from novaconsole.triage_cli import add_group_options
 
 if TYPE_CHECKING:
     from novaconsole.engine.service import ProcessingService
@@ -131,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_option(retry, suppress)
     _db_option(retry, suppress)
-    retry.add_argument("handler", metavar="HANDLER")
-    retry.add_argument("item_id", metavar="ITEM_ID")
+    retry.add_argument("handler", nargs="?", metavar="HANDLER")
+    retry.add_argument("item_id", nargs="?", metavar="ITEM_ID")
     add_retry_options(retry)
+    add_group_options(retry)
 
     workers = sub.add_parser("workers", help="the workers sharing the database, alive or not")
     _config_option(workers, suppress)
@@ -178,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         _db_option(command, suppress)
 
     add_commands(sub, common, _settings)
+    add_triage_commands(sub, common, _settings)
     return parser
 
 
