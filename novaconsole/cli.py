@@ -320,11 +320,13 @@ def _run_service(args: argparse.Namespace) -> int:
 def _handlers(args: argparse.Namespace) -> int:
     from novaconsole.builder import BackgroundProcessing
     from novaconsole.durations import format_duration
+    from novaconsole.store.breakers import open_breakers
     from novaconsole.store.queries import handler_totals
 
     settings = _settings(args)
     processing = BackgroundProcessing.from_settings(settings)
     totals = _run(handler_totals, settings.database.url)
+    tripped = {row["handler"]: row["reason"] for row in _run(open_breakers, settings.database.url)}
     rows = []
     for registration in processing.registrations:
         if args.purpose and registration.purpose.value != args.purpose:
@@ -340,12 +342,16 @@ def _handlers(args: argparse.Namespace) -> int:
                 "poll_interval": interval.total_seconds(),
                 **{status: int(counts.get(status, 0)) for status in STATUSES},
                 "last_finished_at": counts.get("last_finished_at"),
+                "tripped": registration.name in tripped,
+                "breaker": tripped.get(registration.name),
             }
         )
     if args.json:
         _print_json(rows)
         return 0
     columns = ["name", "purpose", "batch", "enabled", "interval", *_titles(STATUSES), "last"]
+    if tripped:
+        columns.append("breaker")
     _print_table(
         f"handlers ({settings.source_label})",
         columns,
@@ -358,6 +364,7 @@ def _handlers(args: argparse.Namespace) -> int:
                 format_duration(row["poll_interval"]),
                 *(str(row[status]) for status in STATUSES),
                 _short_time(row["last_finished_at"]),
+                *(["tripped" if row["tripped"] else ""] if tripped else []),
             ]
             for row in rows
         ],

@@ -172,3 +172,16 @@ async def reset_pending(url: str, handler: str) -> int:
             )
         )
         return len(rows.all())
+
+
+async def mark_tripped(status: dict[str, Any], url: str) -> dict[str, Any]:
+    """``novaconsole status`` from the database: each handler whose breaker is open on a live
+    worker is ``tripped``, with the reason (the first worker's) under ``breaker``."""
+    for row in await open_breakers(url):
+        view = status["handlers"].get(row["handler"])
+        if view is None:
+            continue
+        if view["state"] in ("active", "failing"):
+            view["state"] = "tripped"
+        view["breaker"] = view.get("breaker") or row["reason"]
+    return status
