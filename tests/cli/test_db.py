@@ -10,8 +10,8 @@ import anyio
 import pytest
 
 from novaconsole.store.schema import head
-from tests.cli.conftest import Cli, Project
 from tests.cli.test_bad_config import assert_config_error
+from tests.clirun import Cli, Project
 from tests.postgres import throwaway_database
 from tests.store.test_schema import make_legacy
 

@@ -11,23 +11,27 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.domain import BatchStatus, Notification, NotificationStatus, StagingBatch, Track
 from novaconsole import OutcomeStatus
 from novaconsole.demo import (
     DemoWebServer,
     DemoWorld,
     build_service,
     demo_settings,
-    import_example_handlers,
     prepare_directory,
 )
 from novaconsole.engine.events import RetryProgress
+from novaconsole.examples.domain import (
+    BatchStatus,
+    Notification,
+    NotificationStatus,
+    StagingBatch,
+    Track,
+)
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_every_failed_item_of_the_demo_runs_again_when_retried(tmp_path: Path) -> None:
-    import_example_handlers()
     paths, _ = prepare_directory(tmp_path / "demo")
     # failure_rate=1: a quarter of the webhook keys and batch URLs always fail.
     with DemoWebServer(paths.batches, failure_rate=1.0, salt="test") as web:
@@ -81,12 +85,11 @@ async def test_every_failed_item_of_the_demo_runs_again_when_retried(tmp_path: P
 
 
 async def test_the_example_handlers_reopen_only_what_failed(tmp_path: Path) -> None:
-    import_example_handlers()
-    from handlers.catalog_import import CatalogImportHandler
-    from handlers.notification_export import NotificationExportHandler
-    from handlers.physical_deletion import PhysicalDeletionHandler
     from novaconsole.engine.handler import HandlerContext
     from novaconsole.engine.purpose import HandlerPurpose
+    from novaconsole.examples.catalog_import import CatalogImportHandler
+    from novaconsole.examples.notification_export import NotificationExportHandler
+    from novaconsole.examples.physical_deletion import PhysicalDeletionHandler
 
     paths, _ = prepare_directory(tmp_path / "demo")
     world = DemoWorld(paths, "http://127.0.0.1:9", random.Random(3))
