@@ -23,9 +23,10 @@ class ConfirmScreen(ModalScreen[bool]):
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     ConfirmScreen > #confirm-body {
-        width: auto; max-width: 90%; height: auto; padding: 1 2;
+        width: 90%; max-width: 110; height: auto; padding: 1 2;
         border: thick $warning; background: $surface;
     }
+    ConfirmScreen #confirm-question { width: 100%; }
     ConfirmScreen #confirm-hint { color: $text-muted; margin-top: 1; }
     """
 

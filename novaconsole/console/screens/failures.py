@@ -32,8 +32,17 @@ class TriageActions(Protocol):
     def retry_failure_group(self, group: FailureGroup) -> None: ...
 
 
+_CSS = """
+#failures-body, #group-body { border: round $primary; padding: 0 1; }
+#failures-summary, #group-summary { margin-bottom: 1; }
+#group-traceback { color: $text-muted; margin-top: 1; }
+"""
+
+
 class FailureGroupsScreen(Screen[None]):
     """The groups, most items first. ``enter`` opens a group, ``t`` retries it."""
+
+    DEFAULT_CSS = _CSS
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back", id="close-failures"),
@@ -104,6 +113,8 @@ class FailureGroupsScreen(Screen[None]):
 
 class FailureItemsScreen(Screen[None]):
     """One group's items, latest failure first; ``t`` retries them all."""
+
+    DEFAULT_CSS = _CSS
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back", id="close-group"),
