@@ -215,6 +215,9 @@ def _changed(args: argparse.Namespace, entries: list[AuditEntry], status: dict[s
         print(line)
     for line in status["paused_lines"]:
         print(f"  {line}")
+    for view in status["handlers"].values():
+        if view.get("breaker"):
+            print(f"  {view['name']} tripped: {view['breaker']}")
     print(_reach(status))
     return 0
 
@@ -244,6 +247,9 @@ def _print_status(status: dict[str, Any]) -> None:
     )
     for line in status["paused_lines"]:
         print(f"  {line}")
+    for view in status["handlers"].values():
+        if view.get("breaker"):
+            print(f"  {view['name']} tripped: {view['breaker']}")
     from rich.console import Console
     from rich.table import Table
 
