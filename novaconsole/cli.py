@@ -197,7 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the demo keeps its files (default ./demo-data)",
     )
     demo.set_defaults(command_func=_demo)
-    _db_commands(sub)
 
     def common(command: argparse.ArgumentParser) -> None:
         _config_option(command, suppress)
@@ -205,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, common, _settings)
     add_triage_commands(sub, common, _settings)
+    _db_commands(sub)
     return parser
 
 

@@ -193,18 +193,11 @@ async def test_auto_upgrade_is_off_by_default_on_postgresql(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_a_version_2_database_is_older_now_refused_without_auto_upgrade(
-    backend: str, tmp_path: Path
-) -> None:
-    # Revisions 0003 (controls) and 0004 (breakers) came after the last pre-Alembic schema.
+async def test_a_version_2_database_is_adopted_then_upgraded(backend: str, tmp_path: Path) -> None:
     async with database(backend, tmp_path) as url:
         await make_legacy(url, backend, 2)
-        store = open_store(url, auto_upgrade=False)
-        with pytest.raises(ConfigError, match="novaconsole db upgrade"):
-            await store.open()
-        await store.close()
         assert await state_of(url) == SchemaState("0002", head(), legacy=True)
-        store = open_store(url, auto_upgrade=True)
+        store = open_store(url, auto_upgrade=True)  # 0003 adds the control plane's tables
         await store.open()
         await store.close()
         assert (await state_of(url)).status == "current"

@@ -1,5 +1,5 @@
-"""Who paused and until when, the audit history of controls, and retry requests (issue 13
-points 1, 2 and 6: the controls engineer's tables).
+"""The operator's control plane: who paused and until when, the audit history, retry
+requests (``schema_version`` 3).
 
 Revision ID: 0003
 Revises: 0002
