@@ -215,9 +215,6 @@ def _changed(args: argparse.Namespace, entries: list[AuditEntry], status: dict[s
         print(line)
     for line in status["paused_lines"]:
         print(f"  {line}")
-    for view in status["handlers"].values():
-        if view.get("breaker"):
-            print(f"  {view['name']} tripped: {view['breaker']}")
     print(_reach(status))
     return 0
 
