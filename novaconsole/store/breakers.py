@@ -149,12 +149,27 @@ async def open_breakers(url: str, handler: str | None = None) -> list[dict[str, 
 async def reset_breaker(url: str, handler: str, by: str) -> int:
     """``novaconsole breaker reset``: ask the workers with ``handler``'s breaker open to close
     it (each does within a second or two); how many workers were asked."""
+    from novaconsole.engine.operator import AuditEntry
+    from novaconsole.store.control_plane import add_audit, database_now
     from novaconsole.store.queries import writing
 
     async with writing(url) as connection:
         if connection is None:
             return 0
-        return await request_reset(connection, handler, by)
+        asked = await request_reset(connection, handler, by)
+        if asked:
+            plural = "" if asked == 1 else "s"
+            entry = AuditEntry(
+                await database_now(connection),
+                by,
+                "breaker_reset",
+                handler,
+                "tripped",
+                "closed",
+                f"{asked} worker{plural}",
+            )
+            await add_audit(connection, [entry])
+        return asked
 
 
 async def reset_pending(url: str, handler: str) -> int:

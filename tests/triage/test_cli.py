@@ -129,6 +129,12 @@ async def test_breaker_reset_reaches_a_headless_worker_from_another_terminal(
             "Files: breaker closed",
         ]
         await until(lambda: 3 in project.files("done"))  # fetching again after the reset
+        audit = await project.json("audit")
+        assert (audit[-1]["what"], audit[-1]["handler"], audit[-1]["detail"]) == (
+            "breaker_reset",
+            "Files",
+            "1 worker",
+        )
         assert (await project.json("status"))["handlers"]["Files"]["state"] != "tripped"
     finally:
         await stop(worker)
