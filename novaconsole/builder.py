@@ -55,6 +55,7 @@ class BackgroundProcessing:
         breaker_threshold: int = defaults.BREAKER_THRESHOLD,
         breaker_cooldown: DurationLike = defaults.BREAKER_COOLDOWN,
         breaker_max_cooldown: DurationLike = defaults.BREAKER_MAX_COOLDOWN,
+        blocked_loop_warning: DurationLike = defaults.BLOCKED_LOOP_WARNING,
         retry: RetryPolicy | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -74,6 +75,7 @@ class BackgroundProcessing:
             breaker_threshold=breaker_threshold,
             breaker_cooldown=_duration("breaker_cooldown", breaker_cooldown),
             breaker_max_cooldown=_duration("breaker_max_cooldown", breaker_max_cooldown),
+            blocked_loop_warning=_duration("blocked_loop_warning", blocked_loop_warning),
         )
         self.retry = retry or RetryPolicy()
         self.store_options: dict[str, Any] = {}
@@ -96,6 +98,7 @@ class BackgroundProcessing:
             breaker_threshold=p.breaker_threshold,
             breaker_cooldown=p.breaker_cooldown,
             breaker_max_cooldown=p.breaker_max_cooldown,
+            blocked_loop_warning=p.blocked_loop_warning,
             retry=RetryPolicy(
                 max_attempts=settings.retry.max_attempts,
                 base_delay=settings.retry.base_delay,

@@ -15,6 +15,7 @@ ITEM_TIMEOUT: Final = timedelta(seconds=30)
 FETCH_TIMEOUT: Final = timedelta(seconds=30)
 LEASE_DURATION: Final = timedelta(minutes=1)
 SHUTDOWN_GRACE: Final = timedelta(seconds=30)
+BLOCKED_LOOP_WARNING: Final = timedelta(seconds=1)
 
 BREAKER_THRESHOLD: Final = 5
 """Failures in a row (items failed for good, or fetches) that trip a handler's breaker; 0: never."""

@@ -90,6 +90,7 @@ class ProcessingSettings(_Section):
     breaker_threshold: NonNegativeInt = defaults.BREAKER_THRESHOLD
     breaker_cooldown: Timeout = defaults.BREAKER_COOLDOWN
     breaker_max_cooldown: Timeout = defaults.BREAKER_MAX_COOLDOWN
+    blocked_loop_warning: Duration = defaults.BLOCKED_LOOP_WARNING
 
 
 class RetrySettings(_Section):

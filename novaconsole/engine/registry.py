@@ -37,6 +37,8 @@ class ProcessingOptions:
     breaker_threshold: int = defaults.BREAKER_THRESHOLD
     breaker_cooldown: timedelta = defaults.BREAKER_COOLDOWN
     breaker_max_cooldown: timedelta = defaults.BREAKER_MAX_COOLDOWN
+    blocked_loop_warning: timedelta = defaults.BLOCKED_LOOP_WARNING
+    """Warn when the event loop has not run for this long (a blocking handler); 0: never."""
 
 
 @dataclass(frozen=True, slots=True)

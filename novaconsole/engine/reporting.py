@@ -28,8 +28,13 @@ class Reporter:
         status: OutcomeStatus,
         error: str | None,
         tb: str | None = None,
+        *,
+        quiet: bool = False,
     ) -> None:
-        """Record an item's final outcome and release everything it held."""
+        """Record an item's final outcome and release everything it held.
+
+        ``quiet``: a skip already recorded; only the ``run_once()`` reports waiting for the
+        item hear of it (no row, event or counter)."""
         core = self.core
         rt = job.scope.runtime
         finished_at = now()
@@ -47,6 +52,9 @@ class Reporter:
             wait=max(job.wait, 0.0),
             token=job.token,
         )
+        if quiet:
+            self._tell_trackers(job, outcome)
+            return
         if status is OutcomeStatus.SUCCEEDED:
             rt.succeeded += 1
             core.totals["succeeded"] += 1
@@ -82,14 +90,18 @@ class Reporter:
             core.hub.publish(ItemFinished(outcome))
         if core.observers:
             observing.item_finished(core.observers, outcome)
-        for tracker in job.trackers:
-            tracker.report.outcomes.append(outcome)
-            tracker.pending -= 1
-            tracker.settle()
+        self._tell_trackers(job, outcome)
         if rt.active.get(job.key) is job:
             del rt.active[job.key]
         if status is not OutcomeStatus.SKIPPED:
             core.fetcher.settle_scope(job)
+
+    @staticmethod
+    def _tell_trackers(job: Job, outcome: ItemOutcome) -> None:
+        for tracker in job.trackers:
+            tracker.report.outcomes.append(outcome)
+            tracker.pending -= 1
+            tracker.settle()
 
     def snapshot(self) -> Snapshot:
         core = self.core
@@ -145,4 +157,6 @@ class Reporter:
             breaker_reason=self.core.breakers.breakers[rt.name].reason if rt.gate else None,
             breaker_retry_in=self.core.breakers.retry_in(rt),
             pause=self.core.controls.handler_pauses.get(rt.name) if rt.paused else None,
+            dead_items=rt.dead_items,
+            dead_returned=rt.dead_returned,
         )

@@ -56,6 +56,11 @@ class HandlerView:
     """Seconds to the breaker's next trial (0 while it runs) when tripped."""
     pause: PauseInfo | None = None
     """While paused: by whom, when, why and until when (``None`` if not known)."""
+    dead_items: int = 0
+    """Items out of attempts in the latest fetch: skipped until an operator retries them."""
+    dead_returned: int = 0
+    """How often ``fetch_next`` returned an item out of attempts since the start (each one
+    is recorded ``skipped`` once, not on every poll)."""
 
     @property
     def state(self) -> str:
