@@ -105,6 +105,8 @@ async def read_controls(connection: AsyncConnection) -> Controls:
                 loaded.batch_sizes[name] = size
         else:
             refuse_once(f"ignoring a control row of unknown scope {scope!r}")
+    if not loaded.paused and not any(loaded.handler_paused.values()):
+        return loaded  # nothing paused: no pause to describe (the usual case, one query)
     for row in (await connection.execute(select(pauses))).mappings():
         info = PauseInfo(
             by=row["paused_by"],

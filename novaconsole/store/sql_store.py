@@ -475,10 +475,11 @@ class SqlStore:
 
         async def read() -> tuple[Controls, datetime]:
             async with self._reader.connect() as connection:
-                return (
-                    await plane_sql.read_controls(connection),
-                    await plane_sql.database_now(connection),
-                )
+                stored = await plane_sql.read_controls(connection)
+                expiring = stored.pause is not None or stored.handler_pauses
+                # The database clock only matters for a pause that may expire.
+                now = await plane_sql.database_now(connection) if expiring else datetime.now(UTC)
+                return stored, now
 
         loaded, now = await uncancelled(read)
         if loaded.effective(now) is not loaded:
