@@ -73,8 +73,8 @@ class BackgroundProcessing:
             lease_duration=_duration("lease_duration", lease_duration),
             shutdown_grace=_duration("shutdown_grace", shutdown_grace),
             breaker_threshold=breaker_threshold,
-            breaker_cooldown=_duration("breaker_cooldown", breaker_cooldown),
-            breaker_max_cooldown=_duration("breaker_max_cooldown", breaker_max_cooldown),
+            breaker_cooldown=_rest("breaker_cooldown", breaker_cooldown),
+            breaker_max_cooldown=_rest("breaker_max_cooldown", breaker_max_cooldown),
             blocked_loop_warning=_duration("blocked_loop_warning", blocked_loop_warning),
         )
         self.retry = retry or RetryPolicy()
@@ -338,8 +338,16 @@ def _registration(
         max_attempts=attempts,
         options=checked_options,
         breaker_threshold=threshold,
-        breaker_cooldown=_duration(f"{key}.breaker_cooldown", pick("breaker_cooldown")),
+        breaker_cooldown=_rest(f"{key}.breaker_cooldown", pick("breaker_cooldown")),
     )
+
+
+def _rest(key: str, value: DurationLike | None) -> Any:
+    """A breaker's cool-down: longer than 0 (0 would retry a broken source back to back)."""
+    rest = _duration(key, value)
+    if rest is not None and rest.total_seconds() <= 0:
+        raise ConfigError(f"must be longer than 0, got {rest.total_seconds():g} s", key=key)
+    return rest
 
 
 def _check_threshold(value: Any, key: str) -> None:

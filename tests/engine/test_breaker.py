@@ -251,3 +251,7 @@ def test_configuration_is_checked_and_a_class_attribute_counts() -> None:
         processing().add_handler(feed.handler(), name="B", breaker_threshold=-1)
     with pytest.raises(ConfigError, match="breaker_threshold"):
         processing(breaker_threshold=-1)
+    with pytest.raises(ConfigError, match="breaker_cooldown"):
+        processing().add_handler(feed.handler(), name="C", breaker_cooldown=0)
+    with pytest.raises(ConfigError, match="breaker_max_cooldown"):
+        processing(breaker_max_cooldown="00:00:00")
