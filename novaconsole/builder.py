@@ -52,6 +52,9 @@ class BackgroundProcessing:
         fetch_timeout: DurationLike = defaults.FETCH_TIMEOUT,
         lease_duration: DurationLike = defaults.LEASE_DURATION,
         shutdown_grace: DurationLike = defaults.SHUTDOWN_GRACE,
+        breaker_threshold: int = defaults.BREAKER_THRESHOLD,
+        breaker_cooldown: DurationLike = defaults.BREAKER_COOLDOWN,
+        breaker_max_cooldown: DurationLike = defaults.BREAKER_MAX_COOLDOWN,
         blocked_loop_warning: DurationLike = defaults.BLOCKED_LOOP_WARNING,
         retry: RetryPolicy | None = None,
     ) -> None:
@@ -59,6 +62,7 @@ class BackgroundProcessing:
             raise ConfigError(f"must be at least 1, got {max_concurrency}", key="max_concurrency")
         if queue_capacity < 1:
             raise ConfigError(f"must be at least 1, got {queue_capacity}", key="queue_capacity")
+        _check_threshold(breaker_threshold, "breaker_threshold")
         self.options = ProcessingOptions(
             poll_interval=_duration("poll_interval", poll_interval),
             startup_delay=_duration("startup_delay", startup_delay),
@@ -68,6 +72,9 @@ class BackgroundProcessing:
             fetch_timeout=_duration("fetch_timeout", fetch_timeout),
             lease_duration=_duration("lease_duration", lease_duration),
             shutdown_grace=_duration("shutdown_grace", shutdown_grace),
+            breaker_threshold=breaker_threshold,
+            breaker_cooldown=_rest("breaker_cooldown", breaker_cooldown),
+            breaker_max_cooldown=_rest("breaker_max_cooldown", breaker_max_cooldown),
             blocked_loop_warning=_duration("blocked_loop_warning", blocked_loop_warning),
         )
         self.retry = retry or RetryPolicy()
@@ -88,6 +95,9 @@ class BackgroundProcessing:
             fetch_timeout=p.fetch_timeout,
             lease_duration=p.lease_duration,
             shutdown_grace=p.shutdown_grace,
+            breaker_threshold=p.breaker_threshold,
+            breaker_cooldown=p.breaker_cooldown,
+            breaker_max_cooldown=p.breaker_max_cooldown,
             blocked_loop_warning=p.blocked_loop_warning,
             retry=RetryPolicy(
                 max_attempts=settings.retry.max_attempts,
@@ -117,6 +127,8 @@ class BackgroundProcessing:
         item_timeout: Duration | None = None,
         max_attempts: int | None = None,
         options: Mapping[str, Any] | BaseModel | None = None,
+        breaker_threshold: int | None = None,
+        breaker_cooldown: Duration | None = None,
     ) -> Self:
         """Register a handler.
 
@@ -143,6 +155,10 @@ class BackgroundProcessing:
                 the retry policy's ``max_attempts`` if not given.
             options: The handler's options (``ctx.options``), validated by the factory's
                 ``Options`` pydantic model when it has one.
+            breaker_threshold: Failures in a row (failed attempts or fetches) that trip the
+                handler's circuit breaker; 0 never trips; the service's if not given.
+            breaker_cooldown: Rest after a trip before one trial (doubled after each failed
+                trial up to the service's ``breaker_max_cooldown``); the service's if not given.
         """
         return self.add_registration(
             _registration(
@@ -156,6 +172,8 @@ class BackgroundProcessing:
                 item_timeout=item_timeout,
                 max_attempts=max_attempts,
                 options=options,
+                breaker_threshold=breaker_threshold,
+                breaker_cooldown=breaker_cooldown,
             )
         )
 
@@ -241,7 +259,15 @@ def load_handlers(settings: Settings) -> list[HandlerRegistration]:
 
 
 _CLASS_KEYS = frozenset(
-    {"purpose", "max_items_per_cycle", "poll_interval", "item_timeout", "max_attempts"}
+    {
+        "purpose",
+        "max_items_per_cycle",
+        "poll_interval",
+        "item_timeout",
+        "max_attempts",
+        "breaker_threshold",
+        "breaker_cooldown",
+    }
 )
 """Registration settings a handler class may declare as class attributes."""
 
@@ -285,6 +311,9 @@ def _registration(
         raise ConfigError(
             f"must be an integer of at least 1, got {attempts!r}", key=f"{key}.max_attempts"
         )
+    threshold = pick("breaker_threshold")
+    if threshold is not None:
+        _check_threshold(threshold, f"{key}.breaker_threshold")
     purpose = pick("purpose")
     purpose = defaults.PURPOSE if purpose is None else purpose
     try:
@@ -308,7 +337,22 @@ def _registration(
         item_timeout=_duration(f"{key}.item_timeout", pick("item_timeout")),
         max_attempts=attempts,
         options=checked_options,
+        breaker_threshold=threshold,
+        breaker_cooldown=_rest(f"{key}.breaker_cooldown", pick("breaker_cooldown")),
     )
+
+
+def _rest(key: str, value: DurationLike | None) -> Any:
+    """A breaker's cool-down: longer than 0 (0 would retry a broken source back to back)."""
+    rest = _duration(key, value)
+    if rest is not None and rest.total_seconds() <= 0:
+        raise ConfigError(f"must be longer than 0, got {rest.total_seconds():g} s", key=key)
+    return rest
+
+
+def _check_threshold(value: Any, key: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"must be an integer of at least 0 (0: never), got {value!r}", key=key)
 
 
 def _check_count(value: Any, key: str) -> None:

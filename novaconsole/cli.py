@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from novaconsole.control_cli import add_commands, add_retry_options
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.purpose import HandlerPurpose
+from novaconsole.triage_cli import add_commands as add_triage_commands
+from novaconsole.triage_cli import add_group_options
 
 if TYPE_CHECKING:
     from novaconsole.engine.service import ProcessingService
@@ -131,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_option(retry, suppress)
     _db_option(retry, suppress)
-    retry.add_argument("handler", metavar="HANDLER")
-    retry.add_argument("item_id", metavar="ITEM_ID")
+    retry.add_argument("handler", nargs="?", metavar="HANDLER")
+    retry.add_argument("item_id", nargs="?", metavar="ITEM_ID")
     add_retry_options(retry)
+    add_group_options(retry)
 
     workers = sub.add_parser("workers", help="the workers sharing the database, alive or not")
     _config_option(workers, suppress)
@@ -200,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         _db_option(command, suppress)
 
     add_commands(sub, common, _settings)
+    add_triage_commands(sub, common, _settings)
     _db_commands(sub)
     return parser
 
@@ -366,11 +370,13 @@ def _require_handlers(settings: Settings) -> None:
 def _handlers(args: argparse.Namespace) -> int:
     from novaconsole.builder import BackgroundProcessing
     from novaconsole.durations import format_duration
+    from novaconsole.store.breakers import open_breakers
     from novaconsole.store.queries import handler_totals
 
     settings = _settings(args)
     processing = BackgroundProcessing.from_settings(settings)
     totals = _run(handler_totals, settings.database.url)
+    tripped = {row["handler"]: row["reason"] for row in _run(open_breakers, settings.database.url)}
     rows = []
     for registration in processing.registrations:
         if args.purpose and registration.purpose.value != args.purpose:
@@ -386,12 +392,16 @@ def _handlers(args: argparse.Namespace) -> int:
                 "poll_interval": interval.total_seconds(),
                 **{status: int(counts.get(status, 0)) for status in STATUSES},
                 "last_finished_at": counts.get("last_finished_at"),
+                "tripped": registration.name in tripped,
+                "breaker": tripped.get(registration.name),
             }
         )
     if args.json:
         _print_json(rows)
         return 0
     columns = ["name", "purpose", "batch", "enabled", "interval", *_titles(STATUSES), "last"]
+    if tripped:
+        columns.append("breaker")
     _print_table(
         f"handlers ({settings.source_label})",
         columns,
@@ -404,6 +414,7 @@ def _handlers(args: argparse.Namespace) -> int:
                 format_duration(row["poll_interval"]),
                 *(str(row[status]) for status in STATUSES),
                 _short_time(row["last_finished_at"]),
+                *(["tripped" if row["tripped"] else ""] if tripped else []),
             ]
             for row in rows
         ],

@@ -173,14 +173,16 @@ async def _known(settings: Settings, client: OperatorClient, handler: str | None
 
 async def _status_data(settings: Settings, client: OperatorClient) -> dict[str, Any]:
     from novaconsole.status import from_database
+    from novaconsole.store.breakers import mark_tripped
 
     reading = await client.read()
-    return from_database(
+    status = from_database(
         reading,
         _registrations(settings),
         settings.processing.max_concurrency,
         client.display_url,
     )
+    return await mark_tripped(status, settings.database.url)
 
 
 def _print_json(data: Any) -> None:
@@ -242,6 +244,9 @@ def _print_status(status: dict[str, Any]) -> None:
     )
     for line in status["paused_lines"]:
         print(f"  {line}")
+    for view in status["handlers"].values():
+        if view.get("breaker"):
+            print(f"  {view['name']} tripped: {view['breaker']}")
     from rich.console import Console
     from rich.table import Table
 

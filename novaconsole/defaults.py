@@ -17,6 +17,13 @@ LEASE_DURATION: Final = timedelta(minutes=1)
 SHUTDOWN_GRACE: Final = timedelta(seconds=30)
 BLOCKED_LOOP_WARNING: Final = timedelta(seconds=1)
 
+BREAKER_THRESHOLD: Final = 5
+"""Failures in a row (items failed for good, or fetches) that trip a handler's breaker; 0: never."""
+BREAKER_COOLDOWN: Final = timedelta(seconds=30)
+"""Rest after a trip before one trial; doubled after each failed trial..."""
+BREAKER_MAX_COOLDOWN: Final = timedelta(minutes=10)
+"""...up to this."""
+
 # [retry]
 MAX_ATTEMPTS: Final = 3
 RETRY_BASE_DELAY: Final = timedelta(seconds=2)

@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveInt,
     PrivateAttr,
     ValidationError,
@@ -86,6 +87,9 @@ class ProcessingSettings(_Section):
     fetch_timeout: Timeout = defaults.FETCH_TIMEOUT
     lease_duration: Timeout = defaults.LEASE_DURATION
     shutdown_grace: Duration = defaults.SHUTDOWN_GRACE
+    breaker_threshold: NonNegativeInt = defaults.BREAKER_THRESHOLD
+    breaker_cooldown: Timeout = defaults.BREAKER_COOLDOWN
+    breaker_max_cooldown: Timeout = defaults.BREAKER_MAX_COOLDOWN
     blocked_loop_warning: Duration = defaults.BLOCKED_LOOP_WARNING
 
 
@@ -141,6 +145,8 @@ class HandlerSettings(_Section):
     poll_interval: Duration | None = None
     item_timeout: Timeout | None = None
     max_attempts: PositiveInt | None = None
+    breaker_threshold: NonNegativeInt | None = None
+    breaker_cooldown: Timeout | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -62,6 +62,7 @@ def from_snapshot(snapshot: Snapshot, now: datetime | None = None) -> dict[str, 
             "in_flight": view.in_flight,
             "queued": view.queued,
             "last_error": view.last_error,
+            "breaker": view.breaker_reason,
         }
         for name, view in snapshot.handlers.items()
     }
@@ -127,6 +128,7 @@ def from_database(
             "in_flight": None,
             "queued": None,
             "last_error": counts.last_error if counts else None,
+            "breaker": None,
         }
     total = {
         key: sum(view[key] for view in handlers.values())

@@ -20,6 +20,8 @@ from textual.widgets import DataTable, Footer
 from novaconsole.console.commands import HandlerCommands, system_commands
 from novaconsole.console.screens.help import HelpScreen
 from novaconsole.console.screens.result_detail import ResultDetailScreen
+from novaconsole.console.triage_actions import BINDINGS as TRIAGE_BINDINGS
+from novaconsole.console.triage_actions import TriageActions
 from novaconsole.console.view_models import (
     ResultFilter,
     fleet_rows,
@@ -91,7 +93,7 @@ class _Panes:
     logs: LogPane
 
 
-class NovaConsole(App[int]):
+class NovaConsole(TriageActions, App[int]):
     """The operations console. ``app.service`` is the service it shows and steers.
 
     The service is run by whoever runs the app (see :func:`novaconsole.console.run_console`).
@@ -179,6 +181,7 @@ class NovaConsole(App[int]):
             priority=True,
             tooltip=_TIPS["["],
         ),
+        *TRIAGE_BINDINGS,
     ]
 
     paused: reactive[bool] = reactive(False, bindings=True)
@@ -340,7 +343,7 @@ class NovaConsole(App[int]):
             return None if self.handler_paused is None else not self.handler_paused
         if action == "resume_handler":
             return self.handler_paused is True
-        if action in ("batch_up", "batch_down"):
+        if action in ("batch_up", "batch_down", "peek"):
             return self.handler_paused is not None or None
         return True
 

@@ -39,6 +39,12 @@ def console_commands(app: NovaConsole) -> Iterator[Command]:
         "Error, traceback and attempts of the selected result (enter)",
         app.action_show_detail,
     )
+    if not app.quitting:
+        yield Command(
+            "Failure groups",
+            "Failed items grouped by handler, exception and message; retry a group (e)",
+            app.action_failure_groups,
+        )
     yield Command("Help", "Keys and commands (?)", app.action_help)
     yield Command("Quit", "Stop fetching, drain in-flight items, exit (q)", app.action_quit)
 
@@ -106,6 +112,11 @@ def handler_commands(app: NovaConsole) -> Iterator[Command]:
             f"Show results of {name}",
             "Filter the results pane",
             partial(app.show_handler_results, name),
+        )
+        yield Command(
+            f"Peek {name}",
+            "What its fetch_next would return now, rolled back: nothing claimed (d)",
+            partial(app.peek_handler, name),
         )
     if app.read_only:
         return

@@ -171,7 +171,13 @@ HANDLER_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
 )
 """(column key, header, fixed width or None to fit the content) of the handlers table."""
 
-STATE_TONES = {"active": "success", "paused": "warning", "disabled": "muted", "failing": "error"}
+STATE_TONES = {
+    "active": "success",
+    "paused": "warning",
+    "disabled": "muted",
+    "failing": "error",
+    "tripped": "error",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +218,7 @@ def handler_row(view: HandlerView, now: datetime) -> HandlerRow:
             format_count(view.failed),
             format_ago(view.last_run, now),
             view.purpose.value,
-            one_line(view.last_error, 60),
+            one_line(view.breaker_reason or view.last_error, 60),
         ),
     )
 

@@ -35,6 +35,7 @@ from novaconsole.engine.writes import GroupedWriter
 from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
+    from novaconsole.engine.breaker import Breakers
     from novaconsole.engine.controls import OperatorControls
     from novaconsole.engine.failures import Failures
     from novaconsole.engine.fetching import Fetcher
@@ -95,6 +96,7 @@ class EngineCore:
     failures: Failures
     fleet_sync: FleetSync
     reporter: Reporter
+    breakers: Breakers
     retries: RetryTracker
 
     def __init__(

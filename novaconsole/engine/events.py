@@ -121,6 +121,28 @@ class RetryProgress(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class BreakerTripped(Event):
+    """A handler's circuit breaker opened: nothing is fetched or started for ``cooldown``
+    seconds, then one trial runs."""
+
+    kind: ClassVar[str] = "breaker_tripped"
+    handler: str
+    reason: str
+    """``breaker: 5 failures in a row: <error>`` (or ``breaker: the trial failed: ...``)."""
+    failures: int
+    cooldown: float
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerClosed(Event):
+    """A handler's circuit breaker closed: its trial succeeded, or an operator reset it."""
+
+    kind: ClassVar[str] = "breaker_closed"
+    handler: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
 class EventsDropped(Event):
     """This reader fell behind and lost ``count`` of the oldest events."""
 

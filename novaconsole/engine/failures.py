@@ -35,6 +35,7 @@ class Failures:
         text = describe(error)
         tb = None if timed_out else redact("".join(traceback.format_exception(error)))
         give_up = isinstance(error, GiveUp)
+        core.breakers.item_failed(job, text, final=give_up or job.attempts >= rt.max_attempts)
         if job.attempts < rt.max_attempts and not core.stopping and not give_up:
             if isinstance(error, RetryAfter):
                 delay = error.delay.total_seconds()
@@ -123,6 +124,10 @@ class Failures:
             job.scope.runtime.retrying -= 1
             if job.lost:
                 core.lifecycle.abandon(job)
+                continue
+            if job.scope.runtime.gate and not job.forced:
+                job.scope.runtime.retrying += 1
+                core.breakers.hold(job)  # tripped: waits for the breaker
                 continue
             job.enqueued_at = monotonic()
             core.queue.put(job, forced=job.forced, front=True)

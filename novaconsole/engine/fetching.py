@@ -41,6 +41,7 @@ class Fetcher:
                 scope.background = not forced
                 try:
                     await self._admit(scope, items, tracker, forced, fetched_at)
+                    self.core.breakers.fetched(rt)
                 except Exception as error:  # the store could not be asked: a failed fetch
                     self._fetch_failed(rt, tracker, f"admitting items: {describe(error)}", error)
                     await self.close_scope(scope)
@@ -83,7 +84,7 @@ class Fetcher:
                     raise TypeError(f"{type(handler).__name__} has no fetch_next()")
                 if observers:
                     hooks = observing.fetch_started(observers, rt.name)
-                asked = rt.batch_size
+                asked = 1 if rt.gate else rt.batch_size  # a breaker's trial: one item
                 with anyio.fail_after(timeout):
                     result = await fetch_next(asked)
                 items = checked_batch(rt, result, asked)
@@ -151,6 +152,7 @@ class Fetcher:
         )
         rt.fetch_failed = True
         rt.last_error = error
+        self.core.breakers.fetch_failed(rt, error)
         tracker.report.fetch_errors[rt.name] = error
         self.core.hub.publish(FetchFailed(rt.name, error))
 

@@ -43,6 +43,7 @@ class FleetSync:
         core = self.core
         if not core.stopping:
             core.controls.follow(await core.store.load_controls())
+            await core.breakers.sync()
         coordinator = core.coordinator
         plane = getattr(core.store, "control_plane", None)
         if coordinator is not None:

@@ -51,6 +51,7 @@ class Lifecycle:
                 await group.start(core.slot_runner.run)
                 group.start_soon(core.slot_runner.watchdog)
                 group.start_soon(core.failures.retry_loop)
+                group.start_soon(core.breakers.run)
                 group.start_soon(core.store.run)
                 group.start_soon(core.fleet_sync.run)
                 if core.writer is not None:
@@ -113,6 +114,7 @@ class Lifecycle:
             job.scope.runtime.retrying -= 1
             self.abandon(job)
         core.retry_heap.clear()
+        core.breakers.abandon_held()
         # Fetches and items under way finish (cancelling database work mid-statement can
         # strand connections); whatever is still running after the grace is cancelled.
         with anyio.move_on_after(grace) as self._grace:

@@ -36,14 +36,22 @@ class Poller:
                 due = [
                     rt
                     for rt in core.runtimes.values()
-                    if rt.enabled and not rt.paused and not rt.busy and rt.next_due <= at
+                    if rt.enabled
+                    and not rt.paused
+                    and not rt.busy
+                    and rt.gate != 1
+                    and rt.next_due <= at
                 ]
             if due:
                 self._start_cycle(due)
             waits = [
                 rt.next_due - at
                 for rt in core.runtimes.values()
-                if rt.enabled and not rt.paused and not rt.busy and rt.next_due > at
+                if rt.enabled
+                and not rt.paused
+                and not rt.busy
+                and rt.gate != 1
+                and rt.next_due > at
             ]
             core.poll_wake = anyio.Event()
             if core.paused or not waits:
@@ -96,7 +104,8 @@ class Poller:
         runtimes = [
             rt
             for rt in core.runtimes.values()
-            if rt.enabled and (rt.name == handler or (handler is None and not rt.paused))
+            if rt.enabled
+            and (rt.name == handler or (handler is None and not rt.paused and not rt.gate))
         ]
         tracker = Tracker(CycleReport(cycle=core.cycles, started_at=now()))
         tracker.fetching = len(runtimes)

@@ -34,6 +34,9 @@ class ProcessingOptions:
     fetch_timeout: timedelta = defaults.FETCH_TIMEOUT
     lease_duration: timedelta = defaults.LEASE_DURATION
     shutdown_grace: timedelta = defaults.SHUTDOWN_GRACE
+    breaker_threshold: int = defaults.BREAKER_THRESHOLD
+    breaker_cooldown: timedelta = defaults.BREAKER_COOLDOWN
+    breaker_max_cooldown: timedelta = defaults.BREAKER_MAX_COOLDOWN
     blocked_loop_warning: timedelta = defaults.BLOCKED_LOOP_WARNING
     """Warn when the event loop has not run for this long (a blocking handler); 0: never."""
 
@@ -51,6 +54,8 @@ class HandlerRegistration:
     item_timeout: timedelta | None = None
     max_attempts: int | None = None
     options: Any = None
+    breaker_threshold: int | None = None
+    breaker_cooldown: timedelta | None = None
 
     def create(self, ctx: HandlerContext) -> Handler:
         """A new handler instance for one scope."""

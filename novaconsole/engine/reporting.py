@@ -59,6 +59,7 @@ class Reporter:
             rt.succeeded += 1
             core.totals["succeeded"] += 1
             rt.last_outcome_failed = False
+            core.breakers.item_succeeded(job)
             if job.attempts > 1:
                 core.store.set_item_state(rt.name, job.key, None)
         elif status is OutcomeStatus.SKIPPED:
@@ -152,7 +153,10 @@ class Reporter:
             last_run=rt.last_run,
             next_poll_in=max(0.0, rt.next_due - at) if schedulable else None,
             failing=rt.fetch_failed or rt.last_outcome_failed,
+            tripped=bool(rt.gate),
+            breaker_reason=self.core.breakers.breakers[rt.name].reason if rt.gate else None,
+            breaker_retry_in=self.core.breakers.retry_in(rt),
+            pause=self.core.controls.handler_pauses.get(rt.name) if rt.paused else None,
             dead_items=rt.dead_items,
             dead_returned=rt.dead_returned,
-            pause=self.core.controls.handler_pauses.get(rt.name) if rt.paused else None,
         )

@@ -48,6 +48,10 @@ class HandlerRuntime:
     busy: bool = False
     """A poll-loop fetch or its first pass is under way: not due again until it settles."""
     next_due: float = 0.0
+    gate: int = 0
+    """The circuit breaker: 0 closed, 1 open, 2 one trial (:mod:`novaconsole.engine.breaker`)."""
+    trial_job: Job | None = None
+    """The breaker's trial item while it runs."""
     surplus_warned: bool = False
     """``fetch_next`` returned more than asked once: said once, not on every fetch."""
 

@@ -137,7 +137,7 @@ class FairQueue:
             index = (self._next + offset) % count
             runtime = runtimes[index]
             if not runtime.forced and not (
-                runtime.queue and not self.paused and not runtime.paused
+                runtime.queue and not self.paused and not runtime.paused and runtime.gate != 1
             ):
                 continue
             if best is None or runtime.in_flight < best.in_flight:
@@ -147,7 +147,12 @@ class FairQueue:
         if best is None:
             return None
         self._next = (best_index + 1) % count
-        job = best.forced.popleft() if best.forced else best.queue.popleft()
+        if best.forced:
+            job = best.forced.popleft()
+        else:
+            job = best.queue.popleft()
+            if best.gate:  # the circuit breaker's one trial item: the rest wait again
+                best.gate, best.trial_job = 1, job
         self.depth -= 1
         if self.depth < self.capacity:
             self._room.set()

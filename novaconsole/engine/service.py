@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from novaconsole.engine import triage_view
+from novaconsole.engine.breaker import BreakerPolicy, Breakers
 from novaconsole.engine.controls import OperatorControls, Until
 from novaconsole.engine.core import EngineCore
 from novaconsole.engine.events import EventSubscription
@@ -26,6 +28,7 @@ from novaconsole.engine.lifecycle import Lifecycle
 from novaconsole.engine.observers import Observer
 from novaconsole.engine.operator import AuditEntry, RetryStatus
 from novaconsole.engine.outcomes import CycleReport, ItemOutcome
+from novaconsole.engine.peek import PeekResult, peek
 from novaconsole.engine.persistence import StateStore
 from novaconsole.engine.polling import Poller
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
@@ -34,6 +37,7 @@ from novaconsole.engine.retries import RetryTracker
 from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.slots import SlotRunner
 from novaconsole.engine.snapshot import Snapshot
+from novaconsole.triage import FailedItem, FailureGroup
 
 
 class ProcessingService:
@@ -72,6 +76,12 @@ class ProcessingService:
         core.failures = Failures(core)
         core.fleet_sync = FleetSync(core)
         core.reporter = Reporter(core)
+        core.breakers = Breakers(
+            core,
+            BreakerPolicy(
+                options.breaker_threshold, options.breaker_cooldown, options.breaker_max_cooldown
+            ),
+        )
         core.retries = RetryTracker(core)
         self._core = core
         self.options = options
@@ -184,6 +194,36 @@ class ProcessingService:
         """What is paused, one line each: "PhysicalDeletion paused by cli@ops1 12 min ago:
         db maintenance; resumes at 14:00" (empty when nothing is)."""
         return self._core.controls.paused_lines()
+
+    def reset_breaker(self, name: str, *, by: str | None = None) -> bool:
+        """Close ``name``'s tripped circuit breaker (retries held by it run again); False if
+        it was not tripped. ``by`` names the operator in the log (default: this worker)."""
+        return self._core.breakers.reset(name, by)
+
+    async def peek(self, handler: str, limit: int | None = None) -> PeekResult:
+        """What ``handler``'s ``fetch_next`` returns now (``limit`` items, default its batch
+        size), fetched in a transaction that is rolled back: nothing claimed or processed.
+        The service need not be running. A failing fetch is a :class:`PeekError`."""
+        core = self._core
+        rt = core.runtime(handler)
+        sessions = getattr(core.store, "rolled_back_sessions", None)
+        return await peek(
+            rt.registration,
+            rt.batch_size if limit is None else limit,
+            sessions=sessions() if sessions is not None else None,
+            fetch_timeout=core.options.fetch_timeout.total_seconds(),
+        )
+
+    # ------------------------------------------------------------------ triage
+
+    async def failure_groups(self, handler: str | None = None) -> list[FailureGroup]:
+        """Failed items grouped by handler, exception type and normalised message, most
+        items first (see :mod:`novaconsole.triage`)."""
+        return await triage_view.failure_groups(self._core, handler)
+
+    async def failure_group(self, group: str) -> tuple[FailureGroup | None, list[FailedItem]]:
+        """The group with id ``group`` and its items, latest first (``None``: no such group)."""
+        return await triage_view.failure_group(self._core, group)
 
     # ------------------------------------------------------------------ observing
 

@@ -48,21 +48,29 @@ class HandlerView:
     next_poll_in: float | None = None
     failing: bool = False
     """The last fetch failed, or the last final outcome was a failure."""
+    tripped: bool = False
+    """Its circuit breaker is open (or running its one trial): nothing fetched or started."""
+    breaker_reason: str | None = None
+    """``breaker: 5 failures in a row: <error>`` while tripped."""
+    breaker_retry_in: float | None = None
+    """Seconds to the breaker's next trial (0 while it runs) when tripped."""
+    pause: PauseInfo | None = None
+    """While paused: by whom, when, why and until when (``None`` if not known)."""
     dead_items: int = 0
     """Items out of attempts in the latest fetch: skipped until an operator retries them."""
     dead_returned: int = 0
     """How often ``fetch_next`` returned an item out of attempts since the start (each one
     is recorded ``skipped`` once, not on every poll)."""
-    pause: PauseInfo | None = None
-    """While paused: by whom, when, why and until when (``None`` if not known)."""
 
     @property
     def state(self) -> str:
-        """``disabled``, ``paused``, ``failing`` or ``active``."""
+        """``disabled``, ``paused``, ``tripped``, ``failing`` or ``active``."""
         if not self.enabled:
             return "disabled"
         if self.paused:
             return "paused"
+        if self.tripped:
+            return "tripped"
         if self.failing:
             return "failing"
         return "active"

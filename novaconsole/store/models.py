@@ -256,3 +256,21 @@ retries = Table(
 )
 """Operator retry requests and what became of them (see
 :data:`novaconsole.engine.operator.RETRY_STATES`); taken by one worker each."""
+
+breakers = Table(
+    "novaconsole_breakers",
+    metadata,
+    Column("handler", String(HANDLER_LENGTH), primary_key=True),
+    Column("worker_id", String(WORKER_ID_LENGTH), primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("reason", Text),
+    Column("tripped_at", UtcDateTime()),
+    Column("retry_in", Float),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("reset_by", String(WORKER_ID_LENGTH)),
+    Column("reset_at", UtcDateTime()),
+)
+"""Circuit breakers a worker has open (``tripped``, or ``trial``), written when one changes
+and every few seconds while open, deleted when it closes; an operator's reset sets
+``reset_by``/``reset_at`` and the worker closes it within a sync or two. A row not written
+for :data:`~novaconsole.store.breakers.STALE` is a dead worker's."""

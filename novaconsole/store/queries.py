@@ -110,3 +110,15 @@ async def reading(url: str) -> AsyncIterator[AsyncConnection | None]:
             return
         async with reader(engine).connect() as connection:
             yield connection
+
+
+@asynccontextmanager
+async def writing(url: str) -> AsyncIterator[AsyncConnection | None]:
+    """A write transaction on ``url`` (committed at the end), or ``None`` when the database
+    has no novaconsole tables."""
+    async with engine_on(url) as engine:
+        if engine is None or not await _has_schema(engine):
+            yield None
+            return
+        async with engine.begin() as connection:
+            yield connection

@@ -32,6 +32,7 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,11 +43,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from novaconsole import defaults
 from novaconsole.engine.fleet_protocol import Claim
+from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
 from novaconsole.store import claims as claim_sql
 from novaconsole.store import control_plane as plane_sql
+from novaconsole.store.breakers import SqlBreakerBoard
 from novaconsole.store.control_plane import SqlControlPlane
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
@@ -70,6 +73,7 @@ from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.retention import prune_results
 from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row, row_outcome
 from novaconsole.store.schema import ensure_schema
+from novaconsole.triage import FailedRow
 
 log = logging.getLogger("novaconsole.store")
 
@@ -141,6 +145,9 @@ class SqlStore:
         self.batch_rows = batch_rows
         self._reader = reader(self.engine)
         self._lock = anyio.Lock()
+        self.breaker_board = SqlBreakerBoard(
+            self.engine, lock=self._lock if self.engine.dialect.name == "sqlite" else None
+        )
         self._wake: anyio.Event | None = None
         self._outcomes = OutcomeBuffer(buffer_capacity, flush_at, wake=self._wake_writer)
         self._states: dict[StateKey, ItemState | None] = {}
@@ -481,6 +488,16 @@ class SqlStore:
             loaded = loaded.updated(change)
         return loaded.effective(now)
 
+    def rolled_back_sessions(self) -> AbstractAsyncContextManager[SessionFactory]:
+        """Sessions joined to one transaction rolled back at the end (a peek)."""
+        from novaconsole.store.peek import rolled_back_sessions
+
+        return rolled_back_sessions(self.engine)
+
+    async def failed_rows(self, handler: str | None = None) -> list[FailedRow]:
+        """Each item whose latest outcome (flushed) is a failure (:mod:`novaconsole.triage`)."""
+        return await _failed_rows(self, handler)
+
     async def recent_outcomes(self, limit: int = 200) -> list[ItemOutcome]:
         """The latest ``limit`` outcomes, oldest first, buffered ones included."""
         buffered = self._outcomes.peek()[-limit:] if limit > 0 else []
@@ -498,6 +515,16 @@ class SqlStore:
             stored = await uncancelled(read)
             stored.reverse()
         return stored + buffered
+
+
+async def _failed_rows(store: SqlStore, handler: str | None) -> list[FailedRow]:
+    from novaconsole.store.triage import failed_rows
+
+    async def read() -> list[FailedRow]:
+        async with store._reader.connect() as connection:
+            return await failed_rows(connection, handler)
+
+    return await uncancelled(read)
 
 
 async def delete_item_state(connection: AsyncConnection, handler: str, item_id: str) -> bool:

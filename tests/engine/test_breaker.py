@@ -1,0 +1,257 @@
+"""The circuit breaker per handler: trips, rests, one trial, closes or opens again for longer;
+reset by hand; retries held while tripped; configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from itertools import count
+from typing import Any
+
+import anyio
+import pytest
+
+from novaconsole import RetryPolicy
+from novaconsole.engine.events import (
+    BreakerClosed,
+    BreakerTripped,
+    Event,
+    FetchCompleted,
+    ItemFinished,
+)
+from novaconsole.errors import ConfigError
+from tests.engine.support import Item, next_event, processing
+
+pytestmark = pytest.mark.anyio
+
+
+@dataclass
+class Feed:
+    """New items on every fetch; ``failing`` decides whether they (or the fetch) fail."""
+
+    failing: bool = True
+    fetch_failing: bool = False
+    fetch_sizes: list[int] = field(default_factory=list)
+    processed: list[int] = field(default_factory=list)
+    ids: count[int] = field(default_factory=count)
+
+    def handler(self) -> type:
+        feed = self
+
+        class FeedHandler:
+            async def fetch_next(self, max_items: int) -> Sequence[Item]:
+                feed.fetch_sizes.append(max_items)
+                if feed.fetch_failing:
+                    raise ConnectionError("source down")
+                return [Item(next(feed.ids)) for _ in range(max_items)]
+
+            async def process(self, item: Item) -> None:
+                feed.processed.append(item.id)
+                if feed.failing:
+                    raise RuntimeError(f"boom on {item.id}")
+
+        return FeedHandler
+
+
+def build(feed: Feed, **handler: Any) -> Any:
+    handler.setdefault("breaker_threshold", 3)
+    handler.setdefault("max_items_per_cycle", 2)
+    return (
+        processing(
+            poll_interval=0.01,
+            max_concurrency=1,
+            retry=RetryPolicy(max_attempts=1),
+            breaker_cooldown=handler.pop("cooldown", 60),
+            breaker_max_cooldown=handler.pop("max_cooldown", 600),
+        )
+        .add_handler(feed.handler(), name="A", **handler)
+        .build()
+    )
+
+
+def tripped(event: Event) -> bool:
+    return isinstance(event, BreakerTripped)
+
+
+def closed(event: Event) -> bool:
+    return isinstance(event, BreakerClosed)
+
+
+async def test_trips_after_failures_in_a_row_and_stops_fetching() -> None:
+    feed = Feed()
+    service = build(feed)
+    events = service.events()
+    async with service.running():
+        event = await next_event(events, tripped)
+        assert isinstance(event, BreakerTripped)
+        assert event.handler == "A"
+        assert event.failures == 3
+        assert event.reason.startswith("breaker: 3 failures in a row: RuntimeError: boom on ")
+        view = service.snapshot().handlers["A"]
+        assert view.state == "tripped"
+        assert view.tripped and view.breaker_reason == event.reason
+        assert view.breaker_retry_in is not None and 0 < view.breaker_retry_in <= 60
+        fetches, processed = len(feed.fetch_sizes), len(feed.processed)
+        await anyio.sleep(0.1)  # ten poll intervals: a tripped handler fetches nothing
+        assert len(feed.fetch_sizes) == fetches
+        assert len(feed.processed) <= processed + 1  # at most the item already in hand
+
+
+async def test_failed_fetches_trip_it_too() -> None:
+    feed = Feed(fetch_failing=True)
+    service = build(feed, breaker_threshold=2)
+    events = service.events()
+    async with service.running():
+        event = await next_event(events, tripped)
+        assert isinstance(event, BreakerTripped)
+        assert event.reason == "breaker: 2 failures in a row: ConnectionError: source down"
+
+
+async def test_half_opens_after_the_cooldown_and_a_good_trial_closes_it() -> None:
+    feed = Feed()
+    # One batch of three fails three in a row: nothing is left queued, so the trial fetches.
+    service = build(feed, cooldown=0.05, max_items_per_cycle=3)
+    events = service.events()
+    async with service.running():
+        await next_event(events, tripped)
+        feed.failing = False
+        fetches = len(feed.fetch_sizes)
+        event = await next_event(events, closed)
+        assert isinstance(event, BreakerClosed)
+        assert event.why == "the trial item succeeded"
+        assert feed.fetch_sizes[fetches] == 1  # the trial asks for one item
+        assert service.snapshot().handlers["A"].state == "active"
+        # Closed: full batches again.
+        await next_event(events, lambda e: isinstance(e, FetchCompleted) and e.count == 3)
+
+
+async def test_a_failed_trial_opens_it_again_for_twice_as_long_up_to_the_max() -> None:
+    feed = Feed()
+    service = build(feed, cooldown=0.05, max_cooldown=0.15)
+    events = service.events()
+    async with service.running():
+        cooldowns = []
+        reasons = []
+        for _ in range(4):
+            event = await next_event(events, tripped)
+            assert isinstance(event, BreakerTripped)
+            cooldowns.append(event.cooldown)
+            reasons.append(event.reason)
+    assert cooldowns == [0.05, 0.1, 0.15, 0.15]
+    assert reasons[0].startswith("breaker: 3 failures in a row: ")
+    assert all(
+        r.startswith("breaker: the trial failed: RuntimeError: boom on ") for r in reasons[1:]
+    )
+
+
+async def test_a_trial_fetch_with_nothing_to_try_closes_it() -> None:
+    feed = Feed(fetch_failing=True)
+    service = build(feed, breaker_threshold=2, cooldown=0.05)
+    events = service.events()
+    async with service.running():
+        await next_event(events, tripped)
+        feed.fetch_failing, feed.failing = False, False
+        event = await next_event(events, closed)
+        assert isinstance(event, BreakerClosed)
+        # The trial fetch returned one item; that item, run, is what closed it.
+        assert event.why in (
+            "the trial item succeeded",
+            "the trial fetch succeeded with nothing to try",
+        )
+
+
+async def test_reset_by_hand_closes_it_and_fetching_resumes() -> None:
+    feed = Feed()
+    service = build(feed)
+    events = service.events()
+    async with service.running():
+        await next_event(events, tripped)
+        feed.failing = False
+        assert service.reset_breaker("A", by="cli@ops1") is True
+        event = await next_event(events, closed)
+        assert isinstance(event, BreakerClosed) and event.why == "reset by cli@ops1"
+        view = service.snapshot().handlers["A"]
+        assert view.state != "tripped" and view.breaker_reason is None
+        await next_event(events, lambda e: isinstance(e, ItemFinished) and e.status == "succeeded")
+        assert service.reset_breaker("A") is False  # not tripped: nothing to reset
+        with pytest.raises(KeyError):
+            service.reset_breaker("Nope")
+
+
+async def test_retries_waiting_stay_waiting_while_tripped_and_run_after_reset() -> None:
+    feed = Feed()
+    service = (
+        processing(
+            poll_interval=0.01,
+            max_concurrency=1,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.02, max_delay=0.02, jitter=0),
+            breaker_cooldown=60,
+        )
+        .add_handler(feed.handler(), name="A", max_items_per_cycle=4, breaker_threshold=2)
+        .build()
+    )
+    events = service.events()
+    async with service.running():
+        # Items fail once and wait; two of them fail again, for good: it trips.
+        await next_event(events, tripped)
+        waiting = service.snapshot().handlers["A"].retrying
+        assert waiting >= 1
+        processed = len(feed.processed)
+        await anyio.sleep(0.2)  # their retry delay (0.02 s) passes ten times over
+        assert len(feed.processed) == processed
+        assert service.snapshot().handlers["A"].retrying == waiting
+        feed.failing = False
+        service.reset_breaker("A")
+        for _ in range(2):
+            await next_event(
+                events,
+                lambda e: (
+                    isinstance(e, ItemFinished)
+                    and e.status == "succeeded"
+                    and e.outcome.attempts == 2
+                ),
+            )
+
+
+async def test_an_attempt_that_is_retried_does_not_count() -> None:
+    feed = Feed()
+    service = (
+        processing(poll_interval=0.01, max_concurrency=1, retry=RetryPolicy(max_attempts=5))
+        .add_handler(feed.handler(), name="A", max_items_per_cycle=4, breaker_threshold=2)
+        .build()
+    )
+    events = service.events()
+    async with service.running():
+        for _ in range(6):  # six failed attempts in a row, none final
+            await next_event(events, lambda e: e.kind == "item_retrying")
+        assert service.snapshot().handlers["A"].state != "tripped"
+
+
+async def test_threshold_zero_never_trips() -> None:
+    feed = Feed()
+    service = build(feed, breaker_threshold=0)
+    events = service.events()
+    async with service.running():
+        for _ in range(10):
+            await next_event(events, lambda e: isinstance(e, ItemFinished))
+        assert service.snapshot().handlers["A"].state == "failing"
+
+
+def test_configuration_is_checked_and_a_class_attribute_counts() -> None:
+    feed = Feed()
+    handler = feed.handler()
+    handler.breaker_threshold = 7
+    handler.breaker_cooldown = "00:00:05"
+    service = processing().add_handler(handler, name="A").build()
+    breaker = service._core.breakers.breaker("A")
+    assert breaker.policy.threshold == 7
+    assert breaker.policy.cooldown == timedelta(seconds=5)
+    with pytest.raises(ConfigError, match="breaker_threshold"):
+        processing().add_handler(feed.handler(), name="B", breaker_threshold=-1)
+    with pytest.raises(ConfigError, match="breaker_threshold"):
+        processing(breaker_threshold=-1)
+    with pytest.raises(ConfigError, match="breaker_cooldown"):
+        processing().add_handler(feed.handler(), name="C", breaker_cooldown=0)
+    with pytest.raises(ConfigError, match="breaker_max_cooldown"):
+        processing(breaker_max_cooldown="00:00:00")
