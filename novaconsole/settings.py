@@ -92,10 +92,13 @@ class RetrySettings(_Section):
 
 class DatabaseSettings(_Section):
     """``[database]``: a SQLAlchemy async URL; ``shared``: whether several workers share its
-    work (claims, heartbeats, fleet commands). Unset: yes on PostgreSQL, no on SQLite."""
+    work (claims, heartbeats, fleet commands). Unset: yes on PostgreSQL, no on SQLite.
+    ``connect_timeout``: how long a database that cannot be reached at start is retried
+    before giving up (unset: the store's default, 30 s)."""
 
     url: str = Field(default=DEFAULT_DATABASE_URL, min_length=1)
     shared: bool | None = None
+    connect_timeout: Duration | None = None
 
 
 class StoreSettings(_Section):

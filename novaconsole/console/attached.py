@@ -58,7 +58,7 @@ class AttachedFleet:
         self.url = url
         self.registrations = tuple(registrations)
         self.configured_concurrency = configured_concurrency
-        self.store = SqlStore(url, shared=False)
+        self.store = SqlStore(url, shared=False, connect_timeout=0)  # a reader: no retries
         self.database_display = self.store.display_url
         self._hub = EventHub()
         self._group: TaskGroup | None = None

@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup
 
 from novaconsole.engine.coordination import Claim, Coordinator, WorkerView
 from novaconsole.engine.events import EventHub, ServiceStateChanged
-from novaconsole.engine.grouped_writes import GroupedWriter
+from novaconsole.engine.grouped_writes import ItemWriter
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.metrics import LatencySamples, Throughput
 from novaconsole.engine.observers import Observer
@@ -112,11 +112,11 @@ class EngineCore:
         self.registrations = tuple(registrations)
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.session_factory = session_factory
-        self.writer: GroupedWriter | None = None
-        engine = getattr(self.store, "engine", None)
-        if engine is not None:
-            the_store = self.store
-            self.writer = GroupedWriter(engine, lambda: getattr(the_store, "sync_engine", None))
+        self.writer: ItemWriter | None = (
+            self.store if hasattr(self.store, "submit_writes") else None  # type: ignore[assignment]
+        )
+        self.committing = 0
+        """Items whose ``ctx.write()`` statements wait for (or are in) the writer's commit."""
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.database_display: str = getattr(self.store, "display_url", None) or (
             mask_url(database_url) if database_url else "memory (nothing persisted)"
@@ -166,11 +166,6 @@ class EngineCore:
     @property
     def is_running(self) -> bool:
         return self.state in ("running", "paused", "draining")
-
-    @property
-    def committing(self) -> int:
-        """Items whose ``ctx.write()`` statements wait for (or are in) a group commit."""
-        return self.writer.committing if self.writer is not None else 0
 
     def set_state(self, state: str) -> None:
         if state != self.state:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
 
     from novaconsole.engine.batch_session import BatchSession
-    from novaconsole.engine.grouped_writes import GroupedWriter, ItemWrites, Params
+    from novaconsole.engine.grouped_writes import ItemWriter, ItemWrites, Params
 
 current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "novaconsole_item_id", default=None
@@ -89,8 +89,8 @@ class HandlerContext:
     options: Any = None
     log: HandlerLogger = field(default=None)  # type: ignore[assignment]
     session_factory: SessionFactory | None = None
-    writer: GroupedWriter | None = None
-    """The service's grouped writer (:meth:`grouped_writes`), when it has a database."""
+    writer: ItemWriter | None = None
+    """The store's writer (:meth:`grouped_writes`), when the service has a database."""
     state: dict[str, Any] = field(default_factory=dict)
     """Free for the handler: lives as long as the scope."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
@@ -135,7 +135,9 @@ class HandlerContext:
                 f"handler {self.name!r} asked for ctx.grouped_writes(), but the service was "
                 "built without a database; pass database_url= to build() or set [database] url"
             )
-        return self.writer.use()
+        from novaconsole.engine.grouped_writes import grouped_writes
+
+        return grouped_writes(self.writer)
 
     def write(self, statement: Executable | str, params: Params = None) -> None:
         """Queue a write for the item being processed: the fastest write path.

@@ -45,8 +45,6 @@ class Lifecycle:
                 group.start_soon(core.failures.retry_loop)
                 group.start_soon(core.store.run)
                 group.start_soon(core.fleet_sync.run)
-                if core.writer is not None:
-                    group.start_soon(core.writer.run)
                 if poll:
                     group.start_soon(core.poller.run)
                 core.set_state("paused" if core.paused else "running")
@@ -112,12 +110,13 @@ class Lifecycle:
                 scope.cancel()
             if core.worker_group is not None:
                 core.worker_group.cancel_scope.cancel()
-            await self._until_idle()
+            # Writes still held (a database that is down) are the store's to flush at close.
+            await self._until_idle(committing=False)
         drained.set()
 
-    async def _until_idle(self) -> None:
+    async def _until_idle(self, *, committing: bool = True) -> None:
         core = self.core
-        while core.in_flight or core.fetch_scopes or core.committing:
+        while core.in_flight or core.fetch_scopes or (committing and core.committing):
             core.idle = anyio.Event()
             await core.idle.wait()
 

@@ -159,6 +159,10 @@ class BackgroundProcessing:
             "keep_results_count": settings.store.keep_results_count,
             "shared": settings.database.shared,
         }
+        if settings.database.connect_timeout is not None:
+            builder.store_options["connect_timeout"] = (
+                settings.database.connect_timeout.total_seconds()
+            )
         for registration in load_handlers(settings):
             builder.add_registration(registration)
         return builder

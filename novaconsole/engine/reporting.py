@@ -22,19 +22,13 @@ class Reporter:
     def __init__(self, core: EngineCore) -> None:
         self.core = core
 
-    def finish(
-        self,
-        job: Job,
-        status: OutcomeStatus,
-        error: str | None,
-        tb: str | None = None,
-    ) -> None:
-        """Record an item's final outcome and release everything it held."""
-        core = self.core
-        rt = job.scope.runtime
+    def outcome(
+        self, job: Job, status: OutcomeStatus, error: str | None, tb: str | None = None
+    ) -> ItemOutcome:
+        """The final outcome of ``job`` as of now."""
         finished_at = now()
-        outcome = ItemOutcome(
-            handler=rt.name,
+        return ItemOutcome(
+            handler=job.scope.runtime.name,
             item_id=job.item.id,
             status=status,
             attempts=job.attempts,
@@ -47,6 +41,21 @@ class Reporter:
             wait=max(job.wait, 0.0),
             token=job.token,
         )
+
+    def finish(
+        self,
+        job: Job,
+        status: OutcomeStatus,
+        error: str | None,
+        tb: str | None = None,
+        *,
+        written: ItemOutcome | None = None,
+    ) -> None:
+        """Record an item's final outcome and release everything it held; ``written``: the
+        outcome the store's writer already wrote (with the item's ``ctx.write()`` statements)."""
+        core = self.core
+        rt = job.scope.runtime
+        outcome = written or self.outcome(job, status, error, tb)
         if status is OutcomeStatus.SUCCEEDED:
             rt.succeeded += 1
             core.totals["succeeded"] += 1
@@ -75,7 +84,8 @@ class Reporter:
                     status.value,
                     extra=log_extra(rt.name, job.item.id),
                 )
-        core.store.record((outcome,))
+        if written is None:
+            core.store.record((outcome,))
         core.recent.append(outcome)
         if core.hub.active:
             core.hub.publish(ItemFinished(outcome))

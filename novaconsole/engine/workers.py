@@ -15,7 +15,7 @@ from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, describe, now
 from novaconsole.engine.grouped_writes import WritesHolder, current_writes
 from novaconsole.engine.handler import NoDatabaseError, current_item_id
-from novaconsole.engine.outcomes import Attempt, OutcomeStatus
+from novaconsole.engine.outcomes import Attempt, ItemOutcome, OutcomeStatus
 from novaconsole.engine.scheduling import Job, WorkerSlot
 
 _YIELD_EVERY = 0.001
@@ -91,8 +91,12 @@ class Workers:
                         if error is not None:
                             await failures.failed(job, error, timed_out=False)
                         elif writes is not None and writer is not None:
-                            # The worker moves on; the outcome waits for the commit.
-                            writer.submit(writes, partial(self._committed, job))
+                            # The worker moves on; the outcome is written with the writes.
+                            outcome = reporter.outcome(job, OutcomeStatus.SUCCEEDED, None)
+                            core.committing += 1
+                            writer.submit_writes(
+                                writes, outcome, partial(self._committed, job, outcome)
+                            )
                         else:
                             reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
                         if not store.accepting:
@@ -168,14 +172,30 @@ class Workers:
         _record_attempt(job, started, started_at, None if error is None else describe(error))
         return error
 
-    async def _committed(self, job: Job, error: BaseException | None) -> None:
-        """The group holding an item's ``ctx.write()`` statements is done."""
+    def _committed(self, job: Job, outcome: ItemOutcome, error: BaseException | None) -> None:
+        """The writer is done with an item's ``ctx.write()`` statements: committed with its
+        outcome (``error`` None), or they failed and only they were rolled back."""
         core = self.core
         if error is None:
-            core.reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
+            core.reporter.finish(job, OutcomeStatus.SUCCEEDED, None, written=outcome)
+            self._settled()
+            return
+        job.history[-1] = replace(job.history[-1], error=describe(error))
+        if core.task_group is None:  # the service is closing: nothing left to retry on
+            core.reporter.finish(job, OutcomeStatus.FAILED, describe(error))
+            self._settled()
         else:
-            job.history[-1] = replace(job.history[-1], error=describe(error))
-            await core.failures.failed(job, error, timed_out=False)
+            core.task_group.start_soon(self._write_failed, job, error)
+
+    async def _write_failed(self, job: Job, error: BaseException) -> None:
+        try:
+            await self.core.failures.failed(job, error, timed_out=False)
+        finally:
+            self._settled()
+
+    def _settled(self) -> None:
+        core = self.core
+        core.committing -= 1
         if core.stopping:
             core.idle.set()
 

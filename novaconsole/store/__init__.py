@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from novaconsole.store.database import create_engine, mask_url
-from novaconsole.store.sql_store import SqlStore
+from novaconsole.store.sql_store import DEFAULT_CONNECT_TIMEOUT, SqlStore
 
 
 def open_store(
@@ -18,17 +18,21 @@ def open_store(
     keep_results_age: timedelta | None = timedelta(days=7),
     keep_results_count: int | None = 100_000,
     shared: bool | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> SqlStore:
     """A store on ``url``, keeping results up to ``keep_results_age`` old and at most
     ``keep_results_count`` of them (``None``: no limit). With ``shared`` (``None``: on for
     PostgreSQL, off for SQLite) several workers share the database's work: claims with leases,
-    heartbeats, fleet commands. Creates the engine, connects to nothing; a bad URL, a missing
-    driver or a database that cannot share work is a :class:`~novaconsole.errors.ConfigError`."""
+    heartbeats, fleet commands. A database that cannot be reached when the store opens is
+    retried for up to ``connect_timeout`` seconds. Creates the engine, connects to nothing; a
+    bad URL, a missing driver or a database that cannot share work is a
+    :class:`~novaconsole.errors.ConfigError`."""
     return SqlStore(
         url,
         keep_results_age=keep_results_age,
         keep_results_count=keep_results_count,
         shared=shared,
+        connect_timeout=connect_timeout,
     )
 
 
