@@ -38,7 +38,7 @@ def test_kill_9_never_leaves_an_item_done_without_its_result(tmp_path: Path) -> 
         worker = Worker(db)
         worker.wait_for("ready")
         target = ROWS * kill // (KILLS + 1)
-        wait_until(lambda: len(done(db)) >= target, f"{target} rows done", worker)
+        wait_until(lambda t=target: len(done(db)) >= t, f"{target} rows done", worker)
         worker.kill()
         finished = done(db)
         assert len(finished) < ROWS, "the kill came after the drain: nothing was tested"
