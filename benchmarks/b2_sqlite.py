@@ -2,21 +2,18 @@
 
 Each run gets a fresh database file holding ``work(id, state)`` with every row pending. The
 handler's ``fetch_next`` selects pending ids (batches of 500) through ``ctx.session()``;
-``process`` sets its row done in one of four ways:
+``process`` sets its row done in one of two ways:
 
 - ``session``: its own ``ctx.session()`` and a commit (B2a);
 - ``write``: ``ctx.write()``, the recommended fast path: the write runs after ``process``
   returns, grouped with other items' in one transaction, and the outcome waits for that
-  commit (B2b);
-- ``grouped``: ``ctx.grouped_writes()``, the same grouping but the item waits for its commit
-  inside ``process`` (B2c);
-- ``batch``: ``ctx.batch_session()``, a session shared by the batch, a savepoint per use (B2d).
+  commit (B2b).
 
 Outcomes are recorded in the same SQLite file (``build(database_url=...)``), 8 workers.
 Baselines, recording nothing: a sequential asyncio loop with the same SQLAlchemy calls as
 ``session`` (a session and a commit per row, on an engine configured like the store's: WAL,
 ``BEGIN IMMEDIATE``), and a sequential asyncio loop on aiosqlite alone that fetches 500 ids
-and commits once per batch (the baseline of the three shared-transaction paths).
+and commits once per batch (the baseline of ``write``).
 """
 
 from __future__ import annotations
@@ -51,8 +48,6 @@ _NAMES = {
     "a0": "session loop",
     "a": "engine+session",
     "b0": "aiosqlite loop",
-    "b": "engine+batch_session",
-    "c": "engine+grouped_writes",
     "d": "engine+ctx.write",
 }
 
@@ -112,12 +107,6 @@ class Drain:
             async def process(self, item: Row_) -> None:
                 if write == "write":
                     self.ctx.write(UPDATE, {"id": item.id})
-                elif write == "grouped":
-                    async with self.ctx.grouped_writes() as writes:
-                        writes.execute(UPDATE, {"id": item.id})
-                elif write == "batch":
-                    async with self.ctx.batch_session() as session:
-                        await session.execute(UPDATE, {"id": item.id})
                 else:
                     async with self.ctx.session() as session:
                         await session.execute(UPDATE, {"id": item.id})
@@ -202,8 +191,6 @@ async def run(rows: int, repeat: int, workdir: Path) -> list[Row]:
         ("a", partial(engine, write="session")),
         ("b0", aiosqlite_loop),
         ("d", partial(engine, write="write")),
-        ("c", partial(engine, write="grouped")),
-        ("b", partial(engine, write="batch")),
     )
     results: dict[str, list[float]] = {key: [] for key, _ in variants}
     for round_ in range(repeat):
@@ -226,21 +213,5 @@ async def run(rows: int, repeat: int, workdir: Path) -> list[Row]:
         ),
         ratio_row(
             "B2b", "ctx.write() vs aiosqlite loop, commit per 500", results["d"], loop, _IPS, 0.6
-        ),
-        ratio_row(
-            "B2c",
-            "ctx.grouped_writes() vs aiosqlite loop, commit per 500",
-            results["c"],
-            loop,
-            _IPS,
-            None,
-        ),
-        ratio_row(
-            "B2d",
-            "ctx.batch_session() vs aiosqlite loop, commit per 500",
-            results["b"],
-            loop,
-            _IPS,
-            None,
         ),
     ]

@@ -10,17 +10,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from novaconsole.builder import BackgroundProcessing
     from novaconsole.engine.events import Event
     from novaconsole.engine.handler import Handler, HandlerContext, HandlerPurpose, WorkItem
     from novaconsole.engine.outcomes import CycleReport, ItemOutcome, OutcomeStatus
-    from novaconsole.engine.registry import BackgroundProcessing, HandlerRegistration
+    from novaconsole.engine.registry import HandlerRegistration
     from novaconsole.engine.retry import RetryPolicy
     from novaconsole.engine.service import ProcessingService
     from novaconsole.engine.snapshot import HandlerView, Snapshot
     from novaconsole.errors import ConfigError
 
 _EXPORTS = {
-    "BackgroundProcessing": "novaconsole.engine.registry",
+    "BackgroundProcessing": "novaconsole.builder",
     "ConfigError": "novaconsole.errors",
     "CycleReport": "novaconsole.engine.outcomes",
     "Event": "novaconsole.engine.events",

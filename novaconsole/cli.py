@@ -237,7 +237,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _service(settings: Settings) -> ProcessingService:
-    from novaconsole.engine.registry import BackgroundProcessing
+    from novaconsole.builder import BackgroundProcessing
 
     builder = BackgroundProcessing.from_settings(settings)
     return builder.build(database_url=settings.database.url)
@@ -274,8 +274,8 @@ def _run_service(args: argparse.Namespace) -> int:
 
 
 def _handlers(args: argparse.Namespace) -> int:
+    from novaconsole.builder import BackgroundProcessing
     from novaconsole.durations import format_duration
-    from novaconsole.engine.registry import BackgroundProcessing
     from novaconsole.store.queries import handler_totals
 
     settings = _settings(args)

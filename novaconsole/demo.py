@@ -565,7 +565,7 @@ def demo_settings(
 
 
 def build_service(settings: Settings) -> ProcessingService:
-    from novaconsole.engine.registry import BackgroundProcessing
+    from novaconsole.builder import BackgroundProcessing
 
     return BackgroundProcessing.from_settings(settings).build(database_url=settings.database.url)
 

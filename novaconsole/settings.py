@@ -6,10 +6,8 @@ line names the file (or environment variable, or command line), the key and the 
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-import sys
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -32,7 +30,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from novaconsole.durations import parse_duration
 from novaconsole.engine.handler import HandlerPurpose
-from novaconsole.engine.registry import HandlerRegistration, validate_options
 from novaconsole.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config.toml")
@@ -365,73 +362,3 @@ def _check_unique_names(settings: Settings, label: str) -> None:
                 key=f"handlers[{index}].name",
             )
         seen[handler.name] = index
-
-
-def load_handlers(settings: Settings) -> list[HandlerRegistration]:
-    """Import every ``[[handlers]]`` factory (the config file's directory first on ``sys.path``,
-    as uvicorn's ``--app-dir``) and validate its options."""
-    app_dir = str(settings.base_dir)
-    if not sys.path or sys.path[0] != app_dir:
-        sys.path.insert(0, app_dir)
-    importlib.invalidate_caches()
-    label = settings.source_label
-    registrations = []
-    for index, handler in enumerate(settings.handlers):
-        key = f"handlers[{index}]"
-        factory = _import_factory(handler.factory, label, f"{key}.factory")
-        try:
-            options = validate_options(factory, handler.name, handler.options)
-        except ConfigError as error:
-            raise ConfigError(error.message, source=label, key=f"{key}.options") from None
-        registrations.append(
-            HandlerRegistration(
-                name=handler.name,
-                factory=factory,
-                purpose=handler.purpose,
-                max_items_per_cycle=handler.max_items_per_cycle,
-                enabled=handler.enabled,
-                poll_interval=handler.poll_interval,
-                item_timeout=handler.item_timeout,
-                max_attempts=handler.max_attempts,
-                options=options,
-            )
-        )
-    return registrations
-
-
-def _import_factory(reference: str, label: str, key: str) -> Any:
-    module_name, _, attribute = reference.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except Exception as error:  # the user's module: any failure is a config problem
-        raise ConfigError(
-            f"cannot import {module_name!r}: {_describe(error)}", source=label, key=key
-        ) from None
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise ConfigError(
-                f"module {module_name!r} has no attribute {attribute!r}", source=label, key=key
-            ) from None
-    if not callable(target):
-        raise ConfigError(
-            f"{reference!r} is not a handler: expected a class (or factory), got "
-            f"{type(target).__name__}",
-            source=label,
-            key=key,
-        )
-    for method in ("fetch_next", "process"):
-        if not callable(getattr(target, method, None)):
-            raise ConfigError(
-                f"{reference!r} is not a handler: it has no {method}()", source=label, key=key
-            )
-    return target
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, ModuleNotFoundError | ImportError):
-        return str(error)
-    if isinstance(error, SyntaxError):
-        return f"SyntaxError: {error.msg} ({error.filename}, line {error.lineno})"
-    return f"{type(error).__name__}: {error}".replace("\n", " ")

@@ -103,8 +103,8 @@ def run_console(
 def run_attached(settings: Settings, *, log_level: int = logging.INFO) -> int:
     """Open the console on the fleet sharing the configured database, hosting no service
     (``novaconsole attach``); the keys steer every worker. Returns the exit code."""
+    from novaconsole.builder import BackgroundProcessing
     from novaconsole.console.attached import AttachedFleet
-    from novaconsole.engine.registry import BackgroundProcessing
 
     processing = BackgroundProcessing.from_settings(settings)
     fleet = AttachedFleet(

@@ -7,7 +7,9 @@ from typing import Any
 
 from novaconsole.engine.core import EngineCore, log_extra, wake
 from novaconsole.engine.events import ControlChanged
+from novaconsole.engine.outcomes import shown_id
 from novaconsole.engine.state import Controls
+from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
 
@@ -53,8 +55,9 @@ class OperatorControls:
         core.runtime(handler)
         forgotten = await core.store.forget_item(handler, str(item_id))
         if forgotten:
-            log.info("item %s will be retried", item_id, extra=log_extra(handler, item_id))
-            core.hub.publish(ControlChanged("retry", str(item_id), handler))
+            shown = shown_id(item_id)
+            log.info("item %s will be retried", shown, extra=log_extra(handler, item_id))
+            core.hub.publish(ControlChanged("retry", redact(str(item_id)), handler))
         return forgotten
 
     def _changed(self, what: str, value: Any, handler: str | None = None) -> None:

@@ -8,6 +8,7 @@ reaching the others through it.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections import deque
@@ -21,16 +22,17 @@ from anyio.abc import TaskGroup
 
 from novaconsole.engine.coordination import Claim, Coordinator, WorkerView
 from novaconsole.engine.events import EventHub, ServiceStateChanged
-from novaconsole.engine.grouped_writes import ItemWriter
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.metrics import LatencySamples, Throughput
 from novaconsole.engine.observers import Observer
-from novaconsole.engine.outcomes import ItemOutcome
+from novaconsole.engine.outcomes import ItemOutcome, shown_id
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
 from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import FairQueue, Job, WorkerSlot
 from novaconsole.engine.state import MemoryStateStore, StateStore
+from novaconsole.engine.writes import ItemWriter
+from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
     from novaconsole.engine.controls import OperatorControls
@@ -53,8 +55,15 @@ def now() -> datetime:
 
 
 def describe(error: BaseException) -> str:
+    """``Type: message`` of an error a handler raised, redacted (it is item data)."""
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return redact(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+
+
+def cancelled_by_us() -> bool:
+    """True when a cancel scope around the current task was cancelled: the service's own
+    cancellation (or its host's), as opposed to a ``CancelledError`` a handler raised."""
+    return anyio.current_effective_deadline() == -math.inf
 
 
 def first(value: _T | None, default: _T) -> _T:
@@ -65,22 +74,13 @@ def first(value: _T | None, default: _T) -> _T:
 def log_extra(handler: str, item_id: Any = None) -> dict[str, Any]:
     extra: dict[str, Any] = {"handler": handler}
     if item_id is not None:
-        extra["item_id"] = item_id
+        extra["item_id"] = shown_id(item_id)
     return extra
 
 
 def wake(*events: anyio.Event) -> None:
     for event in events:
         event.set()
-
-
-def mask_url(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
 
 
 class EngineCore:
@@ -119,7 +119,7 @@ class EngineCore:
         """Items whose ``ctx.write()`` statements wait for (or are in) the writer's commit."""
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.database_display: str = getattr(self.store, "display_url", None) or (
-            mask_url(database_url) if database_url else "memory (nothing persisted)"
+            redact(database_url) if database_url else "memory (nothing persisted)"
         )
         self.queue = FairQueue(options.queue_capacity)
         self.runtimes: dict[str, HandlerRuntime] = {}

@@ -12,12 +12,13 @@ from typing import Any
 
 import anyio
 
-from novaconsole.engine.core import EngineCore, describe, log_extra
+from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_extra
 from novaconsole.engine.events import ItemRetrying
 from novaconsole.engine.handler import current_item_id
-from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.outcomes import OutcomeStatus, shown_id
 from novaconsole.engine.scheduling import Job
 from novaconsole.engine.state import ItemState
+from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
 
@@ -32,21 +33,21 @@ class Failures:
         core = self.core
         rt = job.scope.runtime
         text = describe(error)
-        tb = None if timed_out else "".join(traceback.format_exception(error))
+        tb = None if timed_out else redact("".join(traceback.format_exception(error)))
         if job.attempts < rt.max_attempts and not core.stopping:
             delay = core.retry.delay(job.attempts)
             core.store.set_item_state(rt.name, job.key, ItemState(job.attempts))
             log.warning(
                 "%s item %s failed (attempt %d of %d), retrying in %.1fs: %s",
                 rt.name,
-                job.item.id,
+                shown_id(job.item_id),
                 job.attempts,
                 rt.max_attempts,
                 delay,
                 text,
-                extra=log_extra(rt.name, job.item.id),
+                extra=log_extra(rt.name, job.item_id),
             )
-            core.hub.publish(ItemRetrying(rt.name, job.item.id, job.attempts, delay, text))
+            core.hub.publish(ItemRetrying(rt.name, job.item_id, job.attempts, delay, text))
             core.fetcher.mark_first_pass(job)
             rt.retrying += 1
             heapq.heappush(core.retry_heap, (monotonic() + delay, next(core.sequence), job))
@@ -59,10 +60,10 @@ class Failures:
             log.warning(
                 "%s item %s failed (attempt %d of %d), not retried now: the service is stopping",
                 rt.name,
-                job.item.id,
+                shown_id(job.item_id),
                 job.attempts,
                 rt.max_attempts,
-                extra=log_extra(rt.name, job.item.id),
+                extra=log_extra(rt.name, job.item_id),
             )
             core.reporter.finish(job, status, text, tb)
             return
@@ -70,10 +71,10 @@ class Failures:
         log.error(
             "%s item %s failed after %d attempts: %s",
             rt.name,
-            job.item.id,
+            shown_id(job.item_id),
             job.attempts,
             text,
-            extra=log_extra(rt.name, job.item.id),
+            extra=log_extra(rt.name, job.item_id),
         )
         await self._call_on_failure(job, error)
         core.reporter.finish(job, status, text, tb)
@@ -85,16 +86,18 @@ class Failures:
         if on_failure is None:
             return
         rt = job.scope.runtime
-        token = current_item_id.set(job.item.id)
+        token = current_item_id.set(job.item_id)
         try:
             with anyio.fail_after(rt.item_timeout.total_seconds()):
                 await on_failure(job.item, error)
-        except Exception:
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()) and cancelled_by_us():
+                raise
             log.exception(
                 "%s on_failure for item %s raised",
                 rt.name,
-                job.item.id,
-                extra=log_extra(rt.name, job.item.id),
+                shown_id(job.item_id),
+                extra=log_extra(rt.name, job.item_id),
             )
         finally:
             current_item_id.reset(token)

@@ -8,18 +8,27 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from time import monotonic
 from typing import Any
+from uuid import UUID
 
 import anyio
 
 from novaconsole.engine import observers as observing
-from novaconsole.engine.core import EngineCore, describe, log_extra, now
+from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_extra, now
 from novaconsole.engine.events import FetchCompleted, FetchFailed
 from novaconsole.engine.handler import HandlerContext
-from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.outcomes import OutcomeStatus, shown_id
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import Job, Scope, Tracker
+from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
+
+Batched = tuple[str, Any, Any]
+"""One item a fetch returned: its key (``str(id)``), its id and the item itself."""
+
+_MISSING = object()
+_SHOWN = 80
+"""Characters of a handler's return value quoted in an error."""
 
 
 class Fetcher:
@@ -50,7 +59,9 @@ class Fetcher:
             if not forced and (scope is None or scope.first_pass == 0):
                 self.core.poller.handler_settled(rt)
 
-    async def _fetch(self, rt: HandlerRuntime, tracker: Tracker) -> tuple[Scope | None, list[Any]]:
+    async def _fetch(
+        self, rt: HandlerRuntime, tracker: Tracker
+    ) -> tuple[Scope | None, list[Batched]]:
         core = self.core
         registration = rt.registration
         rt.last_run = now()
@@ -68,7 +79,7 @@ class Fetcher:
         error: str | None = None
         failure: BaseException | None = None
         raised: BaseException | None = None
-        items: list[Any] = []
+        items: list[Batched] = []
         handler = None
         observers = core.observers
         hooks: Sequence[object | None] | None = None
@@ -77,21 +88,26 @@ class Fetcher:
                 handler = registration.create(ctx)
                 if observers:
                     hooks = observing.fetch_started(observers, rt.name)
+                asked = rt.batch_size
                 with anyio.fail_after(timeout):
-                    items = list(await handler.fetch_next(rt.batch_size))
-                for item in items:
-                    if not hasattr(item, "id"):
-                        raise TypeError(f"fetch_next returned {item!r}, which has no id")
+                    result = await handler.fetch_next(asked)
+                items = _checked(rt, result, asked)
         except TimeoutError as exc:
             error, raised = f"fetch timed out after {timeout:g}s", exc
         except Exception as exc:
             error, failure, raised = describe(exc), exc, exc
-        except BaseException as exc:  # cancelled from outside (a cancelled run_once, teardown)
-            if hooks is not None:
-                observing.fetch_finished(observers, hooks, rt.name, 0, monotonic() - started, exc)
-            with anyio.CancelScope(shield=True):
-                await ctx.aclose()
-            raise
+        except anyio.get_cancelled_exc_class() as exc:
+            if not cancelled_by_us():  # the handler's own cancellation: a failed fetch
+                error, failure, raised = describe(exc), exc, exc
+            else:  # cancelled from outside (a cancelled run_once, teardown)
+                if hooks is not None:
+                    duration = monotonic() - started
+                    observing.fetch_finished(observers, hooks, rt.name, 0, duration, exc)
+                with anyio.CancelScope(shield=True):
+                    await ctx.aclose()
+                raise
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit...: a failed fetch
+            error, failure, raised = describe(exc), exc, exc
         finally:
             core.fetch_scopes.discard(cancel)
             if core.stopping:
@@ -159,17 +175,16 @@ class Fetcher:
     async def _admit(
         self,
         scope: Scope,
-        items: list[Any],
+        items: list[Batched],
         tracker: Tracker,
         forced: bool,
         fetched_at: datetime | None = None,
     ) -> None:
         core = self.core
         rt = scope.runtime
-        fresh: list[tuple[str, Any]] = []
-        for item in items:
-            key = str(item.id)
-            running = rt.active.get(key)
+        fresh: list[Batched] = []
+        for batched in items:
+            running = rt.active.get(batched[0])
             if running is not None:
                 # In progress from an earlier fetch: not taken again, but a run-once waits for it.
                 if forced and tracker not in running.trackers:
@@ -178,21 +193,19 @@ class Fetcher:
                     if not running.forced:
                         core.queue.force(running)
                 continue
-            fresh.append((key, item))
-        keys = [key for key, _ in fresh]
+            fresh.append(batched)
+        keys = [batched[0] for batched in fresh]
         states = await core.store.item_states(rt.name, keys) if fresh else {}
         tokens: Mapping[str, int] | None = None
         if core.coordinator is not None and fresh:
             # Another worker may hold some of these: only what this worker claims is its own.
             tokens = await self._claim(rt, keys, fetched_at)
         jobs: list[Job] = []
-        for key, item in fresh:
-            if key in rt.active:  # a duplicate id within this batch
-                continue
+        for key, item_id, item in fresh:
             if tokens is not None and key not in tokens:
                 continue
             state = states.get(key)
-            job = Job(item=item, key=key, scope=scope, attempts=state.attempts if state else 0)
+            job = Job(item, key, scope, item_id, attempts=state.attempts if state else 0)
             if tokens is not None:
                 job.token = tokens[key]
             if forced:
@@ -258,3 +271,78 @@ class Fetcher:
                 await scope.ctx.aclose()
         except Exception:
             log.exception("closing the scope of %s failed", scope.runtime.name)
+
+
+def _checked(rt: HandlerRuntime, result: Any, asked: int) -> list[Batched]:
+    """What ``fetch_next`` returned, made safe to admit: at most ``asked`` items, each with a
+    str, int or UUID id, each id once. A return value of the wrong shape is a ``TypeError``."""
+    if result is None:
+        return []
+    if isinstance(result, str | bytes) or not isinstance(result, Sequence):
+        raise TypeError(
+            f"fetch_next of {rt.name} returned {type(result).__name__} "
+            f"{_quote(result)}; it must return a list of items (or None)"
+        )
+    if len(result) > asked:
+        if not rt.surplus_warned:
+            rt.surplus_warned = True
+            log.warning(
+                "fetch_next of %s returned %d items when asked for %d: the first %d are taken, "
+                "the rest stay at their source (said once)",
+                rt.name,
+                len(result),
+                asked,
+                asked,
+                extra=log_extra(rt.name),
+            )
+        result = result[:asked]
+    batch: list[Batched] = []
+    seen: set[str] = set()
+    refused: list[Any] = []
+    duplicates: list[str] = []
+    for item in result:
+        item_id = getattr(item, "id", _MISSING)
+        if item_id is _MISSING:
+            if isinstance(item, Mapping) and "id" in item:
+                item_id = item["id"]
+            else:
+                raise TypeError(
+                    f"fetch_next of {rt.name} returned {_quote(item)}, which has no id "
+                    '(an object with an "id" attribute or a mapping with an "id" key)'
+                )
+        kind = type(item_id)
+        if (kind is not str and kind is not int) and (
+            kind is bool or not isinstance(item_id, str | int | UUID)
+        ):
+            refused.append(item_id)
+            continue
+        key = str(item_id)
+        if key in seen:
+            duplicates.append(key)
+            continue
+        seen.add(key)
+        batch.append((key, item_id, item))
+    if refused:
+        first = refused[0]
+        message = (
+            f"fetch_next of {rt.name} returned {len(refused)} items whose id is not a str, int "
+            f"or UUID (e.g. {_quote(first)} of type {type(first).__name__}): they are not "
+            "processed"
+        )
+        log.error("%s", message, extra=log_extra(rt.name))
+        rt.last_error = message
+    if duplicates:
+        log.warning(
+            "fetch_next of %s returned %d duplicate ids in one batch (e.g. %s): "
+            "each item is processed once",
+            rt.name,
+            len(duplicates),
+            shown_id(duplicates[0]),
+            extra=log_extra(rt.name),
+        )
+    return batch
+
+
+def _quote(value: Any) -> str:
+    text = redact(repr(value))
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."

@@ -9,6 +9,7 @@ import anyio
 
 from novaconsole.engine.coordination import Claim, Command, WorkerBeat
 from novaconsole.engine.core import EngineCore, log_extra
+from novaconsole.engine.outcomes import shown_id
 
 log = logging.getLogger("novaconsole.engine")
 
@@ -70,8 +71,8 @@ class FleetSync:
         log.warning(
             "%s item %s: lease lost to another worker; its result will not be recorded",
             claim.handler,
-            job.item.id,
-            extra=log_extra(claim.handler, job.item.id),
+            shown_id(job.item_id),
+            extra=log_extra(claim.handler, job.item_id),
         )
 
     def _carry_out(self, command: Command) -> None:

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 
+from novaconsole.engine.outcomes import shown_id
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.sql import Executable
 
-    from novaconsole.engine.batch_session import BatchSession
-    from novaconsole.engine.grouped_writes import ItemWriter, ItemWrites, Params
+    from novaconsole.engine.writes import ItemWriter, ItemWrites, Params
 
 current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "novaconsole_item_id", default=None
@@ -67,7 +68,7 @@ class HandlerLogger(logging.LoggerAdapter[logging.Logger]):
         extra = dict(self.extra or {})
         item_id = current_item_id.get()
         if item_id is not None:
-            extra.setdefault("item_id", item_id)
+            extra.setdefault("item_id", shown_id(item_id))
         extra.update(kwargs.get("extra") or {})
         kwargs["extra"] = extra
         return msg, kwargs
@@ -90,11 +91,10 @@ class HandlerContext:
     log: HandlerLogger = field(default=None)  # type: ignore[assignment]
     session_factory: SessionFactory | None = None
     writer: ItemWriter | None = None
-    """The store's writer (:meth:`grouped_writes`), when the service has a database."""
+    """The store's writer behind :meth:`write`, when the service has a database."""
     state: dict[str, Any] = field(default_factory=dict)
     """Free for the handler: lives as long as the scope."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
-    _batch: BatchSession | None = field(default=None, repr=False)
     _open_sessions: set[AsyncSession] = field(default_factory=set, repr=False)
     _sessions_hooked: bool = field(default=False, repr=False)
     _loose_writes: ItemWrites | None = field(default=None, repr=False)
@@ -107,38 +107,6 @@ class HandlerContext:
         """Open a new ``AsyncSession`` on the configured database: ``async with ctx.session()``."""
         return self._session_scope(self._factory("session"))
 
-    def batch_session(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A session shared by this scope's items: ``async with ctx.batch_session() as s:``.
-
-        Items share one transaction, each use in its own savepoint (a failing item rolls back
-        alone); do not commit it yourself. The block returns once the commit holding its work
-        is done. For writes alone :meth:`grouped_writes` is faster; this one can also read
-        inside the transaction. See :mod:`novaconsole.engine.batch_session`.
-        """
-        if self._batch is None:
-            from novaconsole.engine.batch_session import BatchSession
-
-            self._batch = BatchSession(self._factory("batch_session"))
-            self._stack.push_async_callback(self._batch.aclose)
-        return self._batch.use()
-
-    def grouped_writes(self) -> AbstractAsyncContextManager[ItemWrites]:
-        """The fastest write path: ``async with ctx.grouped_writes() as w: w.execute(stmt, p)``.
-
-        Statements run when the block ends, grouped with other items' in one transaction, a
-        savepoint per item; the block returns once they are committed and raises if this
-        item's statements failed (only they are rolled back). Read with :meth:`session`.
-        See :mod:`novaconsole.engine.grouped_writes`.
-        """
-        if self.writer is None:
-            raise NoDatabaseError(
-                f"handler {self.name!r} asked for ctx.grouped_writes(), but the service was "
-                "built without a database; pass database_url= to build() or set [database] url"
-            )
-        from novaconsole.engine.grouped_writes import grouped_writes
-
-        return grouped_writes(self.writer)
-
     def write(self, statement: Executable | str, params: Params = None) -> None:
         """Queue a write for the item being processed: the fastest write path.
 
@@ -150,7 +118,7 @@ class HandlerContext:
         yet, so do them last. Outside the engine (a handler test calling ``process``
         directly) they wait for :meth:`flush_writes`.
         """
-        from novaconsole.engine.grouped_writes import ItemWrites, current_writes
+        from novaconsole.engine.writes import ItemWrites, current_writes
 
         holder = current_writes.get()
         if holder is not None:

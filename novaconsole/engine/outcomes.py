@@ -7,9 +7,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
+
+from novaconsole.redaction import redact
 
 ItemId = Any
 """A work item's id: str, int or UUID in practice; the store keeps ``str(item_id)``."""
+
+
+def shown_id(item_id: ItemId) -> ItemId:
+    """An item id safe to log or show: int and UUID as they are, anything else redacted."""
+    if type(item_id) is int or isinstance(item_id, UUID):
+        return item_id
+    return redact(item_id if isinstance(item_id, str) else repr(item_id))
 
 
 class OutcomeStatus(StrEnum):

@@ -8,7 +8,7 @@ from time import monotonic
 from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, log_extra, now
 from novaconsole.engine.events import ItemFinished
-from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus, shown_id
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import Job
 from novaconsole.engine.snapshot import HandlerView, Snapshot
@@ -29,7 +29,7 @@ class Reporter:
         finished_at = now()
         return ItemOutcome(
             handler=job.scope.runtime.name,
-            item_id=job.item.id,
+            item_id=job.item_id,
             status=status,
             attempts=job.attempts,
             duration=job.processing,
@@ -80,9 +80,9 @@ class Reporter:
                 log.debug(
                     "%s item %s %s",
                     rt.name,
-                    job.item.id,
+                    shown_id(job.item_id),
                     status.value,
-                    extra=log_extra(rt.name, job.item.id),
+                    extra=log_extra(rt.name, job.item_id),
                 )
         if written is None:
             core.store.record((outcome,))

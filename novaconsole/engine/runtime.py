@@ -38,6 +38,8 @@ class HandlerRuntime:
     busy: bool = False
     """A poll-loop fetch or its first pass is under way: not due again until it settles."""
     next_due: float = 0.0
+    surplus_warned: bool = False
+    """``fetch_next`` returned more than asked once: said once, not on every fetch."""
 
     @property
     def name(self) -> str:

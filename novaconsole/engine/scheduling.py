@@ -63,7 +63,9 @@ class Job:
 
     item: Any
     key: str
+    """``str(item_id)``: how the store and the claims know the item."""
     scope: Scope
+    item_id: Any
     attempts: int = 0
     enqueued_at: float = 0.0
     first_started_at: datetime | None = None

@@ -12,11 +12,11 @@ import anyio.abc
 from anyio.lowlevel import checkpoint
 
 from novaconsole.engine import observers as observing
-from novaconsole.engine.core import EngineCore, describe, now
-from novaconsole.engine.grouped_writes import WritesHolder, current_writes
+from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, now
 from novaconsole.engine.handler import NoDatabaseError, current_item_id
 from novaconsole.engine.outcomes import Attempt, ItemOutcome, OutcomeStatus
 from novaconsole.engine.scheduling import Job, WorkerSlot
+from novaconsole.engine.writes import WritesHolder, current_writes
 
 _YIELD_EVERY = 0.001
 """Seconds a worker may run items that never suspend before it lets other tasks run: with
@@ -114,7 +114,7 @@ class Workers:
             core.slots.discard(slot)
             core.worker_count -= 1
 
-    async def _attempt(self, job: Job, slot: WorkerSlot) -> Exception | None:
+    async def _attempt(self, job: Job, slot: WorkerSlot) -> BaseException | None:
         """One try at an item: the error it raised, or None. Timeouts arrive as cancellation."""
         core = self.core
         rt = job.scope.runtime
@@ -126,14 +126,14 @@ class Workers:
             job.wait = started - job.enqueued_at
             job.first_started_at = started_at
         slot.job, slot.deadline = job, started + rt.item_timeout.total_seconds()
-        token = current_item_id.set(job.item.id)
+        token = current_item_id.set(job.item_id)
         observers = core.observers
         if observers:
             hooks = observing.attempt_started(
-                observers, rt.name, job.item.id, job.attempts + 1, started - job.enqueued_at
+                observers, rt.name, job.item_id, job.attempts + 1, started - job.enqueued_at
             )
             attempt = job.attempts + 1
-        error: Exception | None = None
+        error: BaseException | None = None
         status = OutcomeStatus.SUCCEEDED
         raised: BaseException | None = None
         try:
@@ -142,15 +142,24 @@ class Workers:
             error = raised = exc
             status = OutcomeStatus.FAILED
         except anyio.get_cancelled_exc_class() as exc:
-            if slot.timed_out is not job:
+            if slot.timed_out is job:
+                timeout = rt.item_timeout.total_seconds()
+                status = OutcomeStatus.TIMED_OUT
+                raised = TimeoutError(f"timed out after {timeout:g}s")
+                _record_attempt(job, started, started_at, f"timed out after {timeout:g}s", True)
+                raise
+            if cancelled_by_us():
                 status, raised = OutcomeStatus.CANCELLED, exc
                 _record_attempt(job, started, started_at, "cancelled: the service stopped")
                 core.reporter.finish(job, OutcomeStatus.CANCELLED, "cancelled: the service stopped")
                 raise
-            timeout = rt.item_timeout.total_seconds()
-            status, raised = OutcomeStatus.TIMED_OUT, TimeoutError(f"timed out after {timeout:g}s")
-            _record_attempt(job, started, started_at, f"timed out after {timeout:g}s", True)
-            raise
+            # Raised by the handler (e.g. awaiting a task cancelled elsewhere), not by one of
+            # the service's scopes: the item's failure, not a stop.
+            error = raised = exc
+            status = OutcomeStatus.FAILED
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit...: the item's failure
+            error = raised = exc
+            status = OutcomeStatus.FAILED
         finally:
             slot.job = None
             if observers:
@@ -158,7 +167,7 @@ class Workers:
                     observers,
                     hooks,
                     rt.name,
-                    job.item.id,
+                    job.item_id,
                     attempt,
                     monotonic() - started,
                     status,

@@ -67,7 +67,7 @@ from novaconsole.store.retention import prune_results
 from novaconsole.store.write_batch import Batch, PendingWrites, StateKey, commit_batch
 
 if TYPE_CHECKING:
-    from novaconsole.engine.grouped_writes import ItemWrites, WriteDone
+    from novaconsole.engine.writes import ItemWrites, WriteDone
 
 log = logging.getLogger("novaconsole.store")
 

@@ -30,7 +30,7 @@ from novaconsole.store.recorder import ROW_COLUMNS, SQLITE_INSERT, driver_row, o
 if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
 
-    from novaconsole.engine.grouped_writes import ItemWrites, Params, WriteDone
+    from novaconsole.engine.writes import ItemWrites, Params, WriteDone
 
 StateKey = tuple[str, str]
 

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from novaconsole.builder import BackgroundProcessing, load_handlers
 from novaconsole.engine.handler import HandlerPurpose
-from novaconsole.engine.registry import BackgroundProcessing
 from novaconsole.errors import ConfigError
 from novaconsole.settings import (
     DEFAULT_DATABASE_URL,
-    load_handlers,
     load_settings,
     resolve_sqlite_url,
 )

@@ -84,19 +84,13 @@ class Fleet:
             )
 
     async def _light(self, item: Item, started: float) -> None:
-        """Sleep, then write in the batch's shared transaction (the recommended write path)."""
+        """Sleep, then write with ctx.write() (the recommended write path)."""
         await anyio.sleep(item.duration)
-        async with self.ctx.batch_session() as session:
-            await session.execute(
-                text(
-                    "INSERT INTO fleet_runs (item_id, worker, started, finished) "
-                    "VALUES (:i, :w, :t, :f)"
-                ),
-                {"i": item.id, "w": self.worker, "t": started, "f": time.time()},
-            )
-            await session.execute(
-                text("UPDATE fleet_items SET done = true WHERE id = :i"), {"i": item.id}
-            )
+        self.ctx.write(
+            "INSERT INTO fleet_runs (item_id, worker, started, finished) VALUES (:i, :w, :t, :f)",
+            {"i": item.id, "w": self.worker, "t": started, "f": time.time()},
+        )
+        self.ctx.write("UPDATE fleet_items SET done = true WHERE id = :i", {"i": item.id})
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""ctx.grouped_writes(): items' statements run grouped, one commit, a savepoint per item.
+"""ctx.write(): items' statements run grouped, one commit, a savepoint per item.
 
 The store's one writer runs the group, on SQLite and on PostgreSQL alike.
 """
@@ -34,27 +34,6 @@ class Row:
     id: int
 
 
-class MarkDone:
-    """Marks each row done through grouped writes; row 7 also inserts a duplicate key."""
-
-    def __init__(self, ctx: HandlerContext) -> None:
-        self.ctx = ctx
-
-    async def fetch_next(self, max_items: int) -> list[Row]:
-        async with self.ctx.session() as session:
-            ids = await session.scalars(
-                select(work.c.id).where(work.c.state == "pending").order_by(work.c.id)
-            )
-            return [Row(row_id) for row_id in ids][:max_items]
-
-    async def process(self, item: Row) -> None:
-        async with self.ctx.grouped_writes() as writes:
-            writes.execute(update(work).where(work.c.id == item.id).values(state="done"))
-            if item.id == 7:
-                # Fails when the group runs: only this item's savepoint is rolled back.
-                writes.execute(insert(work).values(id=1, state="duplicate"))
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
     if request.param == "sqlite":
@@ -72,30 +51,6 @@ async def fill(store: SqlStore, rows: int) -> None:
         )
 
 
-async def test_a_failing_item_rolls_back_alone_and_successes_are_durable(store: SqlStore) -> None:
-    await fill(store, rows=40)
-    service = (
-        processing(max_concurrency=4, retry=RetryPolicy(max_attempts=1))
-        .add_handler(MarkDone, name="MarkDone", max_items_per_cycle=40)
-        .build(store=store)
-    )
-    commits: list[int] = []
-    async with service.running(poll=False):
-        event.listen(store.engine.sync_engine, "commit", lambda conn: commits.append(1))
-        report = await service.run_once()
-        # Read at once: every success was committed before its outcome was reported.
-        async with store.engine.connect() as connection:
-            states = dict((await connection.execute(select(work.c.id, work.c.state))).all())
-    by_status = {o.item_id: o for o in report.outcomes}
-    failed = by_status.pop(7)
-    assert failed.status is OutcomeStatus.FAILED
-    assert "IntegrityError" in (failed.error or "")
-    assert {o.status for o in by_status.values()} == {OutcomeStatus.SUCCEEDED}
-    assert states[7] == "pending", "the failing item's savepoint was rolled back"
-    assert all(state == "done" for row_id, state in states.items() if row_id != 7)
-    assert 1 <= len(commits) < 39, f"{len(commits)} commits for 39 items"
-
-
 async def test_ctx_write_without_a_database_fails_the_item() -> None:
     class NoDatabase(WriteDone):
         async def fetch_next(self, max_items: int) -> list[Row]:
@@ -110,27 +65,19 @@ async def test_ctx_write_without_a_database_fails_the_item() -> None:
     assert "used ctx.write(), but the service was built without a database" in (outcome.error or "")
 
 
-async def test_grouped_writes_without_a_database_say_so() -> None:
-    class NoDatabase(MarkDone):
-        async def fetch_next(self, max_items: int) -> list[Row]:
-            return [Row(1)]
+class WriteDone:
+    """Marks each row done through ctx.write(): the worker moves on, the outcome waits. Row 7
+    also inserts a duplicate key (only its savepoint is rolled back); row 9 raises."""
 
-    service = (
-        processing(retry=RetryPolicy(max_attempts=1))
-        .add_handler(NoDatabase, name="NoDatabase")
-        .build()
-    )
-    async with service.running(poll=False):
-        report = await service.run_once()
-    [outcome] = report.outcomes
-    assert outcome.status is OutcomeStatus.FAILED
-    assert "asked for ctx.grouped_writes(), but the service was built without a database" in (
-        outcome.error or ""
-    )
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
 
-
-class WriteDone(MarkDone):
-    """The same work through ctx.write(): the worker moves on, the outcome waits."""
+    async def fetch_next(self, max_items: int) -> list[Row]:
+        async with self.ctx.session() as session:
+            ids = await session.scalars(
+                select(work.c.id).where(work.c.state == "pending").order_by(work.c.id)
+            )
+            return [Row(row_id) for row_id in ids][:max_items]
 
     async def process(self, item: Row) -> None:
         self.ctx.write(update(work).where(work.c.id == item.id).values(state="done"))
@@ -184,7 +131,7 @@ async def test_ctx_write_outside_the_engine_waits_for_flush_writes(tmp_path: Pat
 
 
 def test_only_consecutive_uses_of_one_statement_are_merged() -> None:
-    from novaconsole.engine.grouped_writes import ItemWrites
+    from novaconsole.engine.writes import ItemWrites
     from novaconsole.store.write_batch import PendingWrites, _merged
 
     mark = update(work).values(state="done")

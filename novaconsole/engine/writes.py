@@ -13,12 +13,9 @@ writer holds the item and retries; ``done`` waits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
-
-import anyio
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
@@ -78,25 +75,3 @@ class WritesHolder:
 
 current_writes: ContextVar[WritesHolder | None] = ContextVar("novaconsole_writes", default=None)
 """Set by each engine worker: ``ctx.write()`` queues into it for the item being processed."""
-
-
-@asynccontextmanager
-async def grouped_writes(writer: ItemWriter) -> AsyncIterator[ItemWrites]:
-    """Collect statements; when the block ends, write them through ``writer`` (grouped with
-    other items') and wait for the commit; raise this item's error if its statements failed."""
-    writes = ItemWrites()
-    yield writes
-    if not writes.statements:
-        return
-    finished = anyio.Event()
-    errors: list[BaseException | None] = []
-
-    def done(error: BaseException | None) -> None:
-        errors.append(error)
-        finished.set()
-
-    writer.submit_writes(writes, None, done)
-    with anyio.CancelScope(shield=True):  # submitted: its outcome is the commit's
-        await finished.wait()
-    if errors[0] is not None:
-        raise errors[0]
