@@ -17,6 +17,7 @@ from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_e
 from novaconsole.engine.events import FetchCompleted, FetchFailed
 from novaconsole.engine.handler import HandlerContext
 from novaconsole.engine.outcomes import OutcomeStatus, shown_id
+from novaconsole.engine.repeated import RepeatedFailure
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import Job, Scope, Tracker
 from novaconsole.redaction import redact
@@ -36,6 +37,8 @@ class Fetcher:
 
     def __init__(self, core: EngineCore) -> None:
         self.core = core
+        self._fetch_failures: dict[str, RepeatedFailure] = {}
+        self._clock_failures = RepeatedFailure(log, "reading the database clock failed")
 
     async def fetch_into_queue(self, rt: HandlerRuntime, tracker: Tracker, forced: bool) -> None:
         """Fetch one batch from a handler and queue its new items, waiting for room."""
@@ -125,6 +128,7 @@ class Fetcher:
                 await ctx.aclose()
             return None, []
         rt.fetch_failed = False
+        self._failures(rt).succeeded()
         tracker.report.fetched[rt.name] = len(items)
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:
@@ -133,12 +137,17 @@ class Fetcher:
         rt.scopes.add(scope)
         return scope, items
 
+    def _failures(self, rt: HandlerRuntime) -> RepeatedFailure:
+        failures = self._fetch_failures.get(rt.name)
+        if failures is None:
+            failures = RepeatedFailure(log, f"fetch from {rt.name} failed", log_extra(rt.name))
+            self._fetch_failures[rt.name] = failures
+        return failures
+
     def _fetch_failed(
         self, rt: HandlerRuntime, tracker: Tracker, error: str, failure: BaseException | None
     ) -> None:
-        log.error(
-            "fetch from %s failed: %s", rt.name, error, exc_info=failure, extra=log_extra(rt.name)
-        )
+        self._failures(rt).failed(error, failure)
         rt.fetch_failed = True
         rt.last_error = error
         tracker.report.fetch_errors[rt.name] = error
@@ -150,10 +159,12 @@ class Fetcher:
         if coordinator is None:
             return None
         try:
-            return await coordinator.now()
-        except Exception:
-            log.exception("reading the database clock failed")
+            clock = await coordinator.now()
+        except Exception as error:
+            self._clock_failures.failed(describe(error), error)
             return None
+        self._clock_failures.succeeded()
+        return clock
 
     async def _claim(
         self, rt: HandlerRuntime, keys: list[str], fetched_at: datetime | None

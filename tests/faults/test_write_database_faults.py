@@ -262,6 +262,10 @@ async def test_postgres_stopped_mid_run_holds_the_writes_charges_nothing_and_res
         await conn.close()
     assert states == 0, "an attempt was remembered against an item"
     assert_nothing_charged(rows, items, log)
+    # Fetches, clock reads and heartbeats failed every poll meanwhile: no storm of lines.
+    errors = [r for r in log.records if r.levelno >= logging.ERROR]
+    assert len(errors) <= 30, [r.getMessage()[:80] for r in errors]
+    assert len([r for r in errors if r.exc_info]) <= 4, "a traceback per failed try"
 
 
 # ---------------------------------------------------------------- unreachable at start
