@@ -36,6 +36,7 @@ from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
     from novaconsole.engine.controls import OperatorControls
+    from novaconsole.engine.crashes import CrashGuard
     from novaconsole.engine.failures import Failures
     from novaconsole.engine.fetching import Fetcher
     from novaconsole.engine.fleet_sync import FleetSync
@@ -94,6 +95,7 @@ class EngineCore:
     failures: Failures
     fleet_sync: FleetSync
     reporter: Reporter
+    crashes: CrashGuard
 
     def __init__(
         self,

@@ -211,7 +211,7 @@ class Fetcher:
         if core.coordinator is not None and fresh:
             # Another worker may hold some of these: only what this worker claims is its own.
             tokens = await self._claim(rt, keys, fetched_at)
-        jobs: list[Job] = []
+        admitted: list[Job] = []
         for key, item_id, item in fresh:
             if tokens is not None and key not in tokens:
                 continue
@@ -228,18 +228,24 @@ class Fetcher:
                     job, OutcomeStatus.SKIPPED, f"out of attempts ({state.attempts})"
                 )
                 continue
-            rt.active[key] = job
-            jobs.append(job)
-        scope.unsettled += len(jobs)
-        scope.first_pass += len(jobs)
-        if jobs and not forced:
+            admitted.append(job)
+        # Their start is on record before any of them runs (a crash counts against them).
+        runnable, parked = await core.crashes.admit(rt, admitted)
+        for job in admitted:
+            rt.active[job.key] = job
+        jobs = runnable
+        scope.unsettled += len(admitted)
+        scope.first_pass += len(admitted)
+        if admitted and not forced:
             # A background cycle waits for its scopes, not for each item: cheaper per item.
             scope.cycle = tracker
             tracker.pending += 1
-            tracker.items += len(jobs)
-        if not jobs:
+            tracker.items += len(admitted)
+        if not admitted:
             await self.close_scope(scope)
             return
+        for job, crashes in parked:
+            core.crashes.park(job, crashes)
         for job in jobs:
             if core.stopping:
                 core.lifecycle.abandon(job)

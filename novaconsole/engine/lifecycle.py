@@ -125,6 +125,8 @@ class Lifecycle:
         core = self.core
         runtime = job.scope.runtime
         runtime.active.pop(job.key, None)
+        if core.crashes.ledger is not None:
+            core.crashes.ledger.forget_started(runtime.name, (job.key,))
         if job.token is not None and not job.lost:
             core.unfinished.append(Claim(runtime.name, job.key, job.token))
         if job.trackers:

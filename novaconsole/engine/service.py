@@ -17,6 +17,7 @@ from typing import Any
 
 from novaconsole.engine.controls import OperatorControls
 from novaconsole.engine.core import EngineCore
+from novaconsole.engine.crashes import CrashGuard
 from novaconsole.engine.events import EventSubscription
 from novaconsole.engine.failures import Failures
 from novaconsole.engine.fetching import Fetcher
@@ -70,6 +71,7 @@ class ProcessingService:
         core.failures = Failures(core)
         core.fleet_sync = FleetSync(core)
         core.reporter = Reporter(core)
+        core.crashes = CrashGuard(core)
         self._core = core
         self.options = options
         self.retry = retry

@@ -53,7 +53,7 @@ class Workers:
         """
         core = self.core
         queue, store = core.queue, core.store
-        failures, reporter = core.failures, core.reporter
+        failures, reporter, crashes = core.failures, core.reporter, core.crashes
         slot = WorkerSlot()
         core.slots.add(slot)
         holder = WritesHolder()
@@ -76,7 +76,10 @@ class Workers:
                             core.lifecycle.abandon(job)
                             continue
                         holder.writes = None
-                        error = await self._attempt(job, slot)
+                        if crashes.suspects and crashes.is_suspect(job):
+                            error = await self._attempt_alone(job, slot)
+                        else:
+                            error = await self._attempt(job, slot)
                         writes = holder.take()
                         if slot.timed_out is job:
                             # It overran and swallowed (or wrapped) the cancellation: leave the
@@ -113,6 +116,18 @@ class Workers:
         finally:
             core.slots.discard(slot)
             core.worker_count -= 1
+
+    async def _attempt_alone(self, job: Job, slot: WorkerSlot) -> BaseException | None:
+        """A crash suspect's attempt: one at a time, marked as running alone first."""
+        guard = self.core.crashes
+        lock, crashes = await guard.mark_alone(job)
+        try:
+            error = await self._attempt(job, slot)
+        finally:
+            lock.release()
+        if error is not None:
+            await guard.not_alone(job, crashes)
+        return error
 
     async def _attempt(self, job: Job, slot: WorkerSlot) -> BaseException | None:
         """One try at an item: the error it raised, or None. Timeouts arrive as cancellation."""

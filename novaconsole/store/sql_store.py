@@ -30,20 +30,24 @@ import logging
 import os
 import socket
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from novaconsole.engine.coordination import Claim
+from novaconsole.engine.crashes import StartMark
 from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.state import Controls, ItemState
 from novaconsole.errors import ConfigError
+from novaconsole.store import started as start_marks
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
+    BUSY_TIMEOUT_MS,
     OPEN_ERRORS,
     create_engine,
     ensure_schema,
@@ -80,6 +84,16 @@ DEFAULT_CONNECT_TIMEOUT = 30.0
 """Seconds an unreachable database is retried at start before giving up (``[database]
 connect_timeout``)."""
 _SQLITE_UPSERT_RETURNING = (3, 35, 0)
+
+
+MARK_BUSY_TIMEOUT_MS = 1000
+"""How long marking a batch started waits for a locked SQLite file."""
+
+
+async def _busy_timeout(connection: AsyncConnection, milliseconds: int) -> None:
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.execute(f"PRAGMA busy_timeout={milliseconds:d}")
 
 
 def _backoff(failures: int) -> float:
@@ -150,6 +164,13 @@ class SqlStore:
         self._wake: anyio.Event | None = None
         self._outcomes = OutcomeBuffer(buffer_capacity, flush_at, wake=self._wake_writer)
         self.connect_timeout = connect_timeout
+        self.run_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """This run, on its start marks (a mark of another run after a restart: a crash)."""
+        self._marking = False
+        """Start marks may exist: finishing an item removes its own."""
+        self._others_marks = True
+        """Marks of other runs may exist (the table is looked up at admission)."""
+        self._forget: set[StateKey] = set()
         self._items: list[PendingWrites] = []
         """Items' ``ctx.write()`` statements with their outcomes, waiting for the writer."""
         self._states: dict[StateKey, ItemState | None] = {}
@@ -241,6 +262,7 @@ class SqlStore:
                 )
                 await anyio.sleep(delay)
         await self._check_states_in_db()
+        await self._check_others_marks()
 
     async def run(self) -> None:
         """Flush as soon as items' writes wait (group commit) and at least every
@@ -390,13 +412,15 @@ class SqlStore:
         outcomes = self._outcomes.take(max(self.batch_rows - len(items), 0))
         states, self._states = self._states, {}
         saved, self._controls = self._controls, None
-        return Batch(items, outcomes, states, saved)
+        forget, self._forget = self._forget, set()
+        return Batch(items, outcomes, states, saved, forget, self._marking)
 
     def _put_back(self, batch: Batch) -> None:
         """Keep a batch that could not be written, under anything buffered since."""
         self._items[:0] = batch.items
         self._outcomes.put_back(batch.outcomes)
         self._states = {**batch.states, **self._states}
+        self._forget |= batch.forget
         if batch.controls is not None:
             self._controls = batch.controls.updated(self._controls)
 
@@ -479,6 +503,62 @@ class SqlStore:
             return await commit_batch(self.engine, batch, fenced=fenced, worker_id=worker_id)
 
         return await uncancelled(write)
+
+    # ------------------------------------------------------------------ start marks
+
+    async def started_items(self, handler: str, keys: Sequence[str]) -> Mapping[str, StartMark]:
+        """The start marks other runs left on ``keys`` (crash suspects)."""
+        if not self._others_marks or not keys:
+            return {}
+
+        async def read() -> dict[str, StartMark]:
+            async with self._reader.connect() as connection:
+                return await start_marks.read(connection, handler, keys, self.run_id)
+
+        return await uncancelled(read)
+
+    async def mark_started(self, handler: str, marks: Mapping[str, int]) -> None:
+        """Mark items (key: crashes counted) started by this run, committed before return."""
+        self._marking = True
+        rows = {key: (False, crashes) for key, crashes in marks.items()}
+        await self._mark(handler, rows)
+
+    async def mark_alone(self, handler: str, key: str, crashes: int, alone: bool) -> None:
+        """Mark one item (not) running alone, committed before return."""
+        self._marking = True
+        await self._mark(handler, {key: (alone, crashes)})
+
+    def forget_started(self, handler: str, keys: Sequence[str]) -> None:
+        """Remove this run's marks on ``keys`` (given back unfinished), in the next batch."""
+        if self._marking:
+            self._forget.update((handler, key) for key in keys)
+
+    async def _mark(self, handler: str, rows: Mapping[str, tuple[bool, int]]) -> None:
+        # Not behind the writer's lock, and on SQLite a short busy timeout: a database that is
+        # locked for long must not hold up admission (the engine then runs the batch unmarked).
+        async def write() -> None:
+            async with self.engine.connect() as connection:
+                sqlite = connection.dialect.name == "sqlite"
+                if sqlite:
+                    await _busy_timeout(connection, MARK_BUSY_TIMEOUT_MS)
+                try:
+                    async with connection.begin():
+                        await start_marks.upsert(connection, handler, rows, self.run_id)
+                finally:
+                    if sqlite:
+                        await _busy_timeout(connection, BUSY_TIMEOUT_MS)
+
+        await uncancelled(write)
+
+    async def _check_others_marks(self) -> None:
+        if self.coordinator is not None:
+            return  # other live workers leave marks at any time: always look
+
+        async def any_mark() -> bool:
+            async with self._reader.connect() as connection:
+                return await start_marks.others_exist(connection, self.run_id)
+
+        self._others_marks = await uncancelled(any_mark)
 
     # ------------------------------------------------------------------ reads
 

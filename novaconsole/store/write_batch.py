@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.state import Controls, ItemState
 from novaconsole.store import claims as claim_sql
+from novaconsole.store import started as start_marks
 from novaconsole.store.faults import is_database_fault
 from novaconsole.store.fleet import write_controls
 from novaconsole.store.models import HANDLER_LENGTH, ITEM_ID_LENGTH, item_states, results
@@ -54,9 +55,15 @@ class Batch:
     outcomes: list[ItemOutcome] = field(default_factory=list)
     states: dict[StateKey, ItemState | None] = field(default_factory=dict)
     controls: Controls | None = None
+    forget: set[StateKey] = field(default_factory=set)
+    """Start marks to remove besides those of the outcomes written."""
+    marks: bool = False
+    """Whether start marks may exist: an outcome written removes its item's."""
 
     def __bool__(self) -> bool:
-        return bool(self.items or self.outcomes or self.states or self.controls is not None)
+        return bool(
+            self.items or self.outcomes or self.states or self.controls is not None or self.forget
+        )
 
     @property
     def size(self) -> int:
@@ -103,6 +110,9 @@ async def _write(
     written.extend(outcomes)
     if written:
         await _insert_results(connection, written, worker_id)
+    if batch.marks and (written or batch.forget):
+        finished = {(o.handler, str(o.item_id)) for o in written}
+        await start_marks.delete(connection, finished | batch.forget)
     if batch.states:
         await _write_states(connection, batch.states)
     saved = batch.controls

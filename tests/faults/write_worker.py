@@ -4,8 +4,8 @@ table of a SQLite file through ``ctx.write()``, its outcomes in the same file.
 ``python write_worker.py DB [MODE]``. Every call of ``process`` appends "ID" to ``DB.log``
 (one ``os.write`` of one line: whole even under ``kill -9``). MODE ``exit`` makes item 13
 call ``os._exit(1)``; ``segfault`` makes it read address 0. Prints ``ready`` once running and
-``drained`` when the source has no pending row left (then keeps polling until killed or
-stopped with SIGTERM, which drains and exits 0).
+``drained`` when every row of the source is done or recorded as failed (then keeps polling
+until killed or stopped with SIGTERM, which drains and exits 0).
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ from novaconsole import BackgroundProcessing, HandlerContext, RetryPolicy
 POISON = 13
 SELECT = text("SELECT id FROM source WHERE done = 0 ORDER BY id LIMIT :n")
 UPDATE = text("UPDATE source SET done = 1 WHERE id = :id")
-PENDING = text("SELECT count(*) FROM source WHERE done = 0")
+PENDING = text(
+    "SELECT count(*) FROM source WHERE done = 0 AND CAST(id AS TEXT) NOT IN "
+    "(SELECT item_id FROM novaconsole_results WHERE status = 'failed')"
+)
 
 
 @dataclass(frozen=True)
