@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel
 
-from novaconsole.durations import DurationLike, parse_duration
+from novaconsole import defaults
+from novaconsole.durations import Duration, DurationLike, parse_duration
 from novaconsole.engine.handler import HandlerPurpose
 from novaconsole.engine.registry import (
     HandlerFactory,
@@ -29,7 +29,7 @@ from novaconsole.errors import ConfigError
 
 if TYPE_CHECKING:
     from novaconsole.engine.observers import Observer
-    from novaconsole.engine.state import StateStore
+    from novaconsole.engine.persistence import StateStore
     from novaconsole.settings import Settings
 
 
@@ -44,14 +44,14 @@ class BackgroundProcessing:
     def __init__(
         self,
         *,
-        poll_interval: DurationLike = timedelta(minutes=5),
-        startup_delay: DurationLike = timedelta(0),
-        max_concurrency: int = 8,
-        queue_capacity: int = 1000,
-        item_timeout: DurationLike = timedelta(seconds=30),
-        fetch_timeout: DurationLike = timedelta(seconds=30),
-        lease_duration: DurationLike = timedelta(minutes=1),
-        shutdown_grace: DurationLike = timedelta(seconds=30),
+        poll_interval: DurationLike = defaults.POLL_INTERVAL,
+        startup_delay: DurationLike = defaults.STARTUP_DELAY,
+        max_concurrency: int = defaults.MAX_CONCURRENCY,
+        queue_capacity: int = defaults.QUEUE_CAPACITY,
+        item_timeout: DurationLike = defaults.ITEM_TIMEOUT,
+        fetch_timeout: DurationLike = defaults.FETCH_TIMEOUT,
+        lease_duration: DurationLike = defaults.LEASE_DURATION,
+        shutdown_grace: DurationLike = defaults.SHUTDOWN_GRACE,
         retry: RetryPolicy | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -96,11 +96,8 @@ class BackgroundProcessing:
             "keep_results_age": settings.store.keep_results_age,
             "keep_results_count": settings.store.keep_results_count,
             "shared": settings.database.shared,
+            "connect_timeout": settings.database.connect_timeout.total_seconds(),
         }
-        if settings.database.connect_timeout is not None:
-            builder.store_options["connect_timeout"] = (
-                settings.database.connect_timeout.total_seconds()
-            )
         for registration in load_handlers(settings):
             builder.add_registration(registration)
         return builder
@@ -110,46 +107,52 @@ class BackgroundProcessing:
         factory: HandlerFactory,
         *,
         name: str | None = None,
-        max_items_per_cycle: int = 10,
-        purpose: HandlerPurpose | str = HandlerPurpose.INTERNAL,
+        max_items_per_cycle: int | None = None,
+        purpose: HandlerPurpose | str | None = None,
         enabled: bool = True,
-        poll_interval: DurationLike | None = None,
-        item_timeout: DurationLike | None = None,
+        poll_interval: Duration | None = None,
+        item_timeout: Duration | None = None,
         max_attempts: int | None = None,
         options: Mapping[str, Any] | BaseModel | None = None,
     ) -> Self:
-        """Register a handler factory (a class taking a ``HandlerContext``, or none)."""
-        name = name or getattr(factory, "__name__", None) or repr(factory)
-        key = f"handlers.{name}"
-        if max_items_per_cycle < 1:
-            raise ConfigError(
-                f"must be at least 1, got {max_items_per_cycle}", key=f"{key}.max_items_per_cycle"
-            )
-        if max_attempts is not None and max_attempts < 1:
-            raise ConfigError(f"must be at least 1, got {max_attempts}", key=f"{key}.max_attempts")
-        try:
-            resolved_purpose = HandlerPurpose(purpose)
-        except ValueError:
-            choices = ", ".join(p.value for p in HandlerPurpose)
-            raise ConfigError(
-                f"unknown purpose {purpose!r}; use one of {choices}", key=f"{key}.purpose"
-            ) from None
-        for method in ("fetch_next", "process"):
-            if not callable(getattr(factory, method, None)):
-                raise ConfigError(
-                    f"{factory!r} is not a handler: it has no {method}()", key=f"{key}.factory"
-                )
+        """Register a handler.
+
+        ``purpose``, ``max_items_per_cycle``, ``poll_interval``, ``item_timeout`` and
+        ``max_attempts`` may also be declared on the handler class (``max_attempts = 5``); a
+        keyword given here overrides the class's value, and a key in ``[[handlers]]``
+        overrides both.
+
+        Args:
+            factory: The handler class (or any callable returning a handler), called once per
+                fetch with a ``HandlerContext`` if it takes an argument, else with none.
+            name: The handler's name in the console, logs and store; the factory's
+                ``__name__`` if not given. Unique per service.
+            max_items_per_cycle: Items asked of ``fetch_next`` per fetch (its batch size);
+                default 10.
+            purpose: ``"ingestion"``, ``"internal"`` (default) or ``"export"``: what the
+                handler is for; the console filters by it.
+            enabled: False registers the handler without ever fetching from it.
+            poll_interval: Time between the end of one batch and the next fetch; the
+                service's ``poll_interval`` if not given.
+            item_timeout: Longest a ``process`` call may run before it is cancelled (a
+                failed, retried attempt); the service's ``item_timeout`` if not given.
+            max_attempts: Attempts per item before it fails for good and ``on_failure`` runs;
+                the retry policy's ``max_attempts`` if not given.
+            options: The handler's options (``ctx.options``), validated by the factory's
+                ``Options`` pydantic model when it has one.
+        """
         return self.add_registration(
-            HandlerRegistration(
-                name=name,
-                factory=factory,
-                purpose=resolved_purpose,
+            _registration(
+                factory,
+                name=name or getattr(factory, "__name__", None) or repr(factory),
+                key=None,
+                purpose=purpose,
                 max_items_per_cycle=max_items_per_cycle,
                 enabled=enabled,
-                poll_interval=_duration(f"{key}.poll_interval", poll_interval),
-                item_timeout=_duration(f"{key}.item_timeout", item_timeout),
+                poll_interval=poll_interval,
+                item_timeout=item_timeout,
                 max_attempts=max_attempts,
-                options=validate_options(factory, name, options),
+                options=options,
             )
         )
 
@@ -211,24 +214,98 @@ def load_handlers(settings: Settings) -> list[HandlerRegistration]:
     for index, handler in enumerate(settings.handlers):
         key = f"handlers[{index}]"
         factory = _import_factory(handler.factory, label, f"{key}.factory")
+        given = {field: getattr(handler, field) for field in _CLASS_KEYS & handler.model_fields_set}
         try:
-            options = validate_options(factory, handler.name, handler.options)
-        except ConfigError as error:
-            raise ConfigError(error.message, source=label, key=f"{key}.options") from None
-        registrations.append(
-            HandlerRegistration(
-                name=handler.name,
-                factory=factory,
-                purpose=handler.purpose,
-                max_items_per_cycle=handler.max_items_per_cycle,
-                enabled=handler.enabled,
-                poll_interval=handler.poll_interval,
-                item_timeout=handler.item_timeout,
-                max_attempts=handler.max_attempts,
-                options=options,
+            registrations.append(
+                _registration(
+                    factory,
+                    name=handler.name,
+                    key=key,
+                    enabled=handler.enabled,
+                    options=handler.options,
+                    shown=repr(handler.factory),
+                    **given,
+                )
             )
-        )
+        except ConfigError as error:
+            raise ConfigError(error.message, source=label, key=error.key) from None
     return registrations
+
+
+_CLASS_KEYS = frozenset(
+    {"purpose", "max_items_per_cycle", "poll_interval", "item_timeout", "max_attempts"}
+)
+"""Registration settings a handler class may declare as class attributes."""
+
+
+def _registration(
+    factory: HandlerFactory,
+    *,
+    name: str,
+    key: str | None,
+    enabled: bool = True,
+    options: Mapping[str, Any] | BaseModel | None = None,
+    shown: str | None = None,
+    **given: Any,
+) -> HandlerRegistration:
+    """A checked registration: each of :data:`_CLASS_KEYS` from ``given`` if there (not
+    None), else from the factory's class attribute, else the default. ``key`` names the
+    config table in errors (``handlers[0]``); None for code (``handlers.<name>``); ``shown``
+    the factory in errors (its ``module:attribute`` reference from a config)."""
+    key = key or f"handlers.{name}"
+    for method in ("fetch_next", "process"):
+        if not callable(getattr(factory, method, None)):
+            raise ConfigError(
+                f"{shown or repr(factory)} is not a handler: it has no {method}()",
+                key=f"{key}.factory",
+            )
+
+    def pick(field: str) -> Any:
+        value = given.get(field)
+        return value if value is not None else getattr(factory, field, None)
+
+    batch = pick("max_items_per_cycle")
+    batch = defaults.MAX_ITEMS_PER_CYCLE if batch is None else batch
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ConfigError(
+            f"must be an integer of at least 1, got {batch!r}", key=f"{key}.max_items_per_cycle"
+        )
+    attempts = pick("max_attempts")
+    if attempts is not None and (
+        not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1
+    ):
+        raise ConfigError(
+            f"must be an integer of at least 1, got {attempts!r}", key=f"{key}.max_attempts"
+        )
+    purpose = pick("purpose")
+    purpose = defaults.PURPOSE if purpose is None else purpose
+    try:
+        resolved_purpose = HandlerPurpose(purpose)
+    except ValueError:
+        choices = ", ".join(HandlerPurpose.choices())
+        raise ConfigError(
+            f"unknown purpose {purpose!r}; use one of {choices}", key=f"{key}.purpose"
+        ) from None
+    try:
+        checked_options = validate_options(factory, name, options)
+    except ConfigError as error:
+        raise ConfigError(error.message, key=f"{key}.options") from None
+    return HandlerRegistration(
+        name=name,
+        factory=factory,
+        purpose=resolved_purpose,
+        max_items_per_cycle=batch,
+        enabled=enabled,
+        poll_interval=_duration(f"{key}.poll_interval", pick("poll_interval")),
+        item_timeout=_duration(f"{key}.item_timeout", pick("item_timeout")),
+        max_attempts=attempts,
+        options=checked_options,
+    )
+
+
+def _check_count(value: Any, key: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"must be at least 1, got {value!r}", key=key)
 
 
 def _import_factory(reference: str, label: str, key: str) -> Any:
@@ -253,11 +330,6 @@ def _import_factory(reference: str, label: str, key: str) -> Any:
             source=label,
             key=key,
         )
-    for method in ("fetch_next", "process"):
-        if not callable(getattr(target, method, None)):
-            raise ConfigError(
-                f"{reference!r} is not a handler: it has no {method}()", source=label, key=key
-            )
     return target
 
 

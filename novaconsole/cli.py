@@ -1,7 +1,7 @@
 """The ``novaconsole`` command.
 
-Only the standard library is imported at module level so that ``novaconsole --help`` is
-instant; every command imports what it needs when it runs.
+Only the standard library and the status and purpose enums are imported at module level so
+that ``novaconsole --help`` is instant; every command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.purpose import HandlerPurpose
+
 if TYPE_CHECKING:
     from novaconsole.engine.service import ProcessingService
     from novaconsole.settings import Settings
 
-PURPOSES = ("ingestion", "internal", "export")
-STATUSES = ("succeeded", "failed", "timed_out", "skipped", "cancelled")
+PURPOSES = HandlerPurpose.choices()
+STATUSES = OutcomeStatus.choices()
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 Command = Callable[[argparse.Namespace], int]

@@ -13,6 +13,8 @@ _ISO = re.compile(
 )
 
 DurationLike = timedelta | int | float | str
+Duration = DurationLike
+"""A duration as the API takes it: a ``timedelta``, seconds, or ``"HH:MM:SS"`` / ISO 8601 text."""
 
 
 def parse_duration(value: DurationLike) -> timedelta:

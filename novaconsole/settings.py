@@ -28,12 +28,13 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from novaconsole import defaults
 from novaconsole.durations import parse_duration
 from novaconsole.engine.handler import HandlerPurpose
 from novaconsole.errors import ConfigError
 
 DEFAULT_CONFIG = Path("config.toml")
-DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///novaconsole.db"
+DEFAULT_DATABASE_URL = defaults.DATABASE_URL
 ENV_PREFIX = "NOVACONSOLE_"
 
 _NONE_WORDS = frozenset({"none", "off", "never", "unlimited"})
@@ -69,40 +70,40 @@ class _Section(BaseModel):
 class ProcessingSettings(_Section):
     """``[processing]``: the poll loop, the queue and the workers."""
 
-    poll_interval: Duration = timedelta(minutes=5)
-    startup_delay: Duration = timedelta(0)
-    max_concurrency: PositiveInt = 8
-    queue_capacity: PositiveInt = 1000
-    item_timeout: Timeout = timedelta(seconds=30)
-    fetch_timeout: Timeout = timedelta(seconds=30)
-    lease_duration: Timeout = timedelta(minutes=1)
-    shutdown_grace: Duration = timedelta(seconds=30)
+    poll_interval: Duration = defaults.POLL_INTERVAL
+    startup_delay: Duration = defaults.STARTUP_DELAY
+    max_concurrency: PositiveInt = defaults.MAX_CONCURRENCY
+    queue_capacity: PositiveInt = defaults.QUEUE_CAPACITY
+    item_timeout: Timeout = defaults.ITEM_TIMEOUT
+    fetch_timeout: Timeout = defaults.FETCH_TIMEOUT
+    lease_duration: Timeout = defaults.LEASE_DURATION
+    shutdown_grace: Duration = defaults.SHUTDOWN_GRACE
 
 
 class RetrySettings(_Section):
     """``[retry]``: exponential backoff with jitter."""
 
-    max_attempts: PositiveInt = 3
-    base_delay: Duration = timedelta(seconds=2)
-    max_delay: Duration = timedelta(minutes=5)
+    max_attempts: PositiveInt = defaults.MAX_ATTEMPTS
+    base_delay: Duration = defaults.RETRY_BASE_DELAY
+    max_delay: Duration = defaults.RETRY_MAX_DELAY
 
 
 class DatabaseSettings(_Section):
     """``[database]``: a SQLAlchemy async URL; ``shared``: whether several workers share its
     work (claims, heartbeats, fleet commands). Unset: yes on PostgreSQL, no on SQLite.
     ``connect_timeout``: how long a database that cannot be reached at start is retried
-    before giving up (unset: the store's default, 30 s)."""
+    before giving up."""
 
     url: str = Field(default=DEFAULT_DATABASE_URL, min_length=1)
     shared: bool | None = None
-    connect_timeout: Duration | None = None
+    connect_timeout: Duration = defaults.CONNECT_TIMEOUT
 
 
 class StoreSettings(_Section):
     """``[store]``: how much result history the database keeps (``"none"``: no limit)."""
 
-    keep_results_age: OptionalDuration = timedelta(days=7)
-    keep_results_count: OptionalCount = 100_000
+    keep_results_age: OptionalDuration = defaults.KEEP_RESULTS_AGE
+    keep_results_count: OptionalCount = defaults.KEEP_RESULTS_COUNT
 
 
 class HandlerSettings(_Section):
@@ -110,8 +111,8 @@ class HandlerSettings(_Section):
 
     name: str = Field(min_length=1)
     factory: str = Field(pattern=r"^[\w.]+:[\w.]+$")
-    purpose: HandlerPurpose = HandlerPurpose.INTERNAL
-    max_items_per_cycle: PositiveInt = 10
+    purpose: HandlerPurpose = HandlerPurpose(defaults.PURPOSE)
+    max_items_per_cycle: PositiveInt = defaults.MAX_ITEMS_PER_CYCLE
     enabled: bool = True
     poll_interval: Duration | None = None
     item_timeout: Timeout | None = None

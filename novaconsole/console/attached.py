@@ -20,12 +20,12 @@ from anyio.abc import TaskGroup
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from novaconsole.engine.coordination import WorkerView
 from novaconsole.engine.events import EventHub, EventSubscription, ItemFinished
+from novaconsole.engine.fleet_protocol import WorkerView
 from novaconsole.engine.outcomes import CycleReport, ItemOutcome, OutcomeStatus
+from novaconsole.engine.persistence import Controls
 from novaconsole.engine.registry import HandlerRegistration
 from novaconsole.engine.snapshot import HandlerView, Snapshot
-from novaconsole.engine.state import Controls
 from novaconsole.store import SqlStore
 from novaconsole.store.fleet import insert_command, read_workers, write_controls
 from novaconsole.store.models import results

@@ -8,7 +8,7 @@ from typing import Any
 from novaconsole.engine.core import EngineCore, log_extra, wake
 from novaconsole.engine.events import ControlChanged
 from novaconsole.engine.outcomes import shown_id
-from novaconsole.engine.state import Controls
+from novaconsole.engine.persistence import Controls
 from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
@@ -41,14 +41,14 @@ class OperatorControls:
         self.core.runtime(name).batch_size = size
         self._changed("batch_size", size, name)
 
-    def set_concurrency(self, workers: int) -> None:
-        if workers < 1:
-            raise ValueError(f"concurrency must be at least 1, got {workers}")
+    def set_concurrency(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError(f"concurrency must be at least 1, got {slots}")
         core = self.core
-        core.concurrency = workers
-        core.workers.spawn()
+        core.concurrency = slots
+        core.slot_runner.spawn()
         wake(core.work)
-        self._changed("concurrency", workers)
+        self._changed("concurrency", slots)
 
     async def retry_item(self, handler: str, item_id: Any) -> bool:
         core = self.core
@@ -96,7 +96,7 @@ class OperatorControls:
             wake(core.poll_wake, core.work)
         if stored.concurrency and stored.concurrency != core.concurrency:
             core.concurrency = stored.concurrency
-            core.workers.spawn()
+            core.slot_runner.spawn()
             core.hub.publish(ControlChanged("concurrency", stored.concurrency))
         for name, rt in core.runtimes.items():
             paused = stored.handler_paused.get(name)

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from novaconsole.engine.coordination import Claim, Coordinator, WorkerView
 from novaconsole.engine.events import EventHub, ServiceStateChanged
+from novaconsole.engine.fleet_protocol import Claim, Coordinator, WorkerView
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.metrics import LatencySamples, Throughput
 from novaconsole.engine.observers import Observer
 from novaconsole.engine.outcomes import ItemOutcome, shown_id
+from novaconsole.engine.persistence import MemoryStateStore, StateStore
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
 from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.runtime import HandlerRuntime
-from novaconsole.engine.scheduling import FairQueue, Job, WorkerSlot
-from novaconsole.engine.state import MemoryStateStore, StateStore
+from novaconsole.engine.scheduling import FairQueue, Job, Slot
 from novaconsole.engine.writes import ItemWriter
 from novaconsole.redaction import redact
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from novaconsole.engine.lifecycle import Lifecycle
     from novaconsole.engine.polling import Poller
     from novaconsole.engine.reporting import Reporter
-    from novaconsole.engine.workers import Workers
+    from novaconsole.engine.slots import SlotRunner
 
 _T = TypeVar("_T")
 
@@ -91,7 +91,7 @@ class EngineCore:
     controls: OperatorControls
     poller: Poller
     fetcher: Fetcher
-    workers: Workers
+    slot_runner: SlotRunner
     failures: Failures
     fleet_sync: FleetSync
     reporter: Reporter
@@ -143,7 +143,7 @@ class EngineCore:
         self.cycles = 0
         self.last_cycle_duration: float | None = None
         self.in_flight = 0
-        self.worker_count = 0
+        self.slot_count = 0
         self.retry_heap: list[tuple[float, int, Job]] = []
         self.sequence = count()
         self.coordinator: Coordinator | None = getattr(self.store, "coordinator", None)
@@ -155,9 +155,9 @@ class EngineCore:
         self.latency = LatencySamples()
         self.totals = {"succeeded": 0, "failed": 0, "skipped": 0}
         self.task_group: TaskGroup | None = None
-        self.worker_group: TaskGroup | None = None
+        self.slot_group: TaskGroup | None = None
         self.fetch_scopes: set[anyio.CancelScope] = set()
-        self.slots: set[WorkerSlot] = set()
+        self.slots: set[Slot] = set()
         self.stopping = False
         self.drained: anyio.Event | None = None
         self.work = anyio.Event()

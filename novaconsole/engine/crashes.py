@@ -22,8 +22,8 @@ import anyio
 
 from novaconsole.engine.core import describe, log_extra
 from novaconsole.engine.outcomes import OutcomeStatus, shown_id
+from novaconsole.engine.persistence import ItemState
 from novaconsole.engine.repeated import RepeatedFailure
-from novaconsole.engine.state import ItemState
 
 if TYPE_CHECKING:
     from novaconsole.engine.core import EngineCore

@@ -60,7 +60,7 @@ class FetchFailed(Event):
 
 @dataclass(frozen=True, slots=True)
 class ItemRetrying(Event):
-    """An attempt failed; the item waits ``delay`` seconds (holding no worker) for another."""
+    """An attempt failed; the item waits ``delay`` seconds (holding no slot) for another."""
 
     kind: ClassVar[str] = "item_retrying"
     handler: str

@@ -6,9 +6,7 @@ from __future__ import annotations
 import heapq
 import logging
 import traceback
-from collections.abc import Callable
 from time import monotonic
-from typing import Any
 
 import anyio
 
@@ -16,8 +14,9 @@ from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_e
 from novaconsole.engine.events import ItemRetrying
 from novaconsole.engine.handler import current_item_id
 from novaconsole.engine.outcomes import OutcomeStatus, shown_id
+from novaconsole.engine.persistence import ItemState
 from novaconsole.engine.scheduling import Job
-from novaconsole.engine.state import ItemState
+from novaconsole.engine.steering import GiveUp, RetryAfter
 from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
@@ -34,8 +33,12 @@ class Failures:
         rt = job.scope.runtime
         text = describe(error)
         tb = None if timed_out else redact("".join(traceback.format_exception(error)))
-        if job.attempts < rt.max_attempts and not core.stopping:
-            delay = core.retry.delay(job.attempts)
+        give_up = isinstance(error, GiveUp)
+        if job.attempts < rt.max_attempts and not core.stopping and not give_up:
+            if isinstance(error, RetryAfter):
+                delay = error.delay.total_seconds()
+            else:
+                delay = core.retry.delay(job.attempts)
             core.store.set_item_state(rt.name, job.key, ItemState(job.attempts))
             log.warning(
                 "%s item %s failed (attempt %d of %d), retrying in %.1fs: %s",
@@ -54,7 +57,7 @@ class Failures:
             core.retry_wake.set()
             return
         status = OutcomeStatus.TIMED_OUT if timed_out else OutcomeStatus.FAILED
-        if job.attempts < rt.max_attempts:
+        if job.attempts < rt.max_attempts and not give_up:
             # Stopping: the attempt counts, the item stays pending for the next run.
             core.store.set_item_state(rt.name, job.key, ItemState(job.attempts))
             log.warning(
@@ -69,9 +72,10 @@ class Failures:
             return
         core.store.set_item_state(rt.name, job.key, ItemState(job.attempts, dead=True))
         log.error(
-            "%s item %s failed after %d attempts: %s",
+            "%s item %s %s after %d attempts: %s",
             rt.name,
             shown_id(job.item_id),
+            "gave up" if give_up else "failed",
             job.attempts,
             text,
             extra=log_extra(rt.name, job.item_id),
@@ -80,9 +84,7 @@ class Failures:
         core.reporter.finish(job, status, text, tb)
 
     async def _call_on_failure(self, job: Job, error: BaseException) -> None:
-        on_failure: Callable[[Any, BaseException], Any] | None = getattr(
-            job.scope.handler, "on_failure", None
-        )
+        on_failure = job.scope.on_failure
         if on_failure is None:
             return
         rt = job.scope.runtime

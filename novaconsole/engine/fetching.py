@@ -15,11 +15,11 @@ import anyio
 from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_extra, now
 from novaconsole.engine.events import FetchCompleted, FetchFailed
-from novaconsole.engine.handler import HandlerContext
+from novaconsole.engine.handler import HandlerContext, awaitable_method
 from novaconsole.engine.outcomes import OutcomeStatus, shown_id
 from novaconsole.engine.repeated import RepeatedFailure
 from novaconsole.engine.runtime import HandlerRuntime
-from novaconsole.engine.scheduling import Job, Scope, Tracker
+from novaconsole.engine.scheduling import HandlerScope, Job, Tracker
 from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
@@ -42,7 +42,7 @@ class Fetcher:
 
     async def fetch_into_queue(self, rt: HandlerRuntime, tracker: Tracker, forced: bool) -> None:
         """Fetch one batch from a handler and queue its new items, waiting for room."""
-        scope: Scope | None = None
+        scope: HandlerScope | None = None
         try:
             if self.core.stopping:
                 return  # started just as the drain began: fetch nothing
@@ -64,7 +64,7 @@ class Fetcher:
 
     async def _fetch(
         self, rt: HandlerRuntime, tracker: Tracker
-    ) -> tuple[Scope | None, list[Batched]]:
+    ) -> tuple[HandlerScope | None, list[Batched]]:
         core = self.core
         registration = rt.registration
         rt.last_run = now()
@@ -89,11 +89,14 @@ class Fetcher:
         try:
             with cancel:
                 handler = registration.create(ctx)
+                fetch_next = awaitable_method(handler, "fetch_next")
+                if fetch_next is None:
+                    raise TypeError(f"{type(handler).__name__} has no fetch_next()")
                 if observers:
                     hooks = observing.fetch_started(observers, rt.name)
                 asked = rt.batch_size
                 with anyio.fail_after(timeout):
-                    result = await handler.fetch_next(asked)
+                    result = await fetch_next(asked)
                 items = _checked(rt, result, asked)
         except TimeoutError as exc:
             error, raised = f"fetch timed out after {timeout:g}s", exc
@@ -133,7 +136,20 @@ class Fetcher:
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:
             log.debug("fetched %d items from %s", len(items), rt.name, extra=log_extra(rt.name))
-        scope = Scope(runtime=rt, ctx=ctx, handler=handler, fetch_duration=duration)
+        process = awaitable_method(handler, "process")
+        if process is None:
+            self._fetch_failed(rt, tracker, f"{type(handler).__name__} has no process()", None)
+            with anyio.CancelScope(shield=True):
+                await ctx.aclose()
+            return None, []
+        scope = HandlerScope(
+            runtime=rt,
+            ctx=ctx,
+            handler=handler,
+            process=process,
+            on_failure=awaitable_method(handler, "on_failure"),
+            fetch_duration=duration,
+        )
         rt.scopes.add(scope)
         return scope, items
 
@@ -185,7 +201,7 @@ class Fetcher:
 
     async def _admit(
         self,
-        scope: Scope,
+        scope: HandlerScope,
         items: list[Batched],
         tracker: Tracker,
         forced: bool,
@@ -275,7 +291,7 @@ class Fetcher:
         if scope.unsettled == 0 and self.core.task_group is not None:
             self.core.task_group.start_soon(self.close_scope, scope)
 
-    async def close_scope(self, scope: Scope) -> None:
+    async def close_scope(self, scope: HandlerScope) -> None:
         if scope.closed:
             return
         scope.closed = True

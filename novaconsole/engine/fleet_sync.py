@@ -7,8 +7,8 @@ import logging
 
 import anyio
 
-from novaconsole.engine.coordination import Claim, Command, WorkerBeat
 from novaconsole.engine.core import EngineCore, describe, log_extra
+from novaconsole.engine.fleet_protocol import Claim, Command, WorkerBeat
 from novaconsole.engine.outcomes import shown_id
 from novaconsole.engine.repeated import RepeatedFailure
 

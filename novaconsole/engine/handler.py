@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from functools import partial
+from typing import TYPE_CHECKING, Any, Generic, Protocol, runtime_checkable
 
 import anyio
+import anyio.to_thread
+from typing_extensions import TypeVar
 
 from novaconsole.engine.outcomes import shown_id
+from novaconsole.engine.purpose import HandlerPurpose as HandlerPurpose  # re-exported
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,14 +28,6 @@ current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "novaconsole_item_id", default=None
 )
 """The id of the item the current task is processing, for log records."""
-
-
-class HandlerPurpose(StrEnum):
-    """What a handler is for; the console filters by it."""
-
-    INGESTION = "ingestion"
-    INTERNAL = "internal"
-    EXPORT = "export"
 
 
 @runtime_checkable
@@ -47,6 +42,8 @@ class Handler(Protocol):
     """What the engine calls. Structural: no base class needed.
 
     ``on_failure(item, error)`` is optional and called once after an item's last attempt.
+    Each method may also be a plain ``def``: the engine then runs it in a worker thread
+    (``anyio.to_thread.run_sync``), so blocking code stays off the event loop.
     """
 
     async def fetch_next(self, max_items: int) -> Sequence[Any]: ...
@@ -78,16 +75,22 @@ def handler_logger(name: str) -> HandlerLogger:
     return HandlerLogger(logging.getLogger(f"novaconsole.handlers.{name}"), {"handler": name})
 
 
+OptionsT = TypeVar("OptionsT", default=Any)
+"""The handler's options model: ``HandlerContext[PingOptions]`` types ``ctx.options``."""
+
+
 @dataclass(eq=False)
-class HandlerContext:
+class HandlerContext(Generic[OptionsT]):
     """The scope of one handler instance: one fetch and the processing of what it returned.
 
     Sessions opened with :meth:`session` and not yet closed are closed when the scope ends.
+    ``options`` is the handler's ``[handlers.options]`` table, validated by its ``Options``
+    model when it has one (``HandlerContext[MyOptions]`` makes ``ctx.options`` typed).
     """
 
     name: str
     purpose: HandlerPurpose
-    options: Any = None
+    options: OptionsT = None  # type: ignore[assignment]
     log: HandlerLogger = field(default=None)  # type: ignore[assignment]
     session_factory: SessionFactory | None = None
     writer: ItemWriter | None = None
@@ -175,3 +178,27 @@ class HandlerContext:
     async def aclose(self) -> None:
         """End the scope: close whatever it opened. Called by the engine."""
         await self._stack.aclose()
+
+
+HandlerCall = Callable[..., Awaitable[Any]]
+"""A handler method the engine awaits (see :func:`awaitable_method`)."""
+
+
+def awaitable_method(handler: object, name: str) -> HandlerCall | None:
+    """``handler.<name>`` as something to await, or None if it has no such method: an
+    ``async def`` as it is, a plain ``def`` run in a worker thread."""
+    method = getattr(handler, name, None)
+    if method is None:
+        return None
+    if inspect.iscoroutinefunction(method):
+        return method  # type: ignore[no-any-return]
+    return partial(_in_thread, method)
+
+
+async def _in_thread(method: Callable[..., Any], *args: Any) -> Any:
+    # Abandoned on cancellation (a timeout, the end of the drain): a thread cannot be stopped,
+    # so it runs on, but the slot is free and the item's outcome is recorded.
+    result = await anyio.to_thread.run_sync(partial(method, *args), abandon_on_cancel=True)
+    if inspect.isawaitable(result):  # a plain def that returned a coroutine
+        return await result
+    return result

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import anyio
 
-from novaconsole.engine.coordination import Claim
 from novaconsole.engine.core import RECENT, EngineCore, now, wake
+from novaconsole.engine.fleet_protocol import Claim
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.scheduling import Job
 
@@ -40,8 +40,8 @@ class Lifecycle:
         try:
             async with anyio.create_task_group() as group:
                 core.task_group = group
-                await group.start(core.workers.run)
-                group.start_soon(core.workers.watchdog)
+                await group.start(core.slot_runner.run)
+                group.start_soon(core.slot_runner.watchdog)
                 group.start_soon(core.failures.retry_loop)
                 group.start_soon(core.store.run)
                 group.start_soon(core.fleet_sync.run)
@@ -108,8 +108,8 @@ class Lifecycle:
             )
             for scope in list(core.fetch_scopes):
                 scope.cancel()
-            if core.worker_group is not None:
-                core.worker_group.cancel_scope.cancel()
+            if core.slot_group is not None:
+                core.slot_group.cancel_scope.cancel()
             # Writes still held (a database that is down) are the store's to flush at close.
             await self._until_idle(committing=False)
         drained.set()

@@ -5,7 +5,7 @@ Subclass :class:`Observer`, override the methods you need and register it with
 is called synchronously on the event loop, so it must be cheap; an exception it raises never
 reaches the engine (it is logged once per observer class and method, then ignored).
 
-``attempt_started`` runs in the worker task that then awaits ``process``, and
+``attempt_started`` runs in the slot task that then awaits ``process``, and
 ``fetch_started`` in the task that awaits ``fetch_next``: a context variable set there (a span
 made current) is current during the call, and the ``*_finished`` hook, called in the same task,
 gets back the token ``*_started`` returned to restore it.

@@ -31,6 +31,30 @@ class OutcomeStatus(StrEnum):
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
 
+    @classmethod
+    def failures(cls) -> frozenset[OutcomeStatus]:
+        """Failed or timed out: the item's own fault, counted as failed."""
+        return _FAILURES
+
+    @classmethod
+    def unsuccessful(cls) -> frozenset[OutcomeStatus]:
+        """Failed, timed out or cancelled: a run-once with any of these did not go well."""
+        return _UNSUCCESSFUL
+
+    @classmethod
+    def choices(cls) -> tuple[str, ...]:
+        """Every status's value, in order (the CLI's ``--status`` choices)."""
+        return tuple(status.value for status in cls)
+
+    @property
+    def is_failure(self) -> bool:
+        """Failed or timed out (see :meth:`failures`)."""
+        return self in _FAILURES
+
+
+_FAILURES = frozenset({OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT})
+_UNSUCCESSFUL = _FAILURES | {OutcomeStatus.CANCELLED}
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
@@ -98,13 +122,12 @@ class CycleReport:
     @property
     def failed(self) -> int:
         """Items whose last try failed or timed out."""
-        return self.count(OutcomeStatus.FAILED) + self.count(OutcomeStatus.TIMED_OUT)
+        return sum(1 for outcome in self.outcomes if outcome.status in _FAILURES)
 
     @property
     def ok(self) -> bool:
         """True when no item failed, timed out or was cancelled and no fetch failed."""
-        bad = {OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT, OutcomeStatus.CANCELLED}
-        return not self.fetch_errors and not any(o.status in bad for o in self.outcomes)
+        return not self.fetch_errors and not any(o.status in _UNSUCCESSFUL for o in self.outcomes)
 
     def by_handler(self, handler: str) -> Sequence[ItemOutcome]:
         return [outcome for outcome in self.outcomes if outcome.handler == handler]

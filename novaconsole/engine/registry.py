@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from novaconsole import defaults
 from novaconsole.engine.handler import Handler, HandlerContext, HandlerPurpose
 from novaconsole.errors import ConfigError
 
@@ -18,20 +19,21 @@ if TYPE_CHECKING:
     pass
 
 HandlerFactory = Callable[..., Handler]
+_DEFAULT_PURPOSE = HandlerPurpose(defaults.PURPOSE)
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessingOptions:
     """The ``[processing]`` keys, resolved."""
 
-    poll_interval: timedelta = timedelta(minutes=5)
-    startup_delay: timedelta = timedelta(0)
-    max_concurrency: int = 8
-    queue_capacity: int = 1000
-    item_timeout: timedelta = timedelta(seconds=30)
-    fetch_timeout: timedelta = timedelta(seconds=30)
-    lease_duration: timedelta = timedelta(minutes=1)
-    shutdown_grace: timedelta = timedelta(seconds=30)
+    poll_interval: timedelta = defaults.POLL_INTERVAL
+    startup_delay: timedelta = defaults.STARTUP_DELAY
+    max_concurrency: int = defaults.MAX_CONCURRENCY
+    queue_capacity: int = defaults.QUEUE_CAPACITY
+    item_timeout: timedelta = defaults.ITEM_TIMEOUT
+    fetch_timeout: timedelta = defaults.FETCH_TIMEOUT
+    lease_duration: timedelta = defaults.LEASE_DURATION
+    shutdown_grace: timedelta = defaults.SHUTDOWN_GRACE
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +42,8 @@ class HandlerRegistration:
 
     name: str
     factory: HandlerFactory
-    purpose: HandlerPurpose = HandlerPurpose.INTERNAL
-    max_items_per_cycle: int = 10
+    purpose: HandlerPurpose = _DEFAULT_PURPOSE
+    max_items_per_cycle: int = defaults.MAX_ITEMS_PER_CYCLE
     enabled: bool = True
     poll_interval: timedelta | None = None
     item_timeout: timedelta | None = None

@@ -65,7 +65,7 @@ class Reporter:
         elif status is OutcomeStatus.SKIPPED:
             rt.skipped += 1
             core.totals["skipped"] += 1
-        elif status is not OutcomeStatus.CANCELLED:
+        elif status.is_failure:
             rt.failed += 1
             core.totals["failed"] += 1
             rt.last_error = error

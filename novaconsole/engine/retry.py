@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from novaconsole import defaults
 from novaconsole.durations import DurationLike, parse_duration
 
 
@@ -20,14 +21,14 @@ class RetryPolicy:
     max_attempts: int
     base_delay: timedelta
     max_delay: timedelta
-    jitter: float = field(default=0.5)
+    jitter: float = field(default=defaults.RETRY_JITTER)
 
     def __init__(
         self,
-        max_attempts: int = 3,
-        base_delay: DurationLike = timedelta(seconds=2),
-        max_delay: DurationLike = timedelta(minutes=5),
-        jitter: float = 0.5,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+        base_delay: DurationLike = defaults.RETRY_BASE_DELAY,
+        max_delay: DurationLike = defaults.RETRY_MAX_DELAY,
+        jitter: float = defaults.RETRY_JITTER,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")

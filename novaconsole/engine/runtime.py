@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from novaconsole.engine.registry import HandlerRegistration
-from novaconsole.engine.scheduling import Job, Scope
+from novaconsole.engine.scheduling import HandlerScope, Job
 
 
 @dataclass(eq=False, slots=True)
@@ -25,7 +25,7 @@ class HandlerRuntime:
     """Items of a ``run_once()``: handed out even while paused."""
     active: dict[str, Job] = field(default_factory=dict)
     """Items queued, in flight or waiting for a retry, by key: not taken again."""
-    scopes: set[Scope] = field(default_factory=set)
+    scopes: set[HandlerScope] = field(default_factory=set)
     in_flight: int = 0
     retrying: int = 0
     succeeded: int = 0

@@ -1,9 +1,9 @@
-"""The bounded, fair queue between fetching and the workers.
+"""The bounded, fair queue between fetching and the slots (the tasks that process items).
 
-Items wait in one queue per handler. A free worker takes from the handler that has the fewest
+Items wait in one queue per handler. A free slot takes from the handler that has the fewest
 items in flight (round robin among equals), so one handler with a deep or slow backlog cannot
-occupy every worker while another has items waiting; a handler alone may use them all. Taking
-an item is a plain method call, not a channel round trip: workers only wait (a checkpoint)
+occupy every slot while another has items waiting; a handler alone may use them all. Taking
+an item is a plain method call, not a channel round trip: slots only wait (a checkpoint)
 when there is nothing to take.
 """
 
@@ -18,7 +18,7 @@ import anyio
 from novaconsole.engine.outcomes import Attempt, CycleReport
 
 if TYPE_CHECKING:
-    from novaconsole.engine.handler import Handler, HandlerContext
+    from novaconsole.engine.handler import Handler, HandlerCall, HandlerContext
     from novaconsole.engine.runtime import HandlerRuntime
 
 
@@ -39,12 +39,14 @@ class Tracker:
 
 
 @dataclass(eq=False, slots=True)
-class Scope:
+class HandlerScope:
     """One handler instance and its context: one fetch and the processing of what it returned."""
 
     runtime: HandlerRuntime
     ctx: HandlerContext
     handler: Handler
+    process: HandlerCall
+    on_failure: HandlerCall | None = None
     fetch_duration: float = 0.0
     unsettled: int = 0
     """Items not yet final (the scope closes at zero)."""
@@ -64,7 +66,7 @@ class Job:
     item: Any
     key: str
     """``str(item_id)``: how the store and the claims know the item."""
-    scope: Scope
+    scope: HandlerScope
     item_id: Any
     attempts: int = 0
     enqueued_at: float = 0.0
@@ -83,14 +85,15 @@ class Job:
 
 
 @dataclass(eq=False, slots=True)
-class WorkerSlot:
-    """What one worker holds: its cancel scope and the item in hand with its deadline."""
+class Slot:
+    """One slot, a task that processes items one at a time: its cancel scope and the item in
+    hand with its deadline."""
 
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    cancel_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     job: Job | None = None
     deadline: float = 0.0
     timed_out: Job | None = None
-    """Set by the watchdog just before it cancels ``scope`` for an overrun item."""
+    """Set by the watchdog just before it cancels ``cancel_scope`` for an overrun item."""
 
 
 class FairQueue:
@@ -125,7 +128,7 @@ class FairQueue:
             await self._room.wait()
 
     def take(self) -> Job | None:
-        """The next job for a free worker, or None when nothing may be taken now."""
+        """The next job for a free slot, or None when nothing may be taken now."""
         runtimes = self._runtimes
         count = len(runtimes)
         best: HandlerRuntime | None = None

@@ -3,7 +3,7 @@
 The work is done by collaborators sharing one :class:`~novaconsole.engine.core.EngineCore`:
 :mod:`~novaconsole.engine.lifecycle` (start, drain, stop), :mod:`~novaconsole.engine.controls`,
 :mod:`~novaconsole.engine.polling` (poll loop, cycles), :mod:`~novaconsole.engine.fetching`
-(fetch, admit, claim), :mod:`~novaconsole.engine.workers` (attempts, watchdog),
+(fetch, admit, claim), :mod:`~novaconsole.engine.slots` (attempts, watchdog),
 :mod:`~novaconsole.engine.failures` (failure policy, retry heap),
 :mod:`~novaconsole.engine.fleet_sync` and :mod:`~novaconsole.engine.reporting` (outcomes,
 counters, snapshot).
@@ -26,13 +26,13 @@ from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.lifecycle import Lifecycle
 from novaconsole.engine.observers import Observer
 from novaconsole.engine.outcomes import CycleReport, ItemOutcome
+from novaconsole.engine.persistence import StateStore
 from novaconsole.engine.polling import Poller
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
 from novaconsole.engine.reporting import Reporter
 from novaconsole.engine.retry import RetryPolicy
+from novaconsole.engine.slots import SlotRunner
 from novaconsole.engine.snapshot import Snapshot
-from novaconsole.engine.state import StateStore
-from novaconsole.engine.workers import Workers
 
 
 class ProcessingService:
@@ -67,7 +67,7 @@ class ProcessingService:
         core.controls = OperatorControls(core)
         core.poller = Poller(core)
         core.fetcher = Fetcher(core)
-        core.workers = Workers(core)
+        core.slot_runner = SlotRunner(core)
         core.failures = Failures(core)
         core.fleet_sync = FleetSync(core)
         core.reporter = Reporter(core)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from novaconsole.engine.coordination import WorkerView
+from novaconsole.engine.fleet_protocol import WorkerView
 from novaconsole.engine.handler import HandlerPurpose
 
 

@@ -56,7 +56,7 @@ class ItemWriter(Protocol):
 
 
 class WritesHolder:
-    """Per worker task: the writes the item in hand queued with ``ctx.write()``."""
+    """Per slot: the writes the item in hand queued with ``ctx.write()``."""
 
     __slots__ = ("writes",)
 
@@ -74,4 +74,4 @@ class WritesHolder:
 
 
 current_writes: ContextVar[WritesHolder | None] = ContextVar("novaconsole_writes", default=None)
-"""Set by each engine worker: ``ctx.write()`` queues into it for the item being processed."""
+"""Set by each slot: ``ctx.write()`` queues into it for the item being processed."""

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from novaconsole import defaults
 from novaconsole.store.database import create_engine, mask_url
-from novaconsole.store.sql_store import DEFAULT_CONNECT_TIMEOUT, SqlStore
+from novaconsole.store.sql_store import SqlStore
 
 
 def open_store(
     url: str,
     *,
-    keep_results_age: timedelta | None = timedelta(days=7),
-    keep_results_count: int | None = 100_000,
+    keep_results_age: timedelta | None = defaults.KEEP_RESULTS_AGE,
+    keep_results_count: int | None = defaults.KEEP_RESULTS_COUNT,
     shared: bool | None = None,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    connect_timeout: float = defaults.CONNECT_TIMEOUT.total_seconds(),
 ) -> SqlStore:
     """A store on ``url``, keeping results up to ``keep_results_age`` old and at most
     ``keep_results_count`` of them (``None``: no limit). With ``shared`` (``None``: on for

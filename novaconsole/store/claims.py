@@ -20,7 +20,7 @@ from sqlalchemy import and_, false, func, not_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from novaconsole.engine.coordination import Claim
+from novaconsole.engine.fleet_protocol import Claim
 from novaconsole.store.models import (
     DONE,
     HANDLER_LENGTH,

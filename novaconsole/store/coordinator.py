@@ -1,4 +1,4 @@
-"""``SqlCoordinator``: the engine's :class:`~novaconsole.engine.coordination.Coordinator` on the
+"""``SqlCoordinator``: the engine's :class:`~novaconsole.engine.fleet_protocol.Coordinator` on the
 store's database (claims, heartbeats, fleet commands), one short transaction per call."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from novaconsole.engine.coordination import Claim, Command, WorkerBeat, WorkerView
+from novaconsole.engine.fleet_protocol import Claim, Command, WorkerBeat, WorkerView
 from novaconsole.store import claims as claim_sql
 from novaconsole.store import fleet
 from novaconsole.store.database import reader, uncancelled

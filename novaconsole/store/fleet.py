@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from novaconsole.engine.coordination import Command, WorkerBeat, WorkerView
+from novaconsole.engine.fleet_protocol import Command, WorkerBeat, WorkerView
 from novaconsole.store.database import OPEN_ERRORS, connection_error, create_engine, ensure_schema
 from novaconsole.store.models import (
     GLOBAL_SCOPE,

@@ -1,4 +1,4 @@
-"""``SqlStore``: the engine's :class:`~novaconsole.engine.state.StateStore` on a database.
+"""``SqlStore``: the engine's :class:`~novaconsole.engine.persistence.StateStore` on a database.
 
 Everything the engine hands over is buffered in memory and written by :meth:`SqlStore.run`
 in batches: one transaction per batch (outcomes by executemany, or COPY on asyncpg; item
@@ -39,10 +39,11 @@ import anyio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from novaconsole.engine.coordination import Claim
+from novaconsole import defaults
 from novaconsole.engine.crashes import StartMark
+from novaconsole.engine.fleet_protocol import Claim
 from novaconsole.engine.outcomes import ItemOutcome
-from novaconsole.engine.state import Controls, ItemState
+from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
 from novaconsole.store import started as start_marks
 from novaconsole.store.coordinator import SqlCoordinator
@@ -80,9 +81,6 @@ _READ_CHUNK = 500
 _RETRY_MAX = 10.0
 """Longest wait between two tries of a write the database refused: a database back is
 noticed within this many seconds."""
-DEFAULT_CONNECT_TIMEOUT = 30.0
-"""Seconds an unreachable database is retried at start before giving up (``[database]
-connect_timeout``)."""
 _SQLITE_UPSERT_RETURNING = (3, 35, 0)
 
 
@@ -136,8 +134,8 @@ class SqlStore:
         self,
         url: str,
         *,
-        keep_results_age: timedelta | None = timedelta(days=7),
-        keep_results_count: int | None = 100_000,
+        keep_results_age: timedelta | None = defaults.KEEP_RESULTS_AGE,
+        keep_results_count: int | None = defaults.KEEP_RESULTS_COUNT,
         flush_interval: float = 0.25,
         flush_at: int = 1000,
         buffer_capacity: int = 50_000,
@@ -145,7 +143,7 @@ class SqlStore:
         prune_interval: float = 60.0,
         shared: bool | None = None,
         keep_claims: timedelta = timedelta(minutes=10),
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout: float = defaults.CONNECT_TIMEOUT.total_seconds(),
     ) -> None:
         if keep_results_count is not None and keep_results_count < 0:
             raise ValueError("keep_results_count must not be negative")

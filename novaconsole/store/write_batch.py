@@ -20,7 +20,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from novaconsole.engine.outcomes import ItemOutcome
-from novaconsole.engine.state import Controls, ItemState
+from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.store import claims as claim_sql
 from novaconsole.store import started as start_marks
 from novaconsole.store.faults import is_database_fault

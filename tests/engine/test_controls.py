@@ -16,7 +16,7 @@ from novaconsole.engine.events import (
     ItemFinished,
     ServiceStateChanged,
 )
-from novaconsole.engine.state import MemoryStateStore
+from novaconsole.engine.persistence import MemoryStateStore
 from tests.engine.support import Item, Source, next_event, processing
 
 pytestmark = pytest.mark.anyio

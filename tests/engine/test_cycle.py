@@ -11,7 +11,7 @@ import pytest
 
 from novaconsole import OutcomeStatus, RetryPolicy
 from novaconsole.engine.events import FetchCompleted, ItemFinished
-from novaconsole.engine.state import MemoryStateStore
+from novaconsole.engine.persistence import MemoryStateStore
 from tests.engine.support import Item, Source, next_event, processing
 
 pytestmark = pytest.mark.anyio

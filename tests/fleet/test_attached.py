@@ -18,8 +18,8 @@ from novaconsole.console.attached import AttachedFleet
 from novaconsole.console.view_models import fleet_rows, fleet_summary
 from novaconsole.console.widgets.fleet_pane import FleetPane
 from novaconsole.console.widgets.log_pane import LogSink
-from novaconsole.engine.coordination import WorkerView
 from novaconsole.engine.events import ItemFinished
+from novaconsole.engine.fleet_protocol import WorkerView
 from novaconsole.engine.service import ProcessingService
 from novaconsole.engine.snapshot import Snapshot
 from novaconsole.store import open_store

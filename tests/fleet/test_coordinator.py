@@ -13,9 +13,9 @@ import anyio
 import pytest
 from sqlalchemy import text
 
-from novaconsole.engine.coordination import Claim, WorkerBeat
+from novaconsole.engine.fleet_protocol import Claim, WorkerBeat
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
-from novaconsole.engine.state import Controls
+from novaconsole.engine.persistence import Controls
 from novaconsole.errors import ConfigError
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.coordinator import SqlCoordinator

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from novaconsole.engine.outcomes import OutcomeStatus
-from novaconsole.engine.state import Controls, ItemState
+from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.queries import forget_item, handler_totals, list_results
 from tests.postgres import drop_database, throwaway_database

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from novaconsole.engine.outcomes import OutcomeStatus
-from novaconsole.engine.state import Controls, ItemState
+from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.models import results
 from novaconsole.store.queries import forget_item, handler_totals, list_results, recent_results

@@ -1,4 +1,6 @@
-"""The worker tasks that process queued items, one attempt at a time, and their watchdog."""
+"""Slots: the tasks that process queued items, one attempt at a time (as many as the
+concurrency), and the watchdog that times items out. Not to be confused with the fleet's
+workers (processes sharing a database)."""
 
 from __future__ import annotations
 
@@ -15,16 +17,16 @@ from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, now
 from novaconsole.engine.handler import NoDatabaseError, current_item_id
 from novaconsole.engine.outcomes import Attempt, ItemOutcome, OutcomeStatus
-from novaconsole.engine.scheduling import Job, WorkerSlot
+from novaconsole.engine.scheduling import Job, Slot
 from novaconsole.engine.writes import WritesHolder, current_writes
 
 _YIELD_EVERY = 0.001
-"""Seconds a worker may run items that never suspend before it lets other tasks run: with
-every worker busy the loop stalls at most about concurrency x this (the console's keys)."""
+"""Seconds a slot may run items that never suspend before it lets other tasks run: with
+every slot busy the loop stalls at most about concurrency x this (the console's keys)."""
 
 
-class Workers:
-    """As many worker tasks as the concurrency says, and the watchdog that times items out."""
+class SlotRunner:
+    """As many slots as the concurrency says, and the watchdog."""
 
     def __init__(self, core: EngineCore) -> None:
         self.core = core
@@ -32,38 +34,38 @@ class Workers:
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         core = self.core
         async with anyio.create_task_group() as group:
-            core.worker_group = group
+            core.slot_group = group
             self.spawn()
             task_status.started()
-        core.worker_group = None
+        core.slot_group = None
 
     def spawn(self) -> None:
         core = self.core
-        if core.worker_group is None:
+        if core.slot_group is None:
             return
-        while core.worker_count < core.concurrency:
-            core.worker_count += 1
-            core.worker_group.start_soon(self._worker)
+        while core.slot_count < core.concurrency:
+            core.slot_count += 1
+            core.slot_group.start_soon(self._run_slot)
 
-    async def _worker(self) -> None:
+    async def _run_slot(self) -> None:
         """Take items and process them until stopped, without a checkpoint per item.
 
-        Each worker runs inside a long-lived cancel scope that the watchdog cancels when the
+        Each slot runs inside a long-lived cancel scope that the watchdog cancels when the
         item in hand overruns its timeout: cheaper than a cancel scope and a timer per item.
         """
         core = self.core
         queue, store = core.queue, core.store
         failures, reporter, crashes = core.failures, core.reporter, core.crashes
-        slot = WorkerSlot()
+        slot = Slot()
         core.slots.add(slot)
         holder = WritesHolder()
         current_writes.set(holder)  # this task's own context: ctx.write() queues here
         yielded = monotonic()
         try:
-            while not core.stopping and core.worker_count <= core.concurrency:
-                with anyio.CancelScope() as slot.scope:
+            while not core.stopping and core.slot_count <= core.concurrency:
+                with anyio.CancelScope() as slot.cancel_scope:
                     while not core.stopping:
-                        if core.worker_count > core.concurrency:
+                        if core.slot_count > core.concurrency:
                             return
                         job = queue.take()
                         if job is None:
@@ -94,7 +96,7 @@ class Workers:
                         if error is not None:
                             await failures.failed(job, error, timed_out=False)
                         elif writes is not None and writer is not None:
-                            # The worker moves on; the outcome is written with the writes.
+                            # The slot moves on; the outcome is written with the writes.
                             outcome = reporter.outcome(job, OutcomeStatus.SUCCEEDED, None)
                             core.committing += 1
                             writer.submit_writes(
@@ -115,9 +117,9 @@ class Workers:
                     await failures.failed(timed_out, error, timed_out=True)
         finally:
             core.slots.discard(slot)
-            core.worker_count -= 1
+            core.slot_count -= 1
 
-    async def _attempt_alone(self, job: Job, slot: WorkerSlot) -> BaseException | None:
+    async def _attempt_alone(self, job: Job, slot: Slot) -> BaseException | None:
         """A crash suspect's attempt: one at a time, marked as running alone first."""
         guard = self.core.crashes
         lock, crashes = await guard.mark_alone(job)
@@ -129,7 +131,7 @@ class Workers:
             await guard.not_alone(job, crashes)
         return error
 
-    async def _attempt(self, job: Job, slot: WorkerSlot) -> BaseException | None:
+    async def _attempt(self, job: Job, slot: Slot) -> BaseException | None:
         """One try at an item: the error it raised, or None. Timeouts arrive as cancellation."""
         core = self.core
         rt = job.scope.runtime
@@ -152,7 +154,7 @@ class Workers:
         status = OutcomeStatus.SUCCEEDED
         raised: BaseException | None = None
         try:
-            await job.scope.handler.process(job.item)
+            await job.scope.process(job.item)
         except Exception as exc:
             error = raised = exc
             status = OutcomeStatus.FAILED
@@ -237,7 +239,7 @@ class Workers:
                 job = slot.job
                 if job is not None and at >= slot.deadline and slot.timed_out is None:
                     slot.timed_out = job
-                    slot.scope.cancel()
+                    slot.cancel_scope.cancel()
 
 
 def _record_attempt(

@@ -1,4 +1,5 @@
-"""What the engine needs to remember, and the in-memory form of it.
+"""The persistence protocol the store implements (:class:`StateStore`: outcomes, item
+states, controls), and its in-memory form.
 
 The store (``novaconsole.store``) implements :class:`StateStore` on a database; the engine
 only talks to this interface. :class:`MemoryStateStore` keeps everything in the process and

@@ -1,4 +1,5 @@
-"""Sharing work between workers through one database: claims, heartbeats, fleet commands.
+"""The fleet protocol the store implements: how worker processes share work through one
+database (claims, heartbeats, fleet commands).
 
 The engine talks to a :class:`Coordinator` when its store offers one (``store.coordinator``).
 Before an item is queued its worker claims (handler, item id) with a lease and a fencing
