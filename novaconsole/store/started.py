@@ -23,6 +23,13 @@ _UPSERT = text(
 _DELETE = started.delete().where(
     started.c.handler == bindparam("k_handler"), started.c.item_id == bindparam("k_item_id")
 )
+_SQLITE_UPSERT = (
+    "INSERT INTO novaconsole_started (handler, item_id, run_id, alone, crashes) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (handler, item_id) DO UPDATE SET "
+    "run_id = excluded.run_id, alone = excluded.alone, crashes = excluded.crashes"
+)
+SQLITE_DELETE = "DELETE FROM novaconsole_started WHERE handler = ? AND item_id = ?"
+"""The delete of :func:`key_rows` tuples for SQLite's executemany."""
 
 
 async def upsert(
@@ -32,6 +39,15 @@ async def upsert(
     run_id: str,
 ) -> None:
     """Mark ``marks`` (key: (alone, crashes)) as this run's."""
+    if connection.dialect.name == "sqlite":  # plain tuples: no per-row binding on the loop
+        await connection.exec_driver_sql(
+            _SQLITE_UPSERT,
+            [
+                (*stored_key(handler, key), run_id, int(alone), crashes)
+                for key, (alone, crashes) in marks.items()
+            ],
+        )
+        return
     rows = []
     for key, (alone, crashes) in marks.items():
         stored_handler, stored_id = stored_key(handler, key)
@@ -76,11 +92,18 @@ async def others_exist(connection: AsyncConnection, run_id: str) -> bool:
     return found is not None
 
 
+def key_rows(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(handler, key) pairs as stored."""
+    return [stored_key(handler, key) for handler, key in keys]
+
+
 async def delete(connection: AsyncConnection, keys: Iterable[tuple[str, str]]) -> None:
     """Remove the marks of (handler, key) pairs: their items are finished or given back."""
-    rows = []
-    for handler, key in keys:
-        stored_handler, stored_id = stored_key(handler, key)
-        rows.append({"k_handler": stored_handler, "k_item_id": stored_id})
-    if rows:
-        await connection.execute(_DELETE, rows)
+    if connection.dialect.name == "sqlite":
+        rows = key_rows(keys)
+        if rows:
+            await connection.exec_driver_sql(SQLITE_DELETE, rows)
+        return
+    params = [{"k_handler": h, "k_item_id": i} for h, i in key_rows(keys)]
+    if params:
+        await connection.execute(_DELETE, params)

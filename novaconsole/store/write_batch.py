@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import anyio
 from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -108,11 +109,19 @@ async def _write(
         for statement, params in _merged(batch.items, lambda o: id(o) not in stale_ids):
             await connection.execute(statement, params)
     written.extend(outcomes)
-    if written:
-        await _insert_results(connection, written, worker_id)
-    if batch.marks and (written or batch.forget):
-        finished = {(o.handler, str(o.item_id)) for o in written}
-        await start_marks.delete(connection, finished | batch.forget)
+    if connection.dialect.name == "sqlite":
+        # Rows as the driver takes them, built in a worker thread rather than on the loop.
+        rows, marks = await anyio.to_thread.run_sync(_sqlite_rows, written, batch, worker_id)
+        if rows:
+            await connection.exec_driver_sql(SQLITE_INSERT, rows)
+        if marks:
+            await connection.exec_driver_sql(start_marks.SQLITE_DELETE, marks)
+    else:
+        if written:
+            await _insert_results(connection, written, worker_id)
+        if batch.marks and (written or batch.forget):
+            finished = {(o.handler, str(o.item_id)) for o in written}
+            await start_marks.delete(connection, finished | batch.forget)
     if batch.states:
         await _write_states(connection, batch.states)
     saved = batch.controls
@@ -238,16 +247,26 @@ async def _fence(
     return kept, stale
 
 
+def _sqlite_rows(
+    written: list[ItemOutcome], batch: Batch, worker_id: str
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]]]:
+    """The result rows of ``written`` and the start marks to delete, as SQLite's driver takes
+    them."""
+    rows = [driver_row(outcome, True, worker_id) for outcome in written]
+    marks: list[tuple[str, str]] = []
+    if batch.marks:
+        finished = {(o.handler, str(o.item_id)) for o in written}
+        marks = start_marks.key_rows(finished | batch.forget)
+    return rows, marks
+
+
 async def _insert_results(
     connection: AsyncConnection, batch: list[ItemOutcome], worker_id: str
 ) -> None:
-    """Insert a batch of results the cheapest way the driver offers: executemany of plain
-    tuples on SQLite, a binary COPY on asyncpg, Core executemany anywhere else."""
+    """Insert a batch of results the cheapest way the driver offers: a binary COPY on
+    asyncpg, Core executemany anywhere else (SQLite: see :func:`_sqlite_rows`)."""
     dialect = connection.dialect
-    if dialect.name == "sqlite":
-        rows = [driver_row(outcome, True, worker_id) for outcome in batch]
-        await connection.exec_driver_sql(SQLITE_INSERT, rows)
-    elif dialect.driver == "asyncpg":
+    if dialect.driver == "asyncpg":
         raw = await connection.get_raw_connection()
         driver: Any = raw.driver_connection
         if not driver.is_in_transaction():
