@@ -1,5 +1,6 @@
-"""What happens after a failed attempt: a retry after the policy's delay, or the final
-failure with ``on_failure``; and the heap of items waiting for their retry."""
+"""What happens after a failed attempt: a retry after the policy's delay (or a
+``RetryAfter``'s), or the final failure (out of attempts, or ``GiveUp``) with ``on_failure``;
+and the heap of items waiting for their retry."""
 
 from __future__ import annotations
 
