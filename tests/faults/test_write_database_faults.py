@@ -166,7 +166,7 @@ def fill_up(ballast: Path) -> None:
 
 async def test_a_full_disk_holds_the_writes_charges_nothing_and_resumes() -> None:
     items = 1500
-    with tiny_tmpfs("4m") as root, captured() as log:
+    with tiny_tmpfs("16m") as root, captured() as log:
         db = root / "drain.db"
         with sqlite3.connect(db) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
