@@ -125,10 +125,11 @@ class SlotRunner:
         lock, crashes = await guard.mark_alone(job)
         try:
             error = await self._attempt(job, slot)
+            # It did not crash the worker: say so before another suspect runs alone (its
+            # outcome may not be committed yet when that one crashes).
+            await guard.not_alone(job, crashes)
         finally:
             lock.release()
-        if error is not None:
-            await guard.not_alone(job, crashes)
         return error
 
     async def _attempt(self, job: Job, slot: Slot) -> BaseException | None:

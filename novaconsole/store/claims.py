@@ -110,7 +110,20 @@ _PG_RENEW = text(_pg_matching(f"lease_until = {_PG_LEASE}", _PG_WORKER))
 _SQLITE_RENEW = text(_sqlite_matching("lease_until = :lease_until", _WORKER))
 _PG_RELEASE = text(_pg_matching("lease_until = TIMESTAMPTZ '1970-01-01 00:00:00+00'", _PG_WORKER))
 _SQLITE_RELEASE = text(_sqlite_matching("lease_until = 0", _WORKER))
-_PG_FINISH = text(_pg_matching(f"state = '{DONE}', finished_at = now()", ""))
+FINISH_MARGIN = 30.0
+"""Seconds added to a claim's ``finished_at``. The claim ends in the transaction that writes the
+item's outcome and its ``ctx.write()`` statements, and the time read inside a transaction
+precedes its commit: a fetch that starts after that reading but before the commit still sees
+the item pending, and must not take it again once the commit is visible. The margin covers
+any commit delay; a fetch that starts after the commit no longer returns the item."""
+
+_PG_FINISH = text(
+    _pg_matching(
+        f"state = '{DONE}', finished_at = clock_timestamp() + "
+        f"make_interval(secs => {FINISH_MARGIN})",
+        "",
+    )
+)
 _SQLITE_FINISH = text(_sqlite_matching(f"state = '{DONE}', finished_at = :now", ""))
 
 _PG_PRUNE = text(f"""
@@ -252,7 +265,7 @@ async def finish(connection: AsyncConnection, keys: Collection[ClaimKey]) -> set
     are stale: their worker lost the lease)."""
     params: dict[str, object] = {}
     if not _is_pg(connection):
-        params["now"] = _micros(datetime.now(UTC))
+        params["now"] = _micros(datetime.now(UTC) + timedelta(seconds=FINISH_MARGIN))
     return await _update_matching(connection, _PG_FINISH, _SQLITE_FINISH, sorted(keys), params)
 
 
