@@ -11,6 +11,7 @@ batch and retries it later without charging any item.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from novaconsole.engine.writes import ItemWrites, Params, WriteDone
 
 StateKey = tuple[str, str]
+
+log = logging.getLogger("novaconsole.store")
 
 
 @dataclass(slots=True, eq=False)
@@ -73,6 +76,32 @@ class Batch:
 
 
 async def commit_batch(
+    engine: AsyncEngine, batch: Batch, *, fenced: bool, worker_id: str
+) -> list[ItemOutcome]:
+    """See :func:`write_batch`; then, when fenced, the claims ended get their real end time."""
+    rejected = await write_batch(engine, batch, fenced=fenced, worker_id=worker_id)
+    if fenced:
+        ended = [
+            o
+            for o in (*(e.outcome for e in batch.items if e.error is None), *batch.outcomes)
+            if o is not None and o.token is not None
+        ]
+        stale = {id(o) for o in rejected}
+        keys = {
+            (*claim_sql.stored_key(o.handler, str(o.item_id)), o.token)
+            for o in ended
+            if id(o) not in stale and o.token is not None
+        }
+        if keys:
+            try:
+                async with engine.begin() as connection:
+                    await claim_sql.stamp_finished(connection, keys)
+            except Exception as error:  # they stay ended "later": taken again after the lease
+                log.warning("stamping %d ended claims failed: %s", len(keys), error)
+    return rejected
+
+
+async def write_batch(
     engine: AsyncEngine, batch: Batch, *, fenced: bool, worker_id: str
 ) -> list[ItemOutcome]:
     """Write ``batch`` in one transaction; the outcomes rejected as stale (``fenced``: their
