@@ -1,9 +1,10 @@
 """``AttachedFleet``: what the console steers when it hosts no service (``novaconsole attach``).
 
-It reads the fleet from the database a few times a second (workers, controls, result totals,
-new results) and turns the console's keys into fleet-wide writes: pause, resume, batch sizes
-and concurrency go to the controls table (every worker follows within a second), run once is
-a command that exactly one worker takes. No Textual here.
+It reads the fleet a few times a second through the store's
+:class:`~novaconsole.store.fleet_view.FleetView` (workers, controls, per-handler totals, new
+results) and turns the console's keys into fleet-wide changes: pause, resume, batch sizes and
+concurrency (every worker follows within a second), run once (exactly one worker takes it).
+No Textual and no SQL here.
 """
 
 from __future__ import annotations
@@ -17,20 +18,15 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.events import EventHub, EventSubscription, ItemFinished
 from novaconsole.engine.fleet_protocol import WorkerView
-from novaconsole.engine.outcomes import CycleReport, ItemOutcome, OutcomeStatus
+from novaconsole.engine.metrics import percentiles
+from novaconsole.engine.outcomes import CycleReport, ItemOutcome
 from novaconsole.engine.persistence import Controls
 from novaconsole.engine.registry import HandlerRegistration
-from novaconsole.engine.snapshot import HandlerView, Snapshot
-from novaconsole.store import SqlStore
-from novaconsole.store.fleet import insert_command, read_workers, write_controls
-from novaconsole.store.models import results
-from novaconsole.store.queries import forget_item
-from novaconsole.store.recorder import row_outcome
+from novaconsole.engine.snapshot import HandlerView, Latency, Snapshot
+from novaconsole.store.fleet_view import FleetView, HandlerTotals
 
 log = logging.getLogger("novaconsole.console")
 
@@ -46,7 +42,8 @@ class AttachedFleet:
     """The fleet sharing the database at ``url``, as a console service.
 
     ``registrations`` (from the configuration) name the handlers, their purposes and
-    configured batch sizes; ``configured_concurrency`` is ``[processing] max_concurrency``.
+    configured batch sizes; ``configured_concurrency`` is ``[processing] max_concurrency``;
+    ``auto_upgrade`` is ``[database] auto_upgrade`` (an older schema is upgraded or refused).
     """
 
     def __init__(
@@ -54,18 +51,19 @@ class AttachedFleet:
         url: str,
         registrations: Sequence[HandlerRegistration],
         configured_concurrency: int,
+        *,
+        auto_upgrade: bool | None = None,
     ) -> None:
         self.url = url
         self.registrations = tuple(registrations)
         self.configured_concurrency = configured_concurrency
-        self.store = SqlStore(url, shared=False, connect_timeout=0)  # a reader: no retries
-        self.database_display = self.store.display_url
+        self.view = FleetView(url, auto_upgrade=auto_upgrade)
+        self.database_display = self.view.display_url
         self._hub = EventHub()
         self._group: TaskGroup | None = None
         self._controls = Controls()
         self._workers: tuple[WorkerView, ...] = ()
-        self._totals: dict[str, dict[str, int]] = {}
-        self._last_result_id = 0
+        self._totals: dict[str, HandlerTotals] = {}
         self._recent: deque[ItemOutcome] = deque(maxlen=BACKFILL)
         self._state = "starting"
         self._changes = 0
@@ -78,7 +76,7 @@ class AttachedFleet:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[AttachedFleet]:
         """Read the fleet until the block ends."""
-        await self.store.open()
+        await self.view.open()
         try:
             await self.refresh(backfill=True)
             async with anyio.create_task_group() as group:
@@ -92,7 +90,7 @@ class AttachedFleet:
             self._group = None
             self._state = "stopped"
             with anyio.CancelScope(shield=True):
-                await self.store.engine.dispose()
+                await self.view.close()
             self._hub.close()
 
     async def drain(self) -> None:
@@ -110,33 +108,21 @@ class AttachedFleet:
     async def refresh(self, *, backfill: bool = False) -> None:
         """Read workers, controls, totals and the results recorded since the last call."""
         changes = self._changes
-        controls = await self.store.load_controls()
-        if changes == self._changes and not self._writing:
-            self._controls = controls  # else a key changed them meanwhile: keep that
-        async with self.store.engine.connect() as connection:
-            self._workers = tuple(await read_workers(connection))
-            self._reads += 1
-            if backfill or self._reads % TOTALS_EVERY == 0:  # a count over every result
-                self._totals = await _totals(connection)
-            await self._new_results(connection, backfill)
-        self._state = "paused" if self._controls.paused else "running"
-
-    async def _new_results(self, connection: AsyncConnection, backfill: bool) -> None:
-        if backfill:
-            newest = await connection.scalar(select(func.max(results.c.id)))
-            self._last_result_id = max((newest or 0) - BACKFILL, 0)
-        rows = await connection.execute(
-            select(results)
-            .where(results.c.id > self._last_result_id)
-            .order_by(results.c.id)
-            .limit(5000)
+        self._reads += 1
+        reading = await self.view.read(
+            totals=backfill or self._reads % TOTALS_EVERY == 0,  # a count over every result
+            backfill=BACKFILL,
         )
-        for row in rows.mappings():
-            self._last_result_id = row["id"]
-            outcome = row_outcome(row)
+        if changes == self._changes and not self._writing:
+            self._controls = reading.controls  # else a key changed them meanwhile: keep that
+        self._workers = reading.workers
+        if reading.handlers is not None:
+            self._totals = dict(reading.handlers)
+        for outcome in reading.outcomes:
             self._recent.append(outcome)
             if self._hub.active:
                 self._hub.publish(ItemFinished(outcome))
+        self._state = "paused" if self._controls.paused else "running"
 
     # ------------------------------------------------------------------ observing
 
@@ -153,6 +139,7 @@ class AttachedFleet:
         controls = self._controls
         alive = [worker for worker in self._workers if worker.alive]
         handlers = {r.name: self._handler_view(r) for r in self.registrations}
+        totals = self._totals.values()
         return Snapshot(
             state=self._state,
             paused=bool(controls.paused),
@@ -163,9 +150,11 @@ class AttachedFleet:
             in_flight=sum(worker.in_flight for worker in alive),
             cycles=0,
             handlers=handlers,
-            succeeded=sum(t.get("succeeded", 0) for t in self._totals.values()),
-            failed=sum(_failed(t) for t in self._totals.values()),
-            skipped=sum(t.get("skipped", 0) for t in self._totals.values()),
+            succeeded=sum(t.succeeded for t in totals),
+            failed=sum(t.failed for t in totals),
+            skipped=sum(t.skipped for t in totals),
+            retrying=sum(t.retrying for t in totals),
+            latency=Latency(process=percentiles([o.duration for o in self._recent])),
             database=self.database_display,
             worker_id="attached",
             workers=self._workers,
@@ -173,7 +162,7 @@ class AttachedFleet:
 
     def _handler_view(self, registration: HandlerRegistration) -> HandlerView:
         name = registration.name
-        totals = self._totals.get(name, {})
+        totals = self._totals.get(name, HandlerTotals())
         return HandlerView(
             name=name,
             purpose=registration.purpose,
@@ -181,10 +170,14 @@ class AttachedFleet:
             enabled=registration.enabled,
             batch_size=self._controls.batch_sizes.get(name, registration.max_items_per_cycle),
             configured_batch_size=registration.max_items_per_cycle,
-            succeeded=totals.get("succeeded", 0),
-            failed=_failed(totals),
-            last_error=None,
-            skipped=totals.get("skipped", 0),
+            succeeded=totals.succeeded,
+            failed=totals.failed,
+            last_error=totals.last_error,
+            skipped=totals.skipped,
+            in_flight=totals.in_flight,
+            retrying=totals.retrying,
+            last_run=totals.last_finished_at,
+            failing=totals.failing,
         )
 
     # ------------------------------------------------------------------ steering the fleet
@@ -202,8 +195,7 @@ class AttachedFleet:
 
         async def write() -> None:
             try:
-                async with self.store.engine.begin() as connection:
-                    await write_controls(connection, **changes)
+                await self.view.save_controls(**changes)
             except Exception:
                 log.exception("sending controls to the fleet failed")
             finally:
@@ -254,8 +246,7 @@ class AttachedFleet:
         if not any(worker.alive for worker in self._workers):
             raise RuntimeError("no live worker shares this database: nobody would run the cycle")
         started = datetime.now(UTC)
-        async with self.store.engine.begin() as connection:
-            command = await insert_command(connection, "run_once")
+        command = await self.view.send_command("run_once")
         return CycleReport(cycle=command, started_at=started, finished_at=datetime.now(UTC))
 
     def describe_run_once(self, report: CycleReport) -> str:
@@ -265,20 +256,4 @@ class AttachedFleet:
     async def retry_item(self, handler: str, item_id: Any) -> bool:
         """Forget an item's attempts: the next worker to fetch it processes it again."""
         self._check(handler)
-        return await forget_item(self.url, handler, str(item_id))
-
-
-def _failed(totals: dict[str, int]) -> int:
-    return totals.get(OutcomeStatus.FAILED.value, 0) + totals.get(OutcomeStatus.TIMED_OUT.value, 0)
-
-
-async def _totals(connection: AsyncConnection) -> dict[str, dict[str, int]]:
-    rows = await connection.execute(
-        select(results.c.handler, results.c.status, func.count()).group_by(
-            results.c.handler, results.c.status
-        )
-    )
-    totals: dict[str, dict[str, int]] = {}
-    for handler, status, count in rows:
-        totals.setdefault(handler, {})[status] = int(count)
-    return totals
+        return await self.view.forget_item(handler, str(item_id))

@@ -49,13 +49,20 @@ class Reporter:
         error: str | None,
         tb: str | None = None,
         *,
+        quiet: bool = False,
         written: ItemOutcome | None = None,
     ) -> None:
-        """Record an item's final outcome and release everything it held; ``written``: the
-        outcome the store's writer already wrote (with the item's ``ctx.write()`` statements)."""
+        """Record an item's final outcome and release everything it held.
+
+        ``quiet``: a skip already recorded; only the ``run_once()`` reports waiting for the
+        item hear of it (no row, event or counter). ``written``: the outcome the store's writer
+        already wrote (with the item's ``ctx.write()`` statements)."""
         core = self.core
         rt = job.scope.runtime
         outcome = written or self.outcome(job, status, error, tb)
+        if quiet:
+            self._tell_trackers(job, outcome)
+            return
         if status is OutcomeStatus.SUCCEEDED:
             rt.succeeded += 1
             core.totals["succeeded"] += 1
@@ -91,14 +98,18 @@ class Reporter:
             core.hub.publish(ItemFinished(outcome))
         if core.observers:
             observing.item_finished(core.observers, outcome)
-        for tracker in job.trackers:
-            tracker.report.outcomes.append(outcome)
-            tracker.pending -= 1
-            tracker.settle()
+        self._tell_trackers(job, outcome)
         if rt.active.get(job.key) is job:
             del rt.active[job.key]
         if status is not OutcomeStatus.SKIPPED:
             core.fetcher.settle_scope(job)
+
+    @staticmethod
+    def _tell_trackers(job: Job, outcome: ItemOutcome) -> None:
+        for tracker in job.trackers:
+            tracker.report.outcomes.append(outcome)
+            tracker.pending -= 1
+            tracker.settle()
 
     def snapshot(self) -> Snapshot:
         core = self.core
@@ -149,4 +160,6 @@ class Reporter:
             last_run=rt.last_run,
             next_poll_in=max(0.0, rt.next_due - at) if schedulable else None,
             failing=rt.fetch_failed or rt.last_outcome_failed,
+            dead_items=rt.dead_items,
+            dead_returned=rt.dead_returned,
         )

@@ -102,6 +102,15 @@ class ProcessingService:
         """
         await self._core.lifecycle.drain()
 
+    def cancel_drain(self) -> bool:
+        """Force quit: cancel at once what the drain still waits for.
+
+        The items in flight are cancelled (recorded ``cancelled``; they stay pending at their
+        source) and the drain ends without waiting for the rest of ``shutdown_grace``. Called
+        before a drain has begun, the next drain gets no grace. True if a drain was under way.
+        """
+        return self._core.lifecycle.cancel_drain()
+
     async def run_once(self) -> CycleReport:
         """Run one cycle now, even while paused; return when every fetched item is final.
 

@@ -47,6 +47,11 @@ class HandlerView:
     next_poll_in: float | None = None
     failing: bool = False
     """The last fetch failed, or the last final outcome was a failure."""
+    dead_items: int = 0
+    """Items out of attempts in the latest fetch: skipped until an operator retries them."""
+    dead_returned: int = 0
+    """How often ``fetch_next`` returned an item out of attempts since the start (each one
+    is recorded ``skipped`` once, not on every poll)."""
 
     @property
     def state(self) -> str:

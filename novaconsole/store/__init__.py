@@ -20,13 +20,16 @@ def open_store(
     keep_results_count: int | None = defaults.KEEP_RESULTS_COUNT,
     shared: bool | None = None,
     connect_timeout: float = defaults.CONNECT_TIMEOUT.total_seconds(),
+    auto_upgrade: bool | None = None,
 ) -> SqlStore:
     """A store on ``url``, keeping results up to ``keep_results_age`` old and at most
     ``keep_results_count`` of them (``None``: no limit). With ``shared`` (``None``: on for
     PostgreSQL, off for SQLite) several workers share the database's work: claims with leases,
-    heartbeats, fleet commands. A database that cannot be reached when the store opens is
-    retried for up to ``connect_timeout`` seconds. Creates the engine, connects to nothing; a
-    bad URL, a missing driver or a database that cannot share work is a
+    heartbeats, fleet commands. With ``auto_upgrade`` (``None``: on for SQLite, off for
+    PostgreSQL) opening the store upgrades an older schema; without, it is refused with the
+    command to run. A database that cannot be reached when the store opens is retried for up
+    to ``connect_timeout`` seconds. Creates the engine, connects to nothing; a bad URL, a
+    missing driver or a database that cannot share work is a
     :class:`~novaconsole.errors.ConfigError`."""
     return SqlStore(
         url,
@@ -34,6 +37,7 @@ def open_store(
         keep_results_count=keep_results_count,
         shared=shared,
         connect_timeout=connect_timeout,
+        auto_upgrade=auto_upgrade,
     )
 
 

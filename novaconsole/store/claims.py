@@ -1,8 +1,7 @@
 """Claims with leases and fencing tokens: the SQL, one statement per batch.
 
-Every time is the database's: ``now()`` on PostgreSQL; on SQLite, whose file lives on this
-machine, the machine's clock (the same for every process sharing the file), taken inside the
-write transaction. A claim's token is ``max(previous + 1, now in microseconds)``: it grows with
+Every time is the database's (see :mod:`novaconsole.store.clock`), taken inside the write
+transaction. A claim's token is ``max(previous + 1, now in microseconds)``: it grows with
 every new claim of a row and never repeats even after the row was pruned, so a worker that lost
 its lease (stopped, partitioned) can never have its stale token accepted again.
 
@@ -16,25 +15,26 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, false, func, not_, select, text
+from sqlalchemy import and_, false, not_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from novaconsole.engine.fleet_protocol import Claim
+from novaconsole.store.clock import on_postgresql, sql_now
+from novaconsole.store.database import PRUNE_BATCH
 from novaconsole.store.models import (
     DONE,
-    HANDLER_LENGTH,
     HELD,
-    ITEM_ID_LENGTH,
-    WORKER_ID_LENGTH,
     claims,
     sqlite_time,
+    stored_handler,
+    stored_item_id,
+    stored_key,
+    stored_worker_id,
 )
 
 ClaimKey = tuple[str, str, int]
 """(handler, item id, token) as stored (ids cut to their column lengths)."""
-
-PRUNE_BATCH = 500
 
 _PG_NOW_US = "CAST(EXTRACT(EPOCH FROM now()) * 1000000 AS BIGINT)"
 _PG_LEASE = "now() + make_interval(secs => CAST(:lease AS DOUBLE PRECISION))"
@@ -144,15 +144,6 @@ DELETE FROM novaconsole_claims WHERE rowid IN (
 """)
 
 
-def stored_key(handler: str, item_id: str) -> tuple[str, str]:
-    """(handler, item id) as stored: cut to the column lengths."""
-    return handler[:HANDLER_LENGTH], item_id[:ITEM_ID_LENGTH]
-
-
-def _is_pg(connection: AsyncConnection) -> bool:
-    return connection.dialect.name == "postgresql"
-
-
 def _micros(moment: datetime) -> int:
     return sqlite_time(moment)
 
@@ -166,12 +157,12 @@ async def visibly_taken(
     """Which of the (stored) ``item_ids`` another claim holds now, as far as a plain read can
     tell: the claim skips them, so that workers fetching the same items do not queue on each
     other's row locks (the claim itself re-checks every row it takes)."""
-    now = func.now() if _is_pg(connection) else datetime.now(UTC)
+    now = sql_now(connection)
     finished_before_fetch: ColumnElement[bool] = false()
     if fetched_at is not None:
         finished_before_fetch = and_(claims.c.state == DONE, claims.c.finished_at < fetched_at)
     query = select(claims.c.item_id).where(
-        claims.c.handler == handler[:HANDLER_LENGTH],
+        claims.c.handler == stored_handler(handler),
         claims.c.item_id.in_(list(item_ids)),
         claims.c.lease_until >= now,
         not_(finished_before_fetch),
@@ -191,13 +182,13 @@ async def claim(
     ``item_ids`` in one statement; the token of each claimed id, keyed as asked."""
     asked: dict[str, str] = {}
     for item_id in item_ids:
-        asked.setdefault(item_id[:ITEM_ID_LENGTH], item_id)
+        asked.setdefault(stored_item_id(item_id), item_id)
     stored = sorted(asked)
     params: dict[str, object] = {
-        "handler": handler[:HANDLER_LENGTH],
-        "worker_id": worker_id[:WORKER_ID_LENGTH],
+        "handler": stored_handler(handler),
+        "worker_id": stored_worker_id(worker_id),
     }
-    if _is_pg(connection):
+    if on_postgresql(connection):
         params |= {"item_ids": stored, "lease": lease, "fetched_at": fetched_at}
         rows = await connection.execute(_PG_CLAIM, params)
     else:
@@ -225,7 +216,7 @@ async def _update_matching(
 ) -> set[ClaimKey]:
     if not keys:
         return set()
-    if _is_pg(connection):
+    if on_postgresql(connection):
         params |= {
             "handlers": [k[0] for k in keys],
             "item_ids": [k[1] for k in keys],
@@ -243,10 +234,10 @@ async def renew(
 ) -> set[ClaimKey]:
     """Extend the leases of the claims ``worker_id`` still holds; the keys renewed."""
     now = datetime.now(UTC)
-    params: dict[str, object] = {"worker_id": worker_id[:WORKER_ID_LENGTH], "lease": lease}
-    if not _is_pg(connection):
+    params: dict[str, object] = {"worker_id": stored_worker_id(worker_id), "lease": lease}
+    if not on_postgresql(connection):
         params = {
-            "worker_id": worker_id[:WORKER_ID_LENGTH],
+            "worker_id": stored_worker_id(worker_id),
             "lease_until": _micros(now + timedelta(seconds=lease)),
         }
     return await _update_matching(connection, _PG_RENEW, _SQLITE_RENEW, _triples(claims), params)
@@ -254,7 +245,7 @@ async def renew(
 
 async def release(connection: AsyncConnection, worker_id: str, claims: Sequence[Claim]) -> int:
     """Free held claims at once (their lease ends now; tokens are kept); how many."""
-    params: dict[str, object] = {"worker_id": worker_id[:WORKER_ID_LENGTH]}
+    params: dict[str, object] = {"worker_id": stored_worker_id(worker_id)}
     freed = await _update_matching(
         connection, _PG_RELEASE, _SQLITE_RELEASE, _triples(claims), params
     )
@@ -265,7 +256,7 @@ async def finish(connection: AsyncConnection, keys: Collection[ClaimKey]) -> set
     """Mark done the claims whose token is still current; the keys accepted (the others
     are stale: their worker lost the lease)."""
     params: dict[str, object] = {}
-    if not _is_pg(connection):
+    if not on_postgresql(connection):
         params["now"] = _micros(_ENDING)
     else:
         params["ending"] = _ENDING
@@ -275,28 +266,19 @@ async def finish(connection: AsyncConnection, keys: Collection[ClaimKey]) -> set
 async def stamp_finished(connection: AsyncConnection, keys: Collection[ClaimKey]) -> None:
     """Give claims ended by a committed transaction their real end time (see ``_ENDING``)."""
     params: dict[str, object] = {}
-    if not _is_pg(connection):
+    if not on_postgresql(connection):
         params["now"] = _micros(datetime.now(UTC))
     await _update_matching(connection, _PG_STAMP, _SQLITE_STAMP, sorted(keys), params)
 
 
 async def prune(connection: AsyncConnection, keep: timedelta) -> int:
     """Delete up to :data:`PRUNE_BATCH` claims done (or expired) longer than ``keep`` ago."""
-    if _is_pg(connection):
+    if on_postgresql(connection):
         result = await connection.execute(_PG_PRUNE, {"keep": keep.total_seconds()})
     else:
         before = _micros(datetime.now(UTC) - keep)
         result = await connection.execute(_SQLITE_PRUNE, {"before": before})
     return int(result.rowcount)
-
-
-async def database_now(connection: AsyncConnection) -> datetime:
-    """The database clock (see the module docstring for SQLite)."""
-    if not _is_pg(connection):
-        return datetime.now(UTC)
-    value = await connection.scalar(text("SELECT now()"))
-    assert isinstance(value, datetime)
-    return value.astimezone(UTC)
 
 
 def keys_of(claims: Iterable[Claim]) -> Mapping[ClaimKey, Claim]:

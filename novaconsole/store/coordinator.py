@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import anyio
@@ -16,15 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from novaconsole.engine.fleet_protocol import Claim, Command, WorkerBeat, WorkerView
 from novaconsole.store import claims as claim_sql
 from novaconsole.store import fleet
-from novaconsole.store.database import reader, uncancelled
-from novaconsole.store.models import ITEM_ID_LENGTH
+from novaconsole.store.clock import engine_now
+from novaconsole.store.database import PRUNE_BATCH, chunked, reader, uncancelled
+from novaconsole.store.models import stored_item_id
 
 log = logging.getLogger("novaconsole.store")
 
 T = TypeVar("T")
-
-_READ_CHUNK = 500
-"""Item ids per ``IN (...)`` read."""
 
 
 class SqlCoordinator:
@@ -52,7 +50,6 @@ class SqlCoordinator:
         self._lock = lock
         self._buffered = buffered
         self._on_worker = on_worker
-        self._sqlite = engine.dialect.name == "sqlite"
         self._reader = reader(engine)
         self.worker_id: str | None = None
         """The worker this process coordinates for (seen at its first claim or beat)."""
@@ -79,14 +76,7 @@ class SqlCoordinator:
 
     async def now(self) -> datetime:
         """The database clock (on SQLite, this machine's: no round trip)."""
-        if self._sqlite:
-            return datetime.now(UTC)
-
-        async def read() -> datetime:
-            async with self.engine.connect() as connection:
-                return await claim_sql.database_now(connection)
-
-        return await uncancelled(read)
+        return await uncancelled(lambda: engine_now(self.engine))
 
     async def claim(
         self,
@@ -98,8 +88,8 @@ class SqlCoordinator:
     ) -> Mapping[str, int]:
         """Claim what is free; see :func:`novaconsole.store.claims.claim`."""
         self._seen(worker_id)
-        stored = {item_id[:ITEM_ID_LENGTH]: item_id for item_id in item_ids}
-        chunks = [list(stored)[i : i + _READ_CHUNK] for i in range(0, len(stored), _READ_CHUNK)]
+        stored = {stored_item_id(item_id): item_id for item_id in item_ids}
+        chunks = chunked(list(stored))
 
         async def read() -> set[str]:
             async with self._reader.connect() as connection:
@@ -163,7 +153,7 @@ class SqlCoordinator:
         while True:
             count = await self._write(lambda c: claim_sql.prune(c, keep_claims))
             deleted += count
-            if count < claim_sql.PRUNE_BATCH:
+            if count < PRUNE_BATCH:
                 break
             await anyio.lowlevel.checkpoint()
         return deleted + await self._write(fleet.prune)

@@ -1,4 +1,4 @@
-"""Database set-up: the async engine, SQLite pragmas and transactions, the schema version.
+"""Database set-up: the async engine, SQLite pragmas and transactions, errors in one line.
 
 SQLite connections run in WAL mode with a busy timeout, foreign keys on and
 ``synchronous=NORMAL``; every transaction SQLAlchemy begins is a ``BEGIN IMMEDIATE`` (the
@@ -9,28 +9,31 @@ of failing with "database is locked". Connections from :func:`reader` begin ``DE
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 import sqlalchemy
-from sqlalchemy import event, inspect, select, text
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from novaconsole.errors import ConfigError
 from novaconsole.redaction import mask_secrets
-from novaconsole.store.models import SCHEMA_VERSION, WORKER_ID_LENGTH, meta, metadata
 
 BUSY_TIMEOUT_MS = 5000
+READ_CHUNK = 500
+"""Item ids per ``IN (...)`` read."""
+PRUNE_BATCH = 500
+"""Rows deleted per short transaction when pruning (results, claims)."""
 READ_ONLY = "novaconsole_read_only"
 """Execution option: transactions on such a connection begin DEFERRED (SQLite)."""
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-_SCHEMA_LOCK_KEY = 0x6E6F7661  # pg_advisory_xact_lock key: concurrent first starts
 
 
 def mask_url(url: str | URL) -> str:
@@ -68,13 +71,14 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(parsed, **options)
     except (NoSuchModuleError, ImportError) as error:
         raise ConfigError(
-            f"no database driver for {shown!r} ({one_line(error)}); "
+            f"no database driver for {shown!r} ({describe_database_error(error)}); "
             "use sqlite+aiosqlite:// or postgresql+asyncpg://",
             key="database.url",
         ) from None
     except (ArgumentError, SQLAlchemyError) as error:
         raise ConfigError(
-            f"cannot use database {shown!r}: {one_line(error, parsed)}", key="database.url"
+            f"cannot use database {shown!r}: {describe_database_error(error, parsed)}",
+            key="database.url",
         ) from None
     if not engine.dialect.is_async:
         raise ConfigError(
@@ -128,7 +132,7 @@ def configure_sqlite(sync_engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
-def one_line(error: BaseException, url: URL | None = None) -> str:
+def describe_database_error(error: BaseException, url: URL | None = None) -> str:
     """A short, single-line description of a database error, with no password in it."""
     cause: BaseException = error
     if isinstance(error, DBAPIError) and error.orig is not None:
@@ -142,10 +146,9 @@ def one_line(error: BaseException, url: URL | None = None) -> str:
 
 def connection_error(error: BaseException, engine: AsyncEngine) -> ConfigError:
     """The :class:`ConfigError` for a database that cannot be reached or used."""
-    return ConfigError(
-        f"cannot open database {mask_url(engine.url)!r}: {one_line(error, engine.url)}",
-        key="database.url",
-    )
+    reason = describe_database_error(error, engine.url)
+    shown = mask_url(engine.url)
+    return ConfigError(f"cannot open database {shown!r}: {reason}", key="database.url")
 
 
 DB_CALL_TIMEOUT = 30.0
@@ -169,47 +172,9 @@ OPEN_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, Timeou
 """What connecting to an unusable database raises."""
 
 
-async def read_schema_version(connection: AsyncConnection) -> int | None:
-    """The schema version recorded in the database, or ``None`` if it has no novaconsole
-    tables yet."""
-    has_meta = await connection.run_sync(lambda sync: inspect(sync).has_table(meta.name))
-    if not has_meta:
-        return None
-    value = await connection.scalar(select(meta.c.value).where(meta.c.key == "schema_version"))
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(
-            f"database {mask_url(connection.engine.url)!r} has an unreadable schema version "
-            f"{value!r}",
-            key="database.url",
-        ) from None
-
-
-def check_schema_version(version: int | None, engine: AsyncEngine) -> None:
-    """Refuse a database written by a newer novaconsole."""
-    if version is not None and version > SCHEMA_VERSION:
-        raise ConfigError(
-            f"database {mask_url(engine.url)} has schema version {version}, newer than this "
-            f"novaconsole ({SCHEMA_VERSION}); upgrade novaconsole"
-        )
-
-
-_UPGRADES: dict[int, tuple[str, ...]] = {
-    1: (f"ALTER TABLE novaconsole_results ADD COLUMN worker_id VARCHAR({WORKER_ID_LENGTH})",),
-}
-"""Statements taking a schema from version N to N + 1 (new tables come from create_all)."""
-
-
-async def _upgrade(connection: AsyncConnection, version: int) -> None:
-    for step in range(version, SCHEMA_VERSION):
-        for statement in _UPGRADES.get(step, ()):
-            await connection.exec_driver_sql(statement)
-    await connection.execute(
-        meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION))
-    )
+def chunked(values: Sequence[T], size: int = READ_CHUNK) -> list[Sequence[T]]:
+    """``values`` in slices of at most ``size`` (one ``IN (...)`` query each)."""
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def sqlite_file(engine: AsyncEngine) -> Path | None:
@@ -220,28 +185,23 @@ def sqlite_file(engine: AsyncEngine) -> Path | None:
     return None if database.startswith("file:") else Path(database)
 
 
-async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create the tables on first use (and a SQLite file's directory); refuse (and never
-    touch) a newer schema."""
+@asynccontextmanager
+async def engine_on(url: str, *, create: bool = False) -> AsyncIterator[AsyncEngine | None]:
+    """An engine on ``url`` for one command, disposed of at the end; ``None`` for a SQLite
+    file that does not exist, unless ``create`` (then its directory is made, and the file with
+    the first connection). A database that cannot be reached or used is a
+    :class:`ConfigError`."""
+    engine = create_engine(url)
+    path = sqlite_file(engine)
+    if path is not None and not path.exists():
+        if not create:
+            await engine.dispose()
+            yield None
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        path = sqlite_file(engine)
-        if path is not None and not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        async with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                await connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
-                )
-            version = await read_schema_version(connection)
-            check_schema_version(version, engine)
-            await connection.run_sync(metadata.create_all)
-            if version is None:
-                await connection.execute(
-                    meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-                )
-            elif version < SCHEMA_VERSION:
-                await _upgrade(connection, version)
-    except ConfigError:
-        raise
+        yield engine
     except OPEN_ERRORS as error:
         raise connection_error(error, engine) from None
+    finally:
+        await engine.dispose()

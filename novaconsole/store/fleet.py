@@ -1,9 +1,8 @@
 """The fleet in the database: worker heartbeats and operator commands.
 
-The worker side (:func:`beat`, :func:`take_commands`, :func:`mark_stopped`) runs on the
-store's connection; the operator side (:func:`list_workers`, :func:`enqueue_command`,
-:func:`update_controls`) opens its own engine on a URL, for ``novaconsole workers``,
-``novaconsole attach`` and tests. Times are the database's (see :mod:`novaconsole.store.claims`).
+The worker side (:func:`beat`, :func:`take_commands`, :func:`mark_stopped`) and the operator
+side (:func:`read_workers`, :func:`insert_command`, :func:`write_controls`) both run on a
+connection they are given. Times are the database's (see :mod:`novaconsole.store.clock`).
 """
 
 from __future__ import annotations
@@ -12,22 +11,23 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, select, update
+from sqlalchemy import and_, delete, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from novaconsole.engine.fleet_protocol import Command, WorkerBeat, WorkerView
-from novaconsole.store.database import OPEN_ERRORS, connection_error, create_engine, ensure_schema
+from novaconsole.engine.persistence import Controls
+from novaconsole.store.clock import on_postgresql, sql_now
 from novaconsole.store.models import (
     GLOBAL_SCOPE,
-    HANDLER_LENGTH,
     HANDLER_SCOPE,
-    WORKER_ID_LENGTH,
     UtcDateTime,
     commands,
     controls,
+    stored_handler,
+    stored_worker_id,
     workers,
 )
 
@@ -41,22 +41,15 @@ KEEP_STOPPED = timedelta(hours=1)
 STOPPED = "stopped"
 
 
-def _now(connection: AsyncConnection) -> Any:
-    """The database clock as an SQL expression (a bound value on SQLite)."""
-    if connection.dialect.name == "postgresql":
-        return func.now()
-    return datetime.now(UTC)
-
-
 def _upsert(connection: AsyncConnection) -> Any:
-    return pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    return pg_insert if on_postgresql(connection) else sqlite_insert
 
 
 async def beat(connection: AsyncConnection, beat: WorkerBeat, lease: float) -> list[WorkerView]:
     """Record ``beat``; the fleet as it stands, this worker included."""
-    now = _now(connection)
+    now = sql_now(connection)
     values = {
-        "worker_id": beat.worker_id[:WORKER_ID_LENGTH],
+        "worker_id": stored_worker_id(beat.worker_id),
         "started_at": beat.started_at,
         "last_beat": now,
         "state": beat.state[:20],
@@ -74,12 +67,12 @@ async def beat(connection: AsyncConnection, beat: WorkerBeat, lease: float) -> l
 
 async def read_workers(connection: AsyncConnection) -> list[WorkerView]:
     """Every worker listed, by id; ``alive``: heard from within its lease and not stopped."""
-    if connection.dialect.name == "postgresql":
-        query = select(workers, func.now().label("now"))
-    else:
-        query = select(workers, literal(datetime.now(UTC), UtcDateTime()).label("now"))
+    now = sql_now(connection)
+    if isinstance(now, datetime):  # bound (SQLite): typed so that it reads back as one
+        now = literal(now, UtcDateTime())
+    query = select(workers, now.label("now"))
     rows = list(await connection.execute(query.order_by(workers.c.worker_id)))
-    now = rows[0].now if rows else datetime.now(UTC)
+    clock = rows[0].now if rows else datetime.now(UTC)
     return [
         WorkerView(
             worker_id=row.worker_id,
@@ -88,7 +81,7 @@ async def read_workers(connection: AsyncConnection) -> list[WorkerView]:
             processed=row.processed,
             started_at=row.started_at,
             last_beat=row.last_beat,
-            alive=row.state != STOPPED and row.last_beat > now - timedelta(seconds=row.lease),
+            alive=row.state != STOPPED and row.last_beat > clock - timedelta(seconds=row.lease),
         )
         for row in rows
     ]
@@ -98,17 +91,14 @@ async def mark_stopped(connection: AsyncConnection, worker_id: str) -> None:
     """A worker left cleanly: listed as stopped rather than dead."""
     await connection.execute(
         update(workers)
-        .where(workers.c.worker_id == worker_id[:WORKER_ID_LENGTH])
-        .values(state=STOPPED, in_flight=0, last_beat=_now(connection))
+        .where(workers.c.worker_id == stored_worker_id(worker_id))
+        .values(state=STOPPED, in_flight=0, last_beat=sql_now(connection))
     )
 
 
 def _untaken(connection: AsyncConnection) -> ColumnElement[bool]:
     """Commands no worker has taken and that have not expired."""
-    if connection.dialect.name == "postgresql":
-        fresh: ColumnElement[bool] = commands.c.created_at > func.now() - COMMAND_TTL
-    else:
-        fresh = commands.c.created_at > datetime.now(UTC) - COMMAND_TTL
+    fresh: ColumnElement[bool] = commands.c.created_at > sql_now(connection) - COMMAND_TTL
     return and_(commands.c.taken_by.is_(None), fresh)
 
 
@@ -122,7 +112,7 @@ async def commands_waiting(connection: AsyncConnection) -> bool:
 async def take_commands(connection: AsyncConnection, worker_id: str) -> list[Command]:
     """Take every command no worker has taken yet (and not expired): each goes to one worker
     (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time)."""
-    now = _now(connection)
+    now = sql_now(connection)
     untaken = (
         select(commands.c.id)
         .where(_untaken(connection))
@@ -132,7 +122,7 @@ async def take_commands(connection: AsyncConnection, worker_id: str) -> list[Com
     rows = await connection.execute(
         update(commands)
         .where(commands.c.id.in_(untaken.scalar_subquery()), commands.c.taken_by.is_(None))
-        .values(taken_by=worker_id[:WORKER_ID_LENGTH], taken_at=now)
+        .values(taken_by=stored_worker_id(worker_id), taken_at=now)
         .returning(commands.c.id, commands.c.kind, commands.c.args)
     )
     return sorted(
@@ -143,11 +133,7 @@ async def take_commands(connection: AsyncConnection, worker_id: str) -> list[Com
 
 async def prune(connection: AsyncConnection) -> int:
     """Forget workers silent (and commands taken or expired) for :data:`KEEP_STOPPED`."""
-    before: Any
-    if connection.dialect.name == "postgresql":
-        before = func.now() - KEEP_STOPPED
-    else:
-        before = datetime.now(UTC) - KEEP_STOPPED
+    before = sql_now(connection) - KEEP_STOPPED
     gone = await connection.execute(delete(workers).where(workers.c.last_beat < before))
     done = await connection.execute(delete(commands).where(commands.c.created_at < before))
     return int(gone.rowcount) + int(done.rowcount)
@@ -182,7 +168,7 @@ async def insert_command(
     checked = validate_command(kind, args)
     result = await connection.execute(
         commands.insert()
-        .values(kind=kind, args=checked, created_at=_now(connection))
+        .values(kind=kind, args=checked, created_at=sql_now(connection))
         .returning(commands.c.id)
     )
     return int(result.scalar_one())
@@ -214,7 +200,7 @@ async def write_controls(
             values["paused"] = handler_paused[name]
         if batch_sizes and name in batch_sizes:
             values["batch_size"] = batch_sizes[name]
-        changes.append((HANDLER_SCOPE, name[:HANDLER_LENGTH], values))
+        changes.append((HANDLER_SCOPE, stored_handler(name), values))
     for scope, name, values in changes:
         await connection.execute(
             upsert(controls)
@@ -223,56 +209,19 @@ async def write_controls(
         )
 
 
-async def list_workers(url: str) -> list[WorkerView]:
-    """The workers that share the database at ``url`` (``novaconsole workers``)."""
-    from novaconsole.store.queries import reading  # queries imports the store, which needs us
-
-    async with reading(url) as connection:
-        if connection is None:
-            return []
-        return await read_workers(connection)
-
-
-async def _writing(url: str, write: Any) -> Any:
-    engine = create_engine(url)
-    try:
-        await ensure_schema(engine)
-        async with engine.begin() as connection:
-            return await write(connection)
-    except OPEN_ERRORS as error:
-        raise connection_error(error, engine) from None
-    finally:
-        await engine.dispose()
-
-
-async def enqueue_command(url: str, kind: str, args: Mapping[str, Any] | None = None) -> int:
-    """Queue a fleet command (``run_once``) on the database at ``url``; its id. Exactly one
-    live worker takes it within about a second; none does after :data:`COMMAND_TTL`."""
-    validate_command(kind, args)
-    result: int = await _writing(url, lambda connection: insert_command(connection, kind, args))
-    return result
-
-
-async def update_controls(
-    url: str,
-    *,
-    paused: bool | None = None,
-    concurrency: int | None = None,
-    handler_paused: Mapping[str, bool] | None = None,
-    batch_sizes: Mapping[str, int] | None = None,
-) -> None:
-    """:func:`write_controls` on the database at ``url``."""
-    check_controls(concurrency, batch_sizes)
-    await _writing(
-        url,
-        lambda connection: write_controls(
-            connection,
-            paused=paused,
-            concurrency=concurrency,
-            handler_paused=handler_paused,
-            batch_sizes=batch_sizes,
-        ),
-    )
+async def read_controls(connection: AsyncConnection) -> Controls:
+    """The controls saved for the whole fleet."""
+    loaded = Controls()
+    for row in (await connection.execute(select(controls))).mappings():
+        if row["scope"] == GLOBAL_SCOPE:
+            loaded.paused = row["paused"]
+            loaded.concurrency = row["concurrency"]
+        elif row["scope"] == HANDLER_SCOPE:
+            if row["paused"] is not None:
+                loaded.handler_paused[row["name"]] = bool(row["paused"])
+            if row["batch_size"] is not None:
+                loaded.batch_sizes[row["name"]] = row["batch_size"]
+    return loaded
 
 
 def views_as_dicts(views: Sequence[WorkerView]) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """The tables novaconsole keeps in the configured database (SQLAlchemy Core).
 
 Every table name starts with ``novaconsole_`` so that handlers may keep their own tables in the
-same database. ``SCHEMA_VERSION`` is written to ``novaconsole_meta``; raise it with any change a
-previous version could not read.
+same database. The tables are created and changed by the Alembic revisions in
+``novaconsole/store/migrations/versions``: a change here needs a new revision there.
 """
 
 from __future__ import annotations
@@ -28,15 +28,35 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
-SCHEMA_VERSION = 2
-"""The schema this novaconsole writes; a database with a higher one is refused.
-
-2: ``novaconsole_results.worker_id``; claims, workers and commands tables (many workers)."""
+VERSION_TABLE = "novaconsole_alembic_version"
+"""Alembic's version table for the store's migrations (:mod:`novaconsole.store.schema`): its
+own, so that an application's Alembic history can live in the same database."""
 
 HANDLER_LENGTH = 200
 ITEM_ID_LENGTH = 500
 """Longer item ids are stored cut to this length."""
 WORKER_ID_LENGTH = 300
+
+
+def stored_handler(name: str) -> str:
+    """A handler name as stored: cut to its column length."""
+    return name[:HANDLER_LENGTH]
+
+
+def stored_item_id(item_id: object) -> str:
+    """An item id as stored: its text, cut to its column length (longer ids share a row)."""
+    return str(item_id)[:ITEM_ID_LENGTH]
+
+
+def stored_key(handler: str, item_id: object) -> tuple[str, str]:
+    """(handler, item id) as stored: cut to the column lengths."""
+    return stored_handler(handler), stored_item_id(item_id)
+
+
+def stored_worker_id(worker_id: str) -> str:
+    """A worker id as stored: cut to its column length."""
+    return worker_id[:WORKER_ID_LENGTH]
+
 
 metadata = MetaData()
 
@@ -96,7 +116,8 @@ meta = Table(
     Column("key", String(100), primary_key=True),
     Column("value", String(200), nullable=False),
 )
-"""Key/value facts about the database itself (``schema_version``)."""
+"""Key/value facts about the database itself: ``schema_version``, the number of the latest
+revision applied, which novaconsole before Alembic read (and refuse when it is newer)."""
 
 results = Table(
     "novaconsole_results",

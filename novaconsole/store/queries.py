@@ -1,5 +1,5 @@
 """Reading the database without starting the service (``novaconsole results``, ``handlers``,
-``retry``), and filling the console from a running store.
+``retry``, ``workers``).
 
 Each function opens its own engine and disposes of it. A SQLite file that does not exist yet
 is not created: it simply has no results.
@@ -15,26 +15,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
-from novaconsole.store.database import (
-    OPEN_ERRORS,
-    check_schema_version,
-    connection_error,
-    create_engine,
-    ensure_schema,
-    read_schema_version,
-    reader,
-    sqlite_file,
-)
-from novaconsole.store.models import (
-    HANDLER_LENGTH,
-    ITEM_ID_LENGTH,
-    SCHEMA_VERSION,
-    item_states,
-    results,
-)
-from novaconsole.store.recorder import row_dict
-from novaconsole.store.sql_store import SqlStore
+from novaconsole.engine.fleet_protocol import WorkerView
+from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.store.database import engine_on, reader
+from novaconsole.store.fleet import read_workers
+from novaconsole.store.models import results
+from novaconsole.store.rows import row_dict
+from novaconsole.store.schema import ensure_schema, read_schema
+from novaconsole.store.sql_store import delete_item_state
 
 TOTAL_KEYS = tuple(status.value for status in OutcomeStatus)
 
@@ -80,64 +68,45 @@ async def handler_totals(url: str) -> dict[str, dict[str, Any]]:
     return totals
 
 
+async def list_workers(url: str) -> list[WorkerView]:
+    """The workers that share the database at ``url`` (``novaconsole workers``)."""
+    async with reading(url) as connection:
+        if connection is None:
+            return []
+        return await read_workers(connection)
+
+
 async def forget_item(url: str, handler: str, item_id: str) -> bool:
     """Forget an item's attempts so that it is processed again; True if it had any.
 
     A service running meanwhile sees it at its next fetch of that item.
     """
-    statement = item_states.delete().where(
-        item_states.c.handler == handler[:HANDLER_LENGTH],
-        item_states.c.item_id == str(item_id)[:ITEM_ID_LENGTH],
-    )
-    engine = _engine_for(url)
-    if engine is None:
-        return False
-    try:
+    async with engine_on(url) as engine:
+        if engine is None or not await _has_schema(engine):
+            return False
         async with engine.begin() as connection:
-            if not await _usable(connection, engine):
-                return False
-            return (await connection.execute(statement)).rowcount > 0
-    except OPEN_ERRORS as error:
-        raise connection_error(error, engine) from None
-    finally:
-        await engine.dispose()
+            return await delete_item_state(connection, handler, item_id)
 
 
-async def recent_results(store: SqlStore, limit: int = 200) -> list[ItemOutcome]:
-    """The latest ``limit`` outcomes of an open store, oldest first (to fill the console)."""
-    return await store.recent_outcomes(limit)
-
-
-def _engine_for(url: str) -> AsyncEngine | None:
-    """An engine for ``url``, or ``None`` for a SQLite file that does not exist."""
-    engine = create_engine(url)
-    path = sqlite_file(engine)
-    return None if path is not None and not path.exists() else engine
-
-
-async def _usable(connection: AsyncConnection, engine: AsyncEngine) -> bool:
-    version = await read_schema_version(connection)
-    check_schema_version(version, engine)
-    return version is not None
+async def _has_schema(engine: AsyncEngine) -> bool:
+    """Whether the database has novaconsole's tables, brought up to date first if they are
+    older (as a worker would: see :func:`~novaconsole.store.schema.ensure_schema`)."""
+    async with reader(engine).connect() as connection:
+        state = await read_schema(connection)
+    if state.status == "empty":
+        return False
+    if state.status != "current":
+        await ensure_schema(engine)
+    return True
 
 
 @asynccontextmanager
 async def reading(url: str) -> AsyncIterator[AsyncConnection | None]:
     """A read-only connection to ``url``, or ``None`` when the database has no novaconsole
     tables (a SQLite file that does not exist is not created)."""
-    engine = _engine_for(url)
-    if engine is None:
-        yield None
-        return
-    try:
-        try:
-            async with reader(engine).connect() as connection:
-                version = await read_schema_version(connection)
-            if version is not None and version < SCHEMA_VERSION:
-                await ensure_schema(engine)  # an older novaconsole wrote it: bring it up first
-            async with reader(engine).connect() as connection:
-                yield connection if await _usable(connection, engine) else None
-        except OPEN_ERRORS as error:
-            raise connection_error(error, engine) from None
-    finally:
-        await engine.dispose()
+    async with engine_on(url) as engine:
+        if engine is None or not await _has_schema(engine):
+            yield None
+            return
+        async with reader(engine).connect() as connection:
+            yield connection

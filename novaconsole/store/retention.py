@@ -14,10 +14,8 @@ import anyio.lowlevel
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from novaconsole.store.database import reader, uncancelled
+from novaconsole.store.database import PRUNE_BATCH, reader, uncancelled
 from novaconsole.store.models import results
-
-PRUNE_BATCH = 500
 
 
 async def prune_bound(

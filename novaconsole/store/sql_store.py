@@ -6,7 +6,7 @@ states; controls), at least every ``flush_interval`` seconds and at once when ``
 outcomes are waiting.
 :meth:`SqlStore.close` writes whatever is left. A crash loses at most the writes not yet
 flushed; each batch commits atomically, so the database is never left half-written.
-Outcome buffer policy: see :mod:`novaconsole.store.recorder`.
+Outcome buffer policy: see :mod:`novaconsole.store.outcome_buffer`.
 
 All writes of this process go through one :class:`anyio.Lock` (one writer per process).
 Reads answer from what is still buffered first, then from the database.
@@ -50,25 +50,26 @@ from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
     BUSY_TIMEOUT_MS,
     OPEN_ERRORS,
+    chunked,
     create_engine,
-    ensure_schema,
+    describe_database_error,
     mask_url,
-    one_line,
     reader,
     uncancelled,
 )
 from novaconsole.store.faults import is_database_fault
+from novaconsole.store.fleet import read_controls
 from novaconsole.store.models import (
-    GLOBAL_SCOPE,
-    HANDLER_LENGTH,
-    HANDLER_SCOPE,
-    ITEM_ID_LENGTH,
-    controls,
     item_states,
     results,
+    stored_handler,
+    stored_item_id,
+    stored_key,
 )
-from novaconsole.store.recorder import OutcomeBuffer, row_outcome
+from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.retention import prune_results
+from novaconsole.store.rows import row_outcome
+from novaconsole.store.schema import ensure_schema
 from novaconsole.store.write_batch import Batch, PendingWrites, StateKey, commit_batch
 
 if TYPE_CHECKING:
@@ -76,8 +77,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("novaconsole.store")
 
-_READ_CHUNK = 500
-"""Item ids per ``IN (...)`` query."""
 _RETRY_MAX = 10.0
 """Longest wait between two tries of a write the database refused: a database back is
 noticed within this many seconds."""
@@ -128,6 +127,7 @@ class SqlStore:
     ``shared`` (``None``: on PostgreSQL only) gives it a :attr:`coordinator` so that several
     workers share the database's work; ``keep_claims`` is how long a finished item's claim is
     kept (a fetch that started before the item finished cannot claim it meanwhile).
+    ``auto_upgrade`` (``None``: on SQLite only) lets :meth:`open` upgrade an older schema.
     """
 
     def __init__(
@@ -144,6 +144,7 @@ class SqlStore:
         shared: bool | None = None,
         keep_claims: timedelta = timedelta(minutes=10),
         connect_timeout: float = defaults.CONNECT_TIMEOUT.total_seconds(),
+        auto_upgrade: bool | None = None,
     ) -> None:
         if keep_results_count is not None and keep_results_count < 0:
             raise ValueError("keep_results_count must not be negative")
@@ -184,6 +185,7 @@ class SqlStore:
         self._writing_batch: list[ItemOutcome] = []
         self._writing_items: list[PendingWrites] = []
         self.keep_claims = keep_claims
+        self.auto_upgrade = auto_upgrade
         self.rejected_outcomes = 0
         """Outcomes not written because their worker had lost the item's claim."""
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -215,7 +217,8 @@ class SqlStore:
 
     @property
     def dropped_outcomes(self) -> int:
-        """Outcomes dropped because the buffer was full (see the recorder's policy)."""
+        """Outcomes dropped because the buffer was full (see
+        :mod:`novaconsole.store.outcome_buffer`)."""
         return self._outcomes.dropped
 
     @property
@@ -226,7 +229,8 @@ class SqlStore:
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
-        """Create the schema on first use; refuse a database written by a newer novaconsole.
+        """Create the schema on first use; upgrade an older one only with ``auto_upgrade``
+        (else refuse it, naming the command to run); refuse a newer one.
 
         A database that cannot be reached (or is locked, or full) is retried with backoff for
         up to :attr:`connect_timeout` seconds, a line logged per try, before giving up with a
@@ -236,7 +240,7 @@ class SqlStore:
         failures = 0
         while True:
             try:
-                await ensure_schema(self.engine)
+                await ensure_schema(self.engine, auto_upgrade=self.auto_upgrade)
                 break
             except ConfigError as error:
                 cause = error.__cause__ or error.__context__
@@ -254,7 +258,7 @@ class SqlStore:
                 log.warning(
                     "cannot open database %s (%s); retrying in %.1fs, for up to %gs",
                     self.display_url,
-                    one_line(cause, self.engine.url),
+                    describe_database_error(cause, self.engine.url),
                     delay,
                     self.connect_timeout,
                 )
@@ -290,7 +294,7 @@ class SqlStore:
                 log.error(
                     "cannot write to database %s (%s); %d outcomes waiting, retrying in %.1fs",
                     self.display_url,
-                    one_line(error, self.engine.url),
+                    describe_database_error(error, self.engine.url),
                     self.buffered_outcomes,
                     delay,
                 )
@@ -316,7 +320,7 @@ class SqlStore:
             log.error(
                 "cannot write to database %s (%s): %d outcomes and %d item states are lost",
                 self.display_url,
-                one_line(error, self.engine.url),
+                describe_database_error(error, self.engine.url),
                 self.buffered_outcomes,
                 len(self._states),
             )
@@ -341,20 +345,15 @@ class SqlStore:
 
     async def forget_item(self, handler: str, item_id: str) -> bool:
         """Forget an item's attempts now. True if it had any."""
-        key = (handler, item_id)
-        statement = item_states.delete().where(
-            item_states.c.handler == handler[:HANDLER_LENGTH],
-            item_states.c.item_id == item_id[:ITEM_ID_LENGTH],
-        )
 
-        async def delete() -> int:
+        async def delete() -> bool:
             async with self.engine.begin() as connection:
-                return (await connection.execute(statement)).rowcount
+                return await delete_item_state(connection, handler, item_id)
 
         async with self._lock:
-            pending = self._states.pop(key, None) is not None
+            pending = self._states.pop((handler, item_id), None) is not None
             deleted = await uncancelled(delete)
-        return pending or deleted > 0
+        return pending or deleted
 
     def submit_writes(
         self, writes: ItemWrites, outcome: ItemOutcome | None, done: WriteDone
@@ -579,17 +578,15 @@ class SqlStore:
         if not missing or not self._states_in_db:
             return found
         # Stored ids are cut to ITEM_ID_LENGTH: look up by the stored form, answer by the asked.
-        asked = {item_id[:ITEM_ID_LENGTH]: item_id for item_id in missing}
-        stored_ids = list(asked)
+        asked = {stored_item_id(item_id): item_id for item_id in missing}
         table = item_states
 
         async def read() -> None:
             async with self._reader.connect() as connection:
-                for start in range(0, len(stored_ids), _READ_CHUNK):
-                    chunk = stored_ids[start : start + _READ_CHUNK]
+                for chunk in chunked(list(asked)):
                     rows = await connection.execute(
                         select(table.c.item_id, table.c.attempts, table.c.dead).where(
-                            table.c.handler == handler[:HANDLER_LENGTH],
+                            table.c.handler == stored_handler(handler),
                             table.c.item_id.in_(chunk),
                         )
                     )
@@ -602,21 +599,12 @@ class SqlStore:
     async def load_controls(self) -> Controls:
         """The persisted controls, with the changes saved and not yet written laid over them
         (a change made by another process shows once it is in the database)."""
-        loaded = Controls()
 
-        async def read() -> list[Any]:
+        async def read() -> Controls:
             async with self._reader.connect() as connection:
-                return list((await connection.execute(select(controls))).mappings())
+                return await read_controls(connection)
 
-        for row in await uncancelled(read):
-            if row["scope"] == GLOBAL_SCOPE:
-                loaded.paused = row["paused"]
-                loaded.concurrency = row["concurrency"]
-            elif row["scope"] == HANDLER_SCOPE:
-                if row["paused"] is not None:
-                    loaded.handler_paused[row["name"]] = bool(row["paused"])
-                if row["batch_size"] is not None:
-                    loaded.batch_sizes[row["name"]] = row["batch_size"]
+        loaded = await uncancelled(read)
         return loaded.updated(self._writing_controls).updated(self._controls)
 
     async def recent_outcomes(self, limit: int = 200) -> list[ItemOutcome]:
@@ -636,3 +624,12 @@ class SqlStore:
             stored = await uncancelled(read)
             stored.reverse()
         return stored + buffered
+
+
+async def delete_item_state(connection: AsyncConnection, handler: str, item_id: str) -> bool:
+    """Forget an item's attempts; True if it had any."""
+    stored_name, stored_id = stored_key(handler, item_id)
+    statement = item_states.delete().where(
+        item_states.c.handler == stored_name, item_states.c.item_id == stored_id
+    )
+    return bool((await connection.execute(statement)).rowcount > 0)

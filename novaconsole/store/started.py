@@ -8,8 +8,7 @@ from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.crashes import StartMark
-from novaconsole.store.claims import stored_key
-from novaconsole.store.models import started
+from novaconsole.store.models import started, stored_key
 
 _CHUNK = 500
 

@@ -27,8 +27,8 @@ from novaconsole.store import claims as claim_sql
 from novaconsole.store import started as start_marks
 from novaconsole.store.faults import is_database_fault
 from novaconsole.store.fleet import write_controls
-from novaconsole.store.models import HANDLER_LENGTH, ITEM_ID_LENGTH, item_states, results
-from novaconsole.store.recorder import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row
+from novaconsole.store.models import item_states, results, stored_key
+from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
@@ -88,7 +88,7 @@ async def commit_batch(
         ]
         stale = {id(o) for o in rejected}
         keys = {
-            (*claim_sql.stored_key(o.handler, str(o.item_id)), o.token)
+            (*stored_key(o.handler, str(o.item_id)), o.token)
             for o in ended
             if id(o) not in stale and o.token is not None
         }
@@ -221,26 +221,24 @@ def _merged(
 async def _write_states(
     connection: AsyncConnection, states: dict[StateKey, ItemState | None]
 ) -> None:
+    stored = {key: stored_key(*key) for key in states}
     await connection.execute(
         item_states.delete().where(
             item_states.c.handler == bindparam("k_handler"),
             item_states.c.item_id == bindparam("k_item_id"),
         ),
-        [
-            {"k_handler": handler[:HANDLER_LENGTH], "k_item_id": item_id[:ITEM_ID_LENGTH]}
-            for handler, item_id in states
-        ],
+        [{"k_handler": handler, "k_item_id": item_id} for handler, item_id in stored.values()],
     )
     now = datetime.now(UTC)
     rows = [
         {
-            "handler": handler[:HANDLER_LENGTH],
-            "item_id": item_id[:ITEM_ID_LENGTH],
+            "handler": stored[key][0],
+            "item_id": stored[key][1],
             "attempts": state.attempts,
             "dead": state.dead,
             "updated_at": now,
         }
-        for (handler, item_id), state in states.items()
+        for key, state in states.items()
         if state is not None
     ]
     if rows:
@@ -253,7 +251,7 @@ async def _fence(
     """Mark done the claims of the batch's outcomes whose token is current; (the outcomes to
     write, the stale ones). Outcomes without a token (no claim was made) all pass."""
     keys = {
-        id(o): (*claim_sql.stored_key(o.handler, str(o.item_id)), o.token)
+        id(o): (*stored_key(o.handler, str(o.item_id)), o.token)
         for o in batch
         if o.token is not None
     }

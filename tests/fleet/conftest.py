@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from novaconsole.store.database import create_engine, ensure_schema
+from novaconsole.store.database import create_engine
+from novaconsole.store.schema import ensure_schema
 from tests.postgres import throwaway_database
 
 WORKER = Path(__file__).with_name("worker.py")

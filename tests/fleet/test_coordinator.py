@@ -14,14 +14,15 @@ import pytest
 from sqlalchemy import text
 
 from novaconsole.engine.fleet_protocol import Claim, WorkerBeat
-from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.persistence import Controls
 from novaconsole.errors import ConfigError
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.coordinator import SqlCoordinator
-from novaconsole.store.fleet import enqueue_command, list_workers, update_controls
-from novaconsole.store.queries import list_results
+from novaconsole.store.queries import list_workers
+from tests.factories import outcome
 from tests.postgres import throwaway_database
+from tests.store.support import enqueue_command, update_controls
 
 pytestmark = pytest.mark.anyio
 
@@ -47,18 +48,7 @@ def _coordinator(store: SqlStore) -> SqlCoordinator:
 
 
 def _outcome(item_id: str, token: int | None) -> ItemOutcome:
-    now = datetime.now(UTC)
-    return ItemOutcome(
-        handler="H",
-        item_id=item_id,
-        status=OutcomeStatus.SUCCEEDED,
-        attempts=1,
-        duration=0.0,
-        error=None,
-        started_at=now,
-        finished_at=now,
-        token=token,
-    )
+    return outcome(item_id, handler="H", token=token)
 
 
 def _url(store: SqlStore) -> str:
@@ -192,61 +182,33 @@ def test_an_old_sqlite_cannot_share_work(tmp_path: Path, monkeypatch: pytest.Mon
         open_store(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}", shared=True)
 
 
-async def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    store = open_store(url)
-    await store.open()
-    async with store.engine.begin() as connection:
-        await connection.execute(text("ALTER TABLE novaconsole_results DROP COLUMN worker_id"))
-        await connection.execute(text("DROP TABLE novaconsole_claims"))
-        await connection.execute(text("UPDATE novaconsole_meta SET value = '1'"))
-    await store.close()
-
-    store = open_store(url, shared=True)
-    await store.open()
-    store.record([_outcome("1", None)])
-    await store.close()
-    with sqlite3.connect(tmp_path / "old.db") as connection:
-        version = connection.execute("SELECT value FROM novaconsole_meta").fetchone()
-        worker = connection.execute("SELECT worker_id FROM novaconsole_results").fetchone()
-        claims = connection.execute("SELECT count(*) FROM novaconsole_claims").fetchone()
-    assert version == ("2",)
-    assert worker == (store.worker_id,)
-    assert claims == (0,)
-
-
 async def test_controls_saved_by_two_processes_at_once_end_as_the_last_saved(
     store: SqlStore,
 ) -> None:
     """Each control ends as the last process that set it saved it; a control one process
     did not touch keeps what the other saved (saves are per key, not whole snapshots)."""
+
+    async def persisted() -> tuple[bool | None, int | None, dict[str, int]]:
+        fresh = open_store(_url(store), shared=True)
+        loaded = await fresh.load_controls()
+        await fresh.engine.dispose()
+        return loaded.paused, loaded.concurrency, loaded.batch_sizes
+
     other = open_store(_url(store), shared=True)
     await other.open()
     try:
-        store.save_controls(Controls(paused=True, concurrency=2, batch_sizes={"A": 3, "B": 4}))
-        other.save_controls(Controls(paused=False, concurrency=5, batch_sizes={"A": 6}))
-        async with anyio.create_task_group() as group:  # both write in the same moment
+        # Both write in the same moment, in either order: they set different keys.
+        store.save_controls(Controls(paused=True, batch_sizes={"A": 3, "B": 4}))
+        other.save_controls(Controls(concurrency=5, batch_sizes={"C": 6}))
+        async with anyio.create_task_group() as group:
             group.start_soon(store.flush)
             group.start_soon(other.flush)
-        other.save_controls(Controls(paused=False, concurrency=7, batch_sizes={"B": 9}))
+        other.save_controls(Controls(concurrency=7, batch_sizes={"B": 9}))
         await other.flush()
     finally:
         await other.close()
     fresh = open_store(_url(store), shared=True)
     loaded = await fresh.load_controls()
     await fresh.engine.dispose()
-    assert (loaded.paused, loaded.concurrency, loaded.batch_sizes) == (False, 7, {"A": 6, "B": 9})
-
-
-async def test_reading_results_of_a_version_1_database_upgrades_it_first(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    store = open_store(url)
-    await store.open()
-    store.record([_outcome("1", None)])
-    await store.flush()
-    async with store.engine.begin() as connection:
-        await connection.execute(text("ALTER TABLE novaconsole_results DROP COLUMN worker_id"))
-        await connection.execute(text("UPDATE novaconsole_meta SET value = '1'"))
-    await store.close()
-    rows = await list_results(url)
-    assert [(row["item_id"], row["worker_id"]) for row in rows] == [("1", None)]
+    assert (loaded.paused, loaded.concurrency) == (True, 7)
+    assert loaded.batch_sizes == {"A": 3, "B": 9, "C": 6}

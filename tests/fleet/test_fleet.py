@@ -11,8 +11,8 @@ from collections import Counter
 
 import pytest
 
-from novaconsole.store.fleet import enqueue_command, update_controls
 from tests.fleet.conftest import Fleet, Worker
+from tests.store.support import enqueue_command, update_controls
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,9 @@ from sqlalchemy import text
 
 from novaconsole.errors import ConfigError
 from novaconsole.store import mask_url, open_store
-from novaconsole.store.models import SCHEMA_VERSION
+from novaconsole.store.models import VERSION_TABLE
 from novaconsole.store.queries import handler_totals, list_results
+from novaconsole.store.schema import head
 from tests.store.support import join_driver_threads, outcome
 
 pytestmark = pytest.mark.anyio
@@ -117,20 +118,16 @@ async def test_a_database_of_a_newer_version_is_refused_and_left_alone(
     await store.open()
     store.record([outcome(1)])
     await store.close()
-    newer = SCHEMA_VERSION + 1
     async with store.engine.begin() as connection:
-        await connection.execute(
-            text("UPDATE novaconsole_meta SET value = :v WHERE key = 'schema_version'"),
-            {"v": str(newer)},
-        )
+        await connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
         await connection.execute(text("DROP TABLE novaconsole_controls"))
     await store.engine.dispose()
     expected = (
-        f"database {db_url} has schema version {newer}, newer than this novaconsole "
-        f"({SCHEMA_VERSION}); upgrade novaconsole"
+        f"database {db_url} has schema revision 9999, newer than this novaconsole's "
+        f"({head()}); upgrade novaconsole"
     )
 
-    again = open_store(db_url)
+    again = open_store(db_url, auto_upgrade=True)
     with pytest.raises(ConfigError) as opening:
         await again.open()
     with pytest.raises(ConfigError) as reading:
@@ -144,17 +141,18 @@ async def test_a_database_of_a_newer_version_is_refused_and_left_alone(
         tables = await connection.scalar(
             text("SELECT count(*) FROM sqlite_master WHERE name = 'novaconsole_controls'")
         )
-        version = await connection.scalar(text("SELECT value FROM novaconsole_meta"))
+        version = await connection.scalar(text(f"SELECT version_num FROM {VERSION_TABLE}"))
     await again.engine.dispose()
-    assert (tables, version) == (0, str(newer))
+    assert (tables, version) == (0, "9999")
 
 
 async def test_a_newer_schema_message_masks_the_password() -> None:
-    from novaconsole.store.database import check_schema_version, create_engine
+    from novaconsole.store.database import create_engine
+    from novaconsole.store.schema import SchemaState, refuse
 
     engine = create_engine(f"postgresql+asyncpg://app:{SECRET}@127.0.0.1:1/jobs")
     with pytest.raises(ConfigError) as caught:
-        check_schema_version(SCHEMA_VERSION + 1, engine)
+        refuse(SchemaState("9999", head()), engine)
     await engine.dispose()
 
     assert SECRET not in str(caught.value)

@@ -12,9 +12,9 @@ from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.models import results
-from novaconsole.store.queries import forget_item, handler_totals, list_results, recent_results
-from novaconsole.store.recorder import outcome_row
-from tests.store.support import outcome
+from novaconsole.store.queries import forget_item, handler_totals, list_results
+from novaconsole.store.rows import outcome_row
+from tests.store.support import outcome, recent_results
 
 pytestmark = pytest.mark.anyio
 

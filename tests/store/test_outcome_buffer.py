@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from novaconsole.store.recorder import OutcomeBuffer
+from novaconsole.store.outcome_buffer import OutcomeBuffer
 from tests.store.support import outcome
 
 

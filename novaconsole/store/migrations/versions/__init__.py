@@ -1,0 +1,1 @@
+"""One revision of the store's schema per file, named after its revision id."""

@@ -1,0 +1,84 @@
+-- The schema novaconsole wrote as version 2 (metadata.create_all, postgresql),
+-- kept to test upgrades from it. Generated from the models of that version.
+
+CREATE TABLE novaconsole_claims (
+	handler VARCHAR(200) NOT NULL,
+	item_id VARCHAR(500) NOT NULL,
+	worker_id VARCHAR(300) NOT NULL,
+	token BIGINT NOT NULL,
+	lease_until TIMESTAMP WITH TIME ZONE NOT NULL,
+	state VARCHAR(10) NOT NULL,
+	finished_at TIMESTAMP WITH TIME ZONE,
+	PRIMARY KEY (handler, item_id)
+);
+
+CREATE INDEX ix_novaconsole_claims_state_finished ON novaconsole_claims (state, finished_at);
+
+CREATE TABLE novaconsole_commands (
+	id BIGSERIAL NOT NULL,
+	kind VARCHAR(50) NOT NULL,
+	args JSON NOT NULL,
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	taken_by VARCHAR(300),
+	taken_at TIMESTAMP WITH TIME ZONE,
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_novaconsole_commands_taken_by ON novaconsole_commands (taken_by);
+
+CREATE TABLE novaconsole_controls (
+	scope VARCHAR(20) NOT NULL,
+	name VARCHAR(200) NOT NULL,
+	paused BOOLEAN,
+	concurrency INTEGER,
+	batch_size INTEGER,
+	PRIMARY KEY (scope, name)
+);
+
+CREATE TABLE novaconsole_item_states (
+	handler VARCHAR(200) NOT NULL,
+	item_id VARCHAR(500) NOT NULL,
+	attempts INTEGER NOT NULL,
+	dead BOOLEAN NOT NULL,
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	PRIMARY KEY (handler, item_id)
+);
+
+CREATE TABLE novaconsole_meta (
+	key VARCHAR(100) NOT NULL,
+	value VARCHAR(200) NOT NULL,
+	PRIMARY KEY (key)
+);
+
+CREATE TABLE novaconsole_results (
+	id BIGSERIAL NOT NULL,
+	handler VARCHAR(200) NOT NULL,
+	item_id VARCHAR(500) NOT NULL,
+	status VARCHAR(20) NOT NULL,
+	attempts INTEGER NOT NULL,
+	started_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	finished_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	duration FLOAT NOT NULL,
+	error TEXT,
+	traceback TEXT,
+	history JSON,
+	worker_id VARCHAR(300),
+	PRIMARY KEY (id)
+);
+
+CREATE INDEX ix_novaconsole_results_handler_finished ON novaconsole_results (handler, finished_at);
+
+CREATE INDEX ix_novaconsole_results_status ON novaconsole_results (status);
+
+CREATE TABLE novaconsole_workers (
+	worker_id VARCHAR(300) NOT NULL,
+	started_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	last_beat TIMESTAMP WITH TIME ZONE NOT NULL,
+	state VARCHAR(20) NOT NULL,
+	in_flight INTEGER NOT NULL,
+	processed BIGINT NOT NULL,
+	lease FLOAT NOT NULL,
+	PRIMARY KEY (worker_id)
+);
+
+INSERT INTO novaconsole_meta (key, value) VALUES ('schema_version', '2');
