@@ -109,6 +109,7 @@ class BackgroundProcessing:
             "keep_results_age": settings.store.keep_results_age,
             "keep_results_count": settings.store.keep_results_count,
             "shared": settings.database.shared,
+            "connect_timeout": settings.database.connect_timeout.total_seconds(),
             "auto_upgrade": settings.database.auto_upgrade,
         }
         for registration in load_handlers(settings):

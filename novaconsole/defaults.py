@@ -37,5 +37,7 @@ PURPOSE: Final = "internal"
 
 # [database] and [store]
 DATABASE_URL: Final = "sqlite+aiosqlite:///novaconsole.db"
+CONNECT_TIMEOUT: Final = timedelta(seconds=30)
+"""How long a database that cannot be reached at start is retried before giving up."""
 KEEP_RESULTS_AGE: Final = timedelta(days=7)
 KEEP_RESULTS_COUNT: Final = 100_000

@@ -105,11 +105,14 @@ class DatabaseSettings(_Section):
     """``[database]``: a SQLAlchemy async URL; ``shared``: whether several workers share its
     work (claims, heartbeats, fleet commands). Unset: yes on PostgreSQL, no on SQLite.
     ``auto_upgrade``: whether a worker upgrades an older schema at start (else it refuses and
-    names ``novaconsole db upgrade``). Unset: yes on SQLite, no on PostgreSQL."""
+    names ``novaconsole db upgrade``). Unset: yes on SQLite, no on PostgreSQL.
+    ``connect_timeout``: how long a database that cannot be reached at start is retried
+    before giving up."""
 
     url: str = Field(default=DEFAULT_DATABASE_URL, min_length=1)
     shared: bool | None = None
     auto_upgrade: bool | None = None
+    connect_timeout: Duration = defaults.CONNECT_TIMEOUT
 
 
 class StoreSettings(_Section):

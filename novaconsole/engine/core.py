@@ -31,12 +31,13 @@ from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
 from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import FairQueue, Job, Slot
-from novaconsole.engine.writes import GroupedWriter
+from novaconsole.engine.writes import ItemWriter
 from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
     from novaconsole.engine.breaker import Breakers
     from novaconsole.engine.controls import OperatorControls
+    from novaconsole.engine.crashes import CrashGuard
     from novaconsole.engine.failures import Failures
     from novaconsole.engine.fetching import Fetcher
     from novaconsole.engine.fleet_sync import FleetSync
@@ -98,6 +99,7 @@ class EngineCore:
     reporter: Reporter
     breakers: Breakers
     retries: RetryTracker
+    crashes: CrashGuard
 
     def __init__(
         self,
@@ -116,11 +118,11 @@ class EngineCore:
         self.registrations = tuple(registrations)
         self.store: StateStore = store if store is not None else MemoryStateStore()
         self.session_factory = session_factory
-        self.writer: GroupedWriter | None = None
-        engine = getattr(self.store, "engine", None)
-        if engine is not None:
-            the_store = self.store
-            self.writer = GroupedWriter(engine, lambda: getattr(the_store, "sync_engine", None))
+        self.writer: ItemWriter | None = (
+            self.store if hasattr(self.store, "submit_writes") else None  # type: ignore[assignment]
+        )
+        self.committing = 0
+        """Items whose ``ctx.write()`` statements wait for (or are in) the writer's commit."""
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.database_display: str = getattr(self.store, "display_url", None) or (
             redact(database_url) if database_url else "memory (nothing persisted)"
@@ -170,11 +172,6 @@ class EngineCore:
     @property
     def is_running(self) -> bool:
         return self.state in ("running", "paused", "draining")
-
-    @property
-    def committing(self) -> int:
-        """Items whose ``ctx.write()`` statements wait for (or are in) a group commit."""
-        return self.writer.committing if self.writer is not None else 0
 
     def set_state(self, state: str) -> None:
         if state != self.state:

@@ -17,6 +17,7 @@ from novaconsole.engine.events import FetchCompleted, FetchFailed
 from novaconsole.engine.handler import HandlerContext, awaitable_method
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.persistence import ItemState
+from novaconsole.engine.repeated import RepeatedFailure
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import HandlerScope, Job, Tracker
 
@@ -28,6 +29,8 @@ class Fetcher:
 
     def __init__(self, core: EngineCore) -> None:
         self.core = core
+        self._fetch_failures: dict[str, RepeatedFailure] = {}
+        self._clock_failures = RepeatedFailure(log, "reading the database clock failed")
 
     async def fetch_into_queue(self, rt: HandlerRuntime, tracker: Tracker, forced: bool) -> None:
         """Fetch one batch from a handler and queue its new items, waiting for room."""
@@ -123,6 +126,7 @@ class Fetcher:
         rt.fetch_failed = False
         if core.retries.pending:
             core.retries.offered(rt, [key for key, _, _ in items], started)
+        self._failures(rt).succeeded()
         tracker.report.fetched[rt.name] = len(items)
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:
@@ -144,12 +148,17 @@ class Fetcher:
         rt.scopes.add(scope)
         return scope, items
 
+    def _failures(self, rt: HandlerRuntime) -> RepeatedFailure:
+        failures = self._fetch_failures.get(rt.name)
+        if failures is None:
+            failures = RepeatedFailure(log, f"fetch from {rt.name} failed", log_extra(rt.name))
+            self._fetch_failures[rt.name] = failures
+        return failures
+
     def _fetch_failed(
         self, rt: HandlerRuntime, tracker: Tracker, error: str, failure: BaseException | None
     ) -> None:
-        log.error(
-            "fetch from %s failed: %s", rt.name, error, exc_info=failure, extra=log_extra(rt.name)
-        )
+        self._failures(rt).failed(error, failure)
         rt.fetch_failed = True
         rt.last_error = error
         self.core.breakers.fetch_failed(rt, error)
@@ -162,10 +171,12 @@ class Fetcher:
         if coordinator is None:
             return None
         try:
-            return await coordinator.now()
-        except Exception:
-            log.exception("reading the database clock failed")
+            clock = await coordinator.now()
+        except Exception as error:
+            self._clock_failures.failed(describe(error), error)
             return None
+        self._clock_failures.succeeded()
+        return clock
 
     async def _claim(
         self, rt: HandlerRuntime, keys: list[str], fetched_at: datetime | None
@@ -216,7 +227,7 @@ class Fetcher:
         if core.coordinator is not None and fresh:
             # Another worker may hold some of these: only what this worker claims is its own.
             tokens = await self._claim(rt, keys, fetched_at)
-        jobs: list[Job] = []
+        admitted: list[Job] = []
         for key, item_id, item in fresh:
             if tokens is not None and key not in tokens:
                 continue
@@ -228,18 +239,24 @@ class Fetcher:
                 job.forced = True
                 job.trackers.append(tracker)
                 tracker.pending += 1
-            rt.active[key] = job
-            jobs.append(job)
-        scope.unsettled += len(jobs)
-        scope.first_pass += len(jobs)
-        if jobs and not forced:
+            admitted.append(job)
+        # Their start is on record before any of them runs (a crash counts against them).
+        runnable, parked = await core.crashes.admit(rt, admitted)
+        for job in admitted:
+            rt.active[job.key] = job
+        jobs = runnable
+        scope.unsettled += len(admitted)
+        scope.first_pass += len(admitted)
+        if admitted and not forced:
             # A background cycle waits for its scopes, not for each item: cheaper per item.
             scope.cycle = tracker
             tracker.pending += 1
-            tracker.items += len(jobs)
-        if not jobs:
+            tracker.items += len(admitted)
+        if not admitted:
             await self.close_scope(scope)
             return
+        for job, crashes in parked:
+            core.crashes.park(job, crashes)
         for job in jobs:
             if core.stopping:
                 core.lifecycle.abandon(job)

@@ -11,10 +11,11 @@ import logging
 
 import anyio
 
-from novaconsole.engine.core import EngineCore, log_extra
+from novaconsole.engine.core import EngineCore, describe, log_extra
 from novaconsole.engine.fleet_protocol import Claim, Command, WorkerBeat
 from novaconsole.engine.operator import RetryStatus
 from novaconsole.engine.outcomes import shown_id
+from novaconsole.engine.repeated import RepeatedFailure
 
 log = logging.getLogger("novaconsole.engine")
 
@@ -32,12 +33,15 @@ class FleetSync:
         options = self.core.options
         lease = options.lease_duration.total_seconds()
         interval = min(1.0, max(lease / 3, 0.05), max(options.poll_interval.total_seconds(), 0.05))
+        failures = RepeatedFailure(log, "coordination with the database failed; trying again")
         while True:
             await anyio.sleep(interval)
             try:
                 await self._coordinate(lease)
-            except Exception:
-                log.exception("coordination with the database failed; trying again")
+            except Exception as error:
+                failures.failed(describe(error), error)
+            else:
+                failures.succeeded()
 
     async def _coordinate(self, lease: float) -> None:
         core = self.core

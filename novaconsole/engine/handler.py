@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.sql import Executable
 
-    from novaconsole.engine.writes import GroupedWriter, ItemWrites, Params
+    from novaconsole.engine.writes import ItemWriter, ItemWrites, Params
 
 current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
     "novaconsole_item_id", default=None
@@ -93,8 +93,8 @@ class HandlerContext(Generic[OptionsT]):
     options: OptionsT = None  # type: ignore[assignment]
     log: HandlerLogger = field(default=None)  # type: ignore[assignment]
     session_factory: SessionFactory | None = None
-    writer: GroupedWriter | None = None
-    """The service's group-commit writer behind :meth:`write`, when it has a database."""
+    writer: ItemWriter | None = None
+    """The store's writer behind :meth:`write`, when the service has a database."""
     state: dict[str, Any] = field(default_factory=dict)
     """Free for the handler: lives as long as the scope."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
@@ -114,12 +114,13 @@ class HandlerContext(Generic[OptionsT]):
         """Queue a write for the item being processed: the fastest write path.
 
         The statement (SQLAlchemy Core, ``text()`` or SQL text with ``:name`` parameters)
-        runs after ``process`` returns, grouped with other items' writes in one transaction,
-        a savepoint for this item; the item's outcome is recorded only once that commit is
-        done, and a failing statement or commit fails (and retries) the item. If ``process``
-        raises, its queued writes are dropped. Inside ``process`` the writes are not visible
-        yet, so do them last. Outside the engine (a handler test calling ``process``
-        directly) they wait for :meth:`flush_writes`.
+        runs after ``process`` returns, grouped with other items' writes in one transaction
+        that also records the item's outcome (on the store's database: a crash never leaves
+        one without the other); a failing statement fails (and retries) the item alone, while
+        a database that cannot be written (down, full, locked) holds the writes and retries
+        them without charging the item. If ``process`` raises, its queued writes are dropped.
+        Inside ``process`` the writes are not visible yet, so do them last. Outside the engine
+        (a handler test calling ``process`` directly) they wait for :meth:`flush_writes`.
         """
         from novaconsole.engine.writes import ItemWrites, current_writes
 

@@ -54,8 +54,6 @@ class Lifecycle:
                 group.start_soon(core.breakers.run)
                 group.start_soon(core.store.run)
                 group.start_soon(core.fleet_sync.run)
-                if core.writer is not None:
-                    group.start_soon(core.writer.run)
                 blocked = core.options.blocked_loop_warning.total_seconds()
                 if blocked > 0:
                     group.start_soon(LoopWatchdog(blocked, engine_culprits()).run)
@@ -132,7 +130,8 @@ class Lifecycle:
                 scope.cancel()
             if core.slot_group is not None:
                 core.slot_group.cancel_scope.cancel()
-            await self._until_idle()
+            # Writes still held (a database that is down) are the store's to flush at close.
+            await self._until_idle(committing=False)
         drained.set()
 
     def cancel_drain(self) -> bool:
@@ -161,9 +160,9 @@ class Lifecycle:
             parts.append(f"{count} fetch{'' if count == 1 else 'es'}")
         return " and ".join(parts) or "nothing"
 
-    async def _until_idle(self) -> None:
+    async def _until_idle(self, *, committing: bool = True) -> None:
         core = self.core
-        while core.in_flight or core.fetch_scopes or core.committing:
+        while core.in_flight or core.fetch_scopes or (committing and core.committing):
             core.idle = anyio.Event()
             await core.idle.wait()
 
@@ -172,6 +171,8 @@ class Lifecycle:
         core = self.core
         runtime = job.scope.runtime
         runtime.active.pop(job.key, None)
+        if core.crashes.ledger is not None:
+            core.crashes.ledger.forget_started(runtime.name, (job.key,))
         if job.token is not None and not job.lost:
             core.unfinished.append(Claim(runtime.name, job.key, job.token))
         if job.trackers:

@@ -22,24 +22,13 @@ class Reporter:
     def __init__(self, core: EngineCore) -> None:
         self.core = core
 
-    def finish(
-        self,
-        job: Job,
-        status: OutcomeStatus,
-        error: str | None,
-        tb: str | None = None,
-        *,
-        quiet: bool = False,
-    ) -> None:
-        """Record an item's final outcome and release everything it held.
-
-        ``quiet``: a skip already recorded; only the ``run_once()`` reports waiting for the
-        item hear of it (no row, event or counter)."""
-        core = self.core
-        rt = job.scope.runtime
+    def outcome(
+        self, job: Job, status: OutcomeStatus, error: str | None, tb: str | None = None
+    ) -> ItemOutcome:
+        """The final outcome of ``job`` as of now."""
         finished_at = now()
-        outcome = ItemOutcome(
-            handler=rt.name,
+        return ItemOutcome(
+            handler=job.scope.runtime.name,
             item_id=job.item_id,
             status=status,
             attempts=job.attempts,
@@ -52,6 +41,25 @@ class Reporter:
             wait=max(job.wait, 0.0),
             token=job.token,
         )
+
+    def finish(
+        self,
+        job: Job,
+        status: OutcomeStatus,
+        error: str | None,
+        tb: str | None = None,
+        *,
+        quiet: bool = False,
+        written: ItemOutcome | None = None,
+    ) -> None:
+        """Record an item's final outcome and release everything it held.
+
+        ``quiet``: a skip already recorded; only the ``run_once()`` reports waiting for the
+        item hear of it (no row, event or counter). ``written``: the outcome the store's writer
+        already wrote (with the item's ``ctx.write()`` statements)."""
+        core = self.core
+        rt = job.scope.runtime
+        outcome = written or self.outcome(job, status, error, tb)
         if quiet:
             self._tell_trackers(job, outcome)
             return
@@ -84,7 +92,8 @@ class Reporter:
                     status.value,
                     extra=log_extra(rt.name, job.item_id),
                 )
-        core.store.record((outcome,))
+        if written is None:
+            core.store.record((outcome,))
         core.recent.append(outcome)
         if core.hub.active:
             core.hub.publish(ItemFinished(outcome))

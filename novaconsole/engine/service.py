@@ -19,6 +19,7 @@ from novaconsole.engine import triage_view
 from novaconsole.engine.breaker import BreakerPolicy, Breakers
 from novaconsole.engine.controls import OperatorControls, Until
 from novaconsole.engine.core import EngineCore
+from novaconsole.engine.crashes import CrashGuard
 from novaconsole.engine.events import EventSubscription
 from novaconsole.engine.failures import Failures
 from novaconsole.engine.fetching import Fetcher
@@ -83,6 +84,7 @@ class ProcessingService:
             ),
         )
         core.retries = RetryTracker(core)
+        core.crashes = CrashGuard(core)
         self._core = core
         self.options = options
         self.retry = retry

@@ -16,7 +16,7 @@ from anyio.lowlevel import checkpoint
 from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, now
 from novaconsole.engine.handler import NoDatabaseError, current_item_id
-from novaconsole.engine.outcomes import Attempt, OutcomeStatus
+from novaconsole.engine.outcomes import Attempt, ItemOutcome, OutcomeStatus
 from novaconsole.engine.scheduling import Job, Slot
 from novaconsole.engine.writes import WritesHolder, current_writes
 
@@ -55,7 +55,7 @@ class SlotRunner:
         """
         core = self.core
         queue, store = core.queue, core.store
-        failures, reporter = core.failures, core.reporter
+        failures, reporter, crashes = core.failures, core.reporter, core.crashes
         slot = Slot()
         core.slots.add(slot)
         holder = WritesHolder()
@@ -78,7 +78,10 @@ class SlotRunner:
                             core.lifecycle.abandon(job)
                             continue
                         holder.writes = None
-                        error = await self._attempt(job, slot)
+                        if crashes.suspects and crashes.is_suspect(job):
+                            error = await self._attempt_alone(job, slot)
+                        else:
+                            error = await self._attempt(job, slot)
                         writes = holder.take()
                         if slot.timed_out is job:
                             # It overran and swallowed (or wrapped) the cancellation: leave the
@@ -93,8 +96,12 @@ class SlotRunner:
                         if error is not None:
                             await failures.failed(job, error, timed_out=False)
                         elif writes is not None and writer is not None:
-                            # The slot moves on; the outcome waits for the commit.
-                            writer.submit(writes, partial(self._committed, job))
+                            # The slot moves on; the outcome is written with the writes.
+                            outcome = reporter.outcome(job, OutcomeStatus.SUCCEEDED, None)
+                            core.committing += 1
+                            writer.submit_writes(
+                                writes, outcome, partial(self._committed, job, outcome)
+                            )
                         else:
                             reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
                         if not store.accepting:
@@ -111,6 +118,19 @@ class SlotRunner:
         finally:
             core.slots.discard(slot)
             core.slot_count -= 1
+
+    async def _attempt_alone(self, job: Job, slot: Slot) -> BaseException | None:
+        """A crash suspect's attempt: one at a time, marked as running alone first."""
+        guard = self.core.crashes
+        lock, crashes = await guard.mark_alone(job)
+        try:
+            error = await self._attempt(job, slot)
+            # It did not crash the worker: say so before another suspect runs alone (its
+            # outcome may not be committed yet when that one crashes).
+            await guard.not_alone(job, crashes)
+        finally:
+            lock.release()
+        return error
 
     async def _attempt(self, job: Job, slot: Slot) -> BaseException | None:
         """One try at an item: the error it raised, or None. Timeouts arrive as cancellation."""
@@ -179,14 +199,30 @@ class SlotRunner:
         _record_attempt(job, started, started_at, None if error is None else describe(error))
         return error
 
-    async def _committed(self, job: Job, error: BaseException | None) -> None:
-        """The group holding an item's ``ctx.write()`` statements is done."""
+    def _committed(self, job: Job, outcome: ItemOutcome, error: BaseException | None) -> None:
+        """The writer is done with an item's ``ctx.write()`` statements: committed with its
+        outcome (``error`` None), or they failed and only they were rolled back."""
         core = self.core
         if error is None:
-            core.reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
+            core.reporter.finish(job, OutcomeStatus.SUCCEEDED, None, written=outcome)
+            self._settled()
+            return
+        job.history[-1] = replace(job.history[-1], error=describe(error))
+        if core.task_group is None:  # the service is closing: nothing left to retry on
+            core.reporter.finish(job, OutcomeStatus.FAILED, describe(error))
+            self._settled()
         else:
-            job.history[-1] = replace(job.history[-1], error=describe(error))
-            await core.failures.failed(job, error, timed_out=False)
+            core.task_group.start_soon(self._write_failed, job, error)
+
+    async def _write_failed(self, job: Job, error: BaseException) -> None:
+        try:
+            await self.core.failures.failed(job, error, timed_out=False)
+        finally:
+            self._settled()
+
+    def _settled(self) -> None:
+        core = self.core
+        core.committing -= 1
         if core.stopping:
             core.idle.set()
 

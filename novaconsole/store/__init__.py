@@ -19,6 +19,7 @@ def open_store(
     keep_results_age: timedelta | None = defaults.KEEP_RESULTS_AGE,
     keep_results_count: int | None = defaults.KEEP_RESULTS_COUNT,
     shared: bool | None = None,
+    connect_timeout: float = defaults.CONNECT_TIMEOUT.total_seconds(),
     auto_upgrade: bool | None = None,
 ) -> SqlStore:
     """A store on ``url``, keeping results up to ``keep_results_age`` old and at most
@@ -26,13 +27,16 @@ def open_store(
     PostgreSQL, off for SQLite) several workers share the database's work: claims with leases,
     heartbeats, fleet commands. With ``auto_upgrade`` (``None``: on for SQLite, off for
     PostgreSQL) opening the store upgrades an older schema; without, it is refused with the
-    command to run. Creates the engine, connects to nothing; a bad URL, a missing driver or a
-    database that cannot share work is a :class:`~novaconsole.errors.ConfigError`."""
+    command to run. A database that cannot be reached when the store opens is retried for up
+    to ``connect_timeout`` seconds. Creates the engine, connects to nothing; a bad URL, a
+    missing driver or a database that cannot share work is a
+    :class:`~novaconsole.errors.ConfigError`."""
     return SqlStore(
         url,
         keep_results_age=keep_results_age,
         keep_results_count=keep_results_count,
         shared=shared,
+        connect_timeout=connect_timeout,
         auto_upgrade=auto_upgrade,
     )
 

@@ -110,7 +110,21 @@ _PG_RENEW = text(_pg_matching(f"lease_until = {_PG_LEASE}", _PG_WORKER))
 _SQLITE_RENEW = text(_sqlite_matching("lease_until = :lease_until", _WORKER))
 _PG_RELEASE = text(_pg_matching("lease_until = TIMESTAMPTZ '1970-01-01 00:00:00+00'", _PG_WORKER))
 _SQLITE_RELEASE = text(_sqlite_matching("lease_until = 0", _WORKER))
-_PG_FINISH = text(_pg_matching(f"state = '{DONE}', finished_at = now()", ""))
+_ENDING = datetime(9999, 1, 1, tzinfo=UTC)
+"""``finished_at`` of a claim ended by a transaction not yet known to be committed. The claim
+ends in the transaction that writes the item's outcome and its ``ctx.write()`` statements, and
+a time read inside it precedes its commit: a fetch that starts in between still sees the item
+pending, and must not take it again once the commit is visible. So the end is stamped with the
+real time (:func:`stamp_finished`) in a transaction after the commit; until then (or for good,
+if the worker dies in between) the claim is taken again only once its lease runs out."""
+
+_PG_FINISH = text(_pg_matching(f"state = '{DONE}', finished_at = :ending", ""))
+_PG_STAMP = text(
+    _pg_matching("finished_at = now()", "").replace(f"c.state = '{HELD}'", f"c.state = '{DONE}'")
+)
+_SQLITE_STAMP = text(
+    _sqlite_matching("finished_at = :now", "").replace(f"state = '{HELD}'", f"state = '{DONE}'")
+)
 _SQLITE_FINISH = text(_sqlite_matching(f"state = '{DONE}', finished_at = :now", ""))
 
 _PG_PRUNE = text(f"""
@@ -243,8 +257,18 @@ async def finish(connection: AsyncConnection, keys: Collection[ClaimKey]) -> set
     are stale: their worker lost the lease)."""
     params: dict[str, object] = {}
     if not on_postgresql(connection):
-        params["now"] = _micros(datetime.now(UTC))
+        params["now"] = _micros(_ENDING)
+    else:
+        params["ending"] = _ENDING
     return await _update_matching(connection, _PG_FINISH, _SQLITE_FINISH, sorted(keys), params)
+
+
+async def stamp_finished(connection: AsyncConnection, keys: Collection[ClaimKey]) -> None:
+    """Give claims ended by a committed transaction their real end time (see ``_ENDING``)."""
+    params: dict[str, object] = {}
+    if not on_postgresql(connection):
+        params["now"] = _micros(datetime.now(UTC))
+    await _update_matching(connection, _PG_STAMP, _SQLITE_STAMP, sorted(keys), params)
 
 
 async def prune(connection: AsyncConnection, keep: timedelta) -> int:

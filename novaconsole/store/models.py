@@ -151,6 +151,19 @@ item_states = Table(
 )
 """Attempts of items that have failed at least once; ``dead``: skipped until retried."""
 
+started = Table(
+    "novaconsole_started",
+    metadata,
+    Column("handler", String(HANDLER_LENGTH), primary_key=True),
+    Column("item_id", String(ITEM_ID_LENGTH), primary_key=True),
+    Column("run_id", String(WORKER_ID_LENGTH), nullable=False),
+    Column("alone", Boolean, nullable=False),
+    Column("crashes", Integer, nullable=False),
+)
+"""Items admitted by a run and not finished yet (see ``novaconsole.engine.crashes``): a row
+left by another run after a restart marks a crash suspect; ``alone``: it was running alone
+when that run died, so it crashed the worker; ``crashes``: crashes counted before."""
+
 controls = Table(
     "novaconsole_controls",
     metadata,

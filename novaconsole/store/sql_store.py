@@ -26,42 +26,43 @@ commit is rejected the same way, so it is not doubled either.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from novaconsole import defaults
+from novaconsole.engine.crashes import StartMark
 from novaconsole.engine.fleet_protocol import Claim
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
-from novaconsole.store import claims as claim_sql
 from novaconsole.store import control_plane as plane_sql
+from novaconsole.store import started as start_marks
 from novaconsole.store.breakers import SqlBreakerBoard
 from novaconsole.store.control_plane import SqlControlPlane
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
+    BUSY_TIMEOUT_MS,
     OPEN_ERRORS,
     chunked,
     create_engine,
     describe_database_error,
     mask_url,
     reader,
-    sync_sqlite_engine,
     uncancelled,
 )
+from novaconsole.store.faults import is_database_fault
 from novaconsole.store.models import (
     item_states,
     results,
@@ -71,16 +72,34 @@ from novaconsole.store.models import (
 )
 from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.retention import prune_results
-from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row, row_outcome
+from novaconsole.store.rows import row_outcome
 from novaconsole.store.schema import ensure_schema
+from novaconsole.store.write_batch import Batch, PendingWrites, StateKey, commit_batch
 from novaconsole.triage import FailedRow
+
+if TYPE_CHECKING:
+    from novaconsole.engine.writes import ItemWrites, WriteDone
 
 log = logging.getLogger("novaconsole.store")
 
-StateKey = tuple[str, str]
-
-_RETRY_MAX = 30.0
+_RETRY_MAX = 10.0
+"""Longest wait between two tries of a write the database refused: a database back is
+noticed within this many seconds."""
 _SQLITE_UPSERT_RETURNING = (3, 35, 0)
+
+
+MARK_BUSY_TIMEOUT_MS = 1000
+"""How long marking a batch started waits for a locked SQLite file."""
+
+
+async def _busy_timeout(connection: AsyncConnection, milliseconds: int) -> None:
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.execute(f"PRAGMA busy_timeout={milliseconds:d}")
+
+
+def _backoff(failures: int) -> float:
+    return min(_RETRY_MAX, 0.5 * 2.0 ** min(failures, 8))
 
 
 def _shares_work(engine: AsyncEngine, shared: bool | None) -> bool:
@@ -129,6 +148,7 @@ class SqlStore:
         prune_interval: float = 60.0,
         shared: bool | None = None,
         keep_claims: timedelta = timedelta(minutes=10),
+        connect_timeout: float = defaults.CONNECT_TIMEOUT.total_seconds(),
         auto_upgrade: bool | None = None,
     ) -> None:
         if keep_results_count is not None and keep_results_count < 0:
@@ -150,6 +170,16 @@ class SqlStore:
         )
         self._wake: anyio.Event | None = None
         self._outcomes = OutcomeBuffer(buffer_capacity, flush_at, wake=self._wake_writer)
+        self.connect_timeout = connect_timeout
+        self.run_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """This run, on its start marks (a mark of another run after a restart: a crash)."""
+        self._marking = False
+        """Start marks may exist: finishing an item removes its own."""
+        self._others_marks = True
+        """Marks of other runs may exist (the table is looked up at admission)."""
+        self._forget: set[StateKey] = set()
+        self._items: list[PendingWrites] = []
+        """Items' ``ctx.write()`` statements with their outcomes, waiting for the writer."""
         self._states: dict[StateKey, ItemState | None] = {}
         self._writing_states: dict[StateKey, ItemState | None] = {}
         self._controls: list[Controls] = []
@@ -161,6 +191,7 @@ class SqlStore:
         self._written = 0
         self._progress: anyio.Event | None = None
         self._writing_batch: list[ItemOutcome] = []
+        self._writing_items: list[PendingWrites] = []
         self.keep_claims = keep_claims
         self.auto_upgrade = auto_upgrade
         self.rejected_outcomes = 0
@@ -186,18 +217,17 @@ class SqlStore:
         self.worker_id = worker_id
 
     def _buffered_claims(self) -> Iterator[Claim]:
-        for outcome in (*self._writing_batch, *self._outcomes.peek()):
+        for outcome in (*self._writing_batch, *self._outcomes.peek(), *self._item_outcomes()):
             if outcome.token is not None:
                 yield Claim(outcome.handler, str(outcome.item_id), outcome.token)
 
+    def _item_outcomes(self) -> Iterator[ItemOutcome]:
+        for entry in (*self._writing_items, *self._items):
+            if entry.outcome is not None:
+                yield entry.outcome
+
     def __repr__(self) -> str:
         return f"SqlStore({self.display_url!r})"
-
-    @functools.cached_property
-    def sync_engine(self) -> Engine | None:
-        """A synchronous engine on the same SQLite file, for writes grouped in a thread
-        (``ctx.write()``); None for other databases. Made on first use."""
-        return sync_sqlite_engine(self.engine)
 
     @property
     def dropped_outcomes(self) -> int:
@@ -207,25 +237,63 @@ class SqlStore:
 
     @property
     def buffered_outcomes(self) -> int:
-        """Outcomes recorded and not yet written."""
-        return len(self._outcomes)
+        """Outcomes recorded and not yet written (items' writes waiting included)."""
+        return len(self._outcomes) + len(self._items)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
         """Create the schema on first use; upgrade an older one only with ``auto_upgrade``
-        (else refuse it, naming the command to run); refuse a newer one."""
-        await ensure_schema(self.engine, auto_upgrade=self.auto_upgrade)
+        (else refuse it, naming the command to run); refuse a newer one.
+
+        A database that cannot be reached (or is locked, or full) is retried with backoff for
+        up to :attr:`connect_timeout` seconds, a line logged per try, before giving up with a
+        :class:`~novaconsole.errors.ConfigError`.
+        """
+        deadline = anyio.current_time() + self.connect_timeout
+        failures = 0
+        while True:
+            try:
+                await ensure_schema(self.engine, auto_upgrade=self.auto_upgrade)
+                break
+            except ConfigError as error:
+                cause = error.__cause__ or error.__context__
+                left = deadline - anyio.current_time()
+                if cause is None or not is_database_fault(cause) or self.connect_timeout <= 0:
+                    raise
+                if left <= 0:
+                    raise ConfigError(
+                        f"{error.message} (still failing after {self.connect_timeout:g}s: "
+                        "[database] connect_timeout)",
+                        key="database.url",
+                    ) from None
+                failures += 1
+                delay = min(_backoff(failures), left)
+                log.warning(
+                    "cannot open database %s (%s); retrying in %.1fs, for up to %gs",
+                    self.display_url,
+                    describe_database_error(cause, self.engine.url),
+                    delay,
+                    self.connect_timeout,
+                )
+                await anyio.sleep(delay)
         await self._check_states_in_db()
+        await self._check_others_marks()
 
     async def run(self) -> None:
-        """Flush periodically and prune old results, until cancelled."""
+        """Flush as soon as items' writes wait (group commit) and at least every
+        ``flush_interval``, and prune old results, until cancelled.
+
+        A write that fails is held (nothing is lost, no item is charged) and retried with
+        backoff, one line logged per try naming the cause, until the database takes it.
+        """
         self._wake = anyio.Event()
         failures = 0
         next_prune = anyio.current_time() + min(self.prune_interval, 5.0)
         while True:
-            with anyio.move_on_after(self.flush_interval):
-                await self._wake.wait()
+            if not self._items:
+                with anyio.move_on_after(self.flush_interval):
+                    await self._wake.wait()
             self._wake = anyio.Event()
             try:
                 await self.flush()
@@ -236,25 +304,26 @@ class SqlStore:
                     await self.prune()
             except OPEN_ERRORS as error:
                 failures += 1
-                delay = min(_RETRY_MAX, 0.5 * 2 ** min(failures, 8))
+                delay = _backoff(failures)
                 log.error(
                     "cannot write to database %s (%s); %d outcomes waiting, retrying in %.1fs",
                     self.display_url,
                     describe_database_error(error, self.engine.url),
-                    len(self._outcomes),
+                    self.buffered_outcomes,
                     delay,
                 )
                 await anyio.sleep(delay)
             else:
                 if failures:
-                    log.info("writing to database %s again", self.display_url)
+                    log.warning("writing to database %s again", self.display_url)
                 failures = 0
 
     async def close(self) -> None:
         """Write everything buffered, then release the connections.
 
         If the database cannot take the last writes, they are logged as lost (an error, not an
-        exception: the service is stopping either way).
+        exception: the service is stopping either way). Items whose writes are lost were not
+        recorded: their source still has them, and the next run processes them again.
         """
         try:
             with anyio.CancelScope(shield=True):
@@ -268,15 +337,12 @@ class SqlStore:
                 "cannot write to database %s (%s): %d outcomes and %d item states are lost",
                 self.display_url,
                 describe_database_error(error, self.engine.url),
-                len(self._outcomes),
+                self.buffered_outcomes,
                 len(self._states),
             )
         finally:
             with anyio.CancelScope(shield=True):
                 await self.engine.dispose()
-            sync_engine = self.__dict__.pop("sync_engine", None)
-            if sync_engine is not None:
-                sync_engine.dispose()
 
     # ------------------------------------------------------------------ writes
 
@@ -305,42 +371,70 @@ class SqlStore:
             deleted = await uncancelled(delete)
         return pending or deleted
 
+    def submit_writes(
+        self, writes: ItemWrites, outcome: ItemOutcome | None, done: WriteDone
+    ) -> None:
+        """Write an item's ``ctx.write()`` statements and its outcome in one transaction (with
+        other items' and everything buffered), as soon as the writer is free; then ``done``."""
+        self._items.append(PendingWrites(writes, outcome, done))
+        if outcome is not None:
+            self._recorded += 1
+        if self._wake is not None:
+            self._wake.set()
+
     async def flush(self) -> int:
         """Write what is buffered now, in batches; the number of outcomes written."""
         written = 0
-        todo = len(self._outcomes)
+        todo = len(self._outcomes) + len(self._items)
         while True:
             async with self._lock:
-                batch = self._outcomes.take(self.batch_rows)
-                states, self._states = self._states, {}
-                saved, self._controls = self._controls, []
-                if not batch and not states and not saved:
+                batch = self._take()
+                if not batch:
                     return written
-                self._writing_states, self._writing_controls = states, saved
-                if any(state is not None for state in states.values()):
+                self._writing_states, self._writing_controls = batch.states, batch.controls
+                if any(state is not None for state in batch.states.values()):
                     self._states_in_db = True
                     self._states_generation += 1
-                self._writing_batch = batch
+                self._writing_batch, self._writing_items = batch.outcomes, batch.items
                 try:
-                    rejected = await self._write_shielded(batch, states, saved)
+                    rejected = await self._write_shielded(batch)
                 except BaseException:
-                    self._outcomes.put_back(batch)
-                    self._states = {**states, **self._states}
-                    self._controls = saved + self._controls  # not written: keep the order
+                    self._put_back(batch)
                     raise
                 finally:
                     self._writing_states, self._writing_controls = {}, []
-                    self._writing_batch = []
+                    self._writing_batch, self._writing_items = [], []
             if rejected:
                 self._rejected(rejected)
             self._outcomes.written()
-            written += len(batch)
-            self._written += len(batch)
+            count = len(batch.outcomes) + sum(1 for e in batch.items if e.outcome is not None)
+            written += batch.size
+            self._written += count
+            for entry in batch.items:
+                entry.done(entry.error)  # failed: the engine records the failure instead
             if self._progress is not None:
                 self._progress.set()
                 self._progress = None
             if written >= todo:
                 return written
+
+    def _take(self) -> Batch:
+        """The next batch: items' writes first, then buffered outcomes, states, controls."""
+        items = self._items[: self.batch_rows]
+        del self._items[: len(items)]
+        outcomes = self._outcomes.take(max(self.batch_rows - len(items), 0))
+        states, self._states = self._states, {}
+        saved, self._controls = self._controls, []
+        forget, self._forget = self._forget, set()
+        return Batch(items, outcomes, states, saved, forget, self._marking)
+
+    def _put_back(self, batch: Batch) -> None:
+        """Keep a batch that could not be written, under anything buffered since."""
+        self._items[:0] = batch.items
+        self._outcomes.put_back(batch.outcomes)
+        self._states = {**batch.states, **self._states}
+        self._forget |= batch.forget
+        self._controls = batch.controls + self._controls  # not written: keep the order
 
     @property
     def accepting(self) -> bool:
@@ -413,20 +507,70 @@ class SqlStore:
         if self._wake is not None:
             self._wake.set()
 
-    async def _write_shielded(
-        self,
-        batch: list[ItemOutcome],
-        states: dict[StateKey, ItemState | None],
-        saved: list[Controls],
-    ) -> list[ItemOutcome]:
+    async def _write_shielded(self, batch: Batch) -> list[ItemOutcome]:
         fenced = self.coordinator is not None
         worker_id = self.worker_id
 
         async def write() -> list[ItemOutcome]:
-            async with self.engine.begin() as connection:
-                return await _write(connection, batch, states, saved, fenced, worker_id)
+            return await commit_batch(self.engine, batch, fenced=fenced, worker_id=worker_id)
 
         return await uncancelled(write)
+
+    # ------------------------------------------------------------------ start marks
+
+    async def started_items(self, handler: str, keys: Sequence[str]) -> Mapping[str, StartMark]:
+        """The start marks other runs left on ``keys`` (crash suspects)."""
+        if not self._others_marks or not keys:
+            return {}
+
+        async def read() -> dict[str, StartMark]:
+            async with self._reader.connect() as connection:
+                return await start_marks.read(connection, handler, keys, self.run_id)
+
+        return await uncancelled(read)
+
+    async def mark_started(self, handler: str, marks: Mapping[str, int]) -> None:
+        """Mark items (key: crashes counted) started by this run, committed before return."""
+        self._marking = True
+        rows = {key: (False, crashes) for key, crashes in marks.items()}
+        await self._mark(handler, rows)
+
+    async def mark_alone(self, handler: str, key: str, crashes: int, alone: bool) -> None:
+        """Mark one item (not) running alone, committed before return."""
+        self._marking = True
+        await self._mark(handler, {key: (alone, crashes)})
+
+    def forget_started(self, handler: str, keys: Sequence[str]) -> None:
+        """Remove this run's marks on ``keys`` (given back unfinished), in the next batch."""
+        if self._marking:
+            self._forget.update((handler, key) for key in keys)
+
+    async def _mark(self, handler: str, rows: Mapping[str, tuple[bool, int]]) -> None:
+        # Not behind the writer's lock, and on SQLite a short busy timeout: a database that is
+        # locked for long must not hold up admission (the engine then runs the batch unmarked).
+        async def write() -> None:
+            async with self.engine.connect() as connection:
+                sqlite = connection.dialect.name == "sqlite"
+                if sqlite:
+                    await _busy_timeout(connection, MARK_BUSY_TIMEOUT_MS)
+                try:
+                    async with connection.begin():
+                        await start_marks.upsert(connection, handler, rows, self.run_id)
+                finally:
+                    if sqlite:
+                        await _busy_timeout(connection, BUSY_TIMEOUT_MS)
+
+        await uncancelled(write)
+
+    async def _check_others_marks(self) -> None:
+        if self.coordinator is not None:
+            return  # other live workers leave marks at any time: always look
+
+        async def any_mark() -> bool:
+            async with self._reader.connect() as connection:
+                return await start_marks.others_exist(connection, self.run_id)
+
+        self._others_marks = await uncancelled(any_mark)
 
     # ------------------------------------------------------------------ reads
 
@@ -534,98 +678,3 @@ async def delete_item_state(connection: AsyncConnection, handler: str, item_id: 
         item_states.c.handler == stored_name, item_states.c.item_id == stored_id
     )
     return bool((await connection.execute(statement)).rowcount > 0)
-
-
-async def _write(
-    connection: AsyncConnection,
-    batch: list[ItemOutcome],
-    states: dict[StateKey, ItemState | None],
-    saved: list[Controls],
-    fenced: bool,
-    worker_id: str,
-) -> list[ItemOutcome]:
-    """Write one batch; the outcomes rejected as stale (``fenced``: tokens are checked)."""
-    rejected: list[ItemOutcome] = []
-    if batch and fenced:
-        batch, rejected = await _fence(connection, batch)
-    if batch:
-        await _insert_results(connection, batch, worker_id)
-    if states:
-        stored = {key: stored_key(*key) for key in states}
-        await connection.execute(
-            item_states.delete().where(
-                item_states.c.handler == bindparam("k_handler"),
-                item_states.c.item_id == bindparam("k_item_id"),
-            ),
-            [{"k_handler": handler, "k_item_id": item_id} for handler, item_id in stored.values()],
-        )
-        now = datetime.now(UTC)
-        rows = [
-            {
-                "handler": stored[key][0],
-                "item_id": stored[key][1],
-                "attempts": state.attempts,
-                "dead": state.dead,
-                "updated_at": now,
-            }
-            for key, state in states.items()
-            if state is not None
-        ]
-        if rows:
-            await connection.execute(item_states.insert(), rows)
-    for change in saved:
-        await plane_sql.save_change(connection, change, change.by or worker_id)
-    return rejected
-
-
-async def _fence(
-    connection: AsyncConnection, batch: list[ItemOutcome]
-) -> tuple[list[ItemOutcome], list[ItemOutcome]]:
-    """Mark done the claims of the batch's outcomes whose token is current; (the outcomes to
-    write, the stale ones). Outcomes without a token (no claim was made) all pass."""
-    keys = {
-        id(o): (*stored_key(o.handler, o.item_id), o.token) for o in batch if o.token is not None
-    }
-    if not keys:
-        return batch, []
-    accepted = await claim_sql.finish(connection, set(keys.values()))
-    if len(accepted) == len(keys):  # every claim current, each once
-        return batch, []
-    kept: list[ItemOutcome] = []
-    stale: list[ItemOutcome] = []
-    for outcome in batch:
-        key = keys.get(id(outcome))
-        if key is None:
-            kept.append(outcome)
-        elif key in accepted:
-            accepted.discard(key)  # one outcome per claim, even if handed over twice
-            kept.append(outcome)
-        else:
-            stale.append(outcome)
-    return kept, stale
-
-
-async def _insert_results(
-    connection: AsyncConnection, batch: list[ItemOutcome], worker_id: str
-) -> None:
-    """Insert a batch of results the cheapest way the driver offers: executemany of plain
-    tuples on SQLite, a binary COPY on asyncpg, Core executemany anywhere else."""
-    dialect = connection.dialect
-    if dialect.name == "sqlite":
-        rows = [driver_row(outcome, True, worker_id) for outcome in batch]
-        await connection.exec_driver_sql(SQLITE_INSERT, rows)
-    elif dialect.driver == "asyncpg":
-        raw = await connection.get_raw_connection()
-        driver: Any = raw.driver_connection
-        if not driver.is_in_transaction():
-            # SQLAlchemy's adapter begins its transaction with the first statement sent
-            # through it; the COPY goes to the driver directly, so begin it first.
-            await connection.exec_driver_sql("SELECT 1")
-        await driver.copy_records_to_table(
-            results.name,
-            records=[driver_row(outcome, False, worker_id) for outcome in batch],
-            columns=ROW_COLUMNS,
-            schema_name=results.schema,
-        )
-    else:
-        await connection.execute(results.insert(), [outcome_row(o, worker_id) for o in batch])

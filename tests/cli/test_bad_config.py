@@ -118,7 +118,9 @@ def test_unusable_database_url(project, cli):
 @pytest.mark.parametrize("mode", [["--no-ui"], ["--no-ui", "--once"]])
 def test_unreachable_database_is_one_line(project, cli, mode):
     project.write_config(f"[[handlers]]\n{TOY}")
-    result = cli.run(*mode, "--db", "postgresql+asyncpg://u:secret@127.0.0.1:9/none")
+    # connect_timeout 0: no retries at start (each would log a line); tests/faults has those.
+    env = cli.env(NOVACONSOLE_DATABASE__CONNECT_TIMEOUT="0")
+    result = cli.run(*mode, "--db", "postgresql+asyncpg://u:secret@127.0.0.1:9/none", env=env)
     assert_config_error(result, "database.url", "u:***@127.0.0.1:9")
     assert "secret" not in result.stderr
 

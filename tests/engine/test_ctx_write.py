@@ -1,7 +1,6 @@
 """ctx.write(): items' statements run grouped, one commit, a savepoint per item.
 
-On SQLite the group runs in a thread on a pysqlite connection; on PostgreSQL through the
-async engine. Both must behave the same.
+The store's one writer runs the group, on SQLite and on PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -97,8 +96,7 @@ async def test_ctx_write_records_outcomes_only_once_committed(store: SqlStore) -
     )
     commits: list[int] = []
     async with service.running(poll=False):
-        engine = store.sync_engine or store.engine.sync_engine
-        event.listen(engine, "commit", lambda conn: commits.append(1))
+        event.listen(store.engine.sync_engine, "commit", lambda conn: commits.append(1))
         report = await service.run_once()
         async with store.engine.connect() as connection:
             states = dict((await connection.execute(select(work.c.id, work.c.state))).all())
@@ -133,25 +131,29 @@ async def test_ctx_write_outside_the_engine_waits_for_flush_writes(tmp_path: Pat
 
 
 def test_only_consecutive_uses_of_one_statement_are_merged() -> None:
-    from novaconsole.engine.writes import ItemWrites, _Entry, _merged
+    from novaconsole.engine.writes import ItemWrites
+    from novaconsole.store.write_batch import PendingWrites, _merged
 
     mark = update(work).values(state="done")
     audit = insert(work)
 
-    def entry(*statements: tuple[object, object]) -> _Entry:
+    def entry(*statements: tuple[object, object]) -> PendingWrites:
         writes = ItemWrites()
         for statement, params in statements:
             writes.execute(statement, params)  # type: ignore[arg-type]
-        return _Entry(writes)
+        return PendingWrites(writes, None, lambda error: None)
+
+    def merged(entries: list[PendingWrites]) -> object:
+        return _merged(entries, lambda outcome: True)
 
     same = [entry((mark, {"id": i})) for i in range(3)]
-    assert _merged(same) == [(mark, [{"id": 0}, {"id": 1}, {"id": 2}])]
+    assert merged(same) == [(mark, [{"id": 0}, {"id": 1}, {"id": 2}])]
     alternating = [entry((mark, {"id": i}), (audit, {"id": i})) for i in range(2)]
-    assert _merged(alternating) == [
+    assert merged(alternating) == [
         (mark, {"id": 0}),
         (audit, {"id": 0}),
         (mark, {"id": 1}),
         (audit, {"id": 1}),
     ], "an item's own statements keep their order"
     many = [entry((mark, [{"id": 1}, {"id": 2}])), entry((mark, {"id": 3}))]
-    assert _merged(many) == [(mark, [{"id": 1}, {"id": 2}]), (mark, {"id": 3})]
+    assert merged(many) == [(mark, [{"id": 1}, {"id": 2}]), (mark, {"id": 3})]

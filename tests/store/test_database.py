@@ -76,7 +76,7 @@ async def test_an_unreachable_database_is_a_config_error_without_the_password(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    store = open_store(f"postgresql+asyncpg://app:{SECRET}@127.0.0.1:1/jobs")
+    store = open_store(f"postgresql+asyncpg://app:{SECRET}@127.0.0.1:1/jobs", connect_timeout=0)
 
     with pytest.raises(ConfigError) as caught:
         await store.open()

@@ -197,7 +197,7 @@ async def test_a_version_2_database_is_adopted_then_upgraded(backend: str, tmp_p
     async with database(backend, tmp_path) as url:
         await make_legacy(url, backend, 2)
         assert await state_of(url) == SchemaState("0002", head(), legacy=True)
-        store = open_store(url, auto_upgrade=True)  # 0003 adds the control plane's tables
+        store = open_store(url, auto_upgrade=True)  # later revisions add tables
         await store.open()
         await store.close()
         assert (await state_of(url)).status == "current"
