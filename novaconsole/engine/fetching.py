@@ -62,6 +62,8 @@ class Fetcher:
             options=registration.options,
             session_factory=core.session_factory,
             writer=core.writer,
+            source_filter=core.source_filter,
+            in_flight=lambda: [job.item_id for job in rt.active.values()],
         )
         started = monotonic()
         timeout = core.options.fetch_timeout.total_seconds()

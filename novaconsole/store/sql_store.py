@@ -69,6 +69,7 @@ from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.retention import prune_results
 from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row, row_outcome
 from novaconsole.store.schema import ensure_schema
+from novaconsole.store.unclaimed import SqlSourceFilter
 
 log = logging.getLogger("novaconsole.store")
 
@@ -167,6 +168,10 @@ class SqlStore:
                 buffered=self._buffered_claims,
                 on_worker=self._set_worker,
             )
+        self.source_filter = SqlSourceFilter(
+            self.engine.dialect.name, claimed=self.coordinator is not None
+        )
+        """What ``ctx.unclaimed()`` adds to a handler's select (claims only when shared)."""
 
     def _set_worker(self, worker_id: str) -> None:
         self.worker_id = worker_id
