@@ -5,7 +5,8 @@ ones: ``--order head``; or a random sample: ``--order random``; or the head with
 claimed or in flight, through ``ctx.unclaimed()``: ``--order unclaimed``, which also logs each
 id it fetched in ``fleet_fetches``), and for each item records a row in ``fleet_runs`` (item,
 worker, start and end), sleeps the item's ``duration`` (``--gated``: and waits until
-``fleet_gate`` has a row) and marks it done. Prints ``ready WORKER_ID`` once running; SIGTERM or SIGINT drains and exits 0.
+``fleet_gate`` has a row) and marks it done. Prints ``ready WORKER_ID`` once running; SIGTERM
+or SIGINT drains and exits 0.
 """
 
 from __future__ import annotations
