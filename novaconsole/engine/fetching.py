@@ -47,8 +47,11 @@ class Fetcher:
         finally:
             tracker.fetching -= 1
             tracker.settle()
-            if not forced and (scope is None or scope.first_pass == 0):
-                self.core.poller.handler_settled(rt)
+            if not forced:
+                if scope is None:
+                    self.core.poller.handler_settled(rt)
+                else:
+                    self._release_if_through(scope)
 
     async def _fetch(
         self, rt: HandlerRuntime, tracker: Tracker
@@ -230,6 +233,10 @@ class Fetcher:
             jobs.append(job)
         scope.unsettled += len(jobs)
         scope.first_pass += len(jobs)
+        if not forced and jobs and len(items) >= rt.batch_size:
+            # A full batch: more is waiting. Fetch again once half of it is through, so the
+            # queue never runs dry while the next fetch is under way (not after a poll wait).
+            scope.refill_at = len(jobs) // 2
         if jobs and not forced:
             # A background cycle waits for its scopes, not for each item: cheaper per item.
             scope.cycle = tracker
@@ -257,8 +264,15 @@ class Fetcher:
         job.first_pass_done = True
         scope = job.scope
         scope.first_pass -= 1
-        if scope.first_pass == 0 and scope.background:
-            self.core.poller.handler_settled(scope.runtime)
+        if scope.background:
+            self._release_if_through(scope)
+
+    def _release_if_through(self, scope: HandlerScope) -> None:
+        """Tell the poll loop once that the handler may be fetched again (see ``refill_at``)."""
+        if scope.released or scope.first_pass > scope.refill_at:
+            return
+        scope.released = True
+        self.core.poller.handler_settled(scope.runtime, more_waiting=scope.refill_at > 0)
 
     def settle_scope(self, job: Job) -> None:
         self.mark_first_pass(job)
