@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from novaconsole.builder import BackgroundProcessing
-    from novaconsole.durations import Duration
+    from novaconsole.durations import Duration, DurationField
     from novaconsole.engine.events import (
         ControlChanged,
         CycleFinished,
@@ -50,6 +50,7 @@ _EXPORTS = {
     "CycleReport": "novaconsole.engine.outcomes",
     "CycleStarted": "novaconsole.engine.events",
     "Duration": "novaconsole.durations",
+    "DurationField": "novaconsole.durations",
     "Event": "novaconsole.engine.events",
     "EventSubscription": "novaconsole.engine.events",
     "EventsDropped": "novaconsole.engine.events",
@@ -84,6 +85,7 @@ __all__ = [
     "CycleReport",
     "CycleStarted",
     "Duration",
+    "DurationField",
     "Event",
     "EventSubscription",
     "EventsDropped",

@@ -214,6 +214,11 @@ def load_handlers(settings: Settings) -> list[HandlerRegistration]:
     for index, handler in enumerate(settings.handlers):
         key = f"handlers[{index}]"
         factory = _import_factory(handler.factory, label, f"{key}.factory")
+        model = getattr(factory, "Options", None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            from novaconsole.settings import check_option_keys
+
+            check_option_keys(model, handler.options, label=label, index=index)
         given = {field: getattr(handler, field) for field in _CLASS_KEYS & handler.model_fields_set}
         try:
             registrations.append(

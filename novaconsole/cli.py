@@ -142,6 +142,29 @@ def build_parser() -> argparse.ArgumentParser:
     _log_options(attach, suppress, suppress)
     attach.set_defaults(command_func=_attach)
 
+    serve = sub.add_parser(
+        "serve", help="the console in a browser (token in the URL, loopback by default)"
+    )
+    _config_option(serve, suppress)
+    _db_option(serve, suppress)
+    _log_options(serve, suppress, suppress)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument(
+        "--port", type=_port, default=8000, metavar="N", help="port (default 8000; 0: any free)"
+    )
+    serve.add_argument(
+        "--token",
+        metavar="TEXT",
+        help="access token (default: $NOVACONSOLE_SERVE_TOKEN, else a random one)",
+    )
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address browsers use, if not http://HOST:PORT (needed with --host 0.0.0.0)",
+    )
+    serve.add_argument("--read-only", action="store_true", help="show everything, change nothing")
+    serve.set_defaults(command_func=_serve)
+
     demo = sub.add_parser("demo", help="seed demo data for the example handlers and run them")
     _db_option(demo, suppress)
     _log_options(demo, suppress, suppress)
@@ -232,6 +255,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -282,6 +315,7 @@ def _run(func: Callable[..., Any], *args: Any) -> Any:
 def _run_service(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.no_ui:
+        _require_handlers(settings)  # before anything opens (and creates) the database
         from novaconsole.logs import setup_logging
 
         setup_logging(args.log_format, args.log_level)
@@ -290,7 +324,7 @@ def _run_service(args: argparse.Namespace) -> int:
 
         from novaconsole.headless import run_headless
 
-        code: int = _run(partial(run_headless, service, once=args.once))
+        code: int = _run(partial(run_headless, service, once=args.once, settings=settings))
         return code
     import logging
 
@@ -298,6 +332,22 @@ def _run_service(args: argparse.Namespace) -> int:
     from novaconsole.console import run_console
 
     return run_console(service, settings, log_level=logging.getLevelName(args.log_level.upper()))
+
+
+def _require_handlers(settings: Settings) -> None:
+    """Headless with nothing to run is a mistake (a wrong directory, most often): say where
+    the settings came from and how to fix it, as a :class:`ConfigError`."""
+    from novaconsole.errors import ConfigError
+
+    if settings.handlers:
+        return
+    if settings.source is None:
+        where = f"no config file: {Path.cwd() / settings.source_label} does not exist"
+        fix = "run novaconsole in your application's directory or pass --config PATH"
+    else:
+        where = f"{settings.source.resolve()} has no [[handlers]] table"
+        fix = 'add one (name = "...", factory = "module:Class"), see the README'
+    raise ConfigError(f"no handlers to run ({where}); {fix}")
 
 
 def _handlers(args: argparse.Namespace) -> int:
@@ -358,7 +408,8 @@ def _results(args: argparse.Namespace) -> int:
             settings.database.url, handler=args.handler, status=args.status, limit=args.limit
         )
 
-    rows: list[dict[str, Any]] = _run(query)
+    # Before the error is cut to fit: a cut could split a secret out of the mask's reach.
+    rows: list[dict[str, Any]] = _redacted(_run(query))
     if args.json:
         _print_json(rows)
         return 0
@@ -441,6 +492,42 @@ def _attach(args: argparse.Namespace) -> int:
     settings = _settings(args)
     level = logging.getLevelName(str(getattr(args, "log_level", "info")).upper())
     return run_attached(settings, log_level=level)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from novaconsole.errors import ConfigError
+
+    _settings(args)  # a bad config stops here, not in every browser session
+    try:
+        from novaconsole.web.server import TOKEN_ENV, ServeOptions, check_options, serve
+    except ImportError as error:
+        raise ConfigError(
+            f"needs the web extra ({error.name} is missing): pip install 'novaconsole[web]'",
+            source="novaconsole serve",
+        ) from None
+    from novaconsole.logs import setup_logging
+
+    setup_logging(getattr(args, "log_format", "rich"), getattr(args, "log_level", "info"))
+    if args.db is not None:  # the sessions read it from here, not from a command line
+        os.environ["NOVACONSOLE_DATABASE__URL"] = args.db
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get(TOKEN_ENV) or None,
+        read_only=args.read_only,
+        config=args.config,
+        public_url=args.public_url,
+    )
+    if (problem := check_options(options)) is not None:
+        raise ConfigError(problem, source="novaconsole serve")
+    try:
+        _run(serve, options)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        raise ConfigError(
+            f"cannot listen on {args.host}:{args.port}: {error.strerror or error}",
+            source="novaconsole serve",
+        ) from None
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -543,15 +630,31 @@ def _short_time(value: Any) -> str:
     return text[:19].replace("T", " ")
 
 
+def _redacted(value: Any) -> Any:
+    """``value`` with every string in it redacted: rows come from the database, where handlers
+    (and anyone with write access) put the text, and rows stored before redaction existed."""
+    from novaconsole.redaction import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
+
+
 def _print_json(rows: list[dict[str, Any]]) -> None:
     import json
 
-    print(json.dumps(rows, indent=2, default=str))
+    print(json.dumps(_redacted(rows), indent=2, default=lambda v: _redacted(str(v))))
 
 
 def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    rows = _redacted(rows)
 
     table = Table(title=title, title_justify="left")
     for column in columns:

@@ -6,19 +6,18 @@ server on 127.0.0.1 (a random port) receives the notifications and serves some b
 it fails a share of requests (``--failure-rate``), some once (the retry recovers) and some
 always (the item ends failed). A trickle adds new work at ``--rate`` items per second.
 
-The handlers are application code, not part of the installed package: the demo imports them
-from the ``handlers/`` package of the novaconsole repository (or of the current directory).
+The handlers are the examples shipped in :mod:`novaconsole.examples`, so the demo runs from any
+install. Without httpx (the ``demo`` extra) it leaves out the web parts: notifications go to a
+JSON-lines file and batches are files only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import random
 import secrets
-import sys
 import threading
 import time
 import uuid
@@ -46,41 +45,12 @@ MARKER = ".novaconsole-demo"
 """The file that makes a directory a demo directory (which a later run may reuse)."""
 
 HANDLER_MODULES = (
-    "handlers.physical_deletion",
-    "handlers.catalog_import",
-    "handlers.notification_export",
+    "novaconsole.examples.physical_deletion",
+    "novaconsole.examples.catalog_import",
+    "novaconsole.examples.notification_export",
 )
 
 Fate = Literal["ok", "flaky", "broken"]
-
-
-# ---------------------------------------------------------------------- the example handlers
-
-
-def import_example_handlers(candidates: Sequence[Path] | None = None) -> Path | None:
-    """Make ``handlers`` importable and import the example handlers; the directory used.
-
-    Looks in the repository this package was installed from, then the current directory.
-    Raises :class:`ConfigError` when they cannot be imported.
-    """
-    if candidates is None:
-        candidates = (Path(__file__).resolve().parent.parent, Path.cwd())
-    app_dir = next((d for d in candidates if (d / "handlers" / "__init__.py").is_file()), None)
-    if app_dir is not None and str(app_dir) not in sys.path:
-        sys.path.insert(0, str(app_dir))
-    importlib.invalidate_caches()
-    try:
-        for module in HANDLER_MODULES:
-            importlib.import_module(module)
-    except ImportError as error:
-        looked = ", ".join(str(d) for d in candidates)
-        raise ConfigError(
-            f"cannot import the example handlers ({error}); the demo needs the handlers/ "
-            f"package of the novaconsole repository (looked in {looked}): run "
-            "`novaconsole demo` from a checkout of the repository",
-            key="demo",
-        ) from None
-    return app_dir
 
 
 # ---------------------------------------------------------------------- the demo directory
@@ -100,6 +70,11 @@ class DemoPaths:
     @property
     def batches(self) -> Path:
         return self.root / "batches"
+
+    @property
+    def outbox(self) -> Path:
+        """The notifications' JSON-lines file when there is no webhook (no httpx)."""
+        return self.root / "outbox.jsonl"
 
 
 def prepare_directory(directory: Path, db: str | None = None) -> tuple[DemoPaths, bool]:
@@ -350,7 +325,7 @@ class DemoWorld:
     """Adds demo work to the database and the demo directory."""
 
     def __init__(self, paths: DemoPaths, web_url: str | None, rng: random.Random) -> None:
-        from handlers.storage import DirectoryObjectStore
+        from novaconsole.examples.storage import DirectoryObjectStore
         from novaconsole.store import create_engine
 
         self.paths = paths
@@ -363,7 +338,7 @@ class DemoWorld:
         """Create the domain tables; an unusable database is a :class:`ConfigError`."""
         from sqlalchemy.exc import SQLAlchemyError
 
-        from handlers.domain import create_schema
+        from novaconsole.examples.domain import create_schema
         from novaconsole.store.database import connection_error
 
         try:
@@ -383,7 +358,7 @@ class DemoWorld:
         audio_missing: bool = False,
     ) -> None:
         """``count`` tracks; soft-deleted and due in ``due_in`` seconds, or active (None)."""
-        from handlers.domain import Track, TrackStatus, utcnow
+        from novaconsole.examples.domain import Track, TrackStatus, utcnow
 
         tracks = []
         for _ in range(count):
@@ -411,7 +386,7 @@ class DemoWorld:
 
     async def add_batch(self, kind: BatchKind, *, records: int = 20, corrupt: int = 2) -> None:
         """A staging batch: a CSV or JSON-lines file, a URL on the demo server, or garbage."""
-        from handlers.domain import StagingBatch
+        from novaconsole.examples.domain import StagingBatch
 
         rng = self.rng
         rows = [_record(rng) for _ in range(records)]
@@ -433,7 +408,7 @@ class DemoWorld:
         await self._add([StagingBatch(source=source)])
 
     async def add_notifications(self, count: int) -> None:
-        from handlers.domain import Notification
+        from novaconsole.examples.domain import Notification
 
         kinds = ("track.published", "track.deleted", "catalogue.updated", "payout.ready")
         notifications = [
@@ -507,12 +482,13 @@ async def trickle(world: DemoWorld, rate: float) -> None:
 
 def demo_settings(
     paths: DemoPaths,
-    webhook_url: str,
+    webhook_url: str | None,
     *,
     poll_interval: float = 2.0,
     retry_base_delay: float = 0.5,
 ) -> Settings:
-    """The demo's configuration: short intervals and retries so that everything shows."""
+    """The demo's configuration: short intervals and retries so that everything shows.
+    Without ``webhook_url``, notifications go to :attr:`DemoPaths.outbox`."""
     from novaconsole.settings import (
         DatabaseSettings,
         HandlerSettings,
@@ -541,24 +517,28 @@ def demo_settings(
         handlers=[
             HandlerSettings(
                 name="PhysicalDeletion",
-                factory="handlers.physical_deletion:PhysicalDeletionHandler",
+                factory="novaconsole.examples.physical_deletion:PhysicalDeletionHandler",
                 purpose="internal",
                 max_items_per_cycle=6,
                 options={"storage_root": str(paths.objects)},
             ),
             HandlerSettings(
                 name="CatalogImport",
-                factory="handlers.catalog_import:CatalogImportHandler",
+                factory="novaconsole.examples.catalog_import:CatalogImportHandler",
                 purpose="ingestion",
                 max_items_per_cycle=3,
                 options={"source_root": str(paths.batches), "http_timeout": 5},
             ),
             HandlerSettings(
                 name="NotificationExport",
-                factory="handlers.notification_export:NotificationExportHandler",
+                factory="novaconsole.examples.notification_export:NotificationExportHandler",
                 purpose="export",
                 max_items_per_cycle=10,
-                options={"sink": "webhook", "webhook_url": webhook_url, "timeout": 5},
+                options=(
+                    {"sink": "webhook", "webhook_url": webhook_url, "timeout": 5}
+                    if webhook_url is not None
+                    else {"sink": "file", "file_path": str(paths.outbox)}
+                ),
             ),
         ],
     )
@@ -582,7 +562,6 @@ def run_demo(
         raise ConfigError(f"must not be negative, got {rate}", key="--rate")
     if not 0.0 <= failure_rate <= 1.0:
         raise ConfigError(f"must be between 0 and 1, got {failure_rate}", key="--failure-rate")
-    import_example_handlers()
     # httpx logs every request at INFO: too loud beside the handlers' own lines.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -594,19 +573,29 @@ def run_demo(
 async def _main(
     paths: DemoPaths, web: DemoWebServer, *, rate: float, reused: bool, no_ui: bool
 ) -> int:
-    world = DemoWorld(paths, web.url, random.Random())
+    from novaconsole.examples import HTTP_EXTRA, httpx_available
+
+    web_parts = httpx_available()
+    if not web_parts:
+        log.info(
+            "demo: httpx is not installed, so notifications go to %s and batches are files "
+            "only; for the webhook and URL batches: %s",
+            paths.outbox,
+            HTTP_EXTRA,
+        )
+    world = DemoWorld(paths, web.url if web_parts else None, random.Random())
     try:
         await world.open()
         await world.seed()
-        settings = demo_settings(paths, web.webhook_url)
+        settings = demo_settings(paths, web.webhook_url if web_parts else None)
         service = build_service(settings)
-        log.info(
-            "demo data %s %s; webhook %s refuses %.0f%% of first requests",
-            "added to" if reused else "seeded in",
-            paths.root,
-            web.webhook_url,
-            web.failure_rate * 100,
-        )
+        log.info("demo data %s %s", "added to" if reused else "seeded in", paths.root)
+        if web_parts:
+            log.info(
+                "demo: webhook %s refuses %.0f%% of first requests",
+                web.webhook_url,
+                web.failure_rate * 100,
+            )
         async with anyio.create_task_group() as group:
             group.start_soon(trickle, world, rate)
             code = await _front_end(service, paths, no_ui=no_ui)

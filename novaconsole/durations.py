@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator
 
 _CLOCK = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d+):(?P<m>[0-5]?\d):(?P<s>[0-5]?\d(?:\.\d+)?)$")
 _ISO = re.compile(
@@ -22,16 +26,21 @@ def parse_duration(value: DurationLike) -> timedelta:
 
     Raises ValueError with a message fit to show a user for anything else, negatives included.
     """
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, bool):
-        raise ValueError(f"expected a duration, got {value!r}")
-    elif isinstance(value, int | float):
-        result = timedelta(seconds=value)
-    elif isinstance(value, str):
-        result = _parse_text(value.strip())
-    else:
-        raise ValueError(f"expected a duration, got {value!r}")
+    try:
+        if isinstance(value, timedelta):
+            result = value
+        elif isinstance(value, bool):
+            raise ValueError(f"expected a duration, got {value!r}")
+        elif isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise ValueError(f"expected a duration, got {value!r}")
+            result = timedelta(seconds=value)
+        elif isinstance(value, str):
+            result = _parse_text(value.strip())
+        else:
+            raise ValueError(f"expected a duration, got {value!r}")
+    except OverflowError:  # inf, 1e300, "99999999999.00:00:00"
+        raise ValueError(f"{value!r} is too long to be a duration") from None
     if result < timedelta(0):
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     return result
@@ -72,3 +81,8 @@ def format_duration(value: timedelta | float) -> str:
     minutes, secs = divmod(rest, 60)
     text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
     return f"{text}.{round(frac * 1000):03d}" if frac >= 0.0005 else text
+
+
+DurationField = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A pydantic field type for a handler's ``Options`` model: takes ``"00:05:00"``, ``"PT5M"``,
+seconds or a timedelta, and holds a timedelta."""

@@ -14,14 +14,18 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
+import anyio.abc
 
 from novaconsole.engine.events import Event, EventsDropped, ItemFinished
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.observability import instrumented
+from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
     from novaconsole.engine.events import EventSubscription
     from novaconsole.engine.outcomes import CycleReport
     from novaconsole.engine.service import ProcessingService
+    from novaconsole.settings import Settings
 
 log = logging.getLogger("novaconsole.headless")
 
@@ -53,19 +57,26 @@ class Tally:
             self.take(subscription.drain())
 
 
-async def run_headless(service: ProcessingService, *, once: bool, out: TextIO | None = None) -> int:
+async def run_headless(
+    service: ProcessingService,
+    *,
+    once: bool,
+    out: TextIO | None = None,
+    settings: Settings | None = None,
+) -> int:
     """Run ``service`` without a screen; print a summary to ``out`` (stdout); the exit status.
 
+    ``settings``: its ``[metrics]`` and ``[tracing]`` (see :mod:`novaconsole.observability`).
     ``once``: one cycle (``run_once()``), then 0 if it went well and 1 if any item failed,
     timed out or was cancelled or any fetch failed; a signal stops the cycle (drained) with
     128 + its number. Otherwise: until SIGINT or SIGTERM, then drain and 0.
     """
     out = out if out is not None else sys.stdout
     if not once:
-        tally = await _until_signalled(service)
+        tally = await _until_signalled(service, settings)
         print_summary(tally, out)
         return 0
-    report, signum = await _one_cycle(service)
+    report, signum = await _one_cycle(service, settings)
     if report is None:
         return 128 + signum
     tally = Tally(r.name for r in service.registrations)
@@ -80,13 +91,19 @@ async def run_headless(service: ProcessingService, *, once: bool, out: TextIO | 
     return 0 if report.ok else 1
 
 
-async def _one_cycle(service: ProcessingService) -> tuple[CycleReport | None, int]:
+async def _one_cycle(
+    service: ProcessingService, settings: Settings | None
+) -> tuple[CycleReport | None, int]:
     """The cycle's report, or ``None`` and the signal that cut it short."""
     report: CycleReport | None = None
     received = 0
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         # poll=False: only run_once() fetches, so its report holds every item of the cycle.
-        async with service.running(poll=False), anyio.create_task_group() as group:
+        async with (
+            instrumented(service, settings),
+            service.running(poll=False),
+            anyio.create_task_group() as group,
+        ):
 
             async def stop_on_signal() -> None:
                 nonlocal received
@@ -104,13 +121,18 @@ async def _one_cycle(service: ProcessingService) -> tuple[CycleReport | None, in
     return (None, received) if received else (report, 0)
 
 
-async def _until_signalled(service: ProcessingService) -> Tally:
+async def _until_signalled(service: ProcessingService, settings: Settings | None) -> Tally:
     tally = Tally(r.name for r in service.registrations)
     subscription = service.events()
     # The receiver is open before the service starts, so an early SIGTERM still drains.
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with service.running(), anyio.create_task_group() as group:
+        async with (
+            instrumented(service, settings),
+            service.running(),
+            anyio.create_task_group() as group,
+        ):
             group.start_soon(tally.follow, subscription)
+            await group.start(watch_database_file, service)
             _warn_if_idle(service)
             gc.freeze()  # what start-up made lives to the end: full collections skip it
             log.info(
@@ -126,6 +148,53 @@ async def _until_signalled(service: ProcessingService) -> Tally:
     tally.take(subscription.drain())
     subscription.close()
     return tally
+
+
+DATABASE_CHECK_INTERVAL = 2.0
+"""Seconds between two checks that the SQLite file is still the one the service opened."""
+
+
+async def watch_database_file(
+    service: ProcessingService,
+    interval: float = DATABASE_CHECK_INTERVAL,
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Warn once if the service's SQLite file is deleted or replaced while it runs.
+
+    SQLite keeps writing to the open (now nameless) file without an error, and everything
+    written is lost when the process exits; so the path's inode is compared with the one
+    seen when the watch started (``task_status.started()``: from then on). Returns at once
+    for other databases. Start it once the service runs (its store has made the file).
+    """
+    from novaconsole.store.database import sqlite_file
+
+    engine = getattr(service.store, "engine", None)
+    path = sqlite_file(engine) if engine is not None else None
+    if path is None:
+        task_status.started()
+        return
+
+    def identity() -> tuple[int, int] | None:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    first = identity()
+    task_status.started()
+    while True:
+        now = identity()
+        if now != first or now is None:
+            log.warning(
+                "the database file %s was %s while running: what is recorded from now on is "
+                "lost when this process exits; stop it (Ctrl+C) and start it again",
+                path,
+                "deleted" if now is None else "replaced",
+            )
+            return
+        await anyio.sleep(interval)
 
 
 def _warn_if_idle(service: ProcessingService) -> None:
@@ -161,6 +230,7 @@ def print_summary(
     console = Console(file=out, width=max(100, Console(file=out).width))
     console.print(table)
     for name, error in (fetch_errors or {}).items():
-        console.print(f"fetch from {name} failed: {error}", markup=False, highlight=False)
+        line = redact(f"fetch from {name} failed: {error}")
+        console.print(line, markup=False, highlight=False)
     if tally.lost:
         console.print(f"({tally.lost} events were missed: the counts above are incomplete)")

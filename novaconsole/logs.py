@@ -1,7 +1,9 @@
 """Logging for the command line: human-readable (Rich) or one JSON object per line.
 
 Records that carry ``handler`` / ``item_id`` (the engine's item records and ``ctx.log``) show
-them in both formats. Passwords in URLs are masked in every line.
+them in both formats. Every line is redacted (:func:`~novaconsole.redaction.redact`): a handler
+controls its messages, extra fields and exceptions, so secrets are masked and terminal control
+characters neutralised in all of them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-from novaconsole.redaction import mask_secrets
+from novaconsole.redaction import redact
 
 LogFormat = Literal["rich", "json"]
 
@@ -49,11 +51,12 @@ class HumanFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         shown = logging.makeLogRecord(vars(record))  # other handlers keep the original
-        shown.message = _context(record) + mask_secrets(record.message)
+        shown.message = _context(record) + record.message
         return super().formatMessage(shown)
 
-    def formatException(self, ei: Any) -> str:
-        return mask_secrets(super().formatException(ei))
+    def format(self, record: logging.LogRecord) -> str:
+        # The whole line, context, message, exception and stack alike (newlines are kept).
+        return redact(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -64,17 +67,18 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": mask_secrets(record.getMessage()),
+            "message": redact(record.getMessage()),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_") and value is not None:
-                data[key] = value if isinstance(value, str | int | float | bool) else str(value)
+                shown = value if isinstance(value, int | float | bool) else redact(str(value))
+                data[redact(key)] = shown
         if record.exc_info:
-            data["exc_info"] = mask_secrets(self.formatException(record.exc_info))
+            data["exc_info"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
-            data["exc_info"] = mask_secrets(record.exc_text)
+            data["exc_info"] = redact(record.exc_text)
         if record.stack_info:
-            data["stack_info"] = record.stack_info
+            data["stack_info"] = redact(record.stack_info)
         return json.dumps(data, ensure_ascii=False, default=str)
 
 

@@ -40,8 +40,16 @@ ENV_PREFIX = "NOVACONSOLE_"
 _NONE_WORDS = frozenset({"none", "off", "never", "unlimited"})
 
 
+MAX_DURATION = timedelta(days=3650)
+"""The longest duration a config key takes: longer ones are typos (``inf``, ``1e300``) and
+would overflow the date arithmetic of leases and retention; ``"none"`` switches a limit off."""
+
+
 def _duration(value: Any) -> timedelta:
-    return parse_duration(value)
+    result = parse_duration(value)
+    if result > MAX_DURATION:
+        raise ValueError(f"{value!r} is too long (at most {MAX_DURATION.days} days)")
+    return result
 
 
 def _optional(value: Any) -> Any:
@@ -104,6 +112,21 @@ class StoreSettings(_Section):
 
     keep_results_age: OptionalDuration = defaults.KEEP_RESULTS_AGE
     keep_results_count: OptionalCount = defaults.KEEP_RESULTS_COUNT
+
+
+class MetricsSettings(_Section):
+    """``[metrics]``: Prometheus ``/metrics`` served by this worker (``port`` unset: off;
+    0: any free port, logged). Needs the ``metrics`` extra."""
+
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    host: str = Field(default="127.0.0.1", min_length=1)
+
+
+class TracingSettings(_Section):
+    """``[tracing]``: OpenTelemetry spans per fetch and per attempt when ``opentelemetry-api``
+    is installed (the ``otel`` extra); ``enabled = false`` leaves them out even then."""
+
+    enabled: bool = True
 
 
 class HandlerSettings(_Section):
@@ -187,6 +210,8 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     database: DatabaseSettings = DatabaseSettings()
     store: StoreSettings = StoreSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
     handlers: list[HandlerSettings] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(default=None)
@@ -249,6 +274,7 @@ def load_settings(path: Path | None, *, overrides: Mapping[str, Any] | None = No
     settings._source = source
     settings._base_dir = base_dir
     _check_unique_names(settings, label)
+    _check_sqlite_directory(settings.database.url, label, init)
     return settings
 
 
@@ -286,6 +312,55 @@ def _with_resolved_database(data: dict[str, Any], base_dir: Path) -> dict[str, A
     if isinstance(url, str):
         database["url"] = resolve_sqlite_url(url, base_dir)
     return {**data, "database": database}
+
+
+def _check_sqlite_directory(url: str, label: str, init: Mapping[str, Any]) -> None:
+    """A SQLite file is created on first use, its directory never: a typo in the path is
+    one clear error, not a new directory tree."""
+    match = _SQLITE_URL.match(url)
+    if match is None:
+        return
+    file = match["path"]
+    if not file or file == ":memory:" or file.startswith("file:"):
+        return
+    directory = Path(file).parent
+    if not directory.is_dir():
+        loc = ("database", "url")
+        raise ConfigError(
+            f"the SQLite file's directory {directory} does not exist; create it or fix the path",
+            source=_origin(loc, label, init),
+            key=_key(loc),
+        )
+
+
+def check_option_keys(
+    model: type[BaseModel], options: Mapping[str, Any], *, label: str, index: int
+) -> None:
+    """Refuse ``[handlers.options]`` keys that ``model`` does not declare.
+
+    Pydantic ignores unknown keys by default, which hides typos; so they are errors here
+    unless the model says ``extra="allow"`` (it then takes free keys on purpose).
+    ``extra="forbid"`` models get the same one-line error.
+    """
+    if model.model_config.get("extra") == "allow":
+        return
+    known: set[str] = set()
+    for name, field in model.model_fields.items():
+        known.add(name)
+        for alias in (field.alias, field.validation_alias):
+            if isinstance(alias, str):
+                known.add(alias)
+            elif alias is not None and hasattr(alias, "choices"):
+                known.update(choice for choice in alias.choices if isinstance(choice, str))
+    unknown = sorted(str(key) for key in options if key not in known)
+    if unknown:
+        loc = ("handlers", index, "options", unknown[0])
+        takes = ", ".join(sorted(model.model_fields)) or "no options"
+        raise ConfigError(
+            f"unknown key (the handler's {model.__name__} takes: {takes})",
+            source=_origin(loc, label, {}),
+            key=_key(loc),
+        )
 
 
 def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ for name in {roots!r}:
     module = importlib.import_module(name)
     if hasattr(module, "__path__"):
         for info in pkgutil.walk_packages(module.__path__, name + "."):
-            importlib.import_module(info.name)
+            if ".migrations." not in info.name:  # Alembic's scripts run inside Alembic only
+                importlib.import_module(info.name)
 print(json.dumps(sorted(sys.modules)))
 """
 

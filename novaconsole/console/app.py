@@ -208,6 +208,8 @@ class NovaConsole(App[int]):
         self.max_log_lines = max_log_lines
         self.log_sink = log_sink or LogSink(capacity=max_log_lines)
         """Records put here (see ``capture_logs``) appear in the log pane."""
+        self.read_only = bool(getattr(service, "read_only", False))
+        """The service refuses every change (``serve --read-only``): no key offers one."""
         self.purpose_filter: HandlerPurpose | None = None
         self.last_snapshot = service.snapshot()
         self._events: EventSubscription | None = None
@@ -326,6 +328,8 @@ class NovaConsole(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in _PRIORITY_ACTIONS and len(self.screen_stack) > 1:
             return False  # a modal, help or the palette is open: the key is theirs
+        if self.read_only and action in _CHANGING_ACTIONS:
+            return False
         if self.quitting and action not in ("quit", "help", "show_detail", "command_palette"):
             return None  # shown disabled while draining
         if action == "pause_all":
@@ -465,7 +469,7 @@ class NovaConsole(App[int]):
 
     def open_detail(self, outcome: ItemOutcome) -> None:
         def retry_if_asked(retry: bool | None) -> None:
-            if retry:
+            if retry and not self.read_only:
                 self.retry_item(outcome.handler, outcome.item_id)
 
         self.push_screen(ResultDetailScreen(outcome, self.tz), retry_if_asked)
@@ -504,3 +508,9 @@ _PRIORITY_ACTIONS = frozenset(
 """Keys bound with priority (handled by the app on arrival, before any widget: a key takes
 effect within one turn of the event loop even while the service keeps it busy), so they
 must step aside whenever another screen is on top."""
+
+_CHANGING_ACTIONS = frozenset(
+    {"pause_all", "resume_all", "pause_handler", "resume_handler", "run_once"}
+    | {"batch_up", "batch_down", "concurrency_up", "concurrency_down"}
+)
+"""Actions that change the service: absent from the footer of a read-only console."""

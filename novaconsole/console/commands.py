@@ -15,6 +15,7 @@ from novaconsole.engine.handler import HandlerPurpose
 
 if TYPE_CHECKING:
     from novaconsole.console.app import NovaConsole
+    from novaconsole.engine.snapshot import HandlerView
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,8 @@ def console_commands(app: NovaConsole) -> Iterator[Command]:
     """The fixed commands: everything the keys do, plus filters. While the console drains,
     only what its keys still allow (detail, help, quit): nothing may steer the service."""
     if not app.quitting:
-        yield from _steering_commands(app)
+        if not app.read_only:
+            yield from _steering_commands(app)
         yield from _filter_commands(app)
     yield Command(
         "Result detail",
@@ -98,35 +100,42 @@ def handler_commands(app: NovaConsole) -> Iterator[Command]:
     if app.quitting:
         return
     for name, view in app.last_snapshot.handlers.items():
-        if view.paused:
-            yield Command(
-                f"Resume handler {name}", "Fetch its items again", partial(app.resume_handler, name)
-            )
-        else:
-            yield Command(
-                f"Pause handler {name}", "Stop fetching its items", partial(app.pause_handler, name)
-            )
-        yield Command(
-            f"Batch size of {name} up",
-            f"now {view.batch_size}",
-            partial(app.change_batch_size, name, 1),
-        )
-        yield Command(
-            f"Batch size of {name} down",
-            f"now {view.batch_size}",
-            partial(app.change_batch_size, name, -1),
-        )
+        if not app.read_only:
+            yield from _handler_steering(app, name, view)
         yield Command(
             f"Show results of {name}",
             "Filter the results pane",
             partial(app.show_handler_results, name),
         )
+    if app.read_only:
+        return
     for handler, item_id in distinct_failed(app.results.outcomes):
         yield Command(
             f"Retry {handler} item {item_id}",
             "Forget its attempts so it is processed again",
             partial(app.retry_item, handler, item_id),
         )
+
+
+def _handler_steering(app: NovaConsole, name: str, view: HandlerView) -> Iterator[Command]:
+    if view.paused:
+        yield Command(
+            f"Resume handler {name}", "Fetch its items again", partial(app.resume_handler, name)
+        )
+    else:
+        yield Command(
+            f"Pause handler {name}", "Stop fetching its items", partial(app.pause_handler, name)
+        )
+    yield Command(
+        f"Batch size of {name} up",
+        f"now {view.batch_size}",
+        partial(app.change_batch_size, name, 1),
+    )
+    yield Command(
+        f"Batch size of {name} down",
+        f"now {view.batch_size}",
+        partial(app.change_batch_size, name, -1),
+    )
 
 
 class HandlerCommands(Provider):

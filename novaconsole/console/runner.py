@@ -94,10 +94,17 @@ def run_console(
     Logs go to the log pane while it runs; quitting drains the service; the terminal is
     left as it was found.
     """
+    from novaconsole.observability import instrumented
+
     app = NovaConsole(service, log_sink=LogSink())
     if settings is not None:
         app.sub_title = settings.source_label
-    return anyio.run(partial(serve_console, service, app, log_level=log_level))
+
+    async def instrumented_console() -> int:
+        async with instrumented(service, settings):  # metrics and traces, as configured
+            return await serve_console(service, app, log_level=log_level)
+
+    return anyio.run(instrumented_console)
 
 
 def run_attached(settings: Settings, *, log_level: int = logging.INFO) -> int:

@@ -17,6 +17,7 @@ from benchmarks.sizes import SMOKE
 EXPECTED_ROWS = {"B1": 4, "B2": 2, "B3": 5, "B4": 2, "B5": 4, "B6": 2, "B7": 6}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_each_benchmark_runs_and_gives_its_rows(name: str, tmp_path: Path) -> None:
     if name == "B7":
@@ -58,6 +59,7 @@ def test_the_table_has_a_header_a_rule_and_one_line_per_row() -> None:
     assert lines[2].split("|")[5].strip() == "2.00" and lines[2].split("|")[7].strip() == "yes"
 
 
+@pytest.mark.slow
 def test_the_command_prints_one_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--quick", "--only", "B6", "--repeat", "1"]) == 0
     out = capsys.readouterr().out

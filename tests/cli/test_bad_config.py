@@ -43,6 +43,16 @@ CASES = {
         f"[[handlers]]\n{TOY}[handlers.options]\nfail = 3\n",
         "handlers[0].options: fail",
     ),
+    "options-unknown-key": (
+        f"[[handlers]]\n{TOY}[handlers.options]\ncount = 2\ncuont = 3\n",
+        "handlers[0].options.cuont: unknown key (the handler's ToyOptions takes: count,",
+    ),
+    "infinite-duration": ("[processing]\npoll_interval = inf\n", "processing.poll_interval"),
+    "nan-duration": ("[processing]\npoll_interval = nan\n", "processing.poll_interval"),
+    "overflowing-duration": ("[processing]\npoll_interval = 1e300\n", "too long"),
+    "overflowing-days": ('[retry]\nmax_delay = "99999999999.00:00:00"\n', "retry.max_delay"),
+    "huge-duration": ("[processing]\nlease_duration = 1e10\n", "at most 3650 days"),
+    "infinite-handler-duration": (f"[[handlers]]\n{TOY}poll_interval = inf\n", "handlers[0].poll"),
     "duplicate-names": (f"[[handlers]]\n{TOY}[[handlers]]\n{TOY}", "handlers[1].name"),
     "missing-name": ('[[handlers]]\nfactory = "handlers.toy:Toy"\n', "handlers[0].name"),
 }
@@ -100,12 +110,14 @@ def test_unknown_environment_key_is_rejected(project, cli):
 
 
 def test_unusable_database_url(project, cli):
+    project.write_config(f"[[handlers]]\n{TOY}")
     result = cli.run("--no-ui", "--once", "--db", "nosuchdb://x")
     assert_config_error(result, "database")
 
 
 @pytest.mark.parametrize("mode", [["--no-ui"], ["--no-ui", "--once"]])
 def test_unreachable_database_is_one_line(project, cli, mode):
+    project.write_config(f"[[handlers]]\n{TOY}")
     result = cli.run(*mode, "--db", "postgresql+asyncpg://u:secret@127.0.0.1:9/none")
     assert_config_error(result, "database.url", "u:***@127.0.0.1:9")
     assert "secret" not in result.stderr
@@ -128,3 +140,40 @@ def test_usage_errors_exit_2(project, cli, args):
     assert result.returncode == 2
     assert "usage: novaconsole" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_unknown_option_from_environment_names_the_variable(project, cli):
+    project.write_config(f"[[handlers]]\n{TOY}")
+    env = cli.env(NOVACONSOLE_HANDLERS__0__OPTIONS__CUONT="3")
+    result = cli.run("--no-ui", "--once", "--db", project.db_url, env=env)
+    assert_config_error(
+        result, "environment NOVACONSOLE_HANDLERS__0__OPTIONS__CUONT", "options.cuont: unknown key"
+    )
+
+
+@pytest.mark.parametrize("where", ["file", "flag"])
+def test_sqlite_directory_that_does_not_exist_is_one_line_and_is_not_created(project, cli, where):
+    missing = project.root / "dtaa" / "deeper"
+    url = f"sqlite+aiosqlite:///{missing / 'app.db'}"
+    if where == "file":
+        project.write_config(f'[database]\nurl = "{url}"\n[[handlers]]\n{TOY}')
+        result = cli.run("--no-ui", "--once")
+    else:
+        project.write_config(f"[[handlers]]\n{TOY}")
+        result = cli.run("--no-ui", "--once", "--db", url)
+    source = "config.toml" if where == "file" else "command line"
+    assert_config_error(result, source, "database.url", f"{missing} does not exist")
+    assert not (project.root / "dtaa").exists()
+
+
+@pytest.mark.parametrize("mode", [["--no-ui"], ["--no-ui", "--once"]])
+@pytest.mark.parametrize("config", ["missing", "empty"])
+def test_no_handlers_is_one_line_exit_2_and_creates_no_database(project, cli, mode, config):
+    if config == "empty":
+        project.write_config("[processing]\nmax_concurrency = 2\n")
+    result = cli.run(*mode)
+    if config == "missing":
+        assert_config_error(result, f"{project.config} does not exist", "--config PATH")
+    else:
+        assert_config_error(result, f"{project.config.resolve()} has no [[handlers]]", "add one")
+    assert not list(project.root.glob("*.db*"))

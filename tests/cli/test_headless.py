@@ -66,13 +66,6 @@ def test_once_exits_1_when_a_fetch_failed(project, cli):
     assert "fetch from Toy failed: ConnectionError: source is down" in result.stdout
 
 
-def test_once_without_handlers_is_fine(project, cli):
-    result = cli.run("--no-ui", "--once", "--db", project.db_url)
-    assert result.returncode == 0, result.stderr
-    assert "one cycle: 0 items" in result.stdout
-    assert "no handlers are registered" in result.stderr
-
-
 def test_environment_and_flag_choose_the_database(project, cli):
     project.write_config(toy_config(options="count = 1"))
     from_env = project.root / "env.db"
@@ -87,7 +80,7 @@ def test_environment_and_flag_choose_the_database(project, cli):
 
 
 def test_config_database_path_is_relative_to_the_config_file(project, cli, tmp_path):
-    project.write_config('[database]\nurl = "sqlite+aiosqlite:///state/app.db"\n')
+    project.write_config('[database]\nurl = "sqlite+aiosqlite:///state/app.db"\n' + toy_config())
     (project.root / "state").mkdir()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -106,6 +99,7 @@ def test_config_database_path_is_relative_to_the_config_file(project, cli, tmp_p
 
 
 def test_concurrency_flag_overrides_environment(project, cli):
+    project.write_config(toy_config())
     env = cli.env(NOVACONSOLE_PROCESSING__MAX_CONCURRENCY="4")
     args = ("--no-ui", "--once", "--db", project.db_url)
     assert "concurrency 4" in cli.run(*args, env=env).stderr

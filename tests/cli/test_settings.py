@@ -68,6 +68,12 @@ def _is_handlers(name: str) -> bool:
     return name == "handlers" or name.startswith("handlers.")
 
 
+@pytest.fixture(autouse=True)
+def _data_directory(project):
+    """FULL's database directory: settings refuse a SQLite path in a missing directory."""
+    (project.root / "data").mkdir()
+
+
 @pytest.fixture
 def _restore_sys_path():
     """The project's ``handlers`` package, not the repository's (or another test's)."""
@@ -158,11 +164,11 @@ def test_priority_flags_over_environment_over_file(project, monkeypatch):
     path = project.write_config("[processing]\nmax_concurrency = 2\nqueue_capacity = 20\n")
     monkeypatch.setenv("NOVACONSOLE_PROCESSING__MAX_CONCURRENCY", "4")
     monkeypatch.setenv("NOVACONSOLE_PROCESSING__QUEUE_CAPACITY", "40")
-    monkeypatch.setenv("NOVACONSOLE_DATABASE__URL", "sqlite+aiosqlite:////env/x.db")
+    monkeypatch.setenv("NOVACONSOLE_DATABASE__URL", "sqlite+aiosqlite:////tmp/x.db")
     settings = load_settings(path, overrides={"processing.max_concurrency": 9})
     assert settings.processing.max_concurrency == 9  # flag
     assert settings.processing.queue_capacity == 40  # environment
-    assert settings.database.url == "sqlite+aiosqlite:////env/x.db"
+    assert settings.database.url == "sqlite+aiosqlite:////tmp/x.db"
     nested = load_settings(path, overrides={"database": {"url": "sqlite+aiosqlite:////flag.db"}})
     assert nested.database.url == "sqlite+aiosqlite:////flag.db"
     assert nested.processing.max_concurrency == 4
@@ -243,4 +249,48 @@ def test_bad_handler_value_from_environment_names_the_variable(project, monkeypa
         load_settings(project.write_config(FULL))
     assert str(error.value).startswith(
         "environment NOVACONSOLE_HANDLERS__0__MAX_ITEMS_PER_CYCLE: handlers[0].max_items_per_cycle:"
+    )
+
+
+FREE_HANDLER = """
+from pydantic import BaseModel, ConfigDict
+
+
+class FreeOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    count: int = 1
+
+
+class Free:
+    Options = FreeOptions
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    async def fetch_next(self, max_items):
+        return []
+
+    async def process(self, item):
+        pass
+"""
+
+
+@pytest.mark.usefixtures("_restore_sys_path")
+def test_unknown_options_are_errors_unless_the_model_allows_extras(project):
+    (project.root / "handlers" / "free.py").write_text(FREE_HANDLER)
+    text = (
+        '[[handlers]]\nname = "Toy"\nfactory = "handlers.toy:Toy"\n'
+        "[handlers.options]\ncount = 2\n"
+        '[[handlers]]\nname = "Free"\nfactory = "handlers.free:Free"\n'
+        "[handlers.options]\ncount = 2\nanything = 3\n"
+    )
+    _toy, free = load_handlers(load_settings(project.write_config(text)))
+    assert free.options.anything == 3  # extra="allow": free keys on purpose
+    with pytest.raises(ConfigError) as error:
+        load_handlers(
+            load_settings(project.write_config(text.replace("count = 2\n", "coutn = 2\n", 1)))
+        )
+    assert str(error.value) == (
+        f"{project.config}: handlers[0].options.coutn: unknown key "
+        "(the handler's ToyOptions takes: count, fail, fetch_error, marker_dir, slow)"
     )

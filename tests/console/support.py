@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,50 +22,16 @@ from novaconsole.engine.events import EventHub, EventSubscription, ItemFinished
 from novaconsole.engine.outcomes import Attempt, CycleReport, ItemOutcome, OutcomeStatus
 from novaconsole.engine.service import ProcessingService
 from novaconsole.engine.snapshot import HandlerView, Latency, Percentiles, Snapshot
+from tests.factories import Item, Source
+from tests.factories import outcome as make_outcome
+
+__all__ = ["Item", "Source", "build_service", "fixed_app", "poll_until", "wait_until"]
 
 T0 = datetime(2026, 1, 2, 12, 0, 0, tzinfo=UTC)
 """The fixed "now" of every picture."""
 
 
 # --------------------------------------------------------------------------- real service
-
-
-@dataclass(frozen=True)
-class Item:
-    id: int
-
-
-@dataclass
-class Source:
-    """Pending work for one scripted handler; ``gate`` (if set) holds every item in process."""
-
-    pending: list[int]
-    fail: set[int] = field(default_factory=set)
-    gate: anyio.Event | None = None
-    done: list[int] = field(default_factory=list)
-    started: anyio.Event = field(default_factory=anyio.Event)
-    fetches: list[int] = field(default_factory=list)
-    """The ``max_items`` of every fetch."""
-
-    def handler(self) -> type:
-        source = self
-
-        class Scripted:
-            async def fetch_next(self, max_items: int) -> list[Item]:
-                source.fetches.append(max_items)
-                return [Item(i) for i in source.pending[:max_items]]
-
-            async def process(self, item: Item) -> None:
-                source.started.set()
-                if source.gate is not None:
-                    await source.gate.wait()
-                if item.id in source.fail:
-                    raise ValueError(f"item {item.id} is broken")
-                logging.getLogger("novaconsole.handlers.scripted").info("did %s", item.id)
-                source.pending.remove(item.id)
-                source.done.append(item.id)
-
-        return Scripted
 
 
 def build_service(
@@ -131,9 +97,9 @@ def _outcome(
         )
         for n in range(1, attempts + 1)
     )
-    return ItemOutcome(
+    return make_outcome(
+        item_id,
         handler=handler,
-        item_id=item_id,
         status=status,
         attempts=attempts,
         duration=duration,

@@ -91,7 +91,7 @@ async def test_plus_and_minus_change_the_selected_handlers_batch_size() -> None:
             assert cell.plain == "9*"
             await pilot.press("r")
             await wait_until(pilot, lambda: source.done == [1])
-            assert source.fetches[-1] == 9
+            assert source.fetch_sizes[-1] == 9
 
 
 async def test_brackets_change_concurrency_never_below_one() -> None:

@@ -15,7 +15,6 @@ from anyio.streams.text import TextReceiveStream
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.domain import CatalogueEntry, Notification, StagingBatch, Track
 from novaconsole import ConfigError, ItemOutcome, OutcomeStatus
 from novaconsole.demo import (
     MARKER,
@@ -23,14 +22,15 @@ from novaconsole.demo import (
     DemoWorld,
     build_service,
     demo_settings,
-    import_example_handlers,
     prepare_directory,
     run_demo,
 )
+from novaconsole.examples.domain import CatalogueEntry, Notification, StagingBatch, Track
 
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.slow
 async def test_the_seeded_demo_succeeds_fails_and_recovers(tmp_path: Path) -> None:
     paths, reused = prepare_directory(tmp_path / "demo")
     assert not reused
@@ -134,26 +134,38 @@ def test_bad_flags_are_config_errors(
         run_demo(directory=tmp_path, rate=rate, failure_rate=failure_rate, no_ui=True, db=None)
 
 
-def test_missing_handlers_package_is_a_config_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in list(sys.modules):
-        if name == "handlers" or name.startswith("handlers."):
-            monkeypatch.delitem(sys.modules, name)
-    repository = Path(__file__).resolve().parents[2]
-    monkeypatch.setattr(
-        sys, "path", [p for p in sys.path if Path(p or ".").resolve() != repository]
-    )
-    monkeypatch.chdir(tmp_path)
+async def test_without_httpx_notifications_go_to_a_file(tmp_path: Path) -> None:
+    paths, _ = prepare_directory(tmp_path / "demo")
+    world = DemoWorld(paths, None, random.Random(7))
+    await world.open()
+    try:
+        await world.seed()
+        service = build_service(demo_settings(paths, None))
+        async with service.running(poll=False):
+            report = await service.run_once()
+    finally:
+        await world.close()
+    exported = [o for o in report.outcomes if o.handler == "NotificationExport"]
+    assert exported and all(o.ok for o in exported)
+    assert len(paths.outbox.read_text().splitlines()) == len(exported)
 
-    with pytest.raises(ConfigError, match="cannot import the example handlers"):
-        import_example_handlers([tmp_path])
+
+WITHOUT_HTTPX = (
+    "import sys; sys.modules['httpx'] = None; sys.argv[0] = 'novaconsole'; "
+    "from novaconsole.cli import main; main()"
+)
+"""``python -c`` source running the command as if httpx were not installed (a plain install)."""
 
 
-async def test_demo_headless_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("httpx", ["installed", "missing"])
+async def test_demo_headless_end_to_end(tmp_path: Path, httpx: str) -> None:
     """The real command: wait for each handler's first result and a retry, then SIGINT."""
+    start = [sys.executable, "-m", "novaconsole"]
+    if httpx == "missing":
+        start = [sys.executable, "-c", WITHOUT_HTTPX]
     command = [
-        sys.executable, "-m", "novaconsole", "demo", "--no-ui", "--dir", str(tmp_path / "d"),
+        *start, "demo", "--no-ui", "--dir", str(tmp_path / "d"),
         "--rate", "10", "--failure-rate", "0.5",
     ]  # fmt: skip
     wanted = {
@@ -162,6 +174,8 @@ async def test_demo_headless_end_to_end(tmp_path: Path) -> None:
         "Delivered": False,
         "retrying in": False,
     }
+    if httpx == "missing":
+        wanted["httpx is not installed"] = False
     output: list[str] = []
     with anyio.fail_after(30):
         async with await anyio.open_process(

@@ -14,12 +14,13 @@ import pytest
 from sqlalchemy import text
 
 from novaconsole.engine.fleet_protocol import Claim, WorkerBeat
-from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
+from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.persistence import Controls
 from novaconsole.errors import ConfigError
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.queries import list_workers
+from tests.factories import outcome
 from tests.postgres import throwaway_database
 from tests.store.support import enqueue_command, update_controls
 
@@ -47,18 +48,7 @@ def _coordinator(store: SqlStore) -> SqlCoordinator:
 
 
 def _outcome(item_id: str, token: int | None) -> ItemOutcome:
-    now = datetime.now(UTC)
-    return ItemOutcome(
-        handler="H",
-        item_id=item_id,
-        status=OutcomeStatus.SUCCEEDED,
-        attempts=1,
-        duration=0.0,
-        error=None,
-        started_at=now,
-        finished_at=now,
-        token=token,
-    )
+    return outcome(item_id, handler="H", token=token)
 
 
 def _url(store: SqlStore) -> str:
@@ -197,6 +187,13 @@ async def test_controls_saved_by_two_processes_at_once_end_as_the_last_saved(
 ) -> None:
     """Each control ends as the last process that set it saved it; a control one process
     did not touch keeps what the other saved (saves are per key, not whole snapshots)."""
+
+    async def persisted() -> tuple[bool | None, int | None, dict[str, int]]:
+        fresh = open_store(_url(store), shared=True)
+        loaded = await fresh.load_controls()
+        await fresh.engine.dispose()
+        return loaded.paused, loaded.concurrency, loaded.batch_sizes
+
     other = open_store(_url(store), shared=True)
     await other.open()
     try:

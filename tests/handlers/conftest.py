@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.domain import create_schema
 from novaconsole.engine.handler import HandlerContext, HandlerPurpose
+from novaconsole.examples.domain import create_schema
 from novaconsole.store import create_engine
 
 Sessions = async_sessionmaker[AsyncSession]

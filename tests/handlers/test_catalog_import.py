@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.catalog_import import (
+from novaconsole.engine.handler import HandlerContext, HandlerPurpose
+from novaconsole.examples.catalog_import import (
     CatalogImportHandler,
     CatalogImportOptions,
     QueuedBatch,
     SourceError,
 )
-from handlers.domain import BatchStatus, CatalogueEntry, StagingBatch
-from novaconsole.engine.handler import HandlerContext, HandlerPurpose
+from novaconsole.examples.domain import BatchStatus, CatalogueEntry, StagingBatch
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.domain import Notification, utcnow
-from handlers.notification_export import (
+from novaconsole import BackgroundProcessing, ConfigError
+from novaconsole.engine.handler import HandlerContext, HandlerPurpose
+from novaconsole.examples.domain import Notification, utcnow
+from novaconsole.examples.notification_export import (
     DeliveryError,
     NotificationExportHandler,
     NotificationExportOptions,
 )
-from novaconsole import BackgroundProcessing, ConfigError
-from novaconsole.engine.handler import HandlerContext, HandlerPurpose
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from handlers.domain import Track, TrackStatus, utcnow
-from handlers.physical_deletion import PhysicalDeletionHandler, PhysicalDeletionOptions
-from handlers.storage import DirectoryObjectStore, InvalidObjectKeyError
 from novaconsole import BackgroundProcessing, ConfigError
 from novaconsole.engine.handler import HandlerContext, HandlerPurpose
+from novaconsole.examples.domain import Track, TrackStatus, utcnow
+from novaconsole.examples.physical_deletion import PhysicalDeletionHandler, PhysicalDeletionOptions
+from novaconsole.examples.storage import DirectoryObjectStore, InvalidObjectKeyError
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -1,58 +1,25 @@
-"""Outcomes to record in store tests, and what tests do to a database from outside."""
+"""What store tests do to a database from outside (outcomes come from :mod:`tests.factories`)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from novaconsole.engine.outcomes import Attempt, ItemOutcome, OutcomeStatus
+from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.store import SqlStore
 from novaconsole.store.database import engine_on
 from novaconsole.store.fleet import insert_command, write_controls
 from novaconsole.store.schema import ensure_schema
+from tests.factories import outcome
 
 T = TypeVar("T")
 
-
-def outcome(
-    item_id: object = 1,
-    *,
-    handler: str = "Ping",
-    status: OutcomeStatus = OutcomeStatus.SUCCEEDED,
-    attempts: int = 1,
-    error: str | None = None,
-    finished_at: datetime | None = None,
-) -> ItemOutcome:
-    """A final outcome with one attempt per ``attempts``, finished at ``finished_at``."""
-    finished = finished_at or datetime.now(UTC)
-    started = finished - timedelta(seconds=attempts)
-    history = tuple(
-        Attempt(
-            number=n,
-            started_at=started + timedelta(seconds=n - 1),
-            duration=0.5,
-            error=error if n == attempts or error is None else f"try {n}: {error}",
-        )
-        for n in range(1, attempts + 1)
-    )
-    return ItemOutcome(
-        handler=handler,
-        item_id=item_id,
-        status=status,
-        attempts=attempts,
-        duration=0.5 * attempts,
-        error=error,
-        started_at=started,
-        finished_at=finished,
-        traceback="Traceback (most recent call last):\n  boom" if error else None,
-        history=history,
-    )
+__all__ = ["join_driver_threads", "outcome"]
 
 
 async def join_driver_threads() -> None:

@@ -31,6 +31,7 @@ def _wait_for_line(process: subprocess.Popen[str], expected: str, within: float)
         pytest.fail(f"the worker printed {line!r}, not {expected!r}:\n{errors}")
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_busy_run_leaves_the_database_intact(tmp_path: Path) -> None:
     db_path = tmp_path / "busy.db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -64,6 +64,8 @@ class ResultDetailScreen(ModalScreen[bool]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "retry":
+            if getattr(self.app, "read_only", False):
+                return False
             return self.outcome.status in (OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT)
         return True
 

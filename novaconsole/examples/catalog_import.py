@@ -16,11 +16,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 import anyio
-import httpx
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -35,9 +34,18 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import Duration, options_of
-from handlers.domain import BatchStatus, CatalogueEntry, StagingBatch, ensure_schema, utcnow
-from novaconsole.engine.handler import HandlerContext
+from novaconsole import DurationField, HandlerContext
+from novaconsole.examples import options_of, require_httpx
+from novaconsole.examples.domain import (
+    BatchStatus,
+    CatalogueEntry,
+    StagingBatch,
+    ensure_schema,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    import httpx
 
 Format = Literal["csv", "jsonl"]
 _SUFFIXES: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -57,7 +65,7 @@ class CatalogImportOptions(BaseModel):
 
     source_root: Path = Path(".")
     """Relative file sources are resolved against it (itself relative to the current dir)."""
-    http_timeout: Duration = timedelta(seconds=30)
+    http_timeout: DurationField = timedelta(seconds=30)
     max_bytes: int = Field(default=50_000_000, gt=0)
     """A larger source fails the batch instead of filling memory."""
     keep_rejections: int = Field(default=20, ge=0)
@@ -235,6 +243,10 @@ class CatalogImportHandler:
         return await self._read_file(Path(source)), None
 
     async def _download(self, url: str) -> tuple[bytes, str | None]:
+        try:
+            httpx = require_httpx("an http(s) batch source")
+        except ImportError as error:
+            raise SourceError(str(error)) from None
         if self._client is None:
             # One client per scope: creating one (its TLS context) costs tens of milliseconds.
             self._client = httpx.AsyncClient(

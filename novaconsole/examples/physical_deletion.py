@@ -17,10 +17,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import delete, select, update
 
-from handlers import Duration, options_of
-from handlers.domain import Track, TrackStatus, ensure_schema, utcnow
-from handlers.storage import DirectoryObjectStore, ObjectStore
-from novaconsole.engine.handler import HandlerContext
+from novaconsole import DurationField, HandlerContext
+from novaconsole.examples import options_of
+from novaconsole.examples.domain import Track, TrackStatus, ensure_schema, utcnow
+from novaconsole.examples.storage import DirectoryObjectStore, ObjectStore
 
 _DUE_STATUSES = (TrackStatus.DELETED.value, TrackStatus.PURGING.value)
 
@@ -32,7 +32,7 @@ class PhysicalDeletionOptions(BaseModel):
 
     storage_root: Path = Path("data/objects")
     """The object store's directory; a relative path is resolved against the current dir."""
-    grace_period: Duration = timedelta(0)
+    grace_period: DurationField = timedelta(0)
     """Extra time after ``scheduled_deletion_at`` before a track is really deleted."""
 
     @field_validator("storage_root")

@@ -14,16 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import anyio
-import httpx
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy import select, update
 
-from handlers import Duration, options_of
-from handlers.domain import Notification, NotificationStatus, ensure_schema, utcnow
-from novaconsole.engine.handler import HandlerContext
+from novaconsole import DurationField, HandlerContext
+from novaconsole.examples import httpx_available, options_of, require_httpx
+from novaconsole.examples.domain import Notification, NotificationStatus, ensure_schema, utcnow
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class NotificationExportOptions(BaseModel):
@@ -36,7 +38,7 @@ class NotificationExportOptions(BaseModel):
     """Where notifications are POSTed (sink = "webhook")."""
     file_path: Path | None = None
     """The JSON-lines file notifications are appended to (sink = "file")."""
-    timeout: Duration = timedelta(seconds=10)
+    timeout: DurationField = timedelta(seconds=10)
 
     @field_validator("webhook_url")
     @classmethod
@@ -54,6 +56,8 @@ class NotificationExportOptions(BaseModel):
     def _sink_configured(self) -> Self:
         if self.sink == "webhook" and self.webhook_url is None:
             raise ValueError('sink = "webhook" needs webhook_url')
+        if self.sink == "webhook" and not httpx_available():
+            raise ValueError("sink = \"webhook\" needs httpx: pip install 'novaconsole[demo]'")
         if self.sink == "file" and self.file_path is None:
             raise ValueError('sink = "file" needs file_path')
         return self
@@ -142,6 +146,7 @@ class NotificationExportHandler:
     async def _post(self, item: PendingNotification) -> None:
         url = self.options.webhook_url
         assert url is not None  # checked by the options
+        httpx = require_httpx('sink = "webhook"')
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.options.timeout.total_seconds())
             self.ctx.add_cleanup(self._client.aclose)
