@@ -20,9 +20,9 @@ from novaconsole.engine.purpose import HandlerPurpose as HandlerPurpose  # re-ex
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
-    from sqlalchemy.sql import ColumnElement, Executable
+    from sqlalchemy.sql import Executable
 
-    from novaconsole.engine.unclaimed import SelectT, SourceFilter
+    from novaconsole.engine.unclaimed import IdColumn, SelectT, SourceFilter
     from novaconsole.engine.writes import GroupedWriter, ItemWrites, Params
 
 current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
@@ -151,7 +151,7 @@ class HandlerContext(Generic[OptionsT]):
         database (an API, another database) so the next fetch brings new work."""
         return list(self.in_flight()) if self.in_flight is not None else []
 
-    def unclaimed(self, query: SelectT, id_column: ColumnElement[Any]) -> SelectT:
+    def unclaimed(self, query: SelectT, id_column: IdColumn) -> SelectT:
         """``query`` (a SQLAlchemy ``select``) without the rows already taken: those whose id
         (``id_column``) another worker holds a live claim on, and this worker's in-flight items
         (:meth:`in_flight_ids`). One statement, one round trip; for a source in the store's

@@ -12,12 +12,15 @@ the ids to any other source.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, Union
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import QueryableAttribute
     from sqlalchemy.sql import ColumnElement, Select
 
-SelectT = TypeVar("SelectT", bound="Select[Any]")
+SelectT = TypeVar("SelectT", bound="Select")  # type: ignore[type-arg]  # any columns
+IdColumn = Union["ColumnElement[Any]", "QueryableAttribute[Any]"]
+"""The id column of a select: a Core column or an ORM attribute (``Job.id``)."""
 
 
 class SourceFilter(Protocol):
@@ -26,7 +29,7 @@ class SourceFilter(Protocol):
     def unclaimed(
         self,
         query: SelectT,
-        id_column: ColumnElement[Any],
+        id_column: IdColumn,
         *,
         handler: str,
         in_flight: Sequence[Any],
@@ -35,9 +38,7 @@ class SourceFilter(Protocol):
         worker's live lease on ``handler``'s item) or that are in ``in_flight``."""
 
 
-def without_in_flight(
-    query: SelectT, id_column: ColumnElement[Any], in_flight: Sequence[Any]
-) -> SelectT:
+def without_in_flight(query: SelectT, id_column: IdColumn, in_flight: Sequence[Any]) -> SelectT:
     """The fallback without a store (a handler test): leave out ``in_flight`` only."""
     if not in_flight:
         return query

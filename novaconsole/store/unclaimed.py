@@ -15,11 +15,12 @@ from typing import Any
 
 from sqlalchemy import String, all_, and_, bindparam, cast, exists, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import NullType
 
-from novaconsole.engine.unclaimed import SelectT
+from novaconsole.engine.unclaimed import IdColumn, SelectT
 from novaconsole.store.models import HELD, claims, stored_handler
 
 
@@ -33,15 +34,16 @@ class SqlSourceFilter:
     def unclaimed(
         self,
         query: SelectT,
-        id_column: ColumnElement[Any],
+        id_column: IdColumn,
         *,
         handler: str,
         in_flight: Sequence[Any],
     ) -> SelectT:
+        column = id_column.expression if isinstance(id_column, QueryableAttribute) else id_column
         if self.claimed:
-            query = query.where(~self._held(id_column, handler))
+            query = query.where(~self._held(column, handler))
         if in_flight:
-            query = query.where(self._not_in(id_column, in_flight))
+            query = query.where(self._not_in(column, in_flight))
         return query
 
     def _held(self, id_column: ColumnElement[Any], handler: str) -> ColumnElement[bool]:
