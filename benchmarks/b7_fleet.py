@@ -28,7 +28,7 @@ from time import perf_counter
 
 import anyio
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from benchmarks.b7_handlers import PENDING_INDEX, metadata
 from benchmarks.measure import progress
@@ -75,6 +75,11 @@ class Run:
     transactions: float
     """Database transactions per item."""
     load: float
+    worker_cpu: float
+    """CPU seconds the workers spent while timed."""
+    database_cpu: float
+    """CPU seconds the workers' PostgreSQL backends spent while timed."""
+    elapsed: float
 
 
 def _sync_url(url: str) -> str:
@@ -143,20 +148,54 @@ async def _reset(engine: AsyncEngine, workload: str, items: int) -> None:
         await autocommit.execute(text("VACUUM ANALYZE b7_work"))
 
 
-async def _scalar(engine: AsyncEngine, sql: str) -> int:
-    async with engine.connect() as connection:
-        return int(await connection.scalar(text(sql)) or 0)
-
-
 _TRANSACTIONS = (
     "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
 )
+_BACKENDS = (
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+    "AND pid <> pg_backend_pid()"
+)
 
 
-async def _transactions(engine: AsyncEngine) -> int:
-    async with engine.connect() as connection:
-        await connection.execute(text("SELECT pg_stat_clear_snapshot()"))
-        return int(await connection.scalar(text(_TRANSACTIONS)) or 0)
+class Watch:
+    """The benchmark's one connection (autocommit) while workers run: its polls are counted,
+    so that they can be taken off the transactions, and its backend is not the workers'."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.statements = 0
+
+    async def scalar(self, sql: str) -> int:
+        self.statements += 1
+        return int(await self.connection.scalar(text(sql)) or 0)
+
+    async def transactions(self) -> int:
+        await self.scalar("SELECT pg_stat_clear_snapshot()")
+        return await self.scalar(_TRANSACTIONS)
+
+    async def backends(self) -> list[int]:
+        self.statements += 1
+        return [int(pid) for pid in await self.connection.scalars(text(_BACKENDS))]
+
+
+def _cpu_seconds(pids: Sequence[int]) -> dict[int, float]:
+    """User and system CPU time of each process still there (psutil; none without it)."""
+    try:
+        import psutil
+    except ImportError:
+        return {}
+    seconds = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        seconds[pid] = times.user + times.system
+    return seconds
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
 def _start(url: str, workload: str, count: int, folder: Path) -> list[subprocess.Popen[bytes]]:
@@ -205,7 +244,7 @@ async def _stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
 
 
 async def _until(
-    engine: AsyncEngine,
+    watch: Watch,
     sql: str,
     at_least: int,
     within: float,
@@ -214,7 +253,7 @@ async def _until(
     folder: Path,
 ) -> None:
     deadline = perf_counter() + within
-    while await _scalar(engine, sql) < at_least:
+    while await watch.scalar(sql) < at_least:
         if any(p.poll() is not None for p in processes):
             raise RuntimeError(
                 f"a B7 worker exited before {what}:\n{_said(folder, len(processes))}"
@@ -223,7 +262,7 @@ async def _until(
             raise RuntimeError(
                 f"B7: no {what} within {within:g}s:\n{_said(folder, len(processes))}"
             )
-        await anyio.sleep(0.02)
+        await anyio.sleep(0.05)
 
 
 async def one_run(
@@ -231,36 +270,53 @@ async def one_run(
 ) -> Run:
     """Start ``workers`` workers on ``workload`` (``items`` of them), time them, stop them."""
     await _reset(engine, workload, items)
-    before = await _transactions(engine)
     processes = _start(url, workload, workers, folder)
-    try:
-        await _until(
-            engine,
-            "SELECT count(*) FROM novaconsole_workers",
-            workers,
-            120,
-            "heartbeat from every worker",
-            processes,
-            folder,
-        )
-        async with engine.begin() as connection:
-            await connection.execute(text("UPDATE b7_gate SET opened = true"))
-        started = perf_counter()
-        await _until(
-            engine,
-            "SELECT count(*) FROM novaconsole_results",
-            items,
-            60 + items / 20,
-            f"{items} outcomes recorded",
-            processes,
-            folder,
-        )
-        elapsed = perf_counter() - started
-        load = os.getloadavg()[0]
-    finally:
-        await _stop(processes)
-    after = await _transactions(engine)
-    return Run(workload, workers, items / elapsed, (after - before) / items, load)
+    pids = [p.pid for p in processes]
+    async with engine.connect() as connection:
+        watch = Watch(await connection.execution_options(isolation_level="AUTOCOMMIT"))
+        try:
+            await _until(
+                watch,
+                "SELECT count(*) FROM novaconsole_workers",
+                workers,
+                120,
+                "heartbeat from every worker",
+                processes,
+                folder,
+            )
+            before = await watch.transactions()
+            polls = watch.statements
+            workers_cpu = _cpu_seconds(pids)
+            database_cpu = _cpu_seconds(await watch.backends())
+            await watch.scalar("UPDATE b7_gate SET opened = true RETURNING 1")
+            started = perf_counter()
+            await _until(
+                watch,
+                "SELECT count(*) FROM novaconsole_results",
+                items,
+                60 + items / 20,
+                f"{items} outcomes recorded",
+                processes,
+                folder,
+            )
+            elapsed = perf_counter() - started
+            load = os.getloadavg()[0]
+            worker_seconds = _spent(workers_cpu, _cpu_seconds(pids))
+            database_seconds = _spent(database_cpu, _cpu_seconds(await watch.backends()))
+        finally:
+            await _stop(processes)
+        after = await watch.transactions()
+        own = watch.statements - polls
+    return Run(
+        workload,
+        workers,
+        items / elapsed,
+        (after - before - own) / items,
+        load,
+        worker_seconds,
+        database_seconds,
+        elapsed,
+    )
 
 
 async def run(
@@ -298,9 +354,14 @@ def rows(runs: Sequence[Run], counts: Sequence[int]) -> list[Row]:
             rate = median(r.rate for r in mine)
             loads = sorted(r.load for r in mine)
             transactions = median(r.transactions for r in mine)
+            worker_us = median(1e6 * r.worker_cpu / (r.rate * r.elapsed) for r in mine)
+            database_us = median(1e6 * r.database_cpu / (r.rate * r.elapsed) for r in mine)
+            cores = median((r.worker_cpu + r.database_cpu) / r.elapsed for r in mine)
             measure = (
                 f"{_LABELS[workload]}, {count} worker{'s' if count > 1 else ''} "
-                f"({transactions:.2f} transactions/item, load {loads[0]:.1f}-{loads[-1]:.1f})"
+                f"({transactions:.2f} transactions/item; CPU/item {worker_us:.0f} us worker "
+                f"+ {database_us:.0f} us PostgreSQL, {cores:.2f} cores busy; "
+                f"load {loads[0]:.1f}-{loads[-1]:.1f})"
             )
             unit = _UNIT[workload]
             if count == 1:
