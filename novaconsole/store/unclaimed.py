@@ -1,9 +1,10 @@
 """The store's :class:`~novaconsole.engine.unclaimed.SourceFilter`: an anti-join against the
 claims table and the worker's in-flight ids, added to a handler's own select.
 
-Both parts are one bound parameter each (an array on PostgreSQL, a JSON list on SQLite), so
-the statement's text, and PostgreSQL's prepared statement, stay the same from fetch to fetch.
-Claims are compared as stored: the id column's text, as the engine keys items (``str(id)``).
+The in-flight ids are one bound parameter however many there are (an array on PostgreSQL, a
+JSON list on SQLite), so the statement's text, and PostgreSQL's prepared statement, stay the
+same from fetch to fetch. Claims are compared as stored: the id column's text, as the engine
+keys items (``str(id)``).
 """
 
 from __future__ import annotations
