@@ -1,16 +1,18 @@
 """``python -m benchmarks --peers``: the no-op and drain workloads through other task queues
 installed here (``pip install 'novaconsole[peers]'``), beside novaconsole's in the same run.
 
-- no-op: ``total`` tasks that do nothing but count. A peer's tasks are enqueued before the
-  clock starts (its queue is the source), then 8 worker threads take them; novaconsole runs
-  B1's engine with its SQLite store (outcomes recorded), the source handing out items.
+- no-op: ``total`` tasks that do nothing but count; novaconsole runs B1's engine with its
+  SQLite store (outcomes recorded), the handler's source handing out items.
 - drain: a SQLite ``work`` table with ``total`` pending rows, each set done by one task (a
-  connection per worker thread, a commit per row, the task enqueued with the row's id before
-  the clock starts); novaconsole runs B2's ``ctx.write()`` drain on the same table.
+  connection per worker thread, a commit per row); novaconsole runs B2's ``ctx.write()``
+  drain on the same table. The peer's producer reads the pending ids and enqueues one task
+  each, as its users would; every row is checked done at the end.
 
-Peers: huey with its in-memory queue (``MemoryHuey``) and on SQLite (``SqliteHuey``), dramatiq
-with its stub broker. Each missing one is a row saying why. Rounds are interleaved; the ratio
-is novaconsole's items/s over the peer's, the median of the rounds (over 1: novaconsole is
+Each peer's clock runs from the first enqueue (its 8 worker threads already waiting) to the
+last task done, novaconsole's from entering ``service.running()`` to leaving it. Peers: huey
+with its in-memory queue (``MemoryHuey``) and on SQLite (``SqliteHuey``), dramatiq with its
+stub broker; each missing one is a row saying why. Rounds are interleaved; the ratio is
+novaconsole's items/s over the peer's, the median of the rounds (over 1: novaconsole is
 faster).
 """
 
@@ -34,6 +36,7 @@ from benchmarks.report import Row
 WORKERS = 8
 _IPS = "items/s"
 _UPDATE = "UPDATE work SET state = 'done' WHERE id = ?"
+_PENDING = "SELECT id FROM work WHERE state = 'pending' ORDER BY id"
 _NEEDS = "pip install 'novaconsole[peers]'"
 
 Workload = Callable[[int, Path], float]
@@ -100,17 +103,16 @@ def _huey(kind: str, drain: bool, total: int, folder: Path) -> float:
             rows.done(row_id)
         done.add()
 
-    for i in range(total):
-        task(i)
     consumer = huey.create_consumer(workers=WORKERS, worker_type="thread", initial_delay=0.001)
     consumer._set_signal_handlers = lambda: None  # it runs in a thread, not the main one
-    started = perf_counter()
     consumer.start()
+    started = perf_counter()
+    for i in _work(rows, total):
+        task(i)
     done.wait()
     elapsed = perf_counter() - started
     consumer.stop(graceful=True)
-    if rows is not None:
-        rows.close()
+    _finish(rows)
     return total / elapsed
 
 
@@ -130,18 +132,38 @@ def _dramatiq(drain: bool, total: int, folder: Path) -> float:
         done.add()
 
     actor = dramatiq.actor(work, broker=broker, actor_name=f"work_{drain}", max_retries=0)
-    for i in range(total):
-        actor.send(i)
     worker = dramatiq.Worker(broker, worker_threads=WORKERS, worker_timeout=10)
-    started = perf_counter()
     worker.start()
+    started = perf_counter()
+    for i in _work(rows, total):
+        actor.send(i)
     done.wait()
     elapsed = perf_counter() - started
     worker.stop()
     broker.close()
-    if rows is not None:
-        rows.close()
+    _finish(rows)
     return total / elapsed
+
+
+def _work(rows: _Rows | None, total: int) -> list[int]:
+    """What the producer enqueues: the pending rows' ids (drain), else ``total`` numbers."""
+    if rows is None:
+        return list(range(total))
+    with sqlite3.connect(rows.path) as connection:
+        ids = [i for (i,) in connection.execute(_PENDING)]
+    connection.close()
+    return ids
+
+
+def _finish(rows: _Rows | None) -> None:
+    if rows is None:
+        return
+    rows.close()
+    with sqlite3.connect(rows.path) as connection:
+        (left,) = connection.execute("SELECT count(*) FROM work WHERE state = 'pending'").fetchone()
+    connection.close()
+    if left:
+        raise RuntimeError(f"the peer's drain left {left} rows pending")
 
 
 def _missing(module: str) -> str | None:
