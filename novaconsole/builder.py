@@ -52,6 +52,7 @@ class BackgroundProcessing:
         fetch_timeout: DurationLike = defaults.FETCH_TIMEOUT,
         lease_duration: DurationLike = defaults.LEASE_DURATION,
         shutdown_grace: DurationLike = defaults.SHUTDOWN_GRACE,
+        blocked_loop_warning: DurationLike = defaults.BLOCKED_LOOP_WARNING,
         retry: RetryPolicy | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -67,6 +68,7 @@ class BackgroundProcessing:
             fetch_timeout=_duration("fetch_timeout", fetch_timeout),
             lease_duration=_duration("lease_duration", lease_duration),
             shutdown_grace=_duration("shutdown_grace", shutdown_grace),
+            blocked_loop_warning=_duration("blocked_loop_warning", blocked_loop_warning),
         )
         self.retry = retry or RetryPolicy()
         self.store_options: dict[str, Any] = {}
@@ -86,6 +88,7 @@ class BackgroundProcessing:
             fetch_timeout=p.fetch_timeout,
             lease_duration=p.lease_duration,
             shutdown_grace=p.shutdown_grace,
+            blocked_loop_warning=p.blocked_loop_warning,
             retry=RetryPolicy(
                 max_attempts=settings.retry.max_attempts,
                 base_delay=settings.retry.base_delay,

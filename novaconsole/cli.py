@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from novaconsole.control_cli import add_commands, add_retry_options
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.purpose import HandlerPurpose
 
@@ -121,12 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--json", action="store_true", help="print a JSON list")
     results.set_defaults(command_func=_results)
 
-    retry = sub.add_parser("retry", help="forget a failed item's attempts so it is processed again")
+    retry = sub.add_parser(
+        "retry",
+        help="retry a failed item and report what became of it",
+        description="Forget a failed item's attempts, have a worker reopen it at its source and "
+        "run it again; report what really happened (or, with no worker running, save it for "
+        "the next start).",
+    )
     _config_option(retry, suppress)
     _db_option(retry, suppress)
     retry.add_argument("handler", metavar="HANDLER")
     retry.add_argument("item_id", metavar="ITEM_ID")
-    retry.set_defaults(command_func=_retry)
+    add_retry_options(retry)
 
     workers = sub.add_parser("workers", help="the workers sharing the database, alive or not")
     _config_option(workers, suppress)
@@ -187,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the demo keeps its files (default ./demo-data)",
     )
     demo.set_defaults(command_func=_demo)
+
+    def common(command: argparse.ArgumentParser) -> None:
+        _config_option(command, suppress)
+        _db_option(command, suppress)
+
+    add_commands(sub, common, _settings)
     _db_commands(sub)
     return parser
 
@@ -430,30 +443,6 @@ def _results(args: argparse.Namespace) -> int:
         ],
     )
     return 0
-
-
-def _retry(args: argparse.Namespace) -> int:
-    from novaconsole.store.queries import forget_item
-
-    settings = _settings(args)
-    forgotten: bool = _run(forget_item, settings.database.url, args.handler, args.item_id)
-    if forgotten:
-        print(
-            f"{args.handler} {args.item_id}: attempts forgotten; "
-            "it is processed again on its handler's next fetch"
-        )
-        return 0
-    known = [handler.name for handler in settings.handlers]
-    hint = (
-        f" (no handler {args.handler!r} in {settings.source_label}: {', '.join(known)})"
-        if known and args.handler not in known
-        else ""
-    )
-    print(
-        f"{args.handler} {args.item_id}: no failed attempts remembered, nothing to retry{hint}",
-        file=sys.stderr,
-    )
-    return 1
 
 
 def _workers(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ ITEM_TIMEOUT: Final = timedelta(seconds=30)
 FETCH_TIMEOUT: Final = timedelta(seconds=30)
 LEASE_DURATION: Final = timedelta(minutes=1)
 SHUTDOWN_GRACE: Final = timedelta(seconds=30)
+BLOCKED_LOOP_WARNING: Final = timedelta(seconds=1)
 
 # [retry]
 MAX_ATTEMPTS: Final = 3

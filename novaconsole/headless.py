@@ -10,7 +10,8 @@ import logging
 import signal
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TextIO
 
 import anyio
@@ -19,6 +20,7 @@ import anyio.abc
 from novaconsole.engine.events import Event, EventsDropped, ItemFinished
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.observability import instrumented
+from novaconsole.pause_notice import remind_paused
 from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
@@ -69,16 +71,19 @@ async def run_headless(
     ``settings``: its ``[metrics]`` and ``[tracing]`` (see :mod:`novaconsole.observability`).
     ``once``: one cycle (``run_once()``), then 0 if it went well and 1 if any item failed,
     timed out or was cancelled or any fetch failed; a signal stops the cycle (drained) with
-    128 + its number. Otherwise: until SIGINT or SIGTERM, then drain and 0.
+    128 + its number. Otherwise: until SIGINT or SIGTERM, then drain and 0. Either way a
+    second signal during the drain is a force quit: what is still in flight is cancelled
+    (recorded ``cancelled``) and the status is 128 + that signal's number (130, 143).
     """
     out = out if out is not None else sys.stdout
+    signals = _Signals(service)
     if not once:
-        tally = await _until_signalled(service, settings)
+        tally = await _until_signalled(service, settings, signals)
         print_summary(tally, out)
-        return 0
-    report, signum = await _one_cycle(service, settings)
+        return 128 + signals.forced if signals.forced else 0
+    report = await _one_cycle(service, settings, signals)
     if report is None:
-        return 128 + signum
+        return 128 + (signals.forced or signals.first)
     tally = Tally(r.name for r in service.registrations)
     for outcome in report.outcomes:
         tally.add(outcome)
@@ -91,59 +96,89 @@ async def run_headless(
     return 0 if report.ok else 1
 
 
-async def _one_cycle(
-    service: ProcessingService, settings: Settings | None
-) -> tuple[CycleReport | None, int]:
-    """The cycle's report, or ``None`` and the signal that cut it short."""
-    report: CycleReport | None = None
-    received = 0
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        # poll=False: only run_once() fetches, so its report holds every item of the cycle.
-        async with (
-            instrumented(service, settings),
-            service.running(poll=False),
-            anyio.create_task_group() as group,
-        ):
+class _Signals:
+    """SIGINT and SIGTERM: the first asks for a drain (``stop`` is set), a second one during
+    the drain cancels what is left (``service.cancel_drain()``)."""
 
-            async def stop_on_signal() -> None:
-                nonlocal received
-                async for signum in signals:
-                    received = signum
-                    log.info("%s received: stopping the cycle", signal.Signals(signum).name)
+    def __init__(self, service: ProcessingService) -> None:
+        self.service = service
+        self.stop = anyio.Event()
+        self.first = 0
+        self.forced = 0
+
+    @asynccontextmanager
+    async def listening(self, what: str) -> AsyncIterator[None]:
+        """Listen for the whole block (the service's start and drain included)."""
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as received:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._listen, received, what)
+                try:
+                    yield
+                finally:
                     group.cancel_scope.cancel()
-                    return
 
-            group.start_soon(stop_on_signal)
-            _warn_if_idle(service)
-            report = await service.run_once()
+    async def _listen(self, received: AsyncIterator[int], what: str) -> None:
+        async for signum in received:
+            name = signal.Signals(signum).name
+            if not self.first:
+                self.first = signum
+                log.info("%s received: %s", name, what)
+                self.stop.set()
+            elif not self.forced:
+                self.forced = signum
+                log.warning("%s received again: force quit, cancelling what is left", name)
+                self.service.cancel_drain()
+
+
+async def _one_cycle(
+    service: ProcessingService, settings: Settings | None, signals: _Signals
+) -> CycleReport | None:
+    """The cycle's report, or ``None`` when a signal cut it short."""
+    report: CycleReport | None = None
+    # poll=False: only run_once() fetches, so its report holds every item of the cycle.
+    async with (
+        signals.listening("stopping the cycle"),
+        instrumented(service, settings),
+        service.running(poll=False),
+        anyio.create_task_group() as group,
+    ):
+
+        async def stop_on_signal() -> None:
+            await signals.stop.wait()
             group.cancel_scope.cancel()
+
+        group.start_soon(stop_on_signal)
+        _warn_if_idle(service)
+        report = await service.run_once()
+        group.cancel_scope.cancel()
     # Leaving running() drained what the cycle still had in flight.
-    return (None, received) if received else (report, 0)
+    return None if signals.first else report
 
 
-async def _until_signalled(service: ProcessingService, settings: Settings | None) -> Tally:
+async def _until_signalled(
+    service: ProcessingService, settings: Settings | None, signals: _Signals
+) -> Tally:
     tally = Tally(r.name for r in service.registrations)
     subscription = service.events()
     # The receiver is open before the service starts, so an early SIGTERM still drains.
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            instrumented(service, settings),
-            service.running(),
-            anyio.create_task_group() as group,
-        ):
-            group.start_soon(tally.follow, subscription)
-            await group.start(watch_database_file, service)
-            _warn_if_idle(service)
-            gc.freeze()  # what start-up made lives to the end: full collections skip it
-            log.info(
-                "running headless with %d handlers (database %s); stop with Ctrl+C or SIGTERM",
-                len(service.registrations),
-                service.database_display,
-            )
-            async for signum in signals:
-                log.info("%s received: draining", signal.Signals(signum).name)
-                break
-            group.cancel_scope.cancel()
+    async with (
+        signals.listening("draining"),
+        instrumented(service, settings),
+        service.running(),
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(tally.follow, subscription)
+        await group.start(watch_database_file, service)
+        _warn_if_idle(service)
+        gc.freeze()  # what start-up made lives to the end: full collections skip it
+        log.info(
+            "running headless with %d handlers (database %s); stop with Ctrl+C or SIGTERM",
+            len(service.registrations),
+            service.database_display,
+        )
+        group.start_soon(remind_paused, service)
+        await signals.stop.wait()
+        group.cancel_scope.cancel()
     # Leaving running() drained the service; count what finished while it did.
     tally.take(subscription.drain())
     subscription.close()

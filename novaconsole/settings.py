@@ -86,6 +86,7 @@ class ProcessingSettings(_Section):
     fetch_timeout: Timeout = defaults.FETCH_TIMEOUT
     lease_duration: Timeout = defaults.LEASE_DURATION
     shutdown_grace: Duration = defaults.SHUTDOWN_GRACE
+    blocked_loop_warning: Duration = defaults.BLOCKED_LOOP_WARNING
 
 
 class RetrySettings(_Section):

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from novaconsole.engine.lifecycle import Lifecycle
     from novaconsole.engine.polling import Poller
     from novaconsole.engine.reporting import Reporter
+    from novaconsole.engine.retries import RetryTracker
     from novaconsole.engine.slots import SlotRunner
 
 _T = TypeVar("_T")
@@ -95,6 +96,7 @@ class EngineCore:
     failures: Failures
     fleet_sync: FleetSync
     reporter: Reporter
+    retries: RetryTracker
 
     def __init__(
         self,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import anyio
 
+from novaconsole.engine.operator import RetryStatus
 from novaconsole.engine.outcomes import ItemOutcome
 
 
@@ -98,6 +99,25 @@ class ControlChanged(Event):
     what: str
     value: Any
     handler: str | None = None
+    by: str | None = field(default=None, compare=False)
+    """Who changed it here (``None``: followed from the database)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryProgress(Event):
+    """An operator's retry request moved on: ``status.state`` is ``requested``, ``running``,
+    ``succeeded``, ``failed`` or ``not_offered``; ``status.message()`` says it in words."""
+
+    kind: ClassVar[str] = "retry_progress"
+    status: RetryStatus
+
+    @property
+    def handler(self) -> str:
+        return self.status.handler
+
+    @property
+    def item_id(self) -> str:
+        return self.status.item_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,7 @@ class Failures:
             core.reporter.finish(job, status, text, tb)
             return
         core.store.set_item_state(rt.name, job.key, ItemState(job.attempts, dead=True))
+        rt.dead_recorded_now(job.key)  # its failure is the record: no "skipped" row follows
         log.error(
             "%s item %s %s after %d attempts: %s",
             rt.name,

@@ -16,6 +16,7 @@ from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_e
 from novaconsole.engine.events import FetchCompleted, FetchFailed
 from novaconsole.engine.handler import HandlerContext, awaitable_method
 from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.persistence import ItemState
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import HandlerScope, Job, Tracker
 
@@ -124,6 +125,8 @@ class Fetcher:
                 await ctx.aclose()
             return None, []
         rt.fetch_failed = False
+        if core.retries.pending:
+            core.retries.offered(rt, [key for key, _, _ in items], started)
         tracker.report.fetched[rt.name] = len(items)
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:
@@ -206,8 +209,12 @@ class Fetcher:
                         core.queue.force(running)
                 continue
             fresh.append(batched)
+        states = await core.store.item_states(rt.name, [b[0] for b in fresh]) if fresh else {}
+        if states:
+            fresh = self._skip_dead(scope, fresh, states, tracker, forced)
+        else:
+            rt.dead_items = 0
         keys = [batched[0] for batched in fresh]
-        states = await core.store.item_states(rt.name, keys) if fresh else {}
         tokens: Mapping[str, int] | None = None
         if core.coordinator is not None and fresh:
             # Another worker may hold some of these: only what this worker claims is its own.
@@ -224,11 +231,6 @@ class Fetcher:
                 job.forced = True
                 job.trackers.append(tracker)
                 tracker.pending += 1
-            if state is not None and state.dead:
-                core.reporter.finish(
-                    job, OutcomeStatus.SKIPPED, f"out of attempts ({state.attempts})"
-                )
-                continue
             rt.active[key] = job
             jobs.append(job)
         scope.unsettled += len(jobs)
@@ -257,6 +259,49 @@ class Fetcher:
             core.queue.put(job, forced=forced)
             if not core.work.is_set():
                 core.work.set()
+
+    def _skip_dead(
+        self,
+        scope: HandlerScope,
+        fresh: list[Batched],
+        states: Mapping[str, ItemState],
+        tracker: Tracker,
+        forced: bool,
+    ) -> list[Batched]:
+        """Skip the items out of attempts (before any claim: they are not worked on) and
+        return the others. Each dead item is recorded ``skipped`` once, then only counted."""
+        rt = scope.runtime
+        alive: list[Batched] = []
+        dead = 0
+        for batched in fresh:
+            key, item_id, item = batched
+            state = states.get(key)
+            if state is None or not state.dead:
+                alive.append(batched)
+                continue
+            dead += 1
+            recording = rt.dead_recorded_now(key)
+            if not (recording or forced):
+                continue
+            job = Job(item, key, scope, item_id, attempts=state.attempts)
+            if forced:
+                job.forced = True
+                job.trackers.append(tracker)
+                tracker.pending += 1
+            error = f"out of attempts ({state.attempts})"
+            self.core.reporter.finish(job, OutcomeStatus.SKIPPED, error, quiet=not recording)
+        if dead and not rt.dead_items:
+            log.info(
+                "%s: fetch_next returned %d items out of attempts; they are skipped (recorded "
+                "once) until retried: novaconsole retry %s ITEM_ID",
+                rt.name,
+                dead,
+                rt.name,
+                extra=log_extra(rt.name),
+            )
+        rt.dead_items = dead
+        rt.dead_returned += dead
+        return alive
 
     def mark_first_pass(self, job: Job) -> None:
         if job.first_pass_done:

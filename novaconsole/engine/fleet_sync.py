@@ -1,5 +1,9 @@
 """Keeping in step with the database and the fleet: controls saved elsewhere, lease renewal,
-heartbeats, fleet commands and releasing claims at stop."""
+heartbeats, fleet commands, operators' retry requests and releasing claims at stop.
+
+A worker that does not share work (the default on SQLite) still beats and takes commands and
+retry requests through its store's control plane, so that a CLI command in another terminal
+reaches it within a second."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import anyio
 
 from novaconsole.engine.core import EngineCore, log_extra
 from novaconsole.engine.fleet_protocol import Claim, Command, WorkerBeat
+from novaconsole.engine.operator import RetryStatus
 from novaconsole.engine.outcomes import shown_id
 
 log = logging.getLogger("novaconsole.engine")
@@ -19,6 +24,7 @@ class FleetSync:
 
     def __init__(self, core: EngineCore) -> None:
         self.core = core
+        self._refused: set[str] = set()
 
     async def run(self) -> None:
         """Follow controls changed elsewhere; with a coordinator also renew leases, heartbeat
@@ -38,17 +44,20 @@ class FleetSync:
         if not core.stopping:
             core.controls.follow(await core.store.load_controls())
         coordinator = core.coordinator
-        if coordinator is None:
+        plane = getattr(core.store, "control_plane", None)
+        if coordinator is not None:
+            held = [
+                Claim(rt.name, job.key, job.token)
+                for rt in core.runtimes.values()
+                for job in rt.active.values()
+                if job.token is not None and not job.lost
+            ]
+            if held:
+                for claim in await coordinator.renew(core.worker_id, held, lease):
+                    self._lease_lost(claim)
+        beating = coordinator or plane
+        if beating is None:
             return
-        held = [
-            Claim(rt.name, job.key, job.token)
-            for rt in core.runtimes.values()
-            for job in rt.active.values()
-            if job.token is not None and not job.lost
-        ]
-        if held:
-            for claim in await coordinator.renew(core.worker_id, held, lease):
-                self._lease_lost(claim)
         beat = WorkerBeat(
             worker_id=core.worker_id,
             state=core.state,
@@ -56,11 +65,30 @@ class FleetSync:
             processed=sum(core.totals.values()),
             started_at=core.started_at,
         )
-        core.fleet = tuple(await coordinator.beat(beat, lease))
+        fleet = tuple(await beating.beat(beat, lease))
+        # A worker alone (no coordinator) beats so that operators' commands know it is up;
+        # its snapshot lists no fleet.
+        core.fleet = fleet if coordinator is not None else ()
         if core.stopping:
             return
-        for command in await coordinator.take_commands(core.worker_id):
+        for command in await beating.take_commands(core.worker_id):
             self._carry_out(command)
+        if plane is not None and core.is_running:
+            for request in await plane.take_retries(core.worker_id, list(core.runtimes)):
+                assert core.task_group is not None
+                core.task_group.start_soon(self._retry, request)
+
+    async def _retry(self, request: RetryStatus) -> None:
+        try:
+            await self.core.retries.request(request.handler, request.item_id, taken=request)
+        except Exception:
+            log.exception(
+                "retry request %s (%s item %s) failed",
+                request.id,
+                request.handler,
+                request.item_id,
+                extra=log_extra(request.handler, request.item_id),
+            )
 
     def _lease_lost(self, claim: Claim) -> None:
         runtime = self.core.runtimes.get(claim.handler)
@@ -78,16 +106,30 @@ class FleetSync:
     def _carry_out(self, command: Command) -> None:
         core = self.core
         assert core.task_group is not None
-        if command.kind == "run_once":
-            log.info("running one cycle for the fleet (command %d)", command.id)
-            core.task_group.start_soon(self._run_once_quietly)
-        else:
-            log.warning("ignoring unknown fleet command %r", command.kind)
+        if command.kind != "run_once":
+            self._refuse(f"ignoring fleet command {command.id}: unknown kind {command.kind!r}")
+            return
+        handler = command.args.get("handler")
+        unknown = set(command.args) - {"handler"}
+        if unknown or (handler is not None and handler not in core.runtimes):
+            self._refuse(
+                f"ignoring fleet command {command.id} (run_once): bad arguments "
+                f"{dict(command.args)!r}"
+            )
+            return
+        target = f" of {handler}" if handler else ""
+        log.info("running one cycle%s for the fleet (command %d)", target, command.id)
+        core.task_group.start_soon(self._run_once_quietly, handler)
 
-    async def _run_once_quietly(self) -> None:
+    def _refuse(self, message: str) -> None:
+        if message not in self._refused:
+            self._refused.add(message)
+            log.warning("%s", message)
+
+    async def _run_once_quietly(self, handler: str | None = None) -> None:
         core = self.core
         if core.is_running and not core.stopping:
-            await core.poller.run_once()
+            await core.poller.run_once(handler)
 
     async def release_unfinished(self) -> None:
         core = self.core

@@ -11,11 +11,16 @@ import anyio
 
 from novaconsole.engine.core import RECENT, EngineCore, now, wake
 from novaconsole.engine.fleet_protocol import Claim
-from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.loop_watchdog import LoopWatchdog, engine_culprits
+from novaconsole.engine.outcomes import OutcomeStatus, shown_id
 from novaconsole.engine.scheduling import Job
 
 log = logging.getLogger("novaconsole.engine")
 _S = TypeVar("_S")
+
+
+NAMED = 10
+"""Items named in a drain's log lines; the rest are counted."""
 
 
 class Lifecycle:
@@ -23,6 +28,9 @@ class Lifecycle:
 
     def __init__(self, core: EngineCore) -> None:
         self.core = core
+        self.forced = False
+        """``cancel_drain()`` was called: the drain cancels what is left at once."""
+        self._grace: anyio.CancelScope | None = None
 
     @asynccontextmanager
     async def running(self, service: _S, *, poll: bool) -> AsyncIterator[_S]:
@@ -47,6 +55,9 @@ class Lifecycle:
                 group.start_soon(core.fleet_sync.run)
                 if core.writer is not None:
                     group.start_soon(core.writer.run)
+                blocked = core.options.blocked_loop_warning.total_seconds()
+                if blocked > 0:
+                    group.start_soon(LoopWatchdog(blocked, engine_culprits()).run)
                 if poll:
                     group.start_soon(core.poller.run)
                 core.set_state("paused" if core.paused else "running")
@@ -80,6 +91,7 @@ class Lifecycle:
         core.idle = anyio.Event()
         core.drained = None
         core.stopping = False
+        self.forced = False
 
     async def drain(self) -> None:
         core = self.core
@@ -89,7 +101,11 @@ class Lifecycle:
         core.drained = drained = anyio.Event()
         core.stopping = True
         core.set_state("draining")
-        log.info("draining: %d items in flight", core.in_flight)
+        grace = core.options.shutdown_grace.total_seconds()
+        if core.in_flight or core.fetch_scopes:
+            log.info("draining: waiting up to %gs for %s", grace, self._left())
+        else:
+            log.info("draining: nothing in flight")
         wake(core.poll_wake, core.retry_wake, core.work)
         for job in core.queue.remove_all():
             self.abandon(job)
@@ -99,14 +115,16 @@ class Lifecycle:
         core.retry_heap.clear()
         # Fetches and items under way finish (cancelling database work mid-statement can
         # strand connections); whatever is still running after the grace is cancelled.
-        with anyio.move_on_after(core.options.shutdown_grace.total_seconds()):
+        with anyio.move_on_after(grace) as self._grace:
+            if self.forced:
+                self._grace.cancel()
             await self._until_idle()
+        self._grace = None
         if core.in_flight or core.fetch_scopes:
             log.warning(
-                "shutdown grace of %ss over: cancelling %d items in flight and %d fetches",
-                core.options.shutdown_grace.total_seconds(),
-                core.in_flight,
-                len(core.fetch_scopes),
+                "%s: cancelling %s",
+                "force quit" if self.forced else f"shutdown grace of {grace:g}s over",
+                self._left(),
             )
             for scope in list(core.fetch_scopes):
                 scope.cancel()
@@ -114,6 +132,32 @@ class Lifecycle:
                 core.slot_group.cancel_scope.cancel()
             await self._until_idle()
         drained.set()
+
+    def cancel_drain(self) -> bool:
+        """Force quit: end the grace now (or, before the drain, give it none)."""
+        self.forced = True
+        if self._grace is not None:
+            self._grace.cancel()
+        drained = self.core.drained
+        return drained is not None and not drained.is_set()
+
+    def _left(self) -> str:
+        """What the drain waits for, by name: ``3 items (A#17, A#18, B#2) and 1 fetch``."""
+        core = self.core
+        names = [
+            f"{slot.job.scope.runtime.name}#{shown_id(slot.job.item_id)}"
+            for slot in core.slots
+            if slot.job is not None
+        ]
+        names.sort()
+        shown = ", ".join(names[:NAMED])
+        if len(names) > NAMED:
+            shown += f", and {len(names) - NAMED} more"
+        parts = [f"{len(names)} item{'' if len(names) == 1 else 's'} ({shown})"] if names else []
+        if core.fetch_scopes:
+            count = len(core.fetch_scopes)
+            parts.append(f"{count} fetch{'' if count == 1 else 'es'}")
+        return " and ".join(parts) or "nothing"
 
     async def _until_idle(self) -> None:
         core = self.core

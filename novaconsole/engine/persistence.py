@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Protocol
 
+from novaconsole.engine.operator import PauseInfo
 from novaconsole.engine.outcomes import ItemOutcome
 
 
@@ -27,22 +29,59 @@ class ItemState:
 
 @dataclass(slots=True)
 class Controls:
-    """Operator controls set at run time (``None``/absent: as configured, or unchanged)."""
+    """Operator controls set at run time (``None``/absent: as configured, or unchanged).
+
+    ``pause``/``handler_pauses`` say who paused, when, why and until when (absent for a pause
+    written without them); ``by`` is who makes a change (kept in the audit history).
+    """
 
     paused: bool | None = None
     concurrency: int | None = None
     handler_paused: dict[str, bool] = field(default_factory=dict)
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    pause: PauseInfo | None = None
+    handler_pauses: dict[str, PauseInfo] = field(default_factory=dict)
+    by: str | None = None
 
     def updated(self, change: Controls | None) -> Controls:
         """A copy with what ``change`` sets laid over it."""
         change = change or Controls()
+        paused, pause = self.paused, self.pause
+        if change.paused is not None:
+            paused, pause = change.paused, change.pause if change.paused else None
+        pauses = dict(self.handler_pauses)
+        for name, is_paused in change.handler_paused.items():
+            info = change.handler_pauses.get(name) if is_paused else None
+            if info is None:
+                pauses.pop(name, None)
+            else:
+                pauses[name] = info
         return Controls(
-            change.paused if change.paused is not None else self.paused,
+            paused,
             change.concurrency if change.concurrency is not None else self.concurrency,
             {**self.handler_paused, **change.handler_paused},
             {**self.batch_sizes, **change.batch_sizes},
+            pause,
+            pauses,
         )
+
+    def effective(self, now: datetime) -> Controls:
+        """A copy in which every pause whose expiry is past (``now``: the database clock) is
+        resumed."""
+        expired = [name for name, info in self.handler_pauses.items() if info.expired(now)]
+        if not expired and not (self.pause is not None and self.pause.expired(now)):
+            return self
+        result = replace(
+            self,
+            handler_paused=dict(self.handler_paused),
+            handler_pauses=dict(self.handler_pauses),
+        )
+        if self.pause is not None and self.pause.expired(now):
+            result.paused, result.pause = False, None
+        for name in expired:
+            result.handler_paused[name] = False
+            del result.handler_pauses[name]
+        return result
 
 
 class StateStore(Protocol):
@@ -133,7 +172,7 @@ class MemoryStateStore:
         return self._items.pop((handler, item_id), None) is not None
 
     async def load_controls(self) -> Controls:
-        return self._controls.updated(None)
+        return self._controls.updated(None).effective(datetime.now(UTC))
 
     def save_controls(self, change: Controls) -> None:
         self._controls = self._controls.updated(change)

@@ -86,12 +86,18 @@ class Poller:
         core.hub.publish(CycleFinished(report.cycle, report.duration, items))
         log.debug("cycle %d done in %.3fs: %d items", report.cycle, report.duration, items)
 
-    async def run_once(self) -> CycleReport:
+    async def run_once(self, handler: str | None = None) -> CycleReport:
         core = self.core
         if not core.is_running or core.stopping:
             raise RuntimeError("run_once() needs a running service: use `async with running()`")
+        if handler is not None:
+            core.runtime(handler)  # KeyError naming the handlers there are
         core.cycles += 1
-        runtimes = [rt for rt in core.runtimes.values() if rt.enabled and not rt.paused]
+        runtimes = [
+            rt
+            for rt in core.runtimes.values()
+            if rt.enabled and (rt.name == handler or (handler is None and not rt.paused))
+        ]
         tracker = Tracker(CycleReport(cycle=core.cycles, started_at=now()))
         tracker.fetching = len(runtimes)
         core.hub.publish(CycleStarted(core.cycles, tuple(rt.name for rt in runtimes)))

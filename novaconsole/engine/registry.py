@@ -34,6 +34,8 @@ class ProcessingOptions:
     fetch_timeout: timedelta = defaults.FETCH_TIMEOUT
     lease_duration: timedelta = defaults.LEASE_DURATION
     shutdown_grace: timedelta = defaults.SHUTDOWN_GRACE
+    blocked_loop_warning: timedelta = defaults.BLOCKED_LOOP_WARNING
+    """Warn when the event loop has not run for this long (a blocking handler); 0: never."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,13 @@ class Reporter:
         status: OutcomeStatus,
         error: str | None,
         tb: str | None = None,
+        *,
+        quiet: bool = False,
     ) -> None:
-        """Record an item's final outcome and release everything it held."""
+        """Record an item's final outcome and release everything it held.
+
+        ``quiet``: a skip already recorded; only the ``run_once()`` reports waiting for the
+        item hear of it (no row, event or counter)."""
         core = self.core
         rt = job.scope.runtime
         finished_at = now()
@@ -47,6 +52,9 @@ class Reporter:
             wait=max(job.wait, 0.0),
             token=job.token,
         )
+        if quiet:
+            self._tell_trackers(job, outcome)
+            return
         if status is OutcomeStatus.SUCCEEDED:
             rt.succeeded += 1
             core.totals["succeeded"] += 1
@@ -81,14 +89,18 @@ class Reporter:
             core.hub.publish(ItemFinished(outcome))
         if core.observers:
             observing.item_finished(core.observers, outcome)
-        for tracker in job.trackers:
-            tracker.report.outcomes.append(outcome)
-            tracker.pending -= 1
-            tracker.settle()
+        self._tell_trackers(job, outcome)
         if rt.active.get(job.key) is job:
             del rt.active[job.key]
         if status is not OutcomeStatus.SKIPPED:
             core.fetcher.settle_scope(job)
+
+    @staticmethod
+    def _tell_trackers(job: Job, outcome: ItemOutcome) -> None:
+        for tracker in job.trackers:
+            tracker.report.outcomes.append(outcome)
+            tracker.pending -= 1
+            tracker.settle()
 
     def snapshot(self) -> Snapshot:
         core = self.core
@@ -117,6 +129,7 @@ class Reporter:
             database=core.database_display,
             worker_id=core.worker_id,
             workers=core.fleet,
+            pause=core.controls.pause if core.paused else None,
         )
 
     def _handler_view(self, rt: HandlerRuntime, at: float) -> HandlerView:
@@ -139,4 +152,7 @@ class Reporter:
             last_run=rt.last_run,
             next_poll_in=max(0.0, rt.next_due - at) if schedulable else None,
             failing=rt.fetch_failed or rt.last_outcome_failed,
+            dead_items=rt.dead_items,
+            dead_returned=rt.dead_returned,
+            pause=self.core.controls.handler_pauses.get(rt.name) if rt.paused else None,
         )

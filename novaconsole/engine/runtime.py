@@ -9,6 +9,9 @@ from datetime import datetime, timedelta
 from novaconsole.engine.registry import HandlerRegistration
 from novaconsole.engine.scheduling import HandlerScope, Job
 
+DEAD_REMEMBERED = 10_000
+"""Dead items per handler whose skip is known to be recorded (beyond: recorded again)."""
+
 
 @dataclass(eq=False, slots=True)
 class HandlerRuntime:
@@ -31,6 +34,13 @@ class HandlerRuntime:
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0
+    dead_items: int = 0
+    """Items out of attempts that the latest fetch returned (skipped, not processed)."""
+    dead_returned: int = 0
+    """How often fetches returned an item out of attempts since the service started."""
+    dead_recorded: dict[str, None] = field(default_factory=dict)
+    """Keys of dead items whose ``skipped`` (or final failure) is recorded by this process:
+    not recorded again each time the source returns them (oldest forgotten past a bound)."""
     last_error: str | None = None
     last_run: datetime | None = None
     fetch_failed: bool = False
@@ -40,6 +50,15 @@ class HandlerRuntime:
     next_due: float = 0.0
     surplus_warned: bool = False
     """``fetch_next`` returned more than asked once: said once, not on every fetch."""
+
+    def dead_recorded_now(self, key: str) -> bool:
+        """Remember that the death of ``key`` is recorded; False if it already was."""
+        if key in self.dead_recorded:
+            return False
+        self.dead_recorded[key] = None
+        if len(self.dead_recorded) > DEAD_REMEMBERED:
+            del self.dead_recorded[next(iter(self.dead_recorded))]
+        return True
 
     @property
     def name(self) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from novaconsole.engine.controls import OperatorControls
+from novaconsole.engine.controls import OperatorControls, Until
 from novaconsole.engine.core import EngineCore
 from novaconsole.engine.events import EventSubscription
 from novaconsole.engine.failures import Failures
@@ -24,11 +24,13 @@ from novaconsole.engine.fleet_sync import FleetSync
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.lifecycle import Lifecycle
 from novaconsole.engine.observers import Observer
+from novaconsole.engine.operator import AuditEntry, RetryStatus
 from novaconsole.engine.outcomes import CycleReport, ItemOutcome
 from novaconsole.engine.persistence import StateStore
 from novaconsole.engine.polling import Poller
 from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
 from novaconsole.engine.reporting import Reporter
+from novaconsole.engine.retries import RetryTracker
 from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.slots import SlotRunner
 from novaconsole.engine.snapshot import Snapshot
@@ -70,6 +72,7 @@ class ProcessingService:
         core.failures = Failures(core)
         core.fleet_sync = FleetSync(core)
         core.reporter = Reporter(core)
+        core.retries = RetryTracker(core)
         self._core = core
         self.options = options
         self.retry = retry
@@ -100,40 +103,87 @@ class ProcessingService:
         """
         await self._core.lifecycle.drain()
 
-    async def run_once(self) -> CycleReport:
+    def cancel_drain(self) -> bool:
+        """Force quit: cancel at once what the drain still waits for.
+
+        The items in flight are cancelled (recorded ``cancelled``; they stay pending at their
+        source) and the drain ends without waiting for the rest of ``shutdown_grace``. Called
+        before a drain has begun, the next drain gets no grace. True if a drain was under way.
+        """
+        return self._core.lifecycle.cancel_drain()
+
+    async def run_once(self, *, handler: str | None = None) -> CycleReport:
         """Run one cycle now, even while paused; return when every fetched item is final.
 
-        Handlers paused one by one and disabled handlers are left out.
+        Handlers paused one by one and disabled handlers are left out; with ``handler``, only
+        that one runs (even if it is paused).
         """
-        return await self._core.poller.run_once()
+        return await self._core.poller.run_once(handler)
 
     # ------------------------------------------------------------------ controls
+    # ``by`` names who makes a change (``console@host``, ``cli@host``; default: this worker's
+    # id); it is kept in the audit history with the time and the old and new value.
 
-    def pause(self) -> None:
-        """Stop fetching and starting items (in-flight items finish). ``run_once`` still works."""
-        self._core.controls.set_paused(True)
+    def pause(
+        self, *, reason: str | None = None, until: Until = None, by: str | None = None
+    ) -> None:
+        """Stop fetching and starting items (in-flight items finish). ``run_once`` still works.
 
-    def resume(self) -> None:
-        self._core.controls.set_paused(False)
+        ``reason`` is shown with the pause; ``until`` (a moment, or a duration from now) is
+        when it resumes by itself, on every worker sharing the database."""
+        self._core.controls.set_paused(True, reason=reason, until=until, by=by)
 
-    def pause_handler(self, name: str) -> None:
-        """Stop fetching and starting items of one handler."""
-        self._core.controls.set_handler_paused(name, True)
+    def resume(self, *, by: str | None = None) -> None:
+        self._core.controls.set_paused(False, by=by)
 
-    def resume_handler(self, name: str) -> None:
-        self._core.controls.set_handler_paused(name, False)
+    def pause_handler(
+        self, name: str, *, reason: str | None = None, until: Until = None, by: str | None = None
+    ) -> None:
+        """Stop fetching and starting items of one handler (``reason``/``until``: as
+        :meth:`pause`)."""
+        self._core.controls.set_handler_paused(name, True, reason=reason, until=until, by=by)
 
-    def set_batch_size(self, name: str, size: int) -> None:
-        """Items asked of the handler per fetch, from its next fetch on."""
-        self._core.controls.set_batch_size(name, size)
+    def resume_handler(self, name: str, *, by: str | None = None) -> None:
+        self._core.controls.set_handler_paused(name, False, by=by)
 
-    def set_concurrency(self, workers: int) -> None:
-        """How many items are processed at once; takes effect immediately."""
-        self._core.controls.set_concurrency(workers)
+    def set_batch_size(self, name: str, size: int, *, by: str | None = None) -> None:
+        """Items asked of the handler per fetch, from its next fetch on (1 to
+        :data:`~novaconsole.engine.operator.MAX_BATCH_SIZE`)."""
+        self._core.controls.set_batch_size(name, size, by=by)
 
-    async def retry_item(self, handler: str, item_id: Any) -> bool:
-        """Forget an item's attempts so that its next fetch processes it again."""
-        return await self._core.controls.retry_item(handler, item_id)
+    def set_concurrency(self, workers: int, *, by: str | None = None) -> None:
+        """How many items are processed at once (1 to
+        :data:`~novaconsole.engine.operator.MAX_CONCURRENCY`); takes effect immediately."""
+        self._core.controls.set_concurrency(workers, by=by)
+
+    async def retry_item(self, handler: str, item_id: Any, *, by: str | None = None) -> bool:
+        """Retry an item: see :meth:`request_retry`; False when there is nothing to retry."""
+        return await self.request_retry(handler, item_id, by=by) is not None
+
+    async def request_retry(
+        self, handler: str, item_id: Any, *, by: str | None = None
+    ) -> RetryStatus | None:
+        """Forget the item's attempts, ask its handler to reopen it at its source (its
+        optional ``reopen`` hook) and make the handler due now; then follow it: the returned
+        status (and :meth:`retry_status`, and ``RetryProgress`` events) goes from
+        ``requested`` to ``running`` and ``succeeded``/``failed``, or to ``not_offered`` when
+        its source no longer returns it. ``None``: nothing to retry (no attempts remembered,
+        no reopen hook). On a stopped service it is saved and carried out at the next start."""
+        return await self._core.retries.request(handler, item_id, by=by)
+
+    def retry_status(self, handler: str, item_id: Any) -> RetryStatus | None:
+        """The latest retry request of this item made or taken by this service."""
+        return self._core.retries.status(handler, item_id)
+
+    async def audit(self, limit: int = 50) -> list[AuditEntry]:
+        """Who changed which control, when, old → new; oldest first (the fleet's, from the
+        database, when there is one)."""
+        return await self._core.controls.audit(limit)
+
+    def paused_lines(self) -> list[str]:
+        """What is paused, one line each: "PhysicalDeletion paused by cli@ops1 12 min ago:
+        db maintenance; resumes at 14:00" (empty when nothing is)."""
+        return self._core.controls.paused_lines()
 
     # ------------------------------------------------------------------ observing
 

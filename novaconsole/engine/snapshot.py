@@ -8,6 +8,7 @@ from datetime import datetime
 
 from novaconsole.engine.fleet_protocol import WorkerView
 from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.operator import PauseInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,13 @@ class HandlerView:
     next_poll_in: float | None = None
     failing: bool = False
     """The last fetch failed, or the last final outcome was a failure."""
+    dead_items: int = 0
+    """Items out of attempts in the latest fetch: skipped until an operator retries them."""
+    dead_returned: int = 0
+    """How often ``fetch_next`` returned an item out of attempts since the start (each one
+    is recorded ``skipped`` once, not on every poll)."""
+    pause: PauseInfo | None = None
+    """While paused: by whom, when, why and until when (``None`` if not known)."""
 
     @property
     def state(self) -> str:
@@ -93,6 +101,8 @@ class Snapshot:
     worker_id: str = ""
     workers: tuple[WorkerView, ...] = ()
     """Every worker sharing the database (empty when this one works alone)."""
+    pause: PauseInfo | None = None
+    """While everything is paused: by whom, when, why and until when."""
 
     @property
     def totals(self) -> dict[str, int]:

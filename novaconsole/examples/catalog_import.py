@@ -211,6 +211,22 @@ class CatalogImportHandler:
         """After the last attempt: the batch stays failed, with the last error as its reason."""
         await self._finish_failed(item.id, str(error) or type(error).__name__)
 
+    async def reopen(self, item_id: str) -> bool:
+        """An operator's retry: queue a failed batch again (its counts and error are kept
+        until it runs). False if it is not failed (completed, queued already, or gone)."""
+        async with self.ctx.session() as session, session.begin():
+            reopened = await session.execute(
+                update(StagingBatch)
+                .where(
+                    StagingBatch.id == _batch_id(item_id),
+                    StagingBatch.status == BatchStatus.FAILED.value,
+                )
+                .values(status=BatchStatus.QUEUED.value)
+                .returning(StagingBatch.id)
+                .execution_options(synchronize_session=False)
+            )
+            return reopened.first() is not None
+
     async def _start(self, item: QueuedBatch) -> bool:
         async with self.ctx.session() as session, session.begin():
             started = await session.execute(
@@ -399,3 +415,11 @@ def _upsert_statement(dialect: str, rows: list[dict[str, Any]]) -> Executable:
             where=or_(*(table.c[n].is_distinct_from(pg.excluded[n]) for n in compared)),
         ).returning(table.c.isrc)
     raise RuntimeError(f"the catalogue upsert is not written for {dialect!r} databases")
+
+
+def _batch_id(item_id: str) -> int:
+    """A batch id given as text (an operator's retry), or -1 (no batch) if it is none."""
+    try:
+        return int(item_id)
+    except ValueError:
+        return -1

@@ -146,6 +146,22 @@ class NotificationExportHandler:
         )
         self.ctx.log.warning("Gave up on notification %s: %s", item.id, error)
 
+    async def reopen(self, item_id: str) -> bool:
+        """An operator's retry: put a failed notification back in the outbox. False if it is
+        not failed (sent, pending already, or gone)."""
+        async with self.ctx.session() as session, session.begin():
+            reopened = await session.execute(
+                update(Notification)
+                .where(
+                    Notification.id == item_id,
+                    Notification.status == NotificationStatus.FAILED.value,
+                )
+                .values(status=NotificationStatus.PENDING.value)
+                .returning(Notification.id)
+                .execution_options(synchronize_session=False)
+            )
+            return reopened.first() is not None
+
     async def _post(self, item: PendingNotification) -> None:
         url = self.options.webhook_url
         assert url is not None  # checked by the options

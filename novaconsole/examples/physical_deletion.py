@@ -83,6 +83,19 @@ class PhysicalDeletionHandler:
             self.ctx.log.debug("%d track(s) due for physical deletion", len(tracks))
         return tracks
 
+    async def reopen(self, item_id: str) -> bool:
+        """An operator's retry: a failed deletion leaves its track due (nothing to undo), so
+        this only tells whether the track is still there to be deleted."""
+        try:
+            track_id = int(item_id)
+        except ValueError:
+            return False
+        async with self.ctx.session() as session:
+            found = await session.scalar(
+                select(Track.id).where(Track.id == track_id, Track.status.in_(_DUE_STATUSES))
+            )
+            return found is not None
+
     async def process(self, item: DueTrack) -> None:
         """Claim the track, delete its objects, then its row. Safe to repeat."""
         async with self.ctx.session() as session, session.begin():

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from novaconsole.engine.fleet_protocol import Command, WorkerBeat, WorkerView
+from novaconsole.engine.operator import check_batch_size, check_concurrency
 from novaconsole.engine.persistence import Controls
 from novaconsole.store.clock import on_postgresql, sql_now
 from novaconsole.store.models import (
@@ -32,7 +33,8 @@ from novaconsole.store.models import (
 )
 
 COMMAND_KINDS = frozenset({"run_once"})
-"""Commands a worker carries out; anything else is refused when it is issued."""
+"""Commands a worker carries out (``run_once``, optionally ``{"handler": name}``); anything
+else is refused when it is issued, and by the worker that reads it."""
 COMMAND_TTL = timedelta(minutes=1)
 """A command no worker took within this long is not carried out any more (no stale run-once
 when a worker starts much later)."""
@@ -147,18 +149,27 @@ def validate_command(kind: str, args: Mapping[str, Any] | None = None) -> dict[s
     if kind not in COMMAND_KINDS:
         known = ", ".join(sorted(COMMAND_KINDS))
         raise ValueError(f"unknown fleet command {kind!r} (known: {known})")
+    args = dict(args or {})
+    handler = args.pop("handler", None)
     if args:
-        raise ValueError(f"fleet command {kind!r} takes no arguments, got {sorted(args)}")
-    return {}
+        raise ValueError(f"fleet command {kind!r} takes only a handler, got {sorted(args)}")
+    if handler is None:
+        return {}
+    if not isinstance(handler, str) or not handler:
+        raise ValueError(f"fleet command {kind!r}: handler must be a name, got {handler!r}")
+    return {"handler": handler}
 
 
 def check_controls(concurrency: int | None, batch_sizes: Mapping[str, int] | None) -> None:
-    """``ValueError`` for a concurrency or a batch size below 1."""
-    if concurrency is not None and concurrency < 1:
-        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    """``ValueError`` for a concurrency or a batch size outside what a control may set
+    (:mod:`novaconsole.engine.operator`)."""
+    if concurrency is not None:
+        check_concurrency(concurrency)
     for name, size in (batch_sizes or {}).items():
-        if size < 1:
-            raise ValueError(f"batch size of {name} must be at least 1, got {size}")
+        try:
+            check_batch_size(size)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
 
 
 async def insert_command(

@@ -210,3 +210,49 @@ commands = Table(
     Index("ix_novaconsole_commands_taken_by", "taken_by"),
 )
 """Fleet commands (``run_once``), each taken by exactly one worker."""
+
+REASON_LENGTH = 500
+
+pauses = Table(
+    "novaconsole_pauses",
+    metadata,
+    Column("scope", String(20), primary_key=True),
+    Column("name", String(HANDLER_LENGTH), primary_key=True),
+    Column("paused_by", String(WORKER_ID_LENGTH)),
+    Column("paused_at", UtcDateTime()),
+    Column("reason", String(REASON_LENGTH)),
+    Column("resumes_at", UtcDateTime()),
+)
+"""Who paused a ``novaconsole_controls`` row (same scope and name), when, why and until when
+(database clock; ``NULL``: until resumed by hand). Deleted when it is resumed."""
+
+audit = Table(
+    "novaconsole_audit",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("by", String(WORKER_ID_LENGTH), nullable=False),
+    Column("what", String(50), nullable=False),
+    Column("handler", String(HANDLER_LENGTH)),
+    Column("old", String(200)),
+    Column("new", String(200)),
+    Column("detail", String(REASON_LENGTH)),
+)
+"""Who changed which control, when, from what to what (the latest few hundred are kept)."""
+
+retries = Table(
+    "novaconsole_retries",
+    metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("handler", String(HANDLER_LENGTH), nullable=False),
+    Column("item_id", String(ITEM_ID_LENGTH), nullable=False),
+    Column("requested_by", String(WORKER_ID_LENGTH), nullable=False),
+    Column("requested_at", UtcDateTime(), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("detail", String(REASON_LENGTH)),
+    Column("taken_by", String(WORKER_ID_LENGTH)),
+    Column("updated_at", UtcDateTime()),
+    Index("ix_novaconsole_retries_taken_by", "taken_by"),
+)
+"""Operator retry requests and what became of them (see
+:data:`novaconsole.engine.operator.RETRY_STATES`); taken by one worker each."""

@@ -46,6 +46,8 @@ from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
 from novaconsole.store import claims as claim_sql
+from novaconsole.store import control_plane as plane_sql
+from novaconsole.store.control_plane import SqlControlPlane
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
     OPEN_ERRORS,
@@ -57,7 +59,6 @@ from novaconsole.store.database import (
     sync_sqlite_engine,
     uncancelled,
 )
-from novaconsole.store.fleet import read_controls, write_controls
 from novaconsole.store.models import (
     item_states,
     results,
@@ -145,8 +146,8 @@ class SqlStore:
         self._outcomes = OutcomeBuffer(buffer_capacity, flush_at, wake=self._wake_writer)
         self._states: dict[StateKey, ItemState | None] = {}
         self._writing_states: dict[StateKey, ItemState | None] = {}
-        self._controls: Controls | None = None
-        self._writing_controls: Controls | None = None
+        self._controls: list[Controls] = []
+        self._writing_controls: list[Controls] = []
         self._states_in_db = True
         """False while the item-state table is known to be empty: lookups skip the database."""
         self._states_generation = 0
@@ -172,6 +173,12 @@ class SqlStore:
             self.engine.dialect.name, claimed=self.coordinator is not None
         )
         """What ``ctx.unclaimed()`` adds to a handler's select (claims only when shared)."""
+        self.control_plane = SqlControlPlane(
+            self.engine,
+            lock=self._lock if self.engine.dialect.name == "sqlite" else None,
+            worker_id=lambda: self.worker_id,
+        )
+        """Audit, retry requests, and commands and heartbeats when no coordinator takes them."""
 
     def _set_worker(self, worker_id: str) -> None:
         self.worker_id = worker_id
@@ -252,6 +259,8 @@ class SqlStore:
                 await self.flush()
                 if self.coordinator is not None:
                     await self.coordinator.stop()
+                else:
+                    await self.control_plane.stop()
         except OPEN_ERRORS as error:
             log.error(
                 "cannot write to database %s (%s): %d outcomes and %d item states are lost",
@@ -279,8 +288,8 @@ class SqlStore:
         self._states[(handler, item_id)] = state
 
     def save_controls(self, change: Controls) -> None:
-        """Persist the controls, in the next batch."""
-        self._controls = (self._controls or Controls()).updated(change)
+        """Persist the controls, in the next batch (each change audited, in order)."""
+        self._controls.append(change)
 
     async def forget_item(self, handler: str, item_id: str) -> bool:
         """Forget an item's attempts now. True if it had any."""
@@ -302,8 +311,8 @@ class SqlStore:
             async with self._lock:
                 batch = self._outcomes.take(self.batch_rows)
                 states, self._states = self._states, {}
-                saved, self._controls = self._controls, None
-                if not batch and not states and saved is None:
+                saved, self._controls = self._controls, []
+                if not batch and not states and not saved:
                     return written
                 self._writing_states, self._writing_controls = states, saved
                 if any(state is not None for state in states.values()):
@@ -315,11 +324,10 @@ class SqlStore:
                 except BaseException:
                     self._outcomes.put_back(batch)
                     self._states = {**states, **self._states}
-                    if saved is not None:  # not written: keep it under newer changes
-                        self._controls = saved.updated(self._controls)
+                    self._controls = saved + self._controls  # not written: keep the order
                     raise
                 finally:
-                    self._writing_states, self._writing_controls = {}, None
+                    self._writing_states, self._writing_controls = {}, []
                     self._writing_batch = []
             if rejected:
                 self._rejected(rejected)
@@ -407,7 +415,7 @@ class SqlStore:
         self,
         batch: list[ItemOutcome],
         states: dict[StateKey, ItemState | None],
-        saved: Controls | None,
+        saved: list[Controls],
     ) -> list[ItemOutcome]:
         fenced = self.coordinator is not None
         worker_id = self.worker_id
@@ -458,15 +466,25 @@ class SqlStore:
         return found
 
     async def load_controls(self) -> Controls:
-        """The persisted controls, with the changes saved and not yet written laid over them
-        (a change made by another process shows once it is in the database)."""
+        """The persisted controls (validated, see :mod:`novaconsole.store.control_plane`), with
+        the changes saved and not yet written laid over them, and every pause whose expiry is
+        past on the database clock resumed (a change made by another process shows once it is
+        in the database)."""
 
-        async def read() -> Controls:
+        async def read() -> tuple[Controls, datetime]:
             async with self._reader.connect() as connection:
-                return await read_controls(connection)
+                stored = await plane_sql.read_controls(connection)
+                expiring = stored.pause is not None or stored.handler_pauses
+                # The database clock only matters for a pause that may expire.
+                now = await plane_sql.database_now(connection) if expiring else datetime.now(UTC)
+                return stored, now
 
-        loaded = await uncancelled(read)
-        return loaded.updated(self._writing_controls).updated(self._controls)
+        loaded, now = await uncancelled(read)
+        if loaded.effective(now) is not loaded:
+            await self.control_plane.expire_pauses()
+        for change in (*self._writing_controls, *self._controls):
+            loaded = loaded.updated(change)
+        return loaded.effective(now)
 
     async def recent_outcomes(self, limit: int = 200) -> list[ItemOutcome]:
         """The latest ``limit`` outcomes, oldest first, buffered ones included."""
@@ -500,7 +518,7 @@ async def _write(
     connection: AsyncConnection,
     batch: list[ItemOutcome],
     states: dict[StateKey, ItemState | None],
-    saved: Controls | None,
+    saved: list[Controls],
     fenced: bool,
     worker_id: str,
 ) -> list[ItemOutcome]:
@@ -533,14 +551,8 @@ async def _write(
         ]
         if rows:
             await connection.execute(item_states.insert(), rows)
-    if saved is not None:
-        await write_controls(
-            connection,
-            paused=saved.paused,
-            concurrency=saved.concurrency,
-            handler_paused=saved.handler_paused,
-            batch_sizes=saved.batch_sizes,
-        )
+    for change in saved:
+        await plane_sql.save_change(connection, change, change.by or worker_id)
     return rejected
 
 

@@ -94,8 +94,13 @@ def test_retry_lets_a_dead_item_run_again(project, cli):
     db = ("--db", run_one_cycle(project, cli).db_url)
     result = cli.run("retry", "Toy", "1", *db)
     assert result.returncode == 0, result.stderr
-    assert "Toy 1" in result.stdout
-    assert cli.run("retry", "Toy", "1", *db).returncode == 1  # nothing left to forget
+    assert result.stdout.splitlines() == [
+        "Toy 1: retry requested",
+        "Toy 1: saved; runs at next start",
+    ]
+    never_failed = cli.run("retry", "Toy", "0", *db)
+    assert never_failed.returncode == 2  # nothing to retry: one line
+    assert "Toy 0: no failed result or attempts remembered" in never_failed.stderr
 
     again = cli.run("--no-ui", "--once", *db)
     assert again.returncode == 1  # tried again (not skipped as a dead item), and failed again
@@ -104,8 +109,8 @@ def test_retry_lets_a_dead_item_run_again(project, cli):
 
 def test_retry_of_unknown_handler_says_so(ran_once, shared_cli):
     result = shared_cli.run("retry", "Nope", "1", "--db", ran_once.db_url)
-    assert result.returncode == 1
-    assert "no handler 'Nope'" in result.stderr
+    assert result.returncode == 2
+    assert "no handler named 'Nope' (registered: Toy, Quiet)" in result.stderr
 
 
 def test_results_of_a_database_not_yet_created(project, cli):

@@ -9,8 +9,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.cli.conftest import Cli, Project
+from novaconsole.store.schema import head
 from tests.cli.test_bad_config import assert_config_error
+from tests.cli.test_headless import toy_config
+from tests.clirun import Cli, Project
 from tests.postgres import throwaway_database
 from tests.store.test_schema import make_legacy
 
@@ -40,15 +42,17 @@ def test_current_upgrade_and_sql_on_a_version_1_sqlite_file(project: Project, cl
     assert described == {
         "database": project.db_url,
         "revision": "0001",
-        "head": "0002",
+        "head": head(),
         "status": "older",
         "legacy": True,
     }
     assert "ALTER TABLE novaconsole_results ADD COLUMN worker_id" in sql.stdout
     assert "INSERT INTO novaconsole_alembic_version (version_num) VALUES ('0001')" in sql.stdout
-    assert upgraded.stdout == f"{project.db_url}: upgraded from revision 0001 to revision 0002\n"
-    assert again.stdout == f"{project.db_url}: already at revision 0002, the latest\n"
-    assert (after["revision"], after["status"]) == ("0002", "current")
+    assert (
+        upgraded.stdout == f"{project.db_url}: upgraded from revision 0001 to revision {head()}\n"
+    )
+    assert again.stdout == f"{project.db_url}: already at revision {head()}, the latest\n"
+    assert (after["revision"], after["status"]) == (head(), "current")
     assert (nothing.returncode, nothing.stdout) == (0, "")
     assert "nothing to apply" in nothing.stderr
 
@@ -62,6 +66,7 @@ def test_sql_from_an_empty_database_needs_no_connection(project: Project, cli: C
 
 def test_a_worker_upgrades_an_older_sqlite_file_by_default(project: Project, cli: Cli) -> None:
     _version_1(project)
+    project.write_config(toy_config(options="count = 1"))
     result = cli.run("--no-ui", "--once", "--db", project.db_url)
     assert result.returncode == 0, result.stderr
     current = json.loads(cli.run("db", "current", "--json", "--db", project.db_url).stdout)
@@ -75,6 +80,7 @@ def test_a_worker_refuses_an_older_postgresql_schema_in_one_line(
     async def scenario() -> None:
         async with throwaway_database("novaconsole_cli_db") as url:
             await make_legacy(url, "postgresql", 1)
+            project.write_config(toy_config(options="count = 1"))
             refused = cli.run("--no-ui", "--once", "--db", url)
             attach = cli.run("db", "current", "--db", url)
             upgraded = cli.run("db", "upgrade", "--db", url)

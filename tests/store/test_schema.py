@@ -193,13 +193,12 @@ async def test_auto_upgrade_is_off_by_default_on_postgresql(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_a_version_2_database_is_adopted_even_without_auto_upgrade(
-    backend: str, tmp_path: Path
-) -> None:
+async def test_a_version_2_database_is_adopted_then_upgraded(backend: str, tmp_path: Path) -> None:
     async with database(backend, tmp_path) as url:
         await make_legacy(url, backend, 2)
-        store = open_store(url, auto_upgrade=False)
-        await store.open()  # its tables are this novaconsole's: only the stamp is missing
+        assert await state_of(url) == SchemaState("0002", head(), legacy=True)
+        store = open_store(url, auto_upgrade=True)  # 0003 adds the control plane's tables
+        await store.open()
         await store.close()
         assert (await state_of(url)).status == "current"
 

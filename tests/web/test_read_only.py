@@ -60,7 +60,7 @@ async def test_every_control_call_is_refused(
         before.cycles,
     )
     assert after.handlers["A"] == before.handlers["A"]
-    assert source.fetches == []  # no cycle ran
+    assert source.fetch_sizes == []  # no cycle ran
 
 
 async def test_the_console_offers_no_change_and_says_read_only() -> None:
