@@ -32,11 +32,15 @@ class Fetcher:
     async def fetch_into_queue(self, rt: HandlerRuntime, tracker: Tracker, forced: bool) -> None:
         """Fetch one batch from a handler and queue its new items, waiting for room."""
         scope: HandlerScope | None = None
+        fetch_started: float | None = None
         try:
             if self.core.stopping:
                 return  # started just as the drain began: fetch nothing
+            rt.fetching += 1
+            fetch_started = monotonic()
             fetched_at = await self._coordination_clock()
             scope, items = await self._fetch(rt, tracker)
+            items = self._not_finished_since(rt, items, fetch_started)
             if scope is not None:
                 scope.background = not forced
                 try:
@@ -46,6 +50,10 @@ class Fetcher:
                     await self.close_scope(scope)
                     scope = None
         finally:
+            if fetch_started is not None:
+                rt.fetching -= 1
+                if not rt.fetching:
+                    rt.finished_during_fetch.clear()
             tracker.fetching -= 1
             tracker.settle()
             if not forced:
@@ -147,6 +155,18 @@ class Fetcher:
         )
         rt.scopes.add(scope)
         return scope, items
+
+    @staticmethod
+    def _not_finished_since(
+        rt: HandlerRuntime, items: list[Batched], started: float
+    ) -> list[Batched]:
+        """``items`` without those that finished here after the fetch started: it may have
+        read them before their writes committed (the claims' ``fetched_at`` rule, kept by
+        this worker for itself; with claims the store refuses them too)."""
+        finished = rt.finished_during_fetch
+        if not finished:
+            return items
+        return [b for b in items if finished.get(b[0], -1.0) < started]
 
     def _fetch_failed(
         self, rt: HandlerRuntime, tracker: Tracker, error: str, failure: BaseException | None

@@ -48,6 +48,11 @@ class HandlerRuntime:
     busy: bool = False
     """A poll-loop fetch or its first pass is under way: not due again until it settles."""
     next_due: float = 0.0
+    fetching: int = 0
+    """Fetches of this handler under way (poll loop and ``run_once()``)."""
+    finished_during_fetch: dict[str, float] = field(default_factory=dict)
+    """When items finished while a fetch was under way: that fetch may have read them before
+    their writes committed, so it must not take them again (cleared when no fetch runs)."""
     surplus_warned: bool = False
     """``fetch_next`` returned more than asked once: said once, not on every fetch."""
 
