@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only B1,B3] [--repeat N]``: print one table."""
+"""``python -m benchmarks [--quick] [--only B1,B3] [--repeat N] [--peers]``: print one table."""
 
 from __future__ import annotations
 
@@ -20,16 +20,22 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks", description="novaconsole benchmarks (issue 7): one table."
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
-    parser.add_argument("--only", default=",".join(NAMES), help="e.g. B1,B5 (default: all)")
+    parser.add_argument("--only", help="e.g. B1,B5 (default: all; with --peers: none)")
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also the no-op and drain workloads through huey and dramatiq, where installed",
+    )
     parser.add_argument("--repeat", type=int, help="interleaved rounds per comparison")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.repeat:
         sizes = replace(sizes, repeat=args.repeat)
-    only = [name.strip().upper() for name in args.only.split(",") if name.strip()]
+    chosen = args.only if args.only is not None else ("" if args.peers else ",".join(NAMES))
+    only = [name.strip().upper() for name in chosen.split(",") if name.strip()]
     logging.basicConfig(level=logging.WARNING)
     started = perf_counter()
-    rows = run_all(sizes, only)
+    rows = run_all(sizes, only, with_peers=args.peers)
     print(render(rows))
     print(
         f"\n{'quick' if args.quick else 'full'} run, {sizes.repeat} rounds, "

@@ -8,25 +8,42 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks import b1_overhead, b2_sqlite, b3_latency, b4_memory, b5_console, b6_startup
+from benchmarks import (
+    b1_overhead,
+    b2_sqlite,
+    b3_latency,
+    b4_memory,
+    b5_console,
+    b6_startup,
+    b7_fleet,
+    peers,
+)
 from benchmarks.measure import progress
 from benchmarks.report import Row
 from benchmarks.sizes import Sizes
 
-NAMES = ("B1", "B2", "B3", "B4", "B5", "B6")
+NAMES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 
 
-def run_all(sizes: Sizes, only: Collection[str] = NAMES, workdir: Path | None = None) -> list[Row]:
+def run_all(
+    sizes: Sizes,
+    only: Collection[str] = NAMES,
+    workdir: Path | None = None,
+    *,
+    with_peers: bool = False,
+) -> list[Row]:
     """The rows of every benchmark in ``only``, run one after the other in this process
-    (B4 and B6 start their own child processes). Databases go to a temporary directory."""
+    (B4, B6 and B7 start their own child processes; B7 needs PostgreSQL, else one row says
+    why). With ``with_peers``, the peers' rows come last (:mod:`benchmarks.peers`). Databases
+    go to a temporary directory."""
     unknown = set(only) - set(NAMES)
     if unknown:
         raise ValueError(f"unknown benchmarks: {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="novaconsole-bench-", dir=workdir) as tmp:
-        return anyio.run(_run, sizes, set(only), Path(tmp))
+        return anyio.run(_run, sizes, set(only), Path(tmp), with_peers)
 
 
-async def _run(sizes: Sizes, only: set[str], workdir: Path) -> list[Row]:
+async def _run(sizes: Sizes, only: set[str], workdir: Path, with_peers: bool) -> list[Row]:
     rows: list[Row] = []
     s = sizes
     if "B1" in only:
@@ -44,4 +61,16 @@ async def _run(sizes: Sizes, only: set[str], workdir: Path) -> list[Row]:
     if "B6" in only:
         starts = 5 if s.repeat >= 3 else s.repeat  # issue 7: best of 5 in a full run
         rows += await anyio.to_thread.run_sync(b6_startup.run, starts)
+    if "B7" in only:
+        why = await b7_fleet.unavailable()
+        if why is None:
+            progress(f"B7: {s.b7_items:,} items, workers {s.b7_workers}, {s.repeat} rounds")
+            rows += await b7_fleet.run(
+                s.b7_items, max(s.b7_items // 5, 1), s.b7_workers, s.repeat, workdir
+            )
+        else:
+            rows.append(Row("B7", f"skipped: {why}", 0.0, "", text="-"))
+    if with_peers:
+        progress(f"peers: {s.peers_items:,} items, {s.repeat} rounds")
+        rows += await peers.run(s.peers_items, s.repeat, workdir)
     return rows

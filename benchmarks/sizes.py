@@ -19,6 +19,11 @@ class Sizes:
     b5_presses: int
     b5_warm_up: float
     """Seconds a service (and the console) runs before anything is measured."""
+    b7_items: int = 20_000
+    """No-op items and drained rows of each B7 run (5 ms items: a fifth of them)."""
+    b7_workers: tuple[int, ...] = (1, 2, 4, 8)
+    peers_items: int = 20_000
+    """Items of each ``--peers`` workload."""
 
 
 FULL = Sizes(
@@ -44,6 +49,9 @@ QUICK = Sizes(
     b5_rate=10_000,
     b5_presses=6,
     b5_warm_up=0.5,
+    b7_items=5_000,
+    b7_workers=(1, 2),
+    peers_items=5_000,
 )
 SMOKE = Sizes(
     repeat=1,
@@ -56,4 +64,7 @@ SMOKE = Sizes(
     b5_rate=500,
     b5_presses=2,
     b5_warm_up=0.05,
+    b7_items=600,
+    b7_workers=(1, 2),
+    peers_items=300,
 )

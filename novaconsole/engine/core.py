@@ -31,6 +31,7 @@ from novaconsole.engine.registry import HandlerRegistration, ProcessingOptions
 from novaconsole.engine.retry import RetryPolicy
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import FairQueue, Job, Slot
+from novaconsole.engine.unclaimed import SourceFilter
 from novaconsole.engine.writes import ItemWriter
 from novaconsole.redaction import redact
 
@@ -151,6 +152,7 @@ class EngineCore:
         self.retry_heap: list[tuple[float, int, Job]] = []
         self.sequence = count()
         self.coordinator: Coordinator | None = getattr(self.store, "coordinator", None)
+        self.source_filter: SourceFilter | None = getattr(self.store, "source_filter", None)
         self.fleet: tuple[WorkerView, ...] = ()
         self.unfinished: list[Claim] = []
         self.started_at = now()

@@ -35,11 +35,15 @@ class Fetcher:
     async def fetch_into_queue(self, rt: HandlerRuntime, tracker: Tracker, forced: bool) -> None:
         """Fetch one batch from a handler and queue its new items, waiting for room."""
         scope: HandlerScope | None = None
+        fetch_started: float | None = None
         try:
             if self.core.stopping:
                 return  # started just as the drain began: fetch nothing
+            rt.fetching += 1
+            fetch_started = monotonic()
             fetched_at = await self._coordination_clock()
             scope, items = await self._fetch(rt, tracker)
+            items = self._not_finished_since(rt, items, fetch_started)
             if scope is not None:
                 scope.background = not forced
                 try:
@@ -50,10 +54,17 @@ class Fetcher:
                     await self.close_scope(scope)
                     scope = None
         finally:
+            if fetch_started is not None:
+                rt.fetching -= 1
+                if not rt.fetching:
+                    rt.finished_during_fetch.clear()
             tracker.fetching -= 1
             tracker.settle()
-            if not forced and (scope is None or scope.first_pass == 0):
-                self.core.poller.handler_settled(rt)
+            if not forced:
+                if scope is None:
+                    self.core.poller.handler_settled(rt)
+                else:
+                    self._release_if_through(scope)
 
     async def _fetch(
         self, rt: HandlerRuntime, tracker: Tracker
@@ -67,6 +78,8 @@ class Fetcher:
             options=registration.options,
             session_factory=core.session_factory,
             writer=core.writer,
+            source_filter=core.source_filter,
+            in_flight=lambda: [job.item_id for job in rt.active.values()],
         )
         started = monotonic()
         timeout = core.options.fetch_timeout.total_seconds()
@@ -154,6 +167,18 @@ class Fetcher:
             failures = RepeatedFailure(log, f"fetch from {rt.name} failed", log_extra(rt.name))
             self._fetch_failures[rt.name] = failures
         return failures
+
+    @staticmethod
+    def _not_finished_since(
+        rt: HandlerRuntime, items: list[Batched], started: float
+    ) -> list[Batched]:
+        """``items`` without those that finished here after the fetch started: it may have
+        read them before their writes committed (the claims' ``fetched_at`` rule, kept by
+        this worker for itself; with claims the store refuses them too)."""
+        finished = rt.finished_during_fetch
+        if not finished:
+            return items
+        return [b for b in items if finished.get(b[0], -1.0) < started]
 
     def _fetch_failed(
         self, rt: HandlerRuntime, tracker: Tracker, error: str, failure: BaseException | None
@@ -247,6 +272,10 @@ class Fetcher:
         jobs = runnable
         scope.unsettled += len(admitted)
         scope.first_pass += len(admitted)
+        if not forced and admitted and len(items) >= rt.batch_size:
+            # A full batch: more is waiting. Fetch again once half of it is through, so the
+            # queue never runs dry while the next fetch is under way (not after a poll wait).
+            scope.refill_at = len(admitted) // 2
         if admitted and not forced:
             # A background cycle waits for its scopes, not for each item: cheaper per item.
             scope.cycle = tracker
@@ -319,8 +348,15 @@ class Fetcher:
         job.first_pass_done = True
         scope = job.scope
         scope.first_pass -= 1
-        if scope.first_pass == 0 and scope.background:
-            self.core.poller.handler_settled(scope.runtime)
+        if scope.background:
+            self._release_if_through(scope)
+
+    def _release_if_through(self, scope: HandlerScope) -> None:
+        """Tell the poll loop once that the handler may be fetched again (see ``refill_at``)."""
+        if scope.released or scope.first_pass > scope.refill_at:
+            return
+        scope.released = True
+        self.core.poller.handler_settled(scope.runtime, more_waiting=scope.refill_at > 0)
 
     def settle_scope(self, job: Job) -> None:
         self.mark_first_pass(job)

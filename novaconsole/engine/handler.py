@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.sql import Executable
 
+    from novaconsole.engine.unclaimed import IdColumn, SelectT, SourceFilter
     from novaconsole.engine.writes import ItemWriter, ItemWrites, Params
 
 current_item_id: contextvars.ContextVar[Any] = contextvars.ContextVar(
@@ -97,6 +98,10 @@ class HandlerContext(Generic[OptionsT]):
     """The store's writer behind :meth:`write`, when the service has a database."""
     state: dict[str, Any] = field(default_factory=dict)
     """Free for the handler: lives as long as the scope."""
+    source_filter: SourceFilter | None = None
+    """The store's SQL behind :meth:`unclaimed` (None: no store; in-flight ids only)."""
+    in_flight: Callable[[], Sequence[Any]] | None = None
+    """The ids behind :meth:`in_flight_ids`, given by the engine."""
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack, repr=False)
     _open_sessions: set[AsyncSession] = field(default_factory=set, repr=False)
     _sessions_hooked: bool = field(default=False, repr=False)
@@ -140,6 +145,30 @@ class HandlerContext(Generic[OptionsT]):
         async with self.session() as session, session.begin():
             for statement, params in writes.statements:
                 await session.execute(statement, params)
+
+    def in_flight_ids(self) -> list[Any]:
+        """Ids of this handler's items this worker has queued, running or waiting for a retry,
+        as ``fetch_next`` returned them: leave them out of a source outside the store's
+        database (an API, another database) so the next fetch brings new work."""
+        return list(self.in_flight()) if self.in_flight is not None else []
+
+    def unclaimed(self, query: SelectT, id_column: IdColumn) -> SelectT:
+        """``query`` (a SQLAlchemy ``select``) without the rows already taken: those whose id
+        (``id_column``) another worker holds a live claim on, and this worker's in-flight items
+        (:meth:`in_flight_ids`). One statement, one round trip; for a source in the store's
+        database (its claims table). Call it before ``.limit()``::
+
+            query = select(Job.id).where(Job.state == "pending").order_by(Job.id)
+            rows = await session.execute(ctx.unclaimed(query, Job.id).limit(max_items))
+        """
+        from novaconsole.engine.unclaimed import without_in_flight
+
+        in_flight = self.in_flight_ids()
+        if self.source_filter is None:
+            return without_in_flight(query, id_column, in_flight)
+        return self.source_filter.unclaimed(
+            query, id_column, handler=self.name, in_flight=in_flight
+        )
 
     def _factory(self, method: str) -> SessionFactory:
         if self.session_factory is None:

@@ -118,8 +118,9 @@ class Poller:
         self._close_report(tracker)
         return tracker.report
 
-    def handler_settled(self, rt: HandlerRuntime) -> None:
-        """A poll-loop batch is through its first pass: the handler is due after its interval."""
+    def handler_settled(self, rt: HandlerRuntime, *, more_waiting: bool = False) -> None:
+        """A poll-loop batch is through its first pass: the handler is due after its interval,
+        or at once when the batch was full and is half through (``more_waiting``)."""
         rt.busy = False
-        rt.next_due = monotonic() + rt.poll_interval.total_seconds()
+        rt.next_due = monotonic() + (0.0 if more_waiting else rt.poll_interval.total_seconds())
         self.core.poll_wake.set()

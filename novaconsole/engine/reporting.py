@@ -102,6 +102,8 @@ class Reporter:
         self._tell_trackers(job, outcome)
         if rt.active.get(job.key) is job:
             del rt.active[job.key]
+            if rt.fetching:
+                rt.finished_during_fetch[job.key] = monotonic()
         if status is not OutcomeStatus.SKIPPED:
             core.fetcher.settle_scope(job)
 

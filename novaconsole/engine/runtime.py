@@ -52,6 +52,11 @@ class HandlerRuntime:
     """The circuit breaker: 0 closed, 1 open, 2 one trial (:mod:`novaconsole.engine.breaker`)."""
     trial_job: Job | None = None
     """The breaker's trial item while it runs."""
+    fetching: int = 0
+    """Fetches of this handler under way (poll loop and ``run_once()``)."""
+    finished_during_fetch: dict[str, float] = field(default_factory=dict)
+    """When items finished while a fetch was under way: that fetch may have read them before
+    their writes committed, so it must not take them again (cleared when no fetch runs)."""
     surplus_warned: bool = False
     """``fetch_next`` returned more than asked once: said once, not on every fetch."""
 

@@ -52,6 +52,11 @@ class HandlerScope:
     """Items not yet final (the scope closes at zero)."""
     first_pass: int = 0
     """Items not yet final nor waiting for a retry (the handler is due again at zero)."""
+    refill_at: int = 0
+    """The handler is due again once ``first_pass`` is down to this: half of a full batch
+    (more is waiting at the source), zero for a short one."""
+    released: bool = False
+    """The poll loop has been told this fetch is through (the handler may be fetched again)."""
     closed: bool = False
     cycle: Tracker | None = None
     """The background cycle this fetch belongs to; it ends when the scope closes."""

@@ -152,7 +152,7 @@ class CatalogImportHandler:
         """Queued batches, oldest first, and batches left ``processing`` by a stopped worker."""
         async with self.ctx.session() as session:
             await ensure_schema(session)
-            rows = await session.execute(
+            query = (
                 select(StagingBatch.id, StagingBatch.source, StagingBatch.format)
                 .where(
                     StagingBatch.status.in_(
@@ -160,7 +160,10 @@ class CatalogImportHandler:
                     )
                 )
                 .order_by(StagingBatch.id)
-                .limit(max_items)
+            )
+            # Not the batches already in hand here or claimed by another worker.
+            rows = await session.execute(
+                self.ctx.unclaimed(query, StagingBatch.id).limit(max_items)
             )
             return [QueuedBatch(*row) for row in rows]
 

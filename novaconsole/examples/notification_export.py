@@ -101,7 +101,7 @@ class NotificationExportHandler:
     async def fetch_next(self, max_items: int) -> Sequence[PendingNotification]:
         async with self.ctx.session() as session:
             await ensure_schema(session)
-            rows = await session.execute(
+            query = (
                 select(
                     Notification.id,
                     Notification.kind,
@@ -111,7 +111,10 @@ class NotificationExportHandler:
                 )
                 .where(Notification.status == NotificationStatus.PENDING.value)
                 .order_by(Notification.created_at, Notification.id)
-                .limit(max_items)
+            )
+            # Not the notifications already in hand here or claimed by another worker.
+            rows = await session.execute(
+                self.ctx.unclaimed(query, Notification.id).limit(max_items)
             )
             return [PendingNotification(*row) for row in rows]
 

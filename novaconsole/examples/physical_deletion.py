@@ -68,15 +68,16 @@ class PhysicalDeletionHandler:
         """Up to ``max_items`` due tracks, the longest overdue first."""
         async with self.ctx.session() as session:
             await ensure_schema(session)
-            rows = await session.execute(
+            query = (
                 select(Track.id, Track.user_id, Track.object_key, Track.waveform_object_key)
                 .where(
                     Track.status.in_(_DUE_STATUSES),
                     Track.scheduled_deletion_at <= self._cutoff(),
                 )
                 .order_by(Track.scheduled_deletion_at, Track.id)
-                .limit(max_items)
             )
+            # Not the tracks already in hand here or claimed by another worker.
+            rows = await session.execute(self.ctx.unclaimed(query, Track.id).limit(max_items))
             tracks = [DueTrack(*row) for row in rows]
         if tracks:
             self.ctx.log.debug("%d track(s) due for physical deletion", len(tracks))

@@ -79,6 +79,7 @@ from novaconsole.triage import FailedRow
 
 if TYPE_CHECKING:
     from novaconsole.engine.writes import ItemWrites, WriteDone
+from novaconsole.store.unclaimed import SqlSourceFilter
 
 log = logging.getLogger("novaconsole.store")
 
@@ -206,6 +207,10 @@ class SqlStore:
                 buffered=self._buffered_claims,
                 on_worker=self._set_worker,
             )
+        self.source_filter = SqlSourceFilter(
+            self.engine.dialect.name, claimed=self.coordinator is not None
+        )
+        """What ``ctx.unclaimed()`` adds to a handler's select (claims only when shared)."""
         self.control_plane = SqlControlPlane(
             self.engine,
             lock=self._lock if self.engine.dialect.name == "sqlite" else None,

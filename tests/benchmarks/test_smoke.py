@@ -5,19 +5,25 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import anyio
 import pytest
 
+from benchmarks import b7_fleet
 from benchmarks.__main__ import main
 from benchmarks.report import Row, render
 from benchmarks.runner import NAMES, run_all
 from benchmarks.sizes import SMOKE
 
-EXPECTED_ROWS = {"B1": 4, "B2": 2, "B3": 5, "B4": 2, "B5": 4, "B6": 2}
+EXPECTED_ROWS = {"B1": 4, "B2": 2, "B3": 5, "B4": 2, "B5": 4, "B6": 2, "B7": 6}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_each_benchmark_runs_and_gives_its_rows(name: str, tmp_path: Path) -> None:
+    if name == "B7":
+        why = anyio.run(b7_fleet.unavailable)
+        if why is not None:
+            pytest.skip(why)
     rows = run_all(SMOKE, [name], workdir=tmp_path)
     assert len(rows) == EXPECTED_ROWS[name]
     for row in rows:
@@ -26,6 +32,19 @@ def test_each_benchmark_runs_and_gives_its_rows(name: str, tmp_path: Path) -> No
         if row.ratio is not None:
             assert row.baseline is not None and row.baseline > 0 and row.ratio > 0
     assert list(tmp_path.iterdir()) == [], "the databases' directory was left behind"
+
+
+def test_the_peers_give_a_row_per_peer_and_workload_or_say_why_not(tmp_path: Path) -> None:
+    rows = run_all(SMOKE, [], workdir=tmp_path, with_peers=True)
+    assert len(rows) == 6  # huey in memory and on SQLite, dramatiq; no-op and drain
+    for row in rows:
+        assert row.bench == "peers"
+        if "skipped" in row.measure:
+            assert "pip install" in row.measure
+        else:
+            assert row.value > 0 and row.baseline is not None and row.baseline > 0
+            assert row.ratio is not None and row.ratio > 0
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_table_has_a_header_a_rule_and_one_line_per_row() -> None:

@@ -1,9 +1,12 @@
 """One fleet worker for the tests and the scaling measurement: ``python worker.py URL [options]``.
 
 Its handler ``Fleet`` reads the pending rows of ``fleet_items`` (every worker sees the same
-ones: ``--order head``; or a random sample: ``--order random``), and for each item records a
-row in ``fleet_runs`` (item, worker, start and end), sleeps the item's ``duration`` and marks
-it done. Prints ``ready WORKER_ID`` once running; SIGTERM or SIGINT drains and exits 0.
+ones: ``--order head``; or a random sample: ``--order random``; or the head without what is
+claimed or in flight, through ``ctx.unclaimed()``: ``--order unclaimed``, which also logs each
+id it fetched in ``fleet_fetches``), and for each item records a row in ``fleet_runs`` (item,
+worker, start and end), sleeps the item's ``duration`` (``--gated``: and waits until
+``fleet_gate`` has a row) and marks it done. Prints ``ready WORKER_ID`` once running; SIGTERM
+or SIGINT drains and exits 0.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import anyio
-from sqlalchemy import text
+from sqlalchemy import Integer, column, insert, select, table, text
 
 from novaconsole import BackgroundProcessing, HandlerContext
 from novaconsole.store import open_store
@@ -28,7 +31,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS fleet_runs "
     "(item_id INTEGER NOT NULL, worker TEXT NOT NULL, started FLOAT NOT NULL, finished FLOAT)",
 )
-ORDERS = {"head": "id", "random": "random()"}
+ORDERS = {"head": "id", "random": "random()", "unclaimed": "id"}
+ITEMS = table("fleet_items", column("id", Integer), column("duration"), column("done"))
 
 
 @dataclass(frozen=True)
@@ -41,11 +45,15 @@ class Fleet:
     order = "id"
     worker = ""
     light = False
+    unclaimed = False
+    gated = False
 
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
 
     async def fetch_next(self, max_items: int) -> Sequence[Item]:
+        if self.unclaimed:
+            return await self._fetch_unclaimed(max_items)
         query = text(
             f"SELECT id, duration FROM fleet_items WHERE NOT done ORDER BY {self.order} LIMIT :n"
         )
@@ -53,8 +61,29 @@ class Fleet:
             rows = await session.execute(query, {"n": max_items})
             return [Item(row.id, row.duration) for row in rows]
 
+    async def _fetch_unclaimed(self, max_items: int) -> Sequence[Item]:
+        query = select(ITEMS.c.id, ITEMS.c.duration).where(~ITEMS.c.done).order_by(ITEMS.c.id)
+        async with self.ctx.session() as session, session.begin():
+            rows = await session.execute(self.ctx.unclaimed(query, ITEMS.c.id).limit(max_items))
+            items = [Item(row.id, row.duration) for row in rows]
+            if items:
+                fetches = table("fleet_fetches", column("worker"), column("item_id"))
+                await session.execute(
+                    insert(fetches), [{"worker": self.worker, "item_id": i.id} for i in items]
+                )
+        return items
+
+    async def _gate(self) -> None:
+        while True:
+            async with self.ctx.session() as session:
+                if await session.scalar(text("SELECT count(*) FROM fleet_gate")):
+                    return
+            await anyio.sleep(0.05)
+
     async def process(self, item: Item) -> None:
         started = time.time()
+        if self.gated:
+            await self._gate()
         if self.light:
             await self._light(item, started)
             return
@@ -97,6 +126,8 @@ async def main(args: argparse.Namespace) -> None:
     store = open_store(args.url, shared=not args.alone)
     Fleet.order = ORDERS[args.order]
     Fleet.light = args.light
+    Fleet.unclaimed = args.order == "unclaimed"
+    Fleet.gated = args.gated
     service = (
         BackgroundProcessing(
             poll_interval=args.poll,
@@ -126,6 +157,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--order", choices=sorted(ORDERS), default="head")
     parser.add_argument("--alone", action="store_true", help="no claims (a baseline)")
     parser.add_argument("--light", action="store_true", help="one shared write per batch")
+    parser.add_argument("--gated", action="store_true", help="items wait for fleet_gate")
     return parser.parse_args(argv)
 
 
