@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, ClassVar, Protocol
 
+import anyio
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -81,6 +83,17 @@ class ConsoleService(Protocol):
     async def retry_item(self, handler: str, item_id: Any) -> bool: ...
 
 
+class HostableService(ConsoleService, Protocol):
+    """A console service the app can run itself (``ProcessingService``, ``AttachedFleet``)."""
+
+    def running(self) -> AbstractAsyncContextManager[Any]: ...
+
+
+def can_host(service: ConsoleService) -> bool:
+    """Whether the app should run ``service`` itself: it can be run and nobody runs it yet."""
+    return callable(getattr(service, "running", None)) and not getattr(service, "is_running", False)
+
+
 @dataclass(frozen=True, slots=True)
 class _Panes:
     status: StatusBar
@@ -92,12 +105,16 @@ class _Panes:
 
 
 class NovaConsole(App[int]):
-    """The operations console. ``app.service`` is the service it shows and steers.
+    """The operations console. ``app.service`` is the service it hosts, shows and steers.
 
-    The service is run by whoever runs the app (see :func:`novaconsole.console.run_console`).
+    Running the app (``app.run()``, ``app.run_test()``) starts the service when the app mounts,
+    unless it runs already; quitting then drains and stops it. A service someone else runs
+    (already running when the app mounts, or ``host=False``) is only shown and steered:
+    quitting leaves it running.
+
     ``refresh_interval=None`` turns the refresh timer off (call :meth:`refresh_view`
     yourself, as snapshot tests do); ``clock`` and ``tz`` make relative and wall-clock times
-    deterministic.
+    deterministic; ``config`` names the config file when no handler is registered.
     """
 
     CSS_PATH = "console.tcss"
@@ -198,9 +215,15 @@ class NovaConsole(App[int]):
         max_results: int = 2000,
         max_log_lines: int = 1000,
         log_sink: LogSink | None = None,
+        host: bool | None = None,
+        config: str | None = None,
     ) -> None:
         super().__init__()
         self.service = service
+        self.host = host
+        """Run the service while the app runs: None decides on mount (:func:`can_host`)."""
+        self.config = config
+        """The config file the handlers came from (named when none is registered)."""
         self.refresh_interval = refresh_interval
         self.clock = clock
         self.tz = tz
@@ -213,6 +236,9 @@ class NovaConsole(App[int]):
         self._events: EventSubscription | None = None
         self._timer: Timer | None = None
         self._panes: _Panes | None = None
+        self._host_stop = anyio.Event()
+        self._host_done: anyio.Event | None = None
+        self._host_error: BaseException | None = None
 
     # ------------------------------------------------------------------ layout
 
@@ -234,7 +260,46 @@ class NovaConsole(App[int]):
     def results(self) -> ResultsView:
         return self.query_one("#results", ResultsView)
 
-    def on_mount(self) -> None:
+    @property
+    def hosting(self) -> bool:
+        """The app runs its service (and stops it when it quits)."""
+        return self._host_done is not None
+
+    async def on_mount(self) -> None:
+        hosts = self.host if self.host is not None else can_host(self.service)
+        if hosts and not await self._start_hosting():
+            return
+        self._open_panes()
+
+    async def _start_hosting(self) -> bool:
+        """Start the service in a worker of the app; False (and exit 2) when it cannot start."""
+        started = anyio.Event()
+        self._host_done = done = anyio.Event()
+
+        async def host() -> None:
+            service: HostableService = self.service  # type: ignore[assignment]
+            try:
+                async with service.running():
+                    started.set()
+                    await self._host_stop.wait()
+            except Exception as error:  # a store that cannot open, a bad URL
+                self._host_error = error
+            finally:
+                done.set()
+                started.set()
+
+        self.run_worker(host(), name="service", group="service", exit_on_error=False)
+        await started.wait()
+        if self._host_error is not None:
+            self.exit(
+                return_code=2,
+                message=f"novaconsole: the service did not start: "
+                f"{type(self._host_error).__name__}: {self._host_error}",
+            )
+            return False
+        return True
+
+    def _open_panes(self) -> None:
         # Held, not queried, by the refresh: a tick during shutdown must find nothing missing.
         self._panes = _Panes(
             status=self.query_one(StatusBar),
@@ -260,7 +325,11 @@ class NovaConsole(App[int]):
         # frozen, full collections stop rescanning it (measured: 150 ms pauses -> 27-61 ms).
         self.call_after_refresh(gc.freeze)
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
+        # However the app ends, a hosted service is stopped before the app is gone.
+        self._host_stop.set()
+        if self._host_done is not None:
+            await self._host_done.wait()
         self._panes = None
         if self._timer is not None:
             self._timer.stop()
@@ -408,16 +477,41 @@ class NovaConsole(App[int]):
             self.push_screen(HelpScreen(self.key_help()))
 
     async def action_quit(self) -> None:
-        """Stop fetching, let in-flight items finish (draining…), then exit."""
+        """Hosting: stop fetching, let in-flight items finish (draining…), then exit; asked
+        again while draining, cut the drain short. Not hosting: exit, the service runs on."""
+        if not self.hosting:
+            self.exit(0)
+            return
         if self.quitting:
-            self.notify("Still draining: in-flight items are finishing", timeout=2)
+            self.cut_drain_short()
             return
         self.quitting = True
         self.refresh_view()
         self.run_worker(self._drain_and_exit(), group="quit", exclusive=True)
 
+    def action_help_quit(self) -> None:
+        """ctrl+c: while draining, cut the drain short; otherwise say how to quit."""
+        if self.quitting:
+            self.cut_drain_short()
+        else:
+            super().action_help_quit()
+
+    def cut_drain_short(self) -> None:
+        """Cancel what is still in flight (it stays pending at its source) and exit now."""
+        stop_now = getattr(self.service, "cancel_in_flight", None)
+        if callable(stop_now):
+            stop_now()
+            self.notify("Cancelling what is still in flight…", timeout=2)
+        else:
+            self.notify(
+                "Still draining: in-flight items are finishing (up to the shutdown grace)",
+                timeout=2,
+            )
+
     async def _drain_and_exit(self) -> None:
-        await self.service.drain()
+        self._host_stop.set()  # running() drains, then stops
+        if self._host_done is not None:
+            await self._host_done.wait()
         self.refresh_view()
         self.exit(0)
 

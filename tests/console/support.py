@@ -97,6 +97,13 @@ async def wait_until(pilot: Any, condition: Callable[[], bool], *, limit: float 
             await pilot.pause(0.01)
 
 
+async def settle(app: NovaConsole) -> None:
+    """Wait for the app's workers (run once, retry, …) but not the one hosting the service."""
+    workers = [w for w in app.workers if w.group != "service"]
+    if workers:  # an empty list would mean every worker, the host included
+        await app.workers.wait_for_complete(workers)
+
+
 async def poll_until(condition: Callable[[], bool], *, limit: float = 5.0) -> None:
     """``wait_until`` without a pilot (before the app runs or after it has exited)."""
     with anyio.fail_after(limit):

@@ -6,8 +6,11 @@ look at the SVGs before committing them.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from textual.command import CommandList
 
 from novaconsole.engine.outcomes import OutcomeStatus
@@ -93,14 +96,16 @@ def test_wide_terminal(snap_compare: Any) -> None:
 
 
 def test_draining(snap_compare: Any) -> None:
-    """After ``q`` (a fake service whose drain never ends): DRAINING… in reverse warning
-    colours; the footer greys out every key but help and quit."""
+    """After ``q`` (a hosted fake service whose drain never ends): DRAINING… in reverse
+    warning colours; the footer greys out every key but help and quit."""
 
     class SlowDrain(FixedService):
-        async def drain(self) -> None:
-            await super().drain()
-            import anyio
-
-            await anyio.sleep_forever()
+        @asynccontextmanager
+        async def running(self) -> AsyncIterator[SlowDrain]:
+            try:
+                yield self
+            finally:
+                await self.drain()
+                await anyio.sleep_forever()
 
     assert snap_compare(fixed_app(SlowDrain()), press=["q"], terminal_size=(120, 36))
