@@ -17,13 +17,17 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable, Input
 
 from novaconsole.console.commands import HandlerCommands, system_commands
 from novaconsole.console.screens.help import HelpScreen
 from novaconsole.console.screens.result_detail import ResultDetailScreen
+from novaconsole.console.screens.stats import StatsScreen
+from novaconsole.console.stats import StatsHistory
 from novaconsole.console.view_models import (
     ResultFilter,
+    counts_label,
+    filter_label,
     fleet_rows,
     handler_rows,
     next_batch_size,
@@ -33,9 +37,12 @@ from novaconsole.console.view_models import (
 )
 from novaconsole.console.widgets.fleet_pane import FleetPane
 from novaconsole.console.widgets.handlers_table import HandlersTable
+from novaconsole.console.widgets.keys_footer import KeysFooter
 from novaconsole.console.widgets.log_pane import LogPane, LogSink
+from novaconsole.console.widgets.no_handlers import NoHandlers
 from novaconsole.console.widgets.queue_panel import QueuePanel
 from novaconsole.console.widgets.results_view import ResultsView
+from novaconsole.console.widgets.search_bar import SearchBar
 from novaconsole.console.widgets.status_bar import StatusBar
 from novaconsole.engine.events import EventSubscription, ItemFinished
 from novaconsole.engine.handler import HandlerPurpose
@@ -49,17 +56,24 @@ _TIPS = {
     "space": "Pause or resume the handler selected in the handlers table",
     "r": "Run one cycle now, even while paused; a note says how it went",
     "f": "Results filter: all, failed only, selected handler only",
+    "/": "Search the results (item id, handler, error) or, from the log pane, the logs",
+    "n": "Next match of the search (N: previous)",
+    "z": "Zoom: the focused pane fills the screen; z again (or escape) to go back",
+    "F": "Freeze the results: new rows are counted in the title, the view stays still",
+    "c": "Copy the selected result's item id to the clipboard",
+    "s": "Stats: items/s per handler and latency p50/p95 over the last 10 minutes",
     "enter": "Detail of the selected result: error, traceback, every attempt",
     "?": "This help",
     "q": "Quit: stop fetching, let in-flight items finish (draining…), then exit",
     "+": "Batch size of the selected handler up (steps of about 10 %)",
     "-": "Batch size of the selected handler down (steps of about 10 %)",
-    "]": "Concurrency up by one worker",
-    "[": "Concurrency down by one worker",
+    "]": "Concurrency up by one",
+    "[": "Concurrency down by one",
+    "tab": "Focus the next pane (shift+tab: the previous one)",
 }
 
 _BATCH = Binding.Group("Batch", compact=True)
-_WORKERS = Binding.Group("Workers", compact=True)
+_CONCURRENCY = Binding.Group("Concurrency", compact=True)
 
 
 def utc_now() -> datetime:
@@ -121,6 +135,7 @@ class NovaConsole(App[int]):
     TITLE = "novaconsole"
     COMMANDS = App.COMMANDS | {HandlerCommands}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    ALLOW_IN_MAXIMIZED_VIEW = "#status, #search, KeysFooter"
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "pause_all", "Pause", id="pause-all", priority=True, tooltip=_TIPS["p"]),
@@ -145,7 +160,23 @@ class NovaConsole(App[int]):
         Binding(
             "f", "cycle_filter", "Filter", id="filter-results", priority=True, tooltip=_TIPS["f"]
         ),
+        Binding("slash", "search", "Search", key_display="/", id="search", tooltip=_TIPS["/"]),
+        Binding("n", "search_next", "Next match", id="search-next", tooltip=_TIPS["n"]),
+        Binding(
+            "N",
+            "search_previous",
+            "Previous match",
+            show=False,
+            id="search-previous",
+            tooltip=_TIPS["n"],
+        ),
+        Binding("z", "zoom", "Zoom", id="zoom", tooltip=_TIPS["z"]),
+        Binding("F", "freeze", "Freeze", id="freeze-results", tooltip=_TIPS["F"]),
+        Binding("F", "unfreeze", "Unfreeze", id="unfreeze-results", tooltip=_TIPS["F"]),
+        Binding("c", "copy_id", "Copy id", id="copy-id", tooltip=_TIPS["c"]),
+        Binding("s", "stats", "Stats", id="stats", tooltip=_TIPS["s"]),
         Binding("enter", "show_detail", "Detail", id="result-detail", tooltip=_TIPS["enter"]),
+        Binding("tab", "focus_next", "Next pane", id="next-pane", tooltip=_TIPS["tab"]),
         Binding(
             "question_mark",
             "help",
@@ -181,7 +212,7 @@ class NovaConsole(App[int]):
             "concurrency_up",
             "Concurrency up",
             key_display="]",
-            group=_WORKERS,
+            group=_CONCURRENCY,
             id="concurrency-up",
             priority=True,
             tooltip=_TIPS["]"],
@@ -191,12 +222,31 @@ class NovaConsole(App[int]):
             "concurrency_down",
             "Concurrency down",
             key_display="[",
-            group=_WORKERS,
+            group=_CONCURRENCY,
             id="concurrency-down",
             priority=True,
             tooltip=_TIPS["["],
         ),
     ]
+    """
+    | Key | Does |
+    | --- | --- |
+    | p | pause / resume everything |
+    | space | pause / resume the selected handler |
+    | r | run one cycle now |
+    | f | results filter: all, failed only, selected handler |
+    | / , n , N | search results or logs; next / previous match |
+    | z | zoom the focused pane |
+    | F | freeze / unfreeze the results |
+    | c | copy the selected item id |
+    | s | stats screen |
+    | enter | result detail (on a handler: its results) |
+    | tab | next pane |
+    | ? | help |
+    | q | quit (drains a hosted service) |
+    | + / - | batch size of the selected handler |
+    | ] / [ | concurrency |
+    """
 
     paused: reactive[bool] = reactive(False, bindings=True)
     """The service is paused (the footer offers Resume)."""
@@ -204,6 +254,8 @@ class NovaConsole(App[int]):
     """The selected handler is paused; None when no handler is selected."""
     quitting: reactive[bool] = reactive(False, bindings=True)
     """Quit was asked for: the service is draining and the app exits when it is done."""
+    frozen: reactive[bool] = reactive(False, bindings=True)
+    """The results pane holds new rows back (the footer offers Unfreeze)."""
 
     def __init__(
         self,
@@ -236,6 +288,11 @@ class NovaConsole(App[int]):
         self._events: EventSubscription | None = None
         self._timer: Timer | None = None
         self._panes: _Panes | None = None
+        self.stats = StatsHistory()
+        """Samples of the snapshots this console read (the stats screen plots them)."""
+        self._search_target = "results"
+        self._counts_label = ""
+        self._handler_names: tuple[str, ...] | None = None
         self._host_stop = anyio.Event()
         self._host_done: anyio.Event | None = None
         self._host_error: BaseException | None = None
@@ -244,13 +301,15 @@ class NovaConsole(App[int]):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
+        yield NoHandlers(self.config, id="no-handlers")
         with Horizontal(id="top"):
             yield HandlersTable(id="handlers")
             yield QueuePanel(id="queue")
         yield FleetPane(id="fleet")
         yield ResultsView(max_rows=self.max_results, tz=self.tz, id="results")
         yield LogPane(max_lines=self.max_log_lines, tz=self.tz, id="logs")
-        yield Footer(id="footer", compact=True)
+        yield SearchBar(id="search")
+        yield KeysFooter(id="footer")
 
     @property
     def handlers_table(self) -> HandlersTable:
@@ -312,7 +371,6 @@ class NovaConsole(App[int]):
         self._events = self.service.events(max_buffer=max(10_000, self.max_results * 2))
         if recent := self.service.recent_outcomes():
             self.results.add(recent)  # what happened before the console opened
-        self.query_one("#handlers").border_title = "Handlers"
         self.query_one("#queue").border_title = "Queue"
         self.query_one("#fleet").border_title = "Workers sharing the database"
         self.query_one("#logs").border_title = "Logs"
@@ -350,9 +408,15 @@ class NovaConsole(App[int]):
         panes = self._panes
         if panes is None or not panes.status.is_attached:
             return  # shutting down
+        now = self.clock()
+        if self.stats.offer(snapshot, now) and isinstance(self.screen, StatsScreen):
+            self.screen.show(self.stats.samples)
         with self.batch_update():
-            panes.status.show(status_view(snapshot, quitting=self.quitting))
-            panes.handlers.show(handler_rows(snapshot, self.clock(), self.purpose_filter))
+            panes.status.show(
+                status_view(snapshot, quitting=self.quitting, filter=self.results_filter_label)
+            )
+            self._show_handlers_or_hint(snapshot)
+            panes.handlers.show(handler_rows(snapshot, now, self.purpose_filter))
             panes.queue.show(queue_view(snapshot))
             if shows_fleet(snapshot) or panes.fleet.display:
                 panes.fleet.show(shows_fleet(snapshot), fleet_rows(snapshot, self.clock()))
@@ -362,6 +426,42 @@ class NovaConsole(App[int]):
             panes.logs.write_records(records)
         self.paused = snapshot.paused
         self._sync_handler_state()
+
+    @property
+    def results_filter_label(self) -> str:
+        """The results filter and search in words, ``frozen`` when frozen; "" for none."""
+        label = filter_label(
+            self.results.mode, self.results.filter_handler, self.results.search_text
+        )
+        if self.results.frozen:
+            label = f"{label} · frozen" if label else "frozen"
+        return label
+
+    def _show_handlers_or_hint(self, snapshot: Snapshot) -> None:
+        names = tuple(snapshot.handlers)
+        label = counts_label(snapshot)
+        if names != self._handler_names:
+            self._handler_names = names
+            self.query_one("#no-handlers").display = not names
+            self.query_one("#top").display = bool(names)
+        if label != self._counts_label:
+            self._counts_label = label
+            self._title_handlers()
+
+    def _title_handlers(self) -> None:
+        purpose = "" if self.purpose_filter is None else f" · {self.purpose_filter.value}"
+        self.handlers_table.border_title = f"Handlers{purpose}"
+        self.handlers_table.border_subtitle = f"counts {self._counts_label}"
+
+    def _retitle_results(self) -> None:
+        results = self.results
+        results.border_title = results.title
+        if self._panes is not None:
+            self._panes.status.show(
+                status_view(
+                    self.last_snapshot, quitting=self.quitting, filter=self.results_filter_label
+                )
+            )
 
     def _sync_handler_state(self) -> None:
         name = self.selected_handler
@@ -393,8 +493,10 @@ class NovaConsole(App[int]):
     # ------------------------------------------------------------------ keys
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in _PRIORITY_ACTIONS and len(self.screen_stack) > 1:
-            return False  # a modal, help or the palette is open: the key is theirs
+        if action in _PRIORITY_ACTIONS and (
+            len(self.screen_stack) > 1 or isinstance(self.focused, Input)
+        ):
+            return False  # a modal, help, the palette or the search line has the keys
         if self.quitting and action not in ("quit", "help", "show_detail", "command_palette"):
             return None  # shown disabled while draining
         if action == "pause_all":
@@ -405,6 +507,12 @@ class NovaConsole(App[int]):
             return None if self.handler_paused is None else not self.handler_paused
         if action == "resume_handler":
             return self.handler_paused is True
+        if action == "freeze":
+            return not self.frozen
+        if action == "unfreeze":
+            return self.frozen
+        if action == "copy_id":
+            return self.results.selected is not None or None
         if action in ("batch_up", "batch_down"):
             return self.handler_paused is not None or None
         return True
@@ -464,6 +572,99 @@ class NovaConsole(App[int]):
             severity="warning" if failed or report.fetch_errors else "information",
         )
         self.refresh_view()
+
+    def action_search(self) -> None:
+        """Open the search line for the log pane when it has focus, else for the results."""
+        target = "logs" if isinstance(self.focused, LogPane) else "results"
+        self._search_target = target
+        query = (
+            self.results.search_text if target == "results" else self.query_one(LogPane).search_text
+        )
+        self.query_one(SearchBar).open(target, query)
+
+    @on(Input.Changed, "#search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        if self._search_target == "results":
+            self.results.set_query(event.value)
+            self._retitle_results()
+        else:
+            self._search_logs(event.value, 1)
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self) -> None:
+        self._close_search()
+
+    @on(SearchBar.Cancelled)
+    def _search_cancelled(self) -> None:
+        if self._search_target == "results":
+            self.results.set_query("")
+            self._retitle_results()
+        else:
+            self._search_logs("", 1)
+        self._close_search()
+
+    def _close_search(self) -> None:
+        self.query_one(SearchBar).display = False
+        target = self.results if self._search_target == "results" else self.query_one(LogPane)
+        target.focus()
+
+    def _search_logs(self, query: str, direction: int) -> None:
+        logs = self.query_one(LogPane)
+        found = logs.search(query, direction)
+        title = "Logs"
+        if query:
+            count = logs.match_count()
+            title = f"Logs · /{query} ({count} rows)" if found is not None else f"Logs · /{query}"
+        logs.border_title = title
+
+    def action_search_next(self) -> None:
+        self._next_match(1)
+
+    def action_search_previous(self) -> None:
+        self._next_match(-1)
+
+    def _next_match(self, direction: int) -> None:
+        logs = self.query_one(LogPane)
+        if isinstance(self.focused, LogPane) or (
+            self._search_target == "logs" and logs.search_text
+        ):
+            if logs.search_text:
+                self._search_logs(logs.search_text, direction)
+        elif self.results.search_text:
+            self.results.focus()
+            self.results.move(direction)  # the rows shown all match: the next one
+
+    def action_zoom(self) -> None:
+        """The focused pane fills the screen, or goes back."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+        elif self.focused is not None:
+            screen.maximize(self.focused, container=False)
+
+    def action_freeze(self) -> None:
+        self.results.freeze(True)
+        self.frozen = True
+        self._retitle_results()
+
+    def action_unfreeze(self) -> None:
+        self.results.freeze(False)
+        self.frozen = False
+        self._retitle_results()
+
+    def action_copy_id(self) -> None:
+        if (outcome := self.results.selected) is not None:
+            self.copy_text(str(outcome.item_id), "item id")
+
+    def copy_text(self, text: str, what: str) -> None:
+        """Put ``text`` on the clipboard (OSC 52: the terminal must allow it) and say so."""
+        self.copy_to_clipboard(text)
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        self.notify(f"Copied {what}: {shown}", title="Clipboard", timeout=3)
+
+    def action_stats(self) -> None:
+        if not isinstance(self.screen, StatsScreen):
+            self.push_screen(StatsScreen(self.stats.samples))
 
     def action_cycle_filter(self) -> None:
         self.set_result_filter(self.results.mode.next())
@@ -536,14 +737,12 @@ class NovaConsole(App[int]):
         self.set_result_filter(ResultFilter.HANDLER, name)
 
     def set_result_filter(self, mode: ResultFilter, handler: str | None = None) -> None:
-        results = self.results
-        results.set_filter(mode, handler or self.selected_handler)
-        results.border_title = results.title
+        self.results.set_filter(mode, handler or self.selected_handler)
+        self._retitle_results()
 
     def set_purpose_filter(self, purpose: HandlerPurpose | None) -> None:
         self.purpose_filter = purpose
-        table = self.handlers_table
-        table.border_title = "Handlers" if purpose is None else f"Handlers · {purpose.value}"
+        self._title_handlers()
         self.refresh_view()
 
     def retry_item(self, handler: str, item_id: Any) -> None:
@@ -562,7 +761,7 @@ class NovaConsole(App[int]):
             if retry:
                 self.retry_item(outcome.handler, outcome.item_id)
 
-        self.push_screen(ResultDetailScreen(outcome, self.tz), retry_if_asked)
+        self.push_screen(ResultDetailScreen(outcome, self.tz, copy=self.copy_text), retry_if_asked)
 
     # ------------------------------------------------------------------ help and palette
 
@@ -578,7 +777,10 @@ class NovaConsole(App[int]):
                 rows[key] = (key, f"{action} / {binding.description}", tip)
             else:
                 rows[key] = (key, binding.description, binding.tooltip)
-        rows["enter "] = ("enter", "Handler results", "On a handler: show only its results")
+        rows["enter "] = ("enter", "Its results", "On a handler: show only its results")
+        rows["N"] = ("N", "Previous match", "Previous match of the search")
+        rows["shift+tab"] = ("shift+tab", "Previous pane", "Focus the previous pane")
+        rows["escape"] = ("escape", "Back", "Close a screen, clear the search, leave the zoom")
         rows["ctrl+p"] = ("ctrl+p", "Palette", "Every action above, and per handler, by name")
         rows["ctrl+q"] = ("ctrl+q", "Quit", "Same as q")
         return list(rows.values())

@@ -81,7 +81,7 @@ async def test_plus_and_minus_change_the_selected_handlers_batch_size() -> None:
     service = build_service({"A": source})
     async with service.running():
         app = console(service)
-        async with app.run_test() as pilot:
+        async with app.run_test(size=(160, 40)) as pilot:  # wide enough for Batch
             await pilot.press("plus")
             assert service.snapshot().handlers["A"].batch_size == 11
             await pilot.press("plus", "minus", "minus", "minus")
