@@ -176,7 +176,10 @@ class NovaConsole(App[int]):
         Binding("c", "copy_id", "Copy id", id="copy-id", tooltip=_TIPS["c"]),
         Binding("s", "stats", "Stats", id="stats", tooltip=_TIPS["s"]),
         Binding("enter", "show_detail", "Detail", id="result-detail", tooltip=_TIPS["enter"]),
-        Binding("tab", "focus_next", "Next pane", id="next-pane", tooltip=_TIPS["tab"]),
+        # Priority, so that it (not the screen's hidden tab binding) is what the footer shows.
+        Binding(
+            "tab", "focus_next", "Next pane", id="next-pane", priority=True, tooltip=_TIPS["tab"]
+        ),
         Binding(
             "question_mark",
             "help",
@@ -494,7 +497,8 @@ class NovaConsole(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in _PRIORITY_ACTIONS and (
-            len(self.screen_stack) > 1 or isinstance(self.focused, Input)
+            len(self.screen_stack) > 1
+            or (isinstance(self.focused, Input) and action != "focus_next")
         ):
             return False  # a modal, help, the palette or the search line has the keys
         if self.quitting and action not in ("quit", "help", "show_detail", "command_palette"):

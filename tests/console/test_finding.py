@@ -129,6 +129,9 @@ async def test_tab_moves_focus_between_panes() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
         assert isinstance(app.focused, HandlersTable)
+        assert "focus_next" in {
+            b.binding.action for b in app.screen.active_bindings.values() if b.binding.show
+        }, "tab is documented in the footer"
         await pilot.press("tab")
         assert isinstance(app.focused, ResultsView)
         await pilot.press("tab")
