@@ -191,6 +191,15 @@ class NovaConsole(App[int]):
         ),
         Binding("q", "quit", "Quit", id="quit", priority=True, tooltip=_TIPS["q"]),
         Binding(
+            "ctrl+c",
+            "cut_drain",
+            "Stop draining",
+            show=False,
+            id="cut-drain",
+            priority=True,
+            tooltip="While draining: cancel what is still in flight and exit",
+        ),
+        Binding(
             "plus",
             "batch_up",
             "Batch size up",
@@ -433,10 +442,10 @@ class NovaConsole(App[int]):
     @property
     def results_filter_label(self) -> str:
         """The results filter and search in words, ``frozen`` when frozen; "" for none."""
-        label = filter_label(
-            self.results.mode, self.results.filter_handler, self.results.search_text
-        )
-        if self.results.frozen:
+        # The refresh asks every tick: the held pane, not a DOM query.
+        results = self._panes.results if self._panes is not None else self.results
+        label = filter_label(results.mode, results.filter_handler, results.search_text)
+        if results.frozen:
             label = f"{label} · frozen" if label else "frozen"
         return label
 
@@ -501,6 +510,8 @@ class NovaConsole(App[int]):
             or (isinstance(self.focused, Input) and action != "focus_next")
         ):
             return False  # a modal, help, the palette or the search line has the keys
+        if action == "cut_drain":
+            return self.quitting and self.hosting
         if self.quitting and action not in ("quit", "help", "show_detail", "command_palette"):
             return None  # shown disabled while draining
         if action == "pause_all":
@@ -694,12 +705,9 @@ class NovaConsole(App[int]):
         self.refresh_view()
         self.run_worker(self._drain_and_exit(), group="quit", exclusive=True)
 
-    def action_help_quit(self) -> None:
-        """ctrl+c: while draining, cut the drain short; otherwise say how to quit."""
-        if self.quitting:
-            self.cut_drain_short()
-        else:
-            super().action_help_quit()
+    def action_cut_drain(self) -> None:
+        """ctrl+c while draining (at other times ctrl+c copies, or says how to quit)."""
+        self.cut_drain_short()
 
     def cut_drain_short(self) -> None:
         """Cancel what is still in flight (it stays pending at its source) and exit now."""

@@ -503,7 +503,7 @@ def attempt_rows(outcome: ItemOutcome, tz: tzinfo | None) -> list[AttemptRow]:
             result=(
                 "timed out"
                 if attempt.timed_out
-                else (one_line(attempt.error, 300) if attempt.error else "ok")
+                else (one_line(attempt.error, 300) if attempt.error else "succeeded")
             ),
         )
         for attempt in outcome.history

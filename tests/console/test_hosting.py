@@ -3,6 +3,8 @@ a service someone else runs is left running."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -10,7 +12,14 @@ import pytest
 
 from novaconsole.console import NovaConsole
 from novaconsole.console.widgets.status_bar import StatusBar
-from tests.console.support import Source, build_service, poll_until, settle, wait_until
+from tests.console.support import (
+    FixedService,
+    Source,
+    build_service,
+    poll_until,
+    settle,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +102,41 @@ def test_run_hosts_the_service_as_a_subprocess_command_would() -> None:
     app.run(headless=True, auto_pilot=drive)
     assert app.return_code == 0
     assert service.snapshot().state == "stopped"
+
+
+@pytest.mark.parametrize("again", ["q", "ctrl+c"])
+async def test_q_again_while_draining_cancels_what_is_in_flight_when_the_service_can(
+    again: str,
+) -> None:
+    """A second q calls the service's ``cancel_in_flight()`` (when it has one): the drain
+    ends at once and the app exits."""
+
+    class StuckDrain(FixedService):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = anyio.Event()
+            self.cancelled = 0
+
+        @asynccontextmanager
+        async def running(self) -> AsyncIterator[StuckDrain]:
+            try:
+                yield self
+            finally:
+                await self.drain()
+                await self.release.wait()  # in-flight items that would take the whole grace
+
+        def cancel_in_flight(self) -> None:
+            self.cancelled += 1
+            self.release.set()
+
+    service = StuckDrain()
+    app = NovaConsole(service, refresh_interval=None)
+    async with app.run_test() as pilot:
+        assert app.hosting
+        await pilot.press("q")
+        await pilot.pause()
+        assert app.return_code is None, "still draining"
+        await pilot.press(again)
+        await poll_until(lambda: app.return_code is not None)
+    assert service.cancelled == 1
+    assert app.return_code == 0
