@@ -166,3 +166,17 @@ async def test_a_handler_hides_the_hint() -> None:
         await pilot.pause()
         assert not app.query_one("#no-handlers").display
         assert app.query_one("#top").display
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40), (160, 45), (200, 60)], ids=str)
+async def test_no_pane_is_wider_than_the_terminal(size: tuple[int, int]) -> None:
+    """Handler columns are chosen for the width: the table never needs to scroll sideways;
+    log lines wrap."""
+    app = fixed_app()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        table = app.handlers_table
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert {"name", "state", "succeeded", "failed"} <= set(table.column_keys)
+        logs = app.query_one(LogPane)
+        assert max(len(line) for line in logs.lines) <= logs.scrollable_content_region.width
