@@ -305,7 +305,7 @@ class NovaConsole(App[int]):
         self._search_target = "results"
         self._counts_label = ""
         self._handler_names: tuple[str, ...] | None = None
-        self._host_stop = anyio.Event()
+        self._host_stop: anyio.Event | None = None  # made in the app's loop, on mount
         self._host_done: anyio.Event | None = None
         self._host_error: BaseException | None = None
 
@@ -345,6 +345,7 @@ class NovaConsole(App[int]):
     async def _start_hosting(self) -> bool:
         """Start the service in a worker of the app; False (and exit 2) when it cannot start."""
         started = anyio.Event()
+        self._host_stop = stop = anyio.Event()
         self._host_done = done = anyio.Event()
 
         async def host() -> None:
@@ -352,9 +353,11 @@ class NovaConsole(App[int]):
             try:
                 async with service.running():
                     started.set()
-                    await self._host_stop.wait()
-            except Exception as error:  # a store that cannot open, a bad URL
+                    await stop.wait()
+            except Exception as error:  # a store that cannot open, a bad URL, a crash
                 self._host_error = error
+                if started.is_set():  # it ran, then failed: the console must not go on
+                    self.exit(return_code=1, message=_failure("the service stopped", error))
             finally:
                 done.set()
                 started.set()
@@ -363,9 +366,7 @@ class NovaConsole(App[int]):
         await started.wait()
         if self._host_error is not None:
             self.exit(
-                return_code=2,
-                message=f"novaconsole: the service did not start: "
-                f"{type(self._host_error).__name__}: {self._host_error}",
+                return_code=2, message=_failure("the service did not start", self._host_error)
             )
             return False
         return True
@@ -397,8 +398,8 @@ class NovaConsole(App[int]):
 
     async def on_unmount(self) -> None:
         # However the app ends, a hosted service is stopped before the app is gone.
-        self._host_stop.set()
-        if self._host_done is not None:
+        if self._host_stop is not None and self._host_done is not None:
+            self._host_stop.set()
             await self._host_done.wait()
         self._panes = None
         if self._timer is not None:
@@ -722,8 +723,8 @@ class NovaConsole(App[int]):
             )
 
     async def _drain_and_exit(self) -> None:
-        self._host_stop.set()  # running() drains, then stops
-        if self._host_done is not None:
+        if self._host_stop is not None and self._host_done is not None:
+            self._host_stop.set()  # running() drains, then stops
             await self._host_done.wait()
         self.refresh_view()
         self.exit(0)
@@ -802,6 +803,13 @@ class NovaConsole(App[int]):
         for command in super().get_system_commands(screen):
             if command.title not in ("Quit the application",):
                 yield command
+
+
+def _failure(what: str, error: BaseException) -> str:
+    """The one line printed when the app ends because of its service."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]  # a task group's wrapping says nothing to an operator
+    return f"novaconsole: {what}: {type(error).__name__}: {error}"
 
 
 _PRIORITY_ACTIONS = frozenset(

@@ -140,3 +140,33 @@ async def test_q_again_while_draining_cancels_what_is_in_flight_when_the_service
         await poll_until(lambda: app.return_code is not None)
     assert service.cancelled == 1
     assert app.return_code == 0
+
+
+async def test_a_hosted_service_that_fails_while_running_ends_the_app_with_one_line(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    class Crashing(FixedService):
+        def __init__(self) -> None:
+            super().__init__()
+            self.crash = anyio.Event()
+
+        @asynccontextmanager
+        async def running(self) -> AsyncIterator[Crashing]:
+            async def fail() -> None:
+                await self.crash.wait()
+                raise RuntimeError("database went away")
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(fail)
+                yield self
+
+    service = Crashing()
+    app = NovaConsole(service, refresh_interval=None)
+    async with app.run_test():
+        assert app.hosting
+        service.crash.set()
+        await poll_until(lambda: app.return_code is not None)
+    assert app.return_code == 1
+    printed = "".join(capfd.readouterr())
+    assert "novaconsole: the service stopped: RuntimeError: database went away" in printed
+    assert "Traceback" not in printed
