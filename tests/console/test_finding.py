@@ -77,6 +77,12 @@ async def test_z_zooms_the_focused_pane_and_back() -> None:
         assert app.results.size.height > 15
         await pilot.press("z")
         assert app.screen.maximized is None
+        for pane in (app.query_one(LogPane), app.handlers_table):
+            pane.focus()
+            await pilot.press("z")
+            assert app.screen.maximized is pane
+            assert pane.size.height > 15, f"{pane.id} fills the screen"
+            await pilot.press("z")
 
 
 async def test_shift_f_freezes_results_counting_new_rows_in_the_title() -> None:
