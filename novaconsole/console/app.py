@@ -307,7 +307,11 @@ class NovaConsole(App[int]):
         self._handler_names: tuple[str, ...] | None = None
         self._host_stop: anyio.Event | None = None  # made in the app's loop, on mount
         self._host_done: anyio.Event | None = None
-        self._host_error: BaseException | None = None
+        self.host_error: BaseException | None = None
+        """Why the hosted service did not start or stopped running (the app then exits with
+        2 or 1); :func:`~novaconsole.console.serve_console` raises it after the app ends."""
+        self.print_host_error = True
+        """Print ``host_error`` in one line when the app ends (off when the caller raises it)."""
 
     # ------------------------------------------------------------------ layout
 
@@ -336,40 +340,76 @@ class NovaConsole(App[int]):
         """The app runs its service (and stops it when it quits)."""
         return self._host_done is not None
 
+    def _wants_host(self) -> bool:
+        return self.host if self.host is not None else can_host(self.service)
+
+    async def run_async(self, **kwargs: Any) -> int | None:
+        """Run the app; a service it hosts is started first, in a task group beside the app,
+        so a service that cannot start raises here before anything is drawn."""
+        if self._host_done is not None or not self._wants_host():
+            return await super().run_async(**kwargs)
+        self._host_stop, self._host_done = anyio.Event(), anyio.Event()
+        result: int | None = None
+        async with anyio.create_task_group() as group:
+            await group.start(self._host)
+            try:
+                result = await super().run_async(**kwargs)
+            finally:
+                self._host_stop.set()  # however the app ended
+        return result
+
     async def on_mount(self) -> None:
-        hosts = self.host if self.host is not None else can_host(self.service)
-        if hosts and not await self._start_hosting():
+        # run_test() and other callers of the message loop: host from a worker of the app.
+        if self._host_done is None and self._wants_host() and not await self._start_hosting():
             return
         self._open_panes()
 
     async def _start_hosting(self) -> bool:
         """Start the service in a worker of the app; False (and exit 2) when it cannot start."""
-        started = anyio.Event()
-        self._host_stop = stop = anyio.Event()
-        self._host_done = done = anyio.Event()
+        self._host_stop, self._host_done = anyio.Event(), anyio.Event()
+        ready = anyio.Event()
+
+        class Started:
+            def started(self, value: object = None) -> None:
+                ready.set()
 
         async def host() -> None:
-            service: HostableService = self.service  # type: ignore[assignment]
             try:
-                async with service.running():
-                    started.set()
-                    await stop.wait()
-            except Exception as error:  # a store that cannot open, a bad URL, a crash
-                self._host_error = error
-                if started.is_set():  # it ran, then failed: the console must not go on
-                    self.exit(return_code=1, message=_failure("the service stopped", error))
+                await self._host(task_status=Started())
+            except Exception:
+                pass  # kept in host_error
             finally:
-                done.set()
-                started.set()
+                ready.set()
 
         self.run_worker(host(), name="service", group="service", exit_on_error=False)
-        await started.wait()
-        if self._host_error is not None:
-            self.exit(
-                return_code=2, message=_failure("the service did not start", self._host_error)
-            )
+        await ready.wait()
+        if self.host_error is not None:
+            self._exit_for("the service did not start", self.host_error, 2)
             return False
         return True
+
+    async def _host(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the service until ``_host_stop`` is set. A failure to start is raised; a
+        failure while running ends the app (status 1). Either is kept in ``host_error``."""
+        assert self._host_stop is not None and self._host_done is not None
+        service: HostableService = self.service  # type: ignore[assignment]
+        started = False
+        try:
+            async with service.running():
+                started = True
+                task_status.started()
+                await self._host_stop.wait()
+        except Exception as error:  # a store that cannot open, a bad URL, a crash
+            self.host_error = error
+            if not started:
+                raise
+            self._exit_for("the service stopped", error, 1)  # the console must not go on
+        finally:
+            self._host_done.set()
+
+    def _exit_for(self, what: str, error: BaseException, code: int) -> None:
+        message = _failure(what, error) if self.print_host_error else None
+        self.exit(return_code=code, message=message)
 
     def _open_panes(self) -> None:
         # Held, not queried, by the refresh: a tick during shutdown must find nothing missing.

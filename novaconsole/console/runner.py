@@ -56,12 +56,17 @@ async def serve_console(
 ) -> int:
     """Run ``app`` in the current event loop, logs in its pane, until it exits.
 
-    ``app`` hosts ``service`` (its ``app.service``) unless someone else runs it already.
+    ``app`` hosts ``service`` (its ``app.service``) unless someone else runs it already. If
+    the hosted service could not start, or failed while running, its error is raised here
+    once the terminal is restored (the command line turns a ``ConfigError`` into one line).
     """
     if app.service is not service:
         raise ValueError("serve_console: the app shows another service")
+    app.print_host_error = False
     with capture_logs(app.log_sink, log_level):
         await app.run_async(headless=headless)
+    if app.host_error is not None:
+        raise app.host_error
     return app.return_code or 0
 
 
