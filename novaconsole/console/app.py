@@ -104,8 +104,14 @@ class HostableService(ConsoleService, Protocol):
 
 
 def can_host(service: ConsoleService) -> bool:
-    """Whether the app should run ``service`` itself: it can be run and nobody runs it yet."""
-    return callable(getattr(service, "running", None)) and not getattr(service, "is_running", False)
+    """Whether the app should run ``service`` itself: it can be run and nobody runs it yet
+    (``is_running`` when the service has it; otherwise a snapshot that has not started)."""
+    if not callable(getattr(service, "running", None)):
+        return False
+    is_running = getattr(service, "is_running", None)
+    if isinstance(is_running, bool):
+        return not is_running
+    return service.snapshot().state in ("starting", "stopped")
 
 
 @dataclass(frozen=True, slots=True)

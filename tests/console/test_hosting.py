@@ -130,7 +130,7 @@ async def test_q_again_while_draining_cancels_what_is_in_flight_when_the_service
             self.release.set()
 
     service = StuckDrain()
-    app = NovaConsole(service, refresh_interval=None)
+    app = NovaConsole(service, refresh_interval=None, host=True)
     async with app.run_test() as pilot:
         assert app.hosting
         await pilot.press("q")
@@ -161,7 +161,7 @@ async def test_a_hosted_service_that_fails_while_running_ends_the_app_with_one_l
                 yield self
 
     service = Crashing()
-    app = NovaConsole(service, refresh_interval=None)
+    app = NovaConsole(service, refresh_interval=None, host=True)
     async with app.run_test():
         assert app.hosting
         service.crash.set()
