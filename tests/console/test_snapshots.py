@@ -6,12 +6,9 @@ look at the SVGs before committing them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-import anyio
 import pytest
 from textual.command import CommandList
 
@@ -131,18 +128,13 @@ def test_palette(snap_compare: Any) -> None:
 
 
 def test_draining(snap_compare: Any) -> None:
-    """After ``q`` (a hosted fake service whose drain never ends): DRAINING… in reverse
-    warning colours; the footer greys out every key but help and quit."""
+    """What ``q`` shows while a hosted service drains (the keys themselves are tested in
+    test_hosting): DRAINING… in reverse warning colours; the footer greys out every key but
+    help and quit."""
 
-    class SlowDrain(FixedService):
-        @asynccontextmanager
-        async def running(self) -> AsyncIterator[SlowDrain]:
-            try:
-                yield self
-            finally:
-                await self.drain()
-                await anyio.sleep_forever()
+    async def draining(pilot: Any) -> None:
+        pilot.app.quitting = True  # what q sets before it stops the hosted service
+        pilot.app.refresh_view()
+        await pilot.pause()
 
-    app = fixed_app(SlowDrain())
-    app.host = True  # its snapshot says "running": host it all the same
-    assert snap_compare(app, press=["q"], terminal_size=(120, 36))
+    assert snap_compare(fixed_app(), terminal_size=(120, 36), run_before=draining)
