@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 from typing import Any, ClassVar, Protocol
 
 import anyio
@@ -21,9 +22,11 @@ from textual.widgets import DataTable, Input
 
 from novaconsole.console.commands import HandlerCommands, system_commands
 from novaconsole.console.screens.help import HelpScreen
+from novaconsole.console.screens.pause_dialog import PauseDialog, PauseRequest
 from novaconsole.console.screens.result_detail import ResultDetailScreen
 from novaconsole.console.screens.stats import StatsScreen
 from novaconsole.console.stats import StatsHistory
+from novaconsole.console.steering import steer
 from novaconsole.console.triage_actions import BINDINGS as TRIAGE_BINDINGS
 from novaconsole.console.triage_actions import TriageActions
 from novaconsole.console.view_models import (
@@ -46,8 +49,9 @@ from novaconsole.console.widgets.queue_panel import QueuePanel
 from novaconsole.console.widgets.results_view import ResultsView
 from novaconsole.console.widgets.search_bar import SearchBar
 from novaconsole.console.widgets.status_bar import StatusBar
-from novaconsole.engine.events import EventSubscription, ItemFinished
+from novaconsole.engine.events import EventSubscription, ItemFinished, RetryProgress
 from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.operator import RetryStatus
 from novaconsole.engine.outcomes import CycleReport, ItemOutcome
 from novaconsole.engine.snapshot import Snapshot
 
@@ -313,6 +317,8 @@ class NovaConsole(TriageActions, App[int]):
         self._panes: _Panes | None = None
         self.stats = StatsHistory()
         """Samples of the snapshots this console read (the stats screen plots them)."""
+        self._retries: dict[tuple[str, str], str] = {}
+        """Retries asked from this console, by (handler, item id): followed to their end."""
         self._search_target = "results"
         self._counts_label = ""
         self._handler_names: tuple[str, ...] | None = None
@@ -466,18 +472,27 @@ class NovaConsole(TriageActions, App[int]):
         snapshot = self.service.snapshot()
         self.last_snapshot = snapshot
         outcomes: list[ItemOutcome] = []
+        retries: list[RetryStatus] = []
         if self._events is not None:
-            outcomes = [e.outcome for e in self._events.drain() if isinstance(e, ItemFinished)]
+            for event in self._events.drain():
+                if isinstance(event, ItemFinished):
+                    outcomes.append(event.outcome)
+                elif isinstance(event, RetryProgress) and self._retries:
+                    retries.append(event.status)
         records = self.log_sink.take()
         panes = self._panes
         if panes is None or not panes.status.is_attached:
             return  # shutting down
+        if retries:
+            self._follow_retries(retries)
         now = self.clock()
         if self.stats.offer(snapshot, now) and isinstance(self.screen, StatsScreen):
             self.screen.show(self.stats.samples)
         with self.batch_update():
             panes.status.show(
-                status_view(snapshot, quitting=self.quitting, filter=self.results_filter_label)
+                status_view(
+                    snapshot, quitting=self.quitting, filter=self.results_filter_label, now=now
+                )
             )
             self._show_handlers_or_hint(snapshot)
             panes.handlers.show(handler_rows(snapshot, now, self.purpose_filter))
@@ -523,7 +538,10 @@ class NovaConsole(TriageActions, App[int]):
         if self._panes is not None:
             self._panes.status.show(
                 status_view(
-                    self.last_snapshot, quitting=self.quitting, filter=self.results_filter_label
+                    self.last_snapshot,
+                    quitting=self.quitting,
+                    filter=self.results_filter_label,
+                    now=self.clock(),
                 )
             )
 
@@ -557,9 +575,10 @@ class NovaConsole(TriageActions, App[int]):
     # ------------------------------------------------------------------ keys
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "focus_next":
+            return True  # tab moves through the fields of a dialog too
         if action in _PRIORITY_ACTIONS and (
-            len(self.screen_stack) > 1
-            or (isinstance(self.focused, Input) and action != "focus_next")
+            len(self.screen_stack) > 1 or isinstance(self.focused, Input)
         ):
             return False  # a modal, help, the palette or the search line has the keys
         if action in _MAIN_SCREEN_ACTIONS and len(self.screen_stack) > 1:
@@ -589,11 +608,10 @@ class NovaConsole(TriageActions, App[int]):
         return True
 
     def action_pause_all(self) -> None:
-        self.service.pause()
-        self.refresh_view()
+        self.ask_pause("everything", partial(steer, self.service, "pause"))
 
     def action_resume_all(self) -> None:
-        self.service.resume()
+        steer(self.service, "resume")
         self.refresh_view()
 
     def action_pause_handler(self) -> None:
@@ -613,12 +631,12 @@ class NovaConsole(TriageActions, App[int]):
             self.change_batch_size(name, -1)
 
     def action_concurrency_up(self) -> None:
-        self.service.set_concurrency(self.last_snapshot.concurrency + 1)
+        steer(self.service, "set_concurrency", self.last_snapshot.concurrency + 1)
         self.refresh_view()
 
     def action_concurrency_down(self) -> None:
         if self.last_snapshot.concurrency > 1:
-            self.service.set_concurrency(self.last_snapshot.concurrency - 1)
+            steer(self.service, "set_concurrency", self.last_snapshot.concurrency - 1)
             self.refresh_view()
 
     def action_run_once(self) -> None:
@@ -767,10 +785,12 @@ class NovaConsole(TriageActions, App[int]):
 
     def cut_drain_short(self) -> None:
         """Cancel what is still in flight (it stays pending at its source) and exit now."""
-        stop_now = getattr(self.service, "cancel_in_flight", None)
+        stop_now = getattr(self.service, "cancel_drain", None)
+        if not callable(stop_now):
+            stop_now = getattr(self.service, "cancel_in_flight", None)  # older services
         if callable(stop_now):
             stop_now()
-            self.notify("Cancelling what is still in flight…", timeout=2)
+            self.notify("Cancelling what is still in flight (recorded cancelled)…", timeout=3)
         else:
             self.notify(
                 "Still draining: in-flight items are finishing (up to the shutdown grace)",
@@ -787,17 +807,31 @@ class NovaConsole(TriageActions, App[int]):
     # ------------------------------------------------------------------ operations
 
     def pause_handler(self, name: str) -> None:
-        self.service.pause_handler(name)
-        self.refresh_view()
+        """Ask why and for how long (the pause dialog), then pause ``name``."""
+        self.ask_pause(name, partial(steer, self.service, "pause_handler", name))
 
     def resume_handler(self, name: str) -> None:
-        self.service.resume_handler(name)
+        steer(self.service, "resume_handler", name)
         self.refresh_view()
+
+    def ask_pause(self, subject: str, pause: Callable[..., Any]) -> None:
+        """Open the pause dialog for ``subject``; on Enter call ``pause(reason=, until=)``."""
+
+        def answered(request: PauseRequest | None) -> None:
+            if request is None or self.quitting:
+                return
+            try:
+                pause(reason=request.reason, until=request.until)
+            except ValueError as error:  # a control the service refuses: say why
+                self.notify(str(error), title="Pause", severity="error")
+            self.refresh_view()
+
+        self.push_screen(PauseDialog(subject), answered)
 
     def change_batch_size(self, name: str, direction: int) -> None:
         """Batch size of ``name`` one step up (1) or down (-1)."""
         view = self.last_snapshot.handlers[name]
-        self.service.set_batch_size(name, next_batch_size(view.batch_size, direction))
+        steer(self.service, "set_batch_size", name, next_batch_size(view.batch_size, direction))
         self.refresh_view()
 
     def show_handler_results(self, name: str) -> None:
@@ -818,11 +852,29 @@ class NovaConsole(TriageActions, App[int]):
         self.run_worker(self._retry(handler, item_id), group="retry")
 
     async def _retry(self, handler: str, item_id: Any) -> None:
-        forgotten = await self.service.retry_item(handler, item_id)
-        if forgotten:
-            self.notify(f"{handler} item {item_id} will be processed again", title="Retry")
-        else:
-            self.notify(f"{handler} item {item_id} had no attempts to forget", title="Retry")
+        title = f"Retry {handler} item {item_id}"
+        request = getattr(self.service, "request_retry", None)
+        if not callable(request):  # an attached fleet: forget the attempts
+            forgotten = await steer(self.service, "retry_item", handler, item_id)
+            said = "will be processed again" if forgotten else "nothing to retry"
+            self.notify(said, title=title)
+            return
+        status = await steer(self.service, "request_retry", handler, item_id)
+        if status is None:
+            self.notify("nothing to retry", title=title, severity="warning")
+            return
+        self._retries[(status.handler, status.item_id)] = title
+        self.notify(status.message(), title=title)
+
+    def _follow_retries(self, statuses: list[RetryStatus]) -> None:
+        """Say how each retry asked from here ended (``RetryProgress`` events)."""
+        for status in statuses:
+            key = (status.handler, status.item_id)
+            if status.state in _RETRY_ENDS and (title := self._retries.pop(key, None)):
+                failed = status.state != "succeeded"
+                self.notify(
+                    status.message(), title=title, severity="warning" if failed else "information"
+                )
 
     def open_detail(self, outcome: ItemOutcome) -> None:
         def retry_if_asked(retry: bool | None) -> None:
@@ -875,6 +927,8 @@ _PRIORITY_ACTIONS = frozenset(
 """Keys bound with priority (handled by the app on arrival, before any widget: a key takes
 effect within one turn of the event loop even while the service keeps it busy), so they
 must step aside whenever another screen is on top."""
+
+_RETRY_ENDS = frozenset({"succeeded", "failed", "not_offered"})
 
 _MAIN_SCREEN_ACTIONS = frozenset(
     {"search", "search_next", "search_previous", "zoom", "freeze", "unfreeze", "copy_id"}

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from itertools import pairwise
 
 from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.operator import PauseInfo, describe_pause
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.engine.snapshot import HandlerView, Percentiles, Snapshot
 
@@ -103,6 +104,8 @@ class StatusView:
     """``3/4 alive`` when other workers share the database (empty when alone)."""
     filter: str = ""
     """The results filter and search in words (empty when every result shows)."""
+    pause: str = ""
+    """Who paused everything, when, why, until when (empty unless paused)."""
 
     @property
     def label(self) -> str:
@@ -112,6 +115,7 @@ class StatusView:
     def fields(self) -> tuple[tuple[str, str], ...]:
         """(label, value) pairs after the state, in display order."""
         pairs = (
+            ("", self.pause),
             ("filter", self.filter),
             ("cycle", str(self.cycle)),
             ("next poll", self.next_poll),
@@ -123,9 +127,11 @@ class StatusView:
         return tuple((k, v) for k, v in pairs if v)
 
 
-def status_view(snapshot: Snapshot, *, quitting: bool = False, filter: str = "") -> StatusView:
+def status_view(
+    snapshot: Snapshot, *, quitting: bool = False, filter: str = "", now: datetime | None = None
+) -> StatusView:
     """The status bar for ``snapshot``; ``quitting`` shows draining before the service says so;
-    ``filter`` names the results filter."""
+    ``filter`` names the results filter; ``now`` dates the pause ("by … 3 min ago")."""
     state = "draining" if quitting and snapshot.state != "stopped" else snapshot.state
     if state == "running" and snapshot.paused:
         state = "paused"
@@ -144,7 +150,25 @@ def status_view(snapshot: Snapshot, *, quitting: bool = False, filter: str = "")
         worker_id=snapshot.worker_id,
         fleet=fleet_summary(snapshot),
         filter=filter,
+        pause=pause_text("everything", snapshot.pause, now) if snapshot.paused else "",
     )
+
+
+def pause_text(subject: str, info: PauseInfo | None, now: datetime | None) -> str:
+    """``describe_pause`` without the bare "paused" the state already says ("" then)."""
+    if info is None:
+        return ""
+    text = describe_pause(subject, info, now or datetime.now(UTC))
+    return "" if text == f"{subject} paused" else one_line(text, 300)
+
+
+def dead_text(view: HandlerView) -> str:
+    """``3 dead items returned by fetch_next`` (out of attempts, in its latest fetch: skipped
+    until an operator retries them); "" when none."""
+    if not view.dead_items:
+        return ""
+    items = "item" if view.dead_items == 1 else "items"
+    return f"{view.dead_items} dead {items} returned by fetch_next"
 
 
 def fleet_summary(snapshot: Snapshot) -> str:
@@ -275,9 +299,19 @@ def handler_row(view: HandlerView, now: datetime) -> HandlerRow:
             format_count(view.failed),
             format_ago(view.last_run, now),
             view.purpose.value,
-            one_line(view.breaker_reason or view.last_error, 300),
+            one_line(handler_note(view, now), 300),
         ),
     )
+
+
+def handler_note(view: HandlerView, now: datetime) -> str | None:
+    """The handler row's last column: why it is tripped or paused, dead items it returns,
+    else its last error."""
+    if view.breaker_reason:
+        return view.breaker_reason
+    if view.paused and (pause := pause_text(view.name, view.pause, now)):
+        return pause
+    return dead_text(view) or view.last_error
 
 
 def handler_rows(

@@ -19,6 +19,7 @@ from novaconsole import BackgroundProcessing, HandlerPurpose, RetryPolicy
 from novaconsole.console import NovaConsole
 from novaconsole.console.widgets.log_pane import LogSink
 from novaconsole.engine.events import EventHub, EventSubscription, ItemFinished
+from novaconsole.engine.operator import PauseInfo
 from novaconsole.engine.outcomes import Attempt, CycleReport, ItemOutcome, OutcomeStatus
 from novaconsole.engine.service import ProcessingService
 from novaconsole.engine.snapshot import HandlerView, Latency, Percentiles, Snapshot
@@ -284,8 +285,15 @@ class FixedService:
         handlers[name] = replace(handlers[name], **changes)
         self._snapshot = replace(self._snapshot, handlers=handlers)
 
-    def pause(self) -> None:
-        self._snapshot = replace(self._snapshot, paused=True, state="paused")
+    def pause(self, *, reason: str | None = None, until: timedelta | None = None) -> None:
+        """Paused by a fixed operator 3 minutes before T0 (no hostname in a picture)."""
+        info = PauseInfo(
+            by="console@ops1",
+            at=T0 - timedelta(minutes=3),
+            reason=reason,
+            resumes_at=None if until is None else T0 - timedelta(minutes=3) + until,
+        )
+        self._snapshot = replace(self._snapshot, paused=True, state="paused", pause=info)
 
     def resume(self) -> None:
         self._snapshot = replace(self._snapshot, paused=False, state="running")

@@ -52,8 +52,6 @@ async def test_q_drains_in_flight_items_then_stops_the_service_and_exits() -> No
         await wait_until(pilot, lambda: service.snapshot().state == "draining")
         await pilot.pause()
         assert app.return_code is None, "the app left before its items finished"
-        await pilot.press("q")  # asked again: still draining, says so
-        assert app.return_code is None
         gate.set()
         await poll_until(lambda: app.return_code is not None)
     assert app.return_code == 0
@@ -108,8 +106,8 @@ def test_run_hosts_the_service_as_a_subprocess_command_would() -> None:
 async def test_q_again_while_draining_cancels_what_is_in_flight_when_the_service_can(
     again: str,
 ) -> None:
-    """A second q calls the service's ``cancel_in_flight()`` (when it has one): the drain
-    ends at once and the app exits."""
+    """A second q (or ctrl+c) calls the service's ``cancel_drain()``: the drain ends at once
+    and the app exits."""
 
     class StuckDrain(FixedService):
         def __init__(self) -> None:
@@ -125,9 +123,10 @@ async def test_q_again_while_draining_cancels_what_is_in_flight_when_the_service
                 await self.drain()
                 await self.release.wait()  # in-flight items that would take the whole grace
 
-        def cancel_in_flight(self) -> None:
+        def cancel_drain(self) -> bool:
             self.cancelled += 1
             self.release.set()
+            return True
 
     service = StuckDrain()
     app = NovaConsole(service, refresh_interval=None, host=True)
@@ -170,3 +169,26 @@ async def test_a_hosted_service_that_fails_while_running_ends_the_app_with_one_l
     printed = "".join(capfd.readouterr())
     assert "novaconsole: the service stopped: RuntimeError: database went away" in printed
     assert "Traceback" not in printed
+
+
+@pytest.mark.parametrize("again", ["q", "ctrl+c"])
+async def test_force_quit_on_a_real_service_records_in_flight_items_cancelled(again: str) -> None:
+    """q, then q (or ctrl+c) again while two items hang: the app exits without waiting for
+    them, both are recorded cancelled, none is done."""
+    gate = anyio.Event()  # never set: the items would take the whole grace
+    source = Source([1, 2], gate=gate)
+    service = build_service({"A": source})
+    app = NovaConsole(service, refresh_interval=None)
+    async with app.run_test() as pilot:
+        await pilot.press("r")
+        await wait_until(pilot, lambda: service.snapshot().in_flight == 2)
+        await pilot.press("q")
+        await wait_until(pilot, lambda: service.snapshot().state == "draining")
+        assert app.return_code is None
+        await pilot.press(again)
+        await poll_until(lambda: app.return_code is not None)
+    assert app.return_code == 0
+    assert source.done == []
+    outcomes = service.recent_outcomes()
+    assert sorted(o.item_id for o in outcomes if o.status.value == "cancelled") == [1, 2]
+    assert service.snapshot().state == "stopped"

@@ -32,7 +32,7 @@ async def test_p_pauses_and_resumes_everything_and_the_footer_follows() -> None:
         app = console(service)
         async with app.run_test() as pilot:
             assert "pause_all" in footer_actions(app)
-            await pilot.press("p")
+            await pilot.press("p", "enter")  # the pause dialog: no reason, no expiry
             assert service.snapshot().paused
             await pilot.pause()
             assert "resume_all" in footer_actions(app)
@@ -51,7 +51,7 @@ async def test_space_pauses_and_resumes_the_selected_handler() -> None:
         async with app.run_test() as pilot:
             await pilot.press("down")
             assert app.selected_handler == "B"
-            await pilot.press("space")
+            await pilot.press("space", "enter")
             assert service.snapshot().handlers["B"].paused
             assert not service.snapshot().handlers["A"].paused
             await pilot.pause()
@@ -66,7 +66,7 @@ async def test_r_runs_one_cycle_even_while_paused() -> None:
     async with service.running():
         app = console(service)
         async with app.run_test() as pilot:
-            await pilot.press("p")
+            await pilot.press("p", "enter")
             cycles = service.snapshot().cycles
             await pilot.press("r")
             await wait_until(pilot, lambda: source.done == [1, 2, 3])

@@ -15,6 +15,7 @@ from textual.command import Command, CommandInput, CommandList, CommandPalette
 
 from novaconsole.console import NovaConsole
 from novaconsole.console.screens.help import HelpScreen
+from novaconsole.console.screens.pause_dialog import PauseDialog
 from novaconsole.console.screens.result_detail import ResultDetailScreen
 from novaconsole.console.screens.stats import StatsScreen
 from novaconsole.console.view_models import ResultFilter
@@ -169,6 +170,8 @@ async def test_palette_command(case: Case) -> None:
         async with app.run_test() as pilot:
             await case.setup(app, service)
             await run_command(pilot, case.title)
+            if isinstance(app.screen, PauseDialog):  # a pause asks why and how long first
+                await pilot.press("enter")
             await case.verify(app, service)
 
 

@@ -37,10 +37,24 @@ def test_main_screen(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(fixed_app(), terminal_size=size)
 
 
+PAUSE_KEYS = ["p", *"db maintenance", "tab", *"30m"]
+"""``p``, a reason, tab, a duration: the pause dialog filled in, not yet sent."""
+
+
 def test_paused(snap_compare: Any) -> None:
-    """After ``p``: the status bar says PAUSED (warning colours), next poll "paused", and
-    the footer offers "p Resume" instead of "p Pause"."""
-    assert snap_compare(fixed_app(), press=["p"], terminal_size=(120, 36))
+    """After ``p``, a reason, enter: the status bar says PAUSED (warning colours),
+    "everything paused by console@ops1 3 min ago: db maintenance" (no expiry: its wall-clock
+    time would depend on the machine's zone), next poll "paused", and the footer offers
+    "p Resume" instead of "p Pause"."""
+    keys = ["p", *"db maintenance", "enter"]
+    assert snap_compare(fixed_app(), press=keys, terminal_size=(120, 36))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=str)
+def test_pause_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
+    """``p`` opens "Pause everything": a reason ("db maintenance") and a duration ("30m")
+    typed in, the hint "enter: pause · escape: cancel", the main screen dimmed behind."""
+    assert snap_compare(fixed_app(), press=PAUSE_KEYS, terminal_size=size)
 
 
 def test_handler_failing(snap_compare: Any) -> None:
