@@ -58,8 +58,9 @@ from novaconsole.engine.snapshot import Snapshot
 Clock = Callable[[], datetime]
 
 _TIPS = {
-    "p": "Pause or resume everything: no fetching while paused; in-flight items finish",
-    "space": "Pause or resume the handler selected in the handlers table",
+    "p": "Pause (asks why and for how long, both optional) or resume everything; "
+    "in-flight items finish",
+    "space": "Pause (asks why and for how long) or resume the selected handler",
     "r": "Run one cycle now, even while paused; a note says how it went",
     "f": "Results filter: all, failed only, selected handler only",
     "/": "Search the results (item id, handler, error) or, from the log pane, the logs",
@@ -70,7 +71,8 @@ _TIPS = {
     "s": "Stats: items/s per handler and latency p50/p95 over the last 10 minutes",
     "enter": "Detail of the selected result: error, traceback, every attempt",
     "?": "This help",
-    "q": "Quit: stop fetching, let in-flight items finish (draining…), then exit",
+    "q": "Quit: stop fetching, let in-flight items finish (draining…), then exit; "
+    "q again cancels them (recorded cancelled)",
     "+": "Batch size of the selected handler up (steps of about 10 %)",
     "-": "Batch size of the selected handler down (steps of about 10 %)",
     "]": "Concurrency up by one",

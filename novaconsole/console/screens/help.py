@@ -23,7 +23,10 @@ PALETTE_EXTRAS = (
     "Pause handler X / Resume handler X",
     "Batch size of X up / down",
     "Show results of X",
-    "Retry X item N (failed results in the window)",
+    "Retry X item N (failed results in the window; followed until it ran again)",
+    "Peek X (what its fetch_next would return now, rolled back)",
+    "Failure groups (failed items grouped; retry a group)",
+    "Stats (items/s and latency over 10 minutes)",
     "Show handlers: all / ingestion / internal / export",
     "Show results: all / failed only / selected handler",
 )
