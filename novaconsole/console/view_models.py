@@ -310,7 +310,7 @@ def handler_note(view: HandlerView, now: datetime) -> str | None:
     if view.breaker_reason:
         return view.breaker_reason
     if view.paused and (pause := pause_text(view.name, view.pause, now)):
-        return pause
+        return pause.removeprefix(f"{view.name} paused ")  # the name and state are beside it
     return dead_text(view) or view.last_error
 
 

@@ -99,7 +99,5 @@ def test_handler_note_says_pause_then_dead_items_before_the_last_error() -> None
         paused=True,
         pause=PauseInfo(by="cli@ops1", at=T0 - timedelta(minutes=12), reason="db maintenance"),
     )
-    assert handler_note(paused, T0) == (
-        "PhysicalDeletion paused by cli@ops1 12 min ago: db maintenance"
-    )
+    assert handler_note(paused, T0) == ("by cli@ops1 12 min ago: db maintenance")
     assert handler_note(replace(view, last_error="boom"), T0) == "boom"
