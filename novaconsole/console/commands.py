@@ -34,6 +34,7 @@ def console_commands(app: NovaConsole) -> Iterator[Command]:
         if not app.read_only:
             yield from _steering_commands(app)
         yield from _filter_commands(app)
+        yield from _finding_commands(app)
     yield Command(
         "Result detail",
         "Error, traceback and attempts of the selected result (enter)",
@@ -47,6 +48,21 @@ def console_commands(app: NovaConsole) -> Iterator[Command]:
         )
     yield Command("Help", "Keys and commands (?)", app.action_help)
     yield Command("Quit", "Stop fetching, drain in-flight items, exit (q)", app.action_quit)
+
+
+def _finding_commands(app: NovaConsole) -> Iterator[Command]:
+    """Search, zoom, freeze, copy and stats."""
+    yield Command("Search results", "By item id, handler or error text (/)", app.action_search)
+    yield Command("Zoom focused pane", "Full screen and back (z)", app.action_zoom)
+    if app.frozen:
+        yield Command("Unfreeze results", "Show the rows held back (F)", app.action_unfreeze)
+    else:
+        yield Command("Freeze results", "Hold new rows back while reading (F)", app.action_freeze)
+    if app.results.selected is not None:
+        yield Command(
+            "Copy item id", "Of the selected result, to the clipboard (c)", app.action_copy_id
+        )
+    yield Command("Stats", "Items/s per handler and latency over 10 minutes (s)", app.action_stats)
 
 
 def _steering_commands(app: NovaConsole) -> Iterator[Command]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import TaskStatus
 
-from novaconsole.console.app import ConsoleService, NovaConsole
+from novaconsole.console.app import ConsoleService, HostableService, NovaConsole
 from novaconsole.console.widgets.log_pane import LogSink
 
 if TYPE_CHECKING:
@@ -48,38 +47,30 @@ def capture_logs(sink: logging.Handler, level: int = logging.INFO) -> Iterator[N
             logger.setLevel(old_level)
 
 
-class HostedService(ConsoleService, Protocol):
-    """A console service that runs for the duration of a block."""
-
-    def running(self) -> AbstractAsyncContextManager[Any]: ...
+HostedService = HostableService
+"""A console service that runs for the duration of a block (the name ``novaconsole.web`` uses)."""
 
 
 async def serve_console(
-    service: HostedService,
+    service: ConsoleService,
     app: NovaConsole,
     *,
     log_level: int = logging.INFO,
     headless: bool = False,
 ) -> int:
-    """Run ``service`` and ``app`` side by side in the current event loop until the app exits.
+    """Run ``app`` in the current event loop, logs in its pane, until it exits.
 
-    The service is started first (so a failure to start it never leaves a half-drawn
-    screen) and drained and stopped after the app has exited (quitting drains already).
+    ``app`` hosts ``service`` (its ``app.service``) unless someone else runs it already. If
+    the hosted service could not start, or failed while running, its error is raised here
+    once the terminal is restored (the command line turns a ``ConfigError`` into one line).
     """
+    if app.service is not service:
+        raise ValueError("serve_console: the app shows another service")
+    app.print_host_error = False
     with capture_logs(app.log_sink, log_level):
-        stop = anyio.Event()
-
-        async def host(*, task_status: TaskStatus[None]) -> None:
-            async with service.running():
-                task_status.started()
-                await stop.wait()
-
-        async with anyio.create_task_group() as group:
-            await group.start(host)
-            try:
-                await app.run_async(headless=headless)
-            finally:
-                stop.set()
+        await app.run_async(headless=headless)
+    if app.host_error is not None:
+        raise app.host_error
     return app.return_code or 0
 
 
@@ -96,7 +87,7 @@ def run_console(
     """
     from novaconsole.observability import instrumented
 
-    app = NovaConsole(service, log_sink=LogSink())
+    app = NovaConsole(service, log_sink=LogSink(), config=_config_path(settings))
     if settings is not None:
         app.sub_title = settings.source_label
 
@@ -119,6 +110,11 @@ def run_attached(settings: Settings, *, log_level: int = logging.INFO) -> int:
         processing.registrations,
         settings.processing.max_concurrency,
     )
-    app = NovaConsole(fleet, log_sink=LogSink())
+    app = NovaConsole(fleet, log_sink=LogSink(), config=_config_path(settings))
     app.sub_title = f"attached: {settings.source_label}"
     return anyio.run(partial(serve_console, fleet, app, log_level=log_level))
+
+
+def _config_path(settings: Settings | None) -> str | None:
+    """The config file the console names when no handler is registered."""
+    return None if settings is None else settings.source_label

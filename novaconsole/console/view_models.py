@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
+from itertools import pairwise
 
 from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.operator import PauseInfo, describe_pause
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.engine.snapshot import HandlerView, Percentiles, Snapshot
 
@@ -22,7 +24,7 @@ NOT_OK_STATUSES = frozenset(
 """Statuses the "failed only" filter keeps: the item did not get done."""
 
 STATUS_LABELS: dict[OutcomeStatus, str] = {
-    OutcomeStatus.SUCCEEDED: "ok",
+    OutcomeStatus.SUCCEEDED: "succeeded",
     OutcomeStatus.FAILED: "failed",
     OutcomeStatus.TIMED_OUT: "timeout",
     OutcomeStatus.SKIPPED: "skipped",
@@ -100,6 +102,10 @@ class StatusView:
     worker_id: str
     fleet: str = ""
     """``3/4 alive`` when other workers share the database (empty when alone)."""
+    filter: str = ""
+    """The results filter and search in words (empty when every result shows)."""
+    pause: str = ""
+    """Who paused everything, when, why, until when (empty unless paused)."""
 
     @property
     def label(self) -> str:
@@ -109,6 +115,8 @@ class StatusView:
     def fields(self) -> tuple[tuple[str, str], ...]:
         """(label, value) pairs after the state, in display order."""
         pairs = (
+            ("", self.pause),
+            ("filter", self.filter),
             ("cycle", str(self.cycle)),
             ("next poll", self.next_poll),
             ("concurrency", self.concurrency),
@@ -119,8 +127,11 @@ class StatusView:
         return tuple((k, v) for k, v in pairs if v)
 
 
-def status_view(snapshot: Snapshot, *, quitting: bool = False) -> StatusView:
-    """The status bar for ``snapshot``; ``quitting`` shows draining before the service says so."""
+def status_view(
+    snapshot: Snapshot, *, quitting: bool = False, filter: str = "", now: datetime | None = None
+) -> StatusView:
+    """The status bar for ``snapshot``; ``quitting`` shows draining before the service says so;
+    ``filter`` names the results filter; ``now`` dates the pause ("by … 3 min ago")."""
     state = "draining" if quitting and snapshot.state != "stopped" else snapshot.state
     if state == "running" and snapshot.paused:
         state = "paused"
@@ -138,7 +149,26 @@ def status_view(snapshot: Snapshot, *, quitting: bool = False) -> StatusView:
         database=snapshot.database,
         worker_id=snapshot.worker_id,
         fleet=fleet_summary(snapshot),
+        filter=filter,
+        pause=pause_text("everything", snapshot.pause, now) if snapshot.paused else "",
     )
+
+
+def pause_text(subject: str, info: PauseInfo | None, now: datetime | None) -> str:
+    """``describe_pause`` without the bare "paused" the state already says ("" then)."""
+    if info is None:
+        return ""
+    text = describe_pause(subject, info, now or datetime.now(UTC))
+    return "" if text == f"{subject} paused" else one_line(text, 300)
+
+
+def dead_text(view: HandlerView) -> str:
+    """``3 dead items returned by fetch_next`` (out of attempts, in its latest fetch: skipped
+    until an operator retries them); "" when none."""
+    if not view.dead_items:
+        return ""
+    items = "item" if view.dead_items == 1 else "items"
+    return f"{view.dead_items} dead {items} returned by fetch_next"
 
 
 def fleet_summary(snapshot: Snapshot) -> str:
@@ -162,14 +192,65 @@ HANDLER_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("name", "Handler", None),
     ("state", "State", 8),
     ("batch", "Batch", 6),
-    ("in_flight", "In flight", 12),
-    ("succeeded", "OK", 9),
-    ("failed", "Failed", 8),
+    ("in_flight", "In flight", 10),
+    ("succeeded", "Succeeded", 9),
+    ("failed", "Failed", 7),
     ("last_run", "Last run", 11),
     ("purpose", "Purpose", 9),
     ("last_error", "Last error", None),
 )
-"""(column key, header, fixed width or None to fit the content) of the handlers table."""
+"""(column key, header, width or None: the name fits its content, the error takes the rest)
+of the handlers table, in display order."""
+
+HANDLER_PRIORITY = (
+    "name",
+    "state",
+    "succeeded",
+    "failed",
+    "in_flight",
+    "batch",
+    "last_error",
+    "last_run",
+    "purpose",
+)
+"""Which handler columns stay when the table is narrow: the first ones."""
+
+CELL_PADDING = 2
+"""Cells a DataTable adds to every column (one space either side)."""
+
+MIN_ERROR_WIDTH = 16
+"""The last error column is shown only with at least this many cells."""
+
+
+def handler_columns(width: int, name_width: int) -> tuple[tuple[str, str, int], ...]:
+    """The handler columns that fit ``width`` cells, by :data:`HANDLER_PRIORITY`, each with
+    its width; the last error (if shown) takes whatever the others leave."""
+    widths = {key: fixed for key, _, fixed in HANDLER_COLUMNS if fixed is not None}
+    widths["name"] = max(7, min(name_width, 28))
+    chosen: set[str] = set()
+    used = 0
+    for key in HANDLER_PRIORITY:
+        if key == "last_error":
+            continue
+        need = widths[key] + CELL_PADDING
+        if used + need > width and key != "name":
+            break
+        chosen.add(key)
+        used += need
+    room = width - used - CELL_PADDING
+    if room >= MIN_ERROR_WIDTH:
+        chosen.add("last_error")
+        widths["last_error"] = room
+    return tuple((key, header, widths[key]) for key, header, _ in HANDLER_COLUMNS if key in chosen)
+
+
+def counts_label(snapshot: Snapshot) -> str:
+    """What the handler counts cover: ``total`` (from the database, across restarts) when the
+    snapshot says so, else ``since start`` (this process)."""
+    if getattr(snapshot, "counts_are_totals", False) or snapshot.worker_id == "attached":
+        return "total"
+    return "since start"
+
 
 STATE_TONES = {
     "active": "success",
@@ -218,9 +299,19 @@ def handler_row(view: HandlerView, now: datetime) -> HandlerRow:
             format_count(view.failed),
             format_ago(view.last_run, now),
             view.purpose.value,
-            one_line(view.breaker_reason or view.last_error, 60),
+            one_line(handler_note(view, now), 300),
         ),
     )
+
+
+def handler_note(view: HandlerView, now: datetime) -> str | None:
+    """The handler row's last column: why it is tripped or paused, dead items it returns,
+    else its last error."""
+    if view.breaker_reason:
+        return view.breaker_reason
+    if view.paused and (pause := pause_text(view.name, view.pause, now)):
+        return pause.removeprefix(f"{view.name} paused ")  # the name and state are beside it
+    return dead_text(view) or view.last_error
 
 
 def handler_rows(
@@ -270,7 +361,7 @@ def queue_view(snapshot: Snapshot) -> QueueView:
         depth=min(snapshot.queue_depth, capacity),
         capacity=capacity,
         depth_text=f"{snapshot.queue_depth:,} / {capacity:,}",
-        workers_text=f"{snapshot.in_flight} / {snapshot.concurrency}",
+        workers_text=f"{snapshot.in_flight}/{snapshot.concurrency}",
         rate_text=f"{format_count(snapshot.rate)}/s",
         throughput=snapshot.throughput,
         last_cycle=format_seconds(snapshot.last_cycle_duration),
@@ -297,31 +388,49 @@ class ResultFilter(StrEnum):
         return members[(members.index(self) + 1) % len(members)]
 
 
-def result_matches(outcome: ItemOutcome, mode: ResultFilter, handler: str | None) -> bool:
-    """Whether the results pane shows ``outcome`` under ``mode`` (``handler``: the selected one)."""
-    if mode is ResultFilter.FAILED:
-        return outcome.status in NOT_OK_STATUSES
-    if mode is ResultFilter.HANDLER:
-        return outcome.handler == handler
+def result_matches(
+    outcome: ItemOutcome, mode: ResultFilter, handler: str | None, query: str = ""
+) -> bool:
+    """Whether the results pane shows ``outcome`` under ``mode`` (``handler``: the selected
+    one) and the search ``query`` (found, ignoring case, in item id, handler or error)."""
+    if mode is ResultFilter.FAILED and outcome.status not in NOT_OK_STATUSES:
+        return False
+    if mode is ResultFilter.HANDLER and outcome.handler != handler:
+        return False
+    if query:
+        needle = query.casefold()
+        return any(
+            needle in text.casefold()
+            for text in (str(outcome.item_id), outcome.handler, outcome.error or "")
+        )
     return True
 
 
 def filter_results(
-    outcomes: Iterable[ItemOutcome], mode: ResultFilter, handler: str | None
+    outcomes: Iterable[ItemOutcome], mode: ResultFilter, handler: str | None, query: str = ""
 ) -> list[ItemOutcome]:
-    """The outcomes ``mode`` keeps, in the order given."""
-    if mode is ResultFilter.ALL:
+    """The outcomes ``mode`` and ``query`` keep, in the order given."""
+    if mode is ResultFilter.ALL and not query:
         return list(outcomes)
-    return [o for o in outcomes if result_matches(o, mode, handler)]
+    return [o for o in outcomes if result_matches(o, mode, handler, query)]
 
 
-def filter_title(mode: ResultFilter, handler: str | None) -> str:
-    """The results pane title for a filter: ``Results · failed only``."""
-    if mode is ResultFilter.ALL:
-        return "Results"
+def filter_label(mode: ResultFilter, handler: str | None, query: str = "") -> str:
+    """The filter in words (empty when everything shows): ``failed only · /ISRC``."""
+    parts = []
     if mode is ResultFilter.HANDLER:
-        return f"Results · {handler or 'no handler selected'}"
-    return f"Results · {mode.value}"
+        parts.append(handler or "no handler selected")
+    elif mode is ResultFilter.FAILED:
+        parts.append(mode.value)
+    if query:
+        parts.append(f"/{query}")
+    return " · ".join(parts)
+
+
+def filter_title(mode: ResultFilter, handler: str | None, query: str = "") -> str:
+    """The results pane title for a filter: ``Results · failed only``."""
+    label = filter_label(mode, handler, query)
+    return f"Results · {label}" if label else "Results"
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,17 +461,19 @@ RESULT_HEADERS = ("Status", "Time", "Handler", "Item", "Try", "Duration", "Error
 
 
 def result_columns(width: int) -> ResultColumns:
-    """Column widths that fit ``width`` cells (one space between columns)."""
-    handler = 18 if width >= 120 else 12
-    item = 20 if width >= 120 else 10
-    fixed = 9 + 8 + handler + item + 3 + 8 + 6
+    """Column widths that fit ``width`` cells (one space between shown columns); below 100
+    cells the duration gives way (0: not shown) so that the error keeps some room."""
+    handler = 18 if width >= 120 else 14
+    item = 24 if width >= 150 else (20 if width >= 120 else 12)
+    duration = 8 if width >= 100 else 0
+    fixed = 9 + 8 + handler + item + 3 + duration + (6 if duration else 5)
     return ResultColumns(
         status=9,
         time=8,
         handler=handler,
         item=item,
         attempts=3,
-        duration=8,
+        duration=duration,
         error=max(0, width - fixed),
     )
 
@@ -432,7 +543,7 @@ def attempt_rows(outcome: ItemOutcome, tz: tzinfo | None) -> list[AttemptRow]:
             result=(
                 "timed out"
                 if attempt.timed_out
-                else (one_line(attempt.error, 300) if attempt.error else "ok")
+                else (one_line(attempt.error, 300) if attempt.error else "succeeded")
             ),
         )
         for attempt in outcome.history
@@ -530,3 +641,81 @@ def fleet_rows(snapshot: Snapshot, now: datetime) -> tuple[str, ...]:
     if len(workers) > FLEET_ROWS:
         lines.append(f"  … and {len(workers) - FLEET_ROWS} more")
     return tuple(lines)
+
+
+# --- stats -------------------------------------------------------------------------------
+
+STATS_BUCKET = 5.0
+"""Seconds between two samples of the stats history."""
+STATS_WINDOW = 600.0
+"""Seconds of history the stats screen plots (ten minutes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatsSample:
+    """What the console read at one instant: finished items per handler, process latency."""
+
+    at: datetime
+    counts: tuple[tuple[str, int], ...]
+    """(handler, succeeded + failed + skipped)."""
+    p50: float
+    p95: float
+
+
+def stats_sample(snapshot: Snapshot, at: datetime) -> StatsSample:
+    """A sample of ``snapshot`` taken at ``at``."""
+    return StatsSample(
+        at=at,
+        counts=tuple(
+            (name, view.succeeded + view.failed + view.skipped)
+            for name, view in snapshot.handlers.items()
+        ),
+        p50=snapshot.latency.process.p50,
+        p95=snapshot.latency.process.p95,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerRate:
+    """One handler's items per second, one value per sample interval, oldest first."""
+
+    name: str
+    rates: tuple[float, ...]
+
+    @property
+    def now(self) -> float:
+        return self.rates[-1] if self.rates else 0.0
+
+    @property
+    def peak(self) -> float:
+        return max(self.rates, default=0.0)
+
+
+def handler_rates(samples: Sequence[StatsSample]) -> list[HandlerRate]:
+    """Items per second of each handler between consecutive samples (a count that went down,
+    as after a restart, counts as nothing finished)."""
+    names: dict[str, list[float]] = {}
+    for before, after in pairwise(samples):
+        seconds = (after.at - before.at).total_seconds()
+        if seconds <= 0:
+            continue
+        previous = dict(before.counts)
+        for name, count in after.counts:
+            rates = names.setdefault(name, [])
+            rates.append(max(0, count - previous.get(name, count)) / seconds)
+    if samples:
+        for name, _ in samples[-1].counts:
+            names.setdefault(name, [])
+    return [HandlerRate(name, tuple(rates)) for name, rates in names.items()]
+
+
+def latency_series(samples: Sequence[StatsSample]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Process latency p50 and p95 of every sample, oldest first."""
+    return tuple(s.p50 for s in samples), tuple(s.p95 for s in samples)
+
+
+def window_label(samples: Sequence[StatsSample]) -> str:
+    """How much time the samples cover: ``last 10m 00s``."""
+    if len(samples) < 2:
+        return "collecting…"
+    return f"last {format_seconds((samples[-1].at - samples[0].at).total_seconds())}"

@@ -19,6 +19,7 @@ from novaconsole import BackgroundProcessing, HandlerPurpose, RetryPolicy
 from novaconsole.console import NovaConsole
 from novaconsole.console.widgets.log_pane import LogSink
 from novaconsole.engine.events import EventHub, EventSubscription, ItemFinished
+from novaconsole.engine.operator import PauseInfo
 from novaconsole.engine.outcomes import Attempt, CycleReport, ItemOutcome, OutcomeStatus
 from novaconsole.engine.service import ProcessingService
 from novaconsole.engine.snapshot import HandlerView, Latency, Percentiles, Snapshot
@@ -61,6 +62,13 @@ async def wait_until(pilot: Any, condition: Callable[[], bool], *, limit: float 
     with anyio.fail_after(limit):
         while not condition():
             await pilot.pause(0.01)
+
+
+async def settle(app: NovaConsole) -> None:
+    """Wait for the app's workers (run once, retry, …) but not the one hosting the service."""
+    workers = [w for w in app.workers if w.group != "service"]
+    if workers:  # an empty list would mean every worker, the host included
+        await app.workers.wait_for_complete(workers)
 
 
 async def poll_until(condition: Callable[[], bool], *, limit: float = 5.0) -> None:
@@ -277,8 +285,15 @@ class FixedService:
         handlers[name] = replace(handlers[name], **changes)
         self._snapshot = replace(self._snapshot, handlers=handlers)
 
-    def pause(self) -> None:
-        self._snapshot = replace(self._snapshot, paused=True, state="paused")
+    def pause(self, *, reason: str | None = None, until: timedelta | None = None) -> None:
+        """Paused by a fixed operator 3 minutes before T0 (no hostname in a picture)."""
+        info = PauseInfo(
+            by="console@ops1",
+            at=T0 - timedelta(minutes=3),
+            reason=reason,
+            resumes_at=None if until is None else T0 - timedelta(minutes=3) + until,
+        )
+        self._snapshot = replace(self._snapshot, paused=True, state="paused", pause=info)
 
     def resume(self) -> None:
         self._snapshot = replace(self._snapshot, paused=False, state="running")
@@ -341,3 +356,28 @@ def fixed_app(service: FixedService | None = None) -> NovaConsole:
         tz=UTC,
         log_sink=fixed_log_sink(),
     )
+
+
+def fill_stats(app: NovaConsole, minutes: int = 10) -> None:
+    """Give ``app`` ten minutes of samples before T0: rates that rise and fall, latency that
+    jumps once, so every plot has a shape."""
+    base = fixed_snapshot()
+    steps = minutes * 12
+    totals = dict.fromkeys(base.handlers, 0)
+    for step in range(steps):
+        for offset, name in enumerate(totals):
+            totals[name] += (step * (offset + 1)) % 37
+        handlers = {
+            name: replace(view, succeeded=totals[name], failed=0, skipped=0)
+            for name, view in base.handlers.items()
+        }
+        slow = 0.4 if steps // 2 <= step < steps // 2 + 10 else 0.0
+        latency = Latency(
+            fetch=base.latency.fetch,
+            queue=base.latency.queue,
+            process=Percentiles(0.011 + slow / 4 + (step % 5) / 1000, 0.095 + slow),
+        )
+        app.stats.offer(
+            replace(base, handlers=handlers, latency=latency),
+            T0 - timedelta(seconds=5 * (steps - 1 - step)),  # the last at T0: mount adds none
+        )

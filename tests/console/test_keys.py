@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import anyio
 import pytest
 
 from novaconsole.console import NovaConsole, capture_logs
@@ -13,7 +12,7 @@ from novaconsole.console.widgets.log_pane import LogPane
 from novaconsole.console.widgets.status_bar import StatusBar
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.service import ProcessingService
-from tests.console.support import Source, build_service, poll_until, wait_until
+from tests.console.support import Source, build_service, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +32,7 @@ async def test_p_pauses_and_resumes_everything_and_the_footer_follows() -> None:
         app = console(service)
         async with app.run_test() as pilot:
             assert "pause_all" in footer_actions(app)
-            await pilot.press("p")
+            await pilot.press("p", "enter")  # the pause dialog: no reason, no expiry
             assert service.snapshot().paused
             await pilot.pause()
             assert "resume_all" in footer_actions(app)
@@ -52,7 +51,7 @@ async def test_space_pauses_and_resumes_the_selected_handler() -> None:
         async with app.run_test() as pilot:
             await pilot.press("down")
             assert app.selected_handler == "B"
-            await pilot.press("space")
+            await pilot.press("space", "enter")
             assert service.snapshot().handlers["B"].paused
             assert not service.snapshot().handlers["A"].paused
             await pilot.pause()
@@ -67,7 +66,7 @@ async def test_r_runs_one_cycle_even_while_paused() -> None:
     async with service.running():
         app = console(service)
         async with app.run_test() as pilot:
-            await pilot.press("p")
+            await pilot.press("p", "enter")
             cycles = service.snapshot().cycles
             await pilot.press("r")
             await wait_until(pilot, lambda: source.done == [1, 2, 3])
@@ -82,7 +81,7 @@ async def test_plus_and_minus_change_the_selected_handlers_batch_size() -> None:
     service = build_service({"A": source})
     async with service.running():
         app = console(service)
-        async with app.run_test() as pilot:
+        async with app.run_test(size=(160, 40)) as pilot:  # wide enough for Batch
             await pilot.press("plus")
             assert service.snapshot().handlers["A"].batch_size == 11
             await pilot.press("plus", "minus", "minus", "minus")
@@ -162,27 +161,6 @@ async def test_question_mark_shows_help_with_every_key() -> None:
             assert {"p", "space", "r", "+", "-", "]", "[", "f", "enter", "ctrl+p", "?", "q"} <= keys
             await pilot.press("escape")
             assert not isinstance(app.screen, HelpScreen)
-
-
-async def test_q_drains_in_flight_items_before_exiting() -> None:
-    gate = anyio.Event()
-    source = Source([1, 2], gate=gate)
-    service = build_service({"A": source})
-    async with service.running():
-        app = console(service)
-        async with app.run_test() as pilot:
-            await pilot.press("r")
-            await wait_until(pilot, lambda: service.snapshot().in_flight == 2)
-            await pilot.press("q")
-            assert "DRAINING" in str(app.query_one(StatusBar).render())
-            await wait_until(pilot, lambda: service.snapshot().state == "draining")
-            await pilot.pause()
-            assert app.return_code is None, "the app left before its items finished"
-            gate.set()
-            await poll_until(lambda: app.return_code is not None)
-        assert app.return_code == 0
-        assert sorted(source.done) == [1, 2]
-        assert service.snapshot().handlers["A"].succeeded == 2
 
 
 async def test_the_timer_shows_results_and_logs_without_being_asked() -> None:

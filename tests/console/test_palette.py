@@ -15,8 +15,11 @@ from textual.command import Command, CommandInput, CommandList, CommandPalette
 
 from novaconsole.console import NovaConsole
 from novaconsole.console.screens.help import HelpScreen
+from novaconsole.console.screens.pause_dialog import PauseDialog
 from novaconsole.console.screens.result_detail import ResultDetailScreen
+from novaconsole.console.screens.stats import StatsScreen
 from novaconsole.console.view_models import ResultFilter
+from novaconsole.console.widgets.search_bar import SearchBar
 from novaconsole.engine.handler import HandlerPurpose
 from novaconsole.engine.service import ProcessingService
 from tests.console.support import Source, build_service, wait_until
@@ -144,6 +147,14 @@ CASES = [
         check(lambda a, s: isinstance(a.screen, ResultDetailScreen)),
     ),
     Case("Help", nothing, check(lambda a, s: isinstance(a.screen, HelpScreen))),
+    Case("Stats", nothing, check(lambda a, s: isinstance(a.screen, StatsScreen))),
+    Case("Freeze results", nothing, check(lambda a, s: a.frozen and a.results.frozen)),
+    Case("Search results", nothing, check(lambda a, s: isinstance(a.focused, SearchBar))),
+    Case(
+        "Zoom focused pane",
+        nothing,
+        check(lambda a, s: a.screen.maximized is a.handlers_table),
+    ),
     Case("Quit", nothing, check(lambda a, s: a.return_code == 0)),
 ]
 
@@ -159,6 +170,8 @@ async def test_palette_command(case: Case) -> None:
         async with app.run_test() as pilot:
             await case.setup(app, service)
             await run_command(pilot, case.title)
+            if isinstance(app.screen, PauseDialog):  # a pause asks why and how long first
+                await pilot.press("enter")
             await case.verify(app, service)
 
 

@@ -72,3 +72,20 @@ def test_the_console_module_is_not_needed_headless() -> None:
     code = "import sys, novaconsole.engine.service; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_serve_console_raises_a_service_that_cannot_start_before_drawing() -> None:
+    service = build_service({"A": Source([])})
+
+    async def broken_open(*args: object) -> None:
+        raise OSError("disk on fire")
+
+    service.store.open = broken_open  # type: ignore[method-assign]
+    app = NovaConsole(service, refresh_interval=None)
+    with pytest.raises(BaseException) as raised:
+        await serve_console(service, app, headless=True)
+    error = raised.value
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, OSError) and "disk on fire" in str(error)
+    assert app._driver is None, "the app never started drawing"

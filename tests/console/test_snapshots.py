@@ -6,12 +6,14 @@ look at the SVGs before committing them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from textual.command import CommandList
 
 from novaconsole.engine.outcomes import OutcomeStatus
-from tests.console.support import FixedService, fixed_app, wait_until
+from tests.console.support import FixedService, fill_stats, fixed_app, fixed_snapshot, wait_until
 
 
 async def _focus_results(pilot: Any) -> None:
@@ -19,20 +21,40 @@ async def _focus_results(pilot: Any) -> None:
     await pilot.pause()
 
 
-def test_main_screen(snap_compare: Any) -> None:
-    """160x45, handlers table focused on PhysicalDeletion. Handlers: active (green),
-    failing CatalogueImport (red, batch 80* marked as changed, last error), paused
-    NotificationExport (yellow), disabled LegacySync (muted). Queue: depth 312/1,000 bar,
-    a sparkline, 148.5/s, busy 6/8, latency p50/p95. Results newest first with one row of
-    every status, coloured (ok green, failed/timeout red, cancelled yellow, skipped muted).
-    Logs: info, a warning and an error coloured by level, with handler and item id."""
-    assert snap_compare(fixed_app(), terminal_size=(160, 45))
+SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)], ids=str)
+"""Every screen at the smallest supported terminal, a common one and a large one."""
+
+
+@SIZES
+def test_main_screen(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Handlers table focused on PhysicalDeletion: active (green), failing CatalogueImport
+    (red), paused NotificationExport (yellow), disabled LegacySync (muted); columns by
+    width (80: name, state, succeeded, failed; 200: all, with the last error), never a
+    horizontal scrollbar; "counts since start" under the table. Queue: depth bar, sparkline,
+    148.5/s, busy 6/8, latency. Results newest first, one row of every status ("succeeded"
+    green, failed/timeout red, cancelled yellow, skipped muted); at 80 no Duration column.
+    Logs wrap (↳). Footer: as many keys as fit, help and quit first, no clipped key."""
+    assert snap_compare(fixed_app(), terminal_size=size)
+
+
+PAUSE_KEYS = ["p", *"db maintenance", "tab", *"30m"]
+"""``p``, a reason, tab, a duration: the pause dialog filled in, not yet sent."""
 
 
 def test_paused(snap_compare: Any) -> None:
-    """After ``p``: the status bar says PAUSED (warning colours), next poll "paused", and
-    the footer offers "p Resume" instead of "p Pause"."""
-    assert snap_compare(fixed_app(), press=["p"], terminal_size=(120, 36))
+    """After ``p``, a reason, enter: the status bar says PAUSED (warning colours),
+    "everything paused by console@ops1 3 min ago: db maintenance" (no expiry: its wall-clock
+    time would depend on the machine's zone), next poll "paused", and the footer offers
+    "p Resume" instead of "p Pause"."""
+    keys = ["p", *"db maintenance", "enter"]
+    assert snap_compare(fixed_app(), press=keys, terminal_size=(120, 36))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=str)
+def test_pause_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
+    """``p`` opens "Pause everything": a reason ("db maintenance") and a duration ("30m")
+    typed in, the hint "enter: pause · escape: cancel", the main screen dimmed behind."""
+    assert snap_compare(fixed_app(), press=PAUSE_KEYS, terminal_size=size)
 
 
 def test_handler_failing(snap_compare: Any) -> None:
@@ -46,10 +68,11 @@ def test_failed_only_filter(snap_compare: Any) -> None:
     assert snap_compare(fixed_app(), press=["f"], terminal_size=(120, 36))
 
 
-def test_result_detail(snap_compare: Any) -> None:
+@SIZES
+def test_result_detail(snap_compare: Any, size: tuple[int, int]) -> None:
     """The detail of the failed CatalogueImport item: handler, item, status, 3 attempts,
-    timings, the error in red, a table with every attempt (time, duration, result) and the
-    traceback."""
+    timings, the error in red, every attempt (folded, never cut) and the traceback; footer
+    offers Retry item, Copy id, Copy traceback."""
 
     async def open_failed(pilot: Any) -> None:
         await _focus_results(pilot)
@@ -59,12 +82,49 @@ def test_result_detail(snap_compare: Any) -> None:
         await pilot.press("enter")
         await pilot.pause()
 
-    assert snap_compare(fixed_app(), terminal_size=(120, 40), run_before=open_failed)
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=open_failed)
 
 
-def test_help(snap_compare: Any) -> None:
-    """``?``: every key with its action, then the per-handler palette commands."""
-    assert snap_compare(fixed_app(), press=["question_mark"], terminal_size=(120, 40))
+@SIZES
+def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
+    """``?``: every key with its action and what it does, the last column wrapped (never
+    cut); tab/focus explained; then the per-handler palette commands (scroll at 80x24)."""
+    assert snap_compare(fixed_app(), press=["question_mark"], terminal_size=size)
+
+
+@SIZES
+def test_stats(snap_compare: Any, size: tuple[int, int]) -> None:
+    """``s`` after ten minutes of samples: one items/s sparkline per handler with its last
+    and peak rate, then process latency p50 and p95 (a slow patch in the middle)."""
+    app = fixed_app()
+    fill_stats(app)
+    assert snap_compare(app, press=["s"], terminal_size=size)
+
+
+@SIZES
+def test_no_handlers(snap_compare: Any, size: tuple[int, int]) -> None:
+    """A service with no handler: instead of empty panes, a warning box naming the config
+    file looked in and how to add a handler."""
+    service = FixedService(replace(fixed_snapshot(), handlers={}), outcomes=())
+    app = fixed_app(service)
+    app.config = "/srv/app/config.toml"
+    assert snap_compare(app, terminal_size=size)
+
+
+def test_search_results(snap_compare: Any) -> None:
+    """80x24, ``/`` then "isrc": the search line at the bottom, results narrowed to the
+    failed CatalogueImport row, the status bar says "filter /isrc"."""
+    assert snap_compare(fixed_app(), press=["slash", *"isrc"], terminal_size=(80, 24))
+
+
+def test_frozen(snap_compare: Any) -> None:
+    """80x24, ``F``: results titled "· frozen", footer offers Unfreeze, status "frozen"."""
+    assert snap_compare(fixed_app(), press=["tab", "F"], terminal_size=(80, 24))
+
+
+def test_zoomed_results(snap_compare: Any) -> None:
+    """80x24, tab then ``z``: the results pane fills the screen between status and footer."""
+    assert snap_compare(fixed_app(), press=["tab", "z"], terminal_size=(80, 24))
 
 
 def test_palette(snap_compare: Any) -> None:
@@ -81,26 +141,14 @@ def test_palette(snap_compare: Any) -> None:
     assert snap_compare(fixed_app(), terminal_size=(120, 36), run_before=search)
 
 
-def test_narrow_terminal(snap_compare: Any) -> None:
-    """80x24: still readable: the status bar shortens the database, handlers keep name,
-    state, batch and counts, the queue panel is compact, results show an error column."""
-    assert snap_compare(fixed_app(), terminal_size=(80, 24))
-
-
-def test_wide_terminal(snap_compare: Any) -> None:
-    """200x60: every handler column including purpose and last error, wider results."""
-    assert snap_compare(fixed_app(), terminal_size=(200, 60))
-
-
 def test_draining(snap_compare: Any) -> None:
-    """After ``q`` (a fake service whose drain never ends): DRAINING… in reverse warning
-    colours; the footer greys out every key but help and quit."""
+    """What ``q`` shows while a hosted service drains (the keys themselves are tested in
+    test_hosting): DRAINING… in reverse warning colours; the footer greys out every key but
+    help and quit."""
 
-    class SlowDrain(FixedService):
-        async def drain(self) -> None:
-            await super().drain()
-            import anyio
+    async def draining(pilot: Any) -> None:
+        pilot.app.quitting = True  # what q sets before it stops the hosted service
+        pilot.app.refresh_view()
+        await pilot.pause()
 
-            await anyio.sleep_forever()
-
-    assert snap_compare(fixed_app(SlowDrain()), press=["q"], terminal_size=(120, 36))
+    assert snap_compare(fixed_app(), terminal_size=(120, 36), run_before=draining)

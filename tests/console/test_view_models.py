@@ -92,7 +92,7 @@ def test_next_batch_size_steps_of_about_ten_percent_never_below_one() -> None:
 def test_queue_view() -> None:
     view = queue_view(fixed_snapshot())
     assert view.depth_text == "312 / 1,000"
-    assert view.workers_text == "6 / 8"
+    assert view.workers_text == "6/8"
     assert view.rate_text == "148/s"
     assert dict(view.latency)["queue"] == "120 ms / 480 ms"
 
@@ -120,8 +120,10 @@ def test_result_row_and_columns_fit_the_width() -> None:
     row = result_row(failed, UTC)
     assert row.cells[:5] == ("failed", "11:59:30", "CatalogueImport", "batch-17/row-4", "3")
     for width in (78, 118, 198):
-        columns = result_columns(width)
-        assert sum(columns.widths()) + 6 == width
+        shown = [w for w in result_columns(width).widths() if w]
+        assert sum(shown) + len(shown) - 1 == width
+    assert result_columns(78).duration == 0, "narrow: the duration gives way to the error"
+    assert result_columns(118).duration == 8
     assert fit("abcdef", 4) == "abc…"
     assert fit("ab", 4) == "ab  "
 
@@ -153,3 +155,77 @@ def test_log_line_carries_level_logger_handler_and_item() -> None:
     own.created = T0.timestamp()
     own.handler = "Ping"
     assert log_line(own, UTC).text == "12:00:00 INFO    Ping hi"
+
+
+def test_handler_columns_drop_by_priority_and_never_overflow() -> None:
+    from novaconsole.console.view_models import CELL_PADDING, handler_columns
+
+    for width in range(20, 220):
+        columns = handler_columns(width, 18)
+        keys = [key for key, _, _ in columns]
+        assert keys[0] == "name"
+        if width >= 20:
+            assert sum(w + CELL_PADDING for _, _, w in columns) <= max(width, 20)
+    narrow = [key for key, _, _ in handler_columns(50, 18)]
+    assert narrow == ["name", "state", "succeeded", "failed"]
+    wide = [key for key, _, _ in handler_columns(200, 18)]
+    assert wide == [
+        "name",
+        "state",
+        "batch",
+        "in_flight",
+        "succeeded",
+        "failed",
+        "last_run",
+        "purpose",
+        "last_error",
+    ]
+
+
+def test_counts_are_labelled_since_start_unless_the_snapshot_says_total() -> None:
+    from dataclasses import replace
+
+    from novaconsole.console.view_models import counts_label
+
+    assert counts_label(fixed_snapshot()) == "since start"
+    assert counts_label(replace(fixed_snapshot(), worker_id="attached")) == "total"
+
+
+def test_search_matches_item_id_handler_and_error_ignoring_case() -> None:
+    from novaconsole.console.view_models import filter_label, filter_results
+
+    assert [o.item_id for o in filter_results(FIXED_OUTCOMES, ResultFilter.ALL, None, "isrc")] == [
+        "batch-17/row-4"
+    ]
+    assert len(filter_results(FIXED_OUTCOMES, ResultFilter.ALL, None, "notificationexport")) == 2
+    assert [o.item_id for o in filter_results(FIXED_OUTCOMES, ResultFilter.ALL, None, "900")] == [
+        9001,
+        9002,
+    ]
+    assert filter_results(FIXED_OUTCOMES, ResultFilter.FAILED, None, "9001") == []
+    assert filter_label(ResultFilter.FAILED, None, "x") == "failed only · /x"
+    assert filter_label(ResultFilter.ALL, None, "") == ""
+
+
+def test_stats_rates_per_handler_and_latency_series() -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from novaconsole.console.stats import StatsHistory
+    from novaconsole.console.view_models import handler_rates, latency_series
+
+    history = StatsHistory(bucket=5, window=20)
+    snapshot = fixed_snapshot()
+    for step in range(8):
+        handlers = {
+            name: replace(view, succeeded=view.succeeded + 10 * step)
+            for name, view in snapshot.handlers.items()
+        }
+        at = T0 + timedelta(seconds=5 * step)
+        assert history.offer(replace(snapshot, handlers=handlers), at)
+        assert not history.offer(snapshot, at + timedelta(seconds=1)), "one sample a bucket"
+    assert len(history.samples) == 5, "bounded: the window, not everything"
+    rates = {rate.name: rate for rate in handler_rates(list(history.samples))}
+    assert rates["PhysicalDeletion"].rates == (2.0, 2.0, 2.0, 2.0)
+    p50, p95 = latency_series(list(history.samples))
+    assert p50[-1] == snapshot.latency.process.p50 and p95[-1] == snapshot.latency.process.p95

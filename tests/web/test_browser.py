@@ -112,6 +112,8 @@ def test_the_page_draws_the_console_and_p_pauses_the_fleet(
         assert "read-only" not in screen.text
         assert not load_controls(project.db_url).paused
         screen.page.keyboard.press("p")
+        screen.wait_for("Pause everything")  # the dialog: no reason, no expiry
+        screen.page.keyboard.press("Enter")
         screen.wait_for("PAUSED")
         assert load_controls(project.db_url).paused is True
         screen.page.screenshot(path=str(tmp_path / "console.png"))

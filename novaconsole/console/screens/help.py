@@ -5,18 +5,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from rich import box
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
+
+FOCUS_NOTE = (
+    "tab / shift+tab move between the handlers, results and log panes; the focused pane has "
+    "a bright border, and its keys (enter, /, z, c) act on it."
+)
 
 PALETTE_EXTRAS = (
     "Pause handler X / Resume handler X",
     "Batch size of X up / down",
     "Show results of X",
-    "Retry X item N (failed results in the window)",
+    "Retry X item N (failed results in the window; followed until it ran again)",
+    "Peek X (what its fetch_next would return now, rolled back)",
+    "Failure groups (failed items grouped; retry a group)",
+    "Stats (items/s and latency over 10 minutes)",
     "Show handlers: all / ingestion / internal / export",
     "Show results: all / failed only / selected handler",
 )
@@ -37,7 +47,8 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body") as body:
             body.border_title = "novaconsole · help"
-            yield DataTable[Text](id="help-keys", cursor_type="none", show_cursor=False)
+            yield Static(self._table(), id="help-keys")
+            yield Static(Text(FOCUS_NOTE), id="help-focus")
             yield Static("Also in the command palette (ctrl+p), by name:", classes="help-heading")
             yield Static(Text("\n".join(f"  {line}" for line in PALETTE_EXTRAS)), id="help-extras")
             yield Static(
@@ -49,11 +60,18 @@ class HelpScreen(ModalScreen[None]):
             )
         yield Footer()
 
-    def on_mount(self) -> None:
-        table: DataTable[Text] = self.query_one("#help-keys", DataTable)
-        table.add_columns("Key", "Action", "What it does")
+    def _table(self) -> Table:
+        # A rich table wraps its last column to the width: nothing is ever cut.
+        table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False, show_edge=False)
+        table.add_column("Key", no_wrap=True, style="bold")
+        table.add_column("Action", max_width=22)
+        table.add_column("What it does", ratio=1, overflow="fold")
         for key, action, explanation in self._keys:
-            table.add_row(Text(key), Text(action), Text(explanation))
+            table.add_row(key, action, explanation)
+        return table
+
+    def on_mount(self) -> None:
+        self.query_one("#help-body").focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

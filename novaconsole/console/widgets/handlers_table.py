@@ -7,22 +7,31 @@ from time import monotonic
 from typing import ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
-from novaconsole.console.view_models import HANDLER_COLUMNS, HandlerRow
+from novaconsole.console.view_models import HANDLER_COLUMNS, HandlerRow, fit, handler_columns
 
-_STATE_COLUMN = 1
-_BATCH_COLUMN = 2
+_INDEX = {key: index for index, (key, _, _) in enumerate(HANDLER_COLUMNS)}
 
 
 class HandlersTable(DataTable[Text]):
-    """Handlers with state, batch size, counts and last error; the cursor selects a handler.
+    """Handlers with state, counts, batch size and last error; the cursor selects a handler.
 
-    :meth:`show` compares each row with what is on screen and calls ``update_cell`` only for
-    cells that changed: a DataTable repaints everything on any change, so an unchanged
-    refresh must touch nothing, and counts that move on every refresh of a busy service are
-    repainted only once per ``count_interval``.
+    The columns are those that fit the width (``view_models.handler_columns``), chosen again
+    on resize; nothing scrolls sideways. :meth:`show` compares each row with what is on
+    screen and calls ``update_cell`` only for cells that changed: a DataTable repaints
+    everything on any change, so an unchanged refresh must touch nothing, and counts that
+    move on every refresh of a busy service are repainted only once per ``count_interval``.
+
+    | Key | Does |
+    | --- | --- |
+    | enter | show only this handler's results (``RowSelected``) |
     """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Its results", id="handler-results"),
+    ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "handlers-table--success",
@@ -38,12 +47,16 @@ class HandlersTable(DataTable[Text]):
         """Counts, last run and last error are repainted at most this often (seconds); a
         change of state or batch size shows at once."""
         self._shown: dict[str, HandlerRow] = {}
+        self._columns: tuple[tuple[str, str, int], ...] = ()
         self._last_update = float("-inf")
 
     def on_mount(self) -> None:
-        for key, label, width in HANDLER_COLUMNS:
-            self.add_column(label, key=key, width=width)
         self.watch(self.app, "theme", self._watch_theme, init=False)
+
+    @property
+    def column_keys(self) -> tuple[str, ...]:
+        """The keys of the columns shown now (see ``HANDLER_COLUMNS``)."""
+        return tuple(key for key, _, _ in self._columns)
 
     @property
     def selected_handler(self) -> str | None:
@@ -61,7 +74,7 @@ class HandlersTable(DataTable[Text]):
     def show(self, rows: Sequence[HandlerRow]) -> None:
         """Make the table show ``rows`` (in order), touching only what changed."""
         names = [row.name for row in rows]
-        if list(self._shown) != names:
+        if list(self._shown) != names or self._columns != self._fitting(rows):
             self._rebuild(rows)
             return
         changed = [row for row in rows if self._shown[row.name] != row]
@@ -75,34 +88,49 @@ class HandlersTable(DataTable[Text]):
         self._last_update = now
         for row in changed:
             before = self._shown[row.name]
-            for index, (key, _, width) in enumerate(HANDLER_COLUMNS):
+            for key, _, width in self._columns:
+                index = _INDEX[key]
                 if before.cells[index] != row.cells[index] or (
-                    index == _STATE_COLUMN and before.tone != row.tone
+                    key == "state" and before.tone != row.tone
                 ):
-                    # Fixed-width columns never need measuring; the others grow to fit.
-                    self.update_cell(
-                        row.name, key, self._cell(row, index), update_width=width is None
-                    )
+                    self.update_cell(row.name, key, self._cell(row, key, width))
             self._shown[row.name] = row
 
+    def on_resize(self) -> None:
+        rows = list(self._shown.values())
+        if rows and self._columns != self._fitting(rows):
+            self._rebuild(rows)
+
+    def _fitting(self, rows: Sequence[HandlerRow]) -> tuple[tuple[str, str, int], ...]:
+        name_width = max((len(row.name) for row in rows), default=7)
+        return handler_columns(self.scrollable_content_region.width, name_width)
+
     def _rebuild(self, rows: Sequence[HandlerRow]) -> None:
-        """Replace every row: only when the set of handlers shown changes (a purpose filter)."""
+        """Replace every row and column: only when the handlers shown change (a purpose
+        filter) or the width admits other columns."""
         selected = self.selected_handler
-        self.clear()
+        self.clear(columns=True)
+        self._columns = self._fitting(rows)
+        for key, header, width in self._columns:
+            self.add_column(header, key=key, width=width)
         self._shown = {}
         for row in rows:
-            self.add_row(*(self._cell(row, i) for i in range(len(row.cells))), key=row.name)
+            cells = [self._cell(row, key, width) for key, _, width in self._columns]
+            self.add_row(*cells, key=row.name)
             self._shown[row.name] = row
         if selected is not None:
             self.select_handler(selected)
 
-    def _cell(self, row: HandlerRow, index: int) -> Text:
-        value = row.cells[index]
-        if index == _STATE_COLUMN:
+    def _cell(self, row: HandlerRow, key: str, width: int) -> Text:
+        value = row.cells[_INDEX[key]]
+        if key == "state":
             return Text(value, style=self.get_component_rich_style(f"handlers-table--{row.tone}"))
-        if index == _BATCH_COLUMN and value.endswith("*"):
+        if key == "batch" and value.endswith("*"):
             return Text(value, style=self.get_component_rich_style("handlers-table--changed"))
-        return Text(value)
+        if key == "last_error" and row.state == "failing":
+            style = self.get_component_rich_style("handlers-table--error")
+            return Text(fit(value, width).rstrip(), style=style)
+        return Text(fit(value, width).rstrip() if len(value) > width else value)
 
     def _watch_theme(self) -> None:
         # Component styles are recomputed after the new theme's CSS is applied.
@@ -110,5 +138,6 @@ class HandlersTable(DataTable[Text]):
 
     def _recolour(self) -> None:
         for row in self._shown.values():
-            for index in (_STATE_COLUMN, _BATCH_COLUMN):
-                self.update_cell(row.name, HANDLER_COLUMNS[index][0], self._cell(row, index))
+            for key, _, width in self._columns:
+                if key in ("state", "batch", "last_error"):
+                    self.update_cell(row.name, key, self._cell(row, key, width))

@@ -84,6 +84,9 @@ class ResultsView(ScrollView, can_focus=True):
         self._sequence = 0
         self._mode = ResultFilter.ALL
         self._handler: str | None = None
+        self._query = ""
+        self._frozen = False
+        self._held = 0
         self._strips: LRUCache[tuple[int, int, int], Strip] = LRUCache(1024)
 
     # ---------------------------------------------------------------- data
@@ -95,6 +98,21 @@ class ResultsView(ScrollView, can_focus=True):
     @property
     def filter_handler(self) -> str | None:
         return self._handler
+
+    @property
+    def search_text(self) -> str:
+        """The search text rows must hold (item id, handler or error); "" for none."""
+        return self._query
+
+    @property
+    def frozen(self) -> bool:
+        """New results are held back (counted in the title) so the view stays still."""
+        return self._frozen
+
+    @property
+    def held(self) -> int:
+        """Results that arrived while frozen and would show under the filter."""
+        return self._held
 
     @property
     def rows(self) -> list[ItemOutcome]:
@@ -126,7 +144,10 @@ class ResultsView(ScrollView, can_focus=True):
         self._sequence += len(batch)
         new.reverse()
         self._all.extendleft(reversed(new))
-        added = [e for e in new if result_matches(e[1], self._mode, self._handler)]
+        added = [e for e in new if result_matches(e[1], self._mode, self._handler, self._query)]
+        if self._frozen:
+            self._held += len(added)
+            return
         oldest_kept = self._all[-1][0]
         following = self.cursor == 0 and self.scroll_y == 0
         visible = added + self._visible
@@ -140,23 +161,56 @@ class ResultsView(ScrollView, can_focus=True):
             self.scroll_to(y=self.scroll_y + len(added), animate=False, immediate=True)
         self.refresh()
 
-    def set_filter(self, mode: ResultFilter, handler: str | None = None) -> None:
-        """Show only what ``mode`` keeps (``handler``: the selected handler for that mode)."""
+    def set_filter(
+        self, mode: ResultFilter, handler: str | None = None, query: str | None = None
+    ) -> None:
+        """Show only what ``mode`` keeps (``handler``: the selected handler for that mode) and
+        what holds ``query`` (None: the search stays as it is)."""
         self._mode = mode
         self._handler = handler
-        self._visible = [e for e in self._all if result_matches(e[1], mode, handler)]
-        self.set_reactive(ResultsView.cursor, 0)
-        self.scroll_to(y=0, animate=False, immediate=True)
+        if query is not None:
+            self._query = query
+        self._reselect(keep_place=False)
+
+    def set_query(self, query: str) -> None:
+        """Search: show only rows holding ``query`` (item id, handler or error)."""
+        self.set_filter(self._mode, self._handler, query)
+
+    def freeze(self, frozen: bool) -> None:
+        """Hold new results back (``True``) or show them again, the cursor on the same row."""
+        if frozen == self._frozen:
+            return
+        self._frozen = frozen
+        self._held = 0
+        if not frozen:
+            self._reselect(keep_place=True)
+
+    def _reselect(self, *, keep_place: bool) -> None:
+        selected = self.selected
+        self._visible = [
+            e for e in self._all if result_matches(e[1], self._mode, self._handler, self._query)
+        ]
+        cursor = 0
+        if keep_place and selected is not None and (self.cursor or self.scroll_y):
+            cursor = next((i for i, e in enumerate(self._visible) if e[1] is selected), 0)
         self._update_size()
+        self.set_reactive(ResultsView.cursor, cursor)
+        if cursor:
+            self._scroll_cursor_into_view()
+        else:
+            self.scroll_to(y=0, animate=False, immediate=True)
         self.refresh()
 
     @property
     def title(self) -> str:
-        """The pane title: filter and counts."""
+        """The pane title: filter, counts, and what waits while frozen."""
         shown = len(self._visible)
         total = len(self._all)
-        counts = f"{shown:,}" if shown == total else f"{shown:,} of {total:,}"
-        return f"{filter_title(self._mode, self._handler)} ({counts})"
+        counts = f"{shown:,}" if shown == total and not self._frozen else f"{shown:,} of {total:,}"
+        title = f"{filter_title(self._mode, self._handler, self._query)} ({counts})"
+        if self._frozen:
+            title += f" · frozen, {self._held:,} new" if self._held else " · frozen"
+        return title
 
     def _update_size(self) -> None:
         self.virtual_size = Size(self.scrollable_content_region.width, len(self._visible) + 1)
@@ -196,7 +250,7 @@ class ResultsView(ScrollView, can_focus=True):
 
     def _header(self, width: int) -> Strip:
         columns = result_columns(width).widths()
-        text = " ".join(fit(h, w) for h, w in zip(RESULT_HEADERS, columns, strict=True))
+        text = " ".join(fit(h, w) for h, w in zip(RESULT_HEADERS, columns, strict=True) if w)
         style = self.rich_style + self.get_component_rich_style("results-view--header")
         return Strip([Segment(fit(text, width), style)], width)
 
@@ -221,7 +275,9 @@ class ResultsView(ScrollView, can_focus=True):
         styles = (status, muted, base, base, base, base, error)
         segments: list[Segment] = []
         for index, (value, column_width) in enumerate(zip(row.cells, columns, strict=True)):
-            if index:
+            if not column_width:
+                continue
+            if segments:
                 segments.append(Segment(" ", base))
             segments.append(Segment(fit(value, column_width), styles[index]))
         return Strip(segments).extend_cell_length(width, base).crop(0, width)
@@ -242,6 +298,10 @@ class ResultsView(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor, animate=False, immediate=True)
         elif self.cursor >= top + page:
             self.scroll_to(y=self.cursor - page + 1, animate=False, immediate=True)
+
+    def move(self, delta: int) -> None:
+        """Move the cursor ``delta`` rows (negative: up, towards the newest)."""
+        self._move(delta)
 
     def _move(self, delta: int) -> None:
         if self._visible:

@@ -1,0 +1,188 @@
+"""The keys that find and keep things: search (/, n, N), zoom (z), freeze (F), copy (c, y),
+stats (s), tab between panes, enter on a handler, and the hint when no handler exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from novaconsole.console import NovaConsole
+from novaconsole.console.screens.result_detail import ResultDetailScreen
+from novaconsole.console.screens.stats import StatsScreen
+from novaconsole.console.view_models import ResultFilter
+from novaconsole.console.widgets.handlers_table import HandlersTable
+from novaconsole.console.widgets.log_pane import LogPane
+from novaconsole.console.widgets.results_view import ResultsView
+from novaconsole.console.widgets.search_bar import SearchBar
+from novaconsole.console.widgets.status_bar import StatusBar
+from novaconsole.engine.outcomes import OutcomeStatus
+from tests.console.support import (
+    FIXED_OUTCOMES,
+    FixedService,
+    Source,
+    build_service,
+    fixed_app,
+    wait_until,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+class Clipboard:
+    def __init__(self, app: NovaConsole) -> None:
+        self.texts: list[str] = []
+        app.copy_to_clipboard = self.texts.append  # type: ignore[method-assign]
+
+
+async def test_slash_searches_results_by_item_id_handler_or_error_and_escape_clears() -> None:
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("slash")
+        assert isinstance(app.focused, SearchBar)
+        await pilot.press(*"isrc")
+        assert [o.item_id for o in app.results.rows] == ["batch-17/row-4"]
+        assert "/isrc" in str(app.query_one(StatusBar).render())
+        assert "/isrc" in app.results.title
+        await pilot.press("p")  # typed into the search, not a pause
+        assert not app.service.snapshot().paused
+        await pilot.press("backspace", "enter")
+        assert app.focused is app.results
+        await pilot.press("slash", "escape")
+        assert len(app.results.rows) == len(FIXED_OUTCOMES)
+        assert "/isrc" not in str(app.query_one(StatusBar).render())
+
+
+async def test_slash_in_the_log_pane_searches_logs_and_n_moves_between_matches() -> None:
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        logs = app.query_one(LogPane)
+        logs.focus()
+        await pilot.press("slash", *"cataloguei", "enter")
+        assert logs.search_text == "cataloguei"
+        first = logs.match_line
+        assert first is not None and "catalogueimport" in logs.lines[first].casefold()
+        await pilot.press("n")
+        second = logs.match_line
+        assert second != first and "catalogueimport" in logs.lines[second].casefold()
+        await pilot.press("N")
+        assert logs.match_line == first
+        assert "rows" in str(logs.border_title)
+
+
+async def test_z_zooms_the_focused_pane_and_back() -> None:
+    app = fixed_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.results.focus()
+        await pilot.press("z")
+        assert app.screen.maximized is app.results
+        assert app.results.size.height > 15
+        await pilot.press("z")
+        assert app.screen.maximized is None
+        for pane in (app.query_one(LogPane), app.handlers_table):
+            pane.focus()
+            await pilot.press("z")
+            assert app.screen.maximized is pane
+            assert pane.size.height > 15, f"{pane.id} fills the screen"
+            await pilot.press("z")
+
+
+async def test_shift_f_freezes_results_counting_new_rows_in_the_title() -> None:
+    app = fixed_app(FixedService(outcomes=FIXED_OUTCOMES[:4]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.results.focus()
+        await pilot.press("down")
+        before = app.results.rows
+        selected = app.results.selected
+        await pilot.press("F")
+        assert app.frozen
+        app.results.add(FIXED_OUTCOMES[4:])
+        app.refresh_view()
+        assert app.results.rows == before, "frozen: the rows stay as they were"
+        assert "frozen, 4 new" in app.results.title
+        assert "frozen" in str(app.query_one(StatusBar).render())
+        await pilot.press("F")
+        assert not app.frozen
+        assert len(app.results.rows) == len(FIXED_OUTCOMES)
+        assert app.results.selected is selected, "the cursor stays on the row being read"
+
+
+async def test_c_copies_the_item_id_and_the_detail_copies_id_and_traceback() -> None:
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        clipboard = Clipboard(app)
+        app.results.focus()
+        index = next(i for i, o in enumerate(app.results.rows) if o.status is OutcomeStatus.FAILED)
+        app.results.cursor = index
+        await pilot.press("c")
+        assert clipboard.texts == ["batch-17/row-4"]
+        await pilot.press("enter")
+        assert isinstance(app.screen, ResultDetailScreen)
+        await pilot.press("c", "y")
+        assert clipboard.texts[1] == "batch-17/row-4"
+        assert clipboard.texts[2].startswith("Traceback (most recent call last)")
+        assert "ValueError: bad ISRC" in clipboard.texts[2]
+
+
+async def test_s_opens_stats_with_a_plot_per_handler() -> None:
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("s")
+        assert isinstance(app.screen, StatsScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, StatsScreen)
+
+
+async def test_tab_moves_focus_between_panes() -> None:
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert isinstance(app.focused, HandlersTable)
+        assert "focus_next" in {
+            b.binding.action for b in app.screen.active_bindings.values() if b.binding.show
+        }, "tab is documented in the footer"
+        await pilot.press("tab")
+        assert isinstance(app.focused, ResultsView)
+        await pilot.press("tab")
+        assert isinstance(app.focused, LogPane)
+
+
+async def test_enter_on_a_handler_shows_its_results() -> None:
+    app = fixed_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("down", "enter")
+        assert app.results.mode is ResultFilter.HANDLER
+        assert {o.handler for o in app.results.rows} == {"CatalogueImport"}
+        assert app.focused is app.results
+
+
+async def test_no_handler_shows_where_it_looked_and_how_to_fix_it() -> None:
+    service = build_service({})
+    app = NovaConsole(service, refresh_interval=None, config="/srv/app/config.toml")
+    async with app.run_test(size=(80, 24)) as pilot:
+        hint = app.query_one("#no-handlers")
+        await wait_until(pilot, lambda: hint.display)
+        text = str(hint.render())
+        assert "No handler is registered" in text
+        assert "/srv/app/config.toml" in text
+        assert "[[handlers]]" in text
+        assert not app.query_one("#top").display
+
+
+async def test_a_handler_hides_the_hint() -> None:
+    app = NovaConsole(build_service({"A": Source([])}), refresh_interval=None)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert not app.query_one("#no-handlers").display
+        assert app.query_one("#top").display
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40), (160, 45), (200, 60)], ids=str)
+async def test_no_pane_is_wider_than_the_terminal(size: tuple[int, int]) -> None:
+    """Handler columns are chosen for the width: the table never needs to scroll sideways;
+    log lines wrap."""
+    app = fixed_app()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        table = app.handlers_table
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        assert {"name", "state", "succeeded", "failed"} <= set(table.column_keys)
+        logs = app.query_one(LogPane)
+        assert max(len(line) for line in logs.lines) <= logs.scrollable_content_region.width

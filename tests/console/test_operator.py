@@ -1,0 +1,103 @@
+"""The operator's side of the console on a real service: the pause dialog (reason, expiry,
+who), the honest retry followed to its end, and what a handler row says about pauses and
+dead items."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from novaconsole.console import NovaConsole
+from novaconsole.console.screens.pause_dialog import PauseDialog
+from novaconsole.console.steering import CONSOLE, parse_duration
+from novaconsole.console.view_models import handler_note
+from novaconsole.engine.operator import PauseInfo
+from tests.console.support import T0, FixedService, Source, build_service, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_p_pauses_with_the_reason_and_expiry_typed_and_who_did_it() -> None:
+    service = build_service({"A": Source([])})
+    async with service.running():
+        app = NovaConsole(service, refresh_interval=None)
+        async with app.run_test() as pilot:
+            await pilot.press("p")
+            assert isinstance(app.screen, PauseDialog)
+            await pilot.press(*"db maintenance", "tab", *"1h30m", "enter")
+            assert not isinstance(app.screen, PauseDialog)
+            snapshot = service.snapshot()
+            assert snapshot.paused
+            assert snapshot.pause is not None
+            assert snapshot.pause.reason == "db maintenance"
+            assert snapshot.pause.by == CONSOLE
+            assert snapshot.pause.at is not None and snapshot.pause.resumes_at is not None
+            assert snapshot.pause.resumes_at - snapshot.pause.at == timedelta(hours=1, minutes=30)
+
+
+async def test_a_bad_duration_keeps_the_dialog_open_and_says_why() -> None:
+    service = build_service({"A": Source([])})
+    async with service.running():
+        app = NovaConsole(service, refresh_interval=None)
+        async with app.run_test() as pilot:
+            await pilot.press("space", "tab", *"soon", "enter")
+            assert isinstance(app.screen, PauseDialog)
+            assert "not a duration" in str(app.screen.query_one("#pause-error").render())
+            assert not service.snapshot().handlers["A"].paused
+            await pilot.press("escape")
+            assert not isinstance(app.screen, PauseDialog)
+            assert not service.snapshot().handlers["A"].paused
+
+
+async def test_retry_says_nothing_to_retry_then_follows_a_real_retry_to_its_end() -> None:
+    source = Source([7], fail={7})
+    service = build_service({"A": source})
+    async with service.running():
+        app = NovaConsole(service, refresh_interval=None)
+        said: list[str] = []
+        notify = app.notify
+        app.notify = lambda message, **kw: (said.append(message), notify(message, **kw))[1]  # type: ignore[method-assign]
+        async with app.run_test() as pilot:
+            app.retry_item("A", 99)
+            await wait_until(pilot, lambda: "nothing to retry" in said)
+            await pilot.press("r")
+            await wait_until(pilot, lambda: service.snapshot().handlers["A"].failed == 1)
+            app.retry_item("A", 7)
+            await wait_until(pilot, lambda: said[-1].startswith("retry requested"))
+            await pilot.press("r")  # the cycle that fetches it again
+
+            def ended() -> bool:
+                app.refresh_view()
+                return any(m.startswith("ran again: failed") for m in said)
+
+            await wait_until(pilot, ended, limit=20)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30m", 1800), ("1h30m", 5400), ("90s", 90), ("01:30:00", 5400), ("2:00", 120), ("", None)],
+)
+def test_parse_duration(text: str, seconds: int | None) -> None:
+    parsed = parse_duration(text)
+    assert (None if parsed is None else parsed.total_seconds()) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "0m", "1x", "1:2:3:4", "-5m"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_handler_note_says_pause_then_dead_items_before_the_last_error() -> None:
+    view = FixedService().snapshot().handlers["PhysicalDeletion"]
+    dead = replace(view, dead_items=3, last_error="boom")
+    assert handler_note(dead, T0) == "3 dead items returned by fetch_next"
+    paused = replace(
+        dead,
+        paused=True,
+        pause=PauseInfo(by="cli@ops1", at=T0 - timedelta(minutes=12), reason="db maintenance"),
+    )
+    assert handler_note(paused, T0) == ("by cli@ops1 12 min ago: db maintenance")
+    assert handler_note(replace(view, last_error="boom"), T0) == "boom"
