@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,11 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 _SCHEMA_LOCK_KEY = 0x6E6F7661  # pg_advisory_xact_lock key: one upgrade at a time
 
 _versions = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32), primary_key=True))
+
+
+# Alembic narrates its set-up and each step at info level ("setup plugin ...", "Running
+# upgrade ..."); novaconsole says in one line what changed, so its lines stay out of the logs.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @functools.cache
