@@ -204,3 +204,21 @@ async def test_a_console_opened_late_shows_what_already_happened() -> None:
         app = console(service)
         async with app.run_test():
             assert sorted(row.item_id for row in app.results.rows) == [1, 2]
+
+
+async def test_the_narrow_footer_offers_resume_while_paused() -> None:
+    """At 80 columns the footer has room for few keys: while paused, `p Resume` takes the
+    place of `p Pause` instead of losing it to a shorter, less important key."""
+    from textual.widgets._footer import FooterKey
+
+    from novaconsole.console.widgets.keys_footer import KeysFooter
+
+    service = build_service({"A": Source([1])})
+    async with service.running():
+        app = console(service)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("p", "enter")
+            await wait_until(pilot, lambda: service.snapshot().paused)
+            await pilot.pause()
+            shown = {key.action for key in app.query_one(KeysFooter).query(FooterKey)}
+            assert "resume_all" in shown
