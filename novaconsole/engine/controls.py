@@ -63,6 +63,8 @@ class OperatorControls:
             core.set_state("paused" if paused else "running")
         self._changed("pause", old, paused, None, info, by)
         wake(core.poll_wake, core.work)
+        if paused:
+            core.lifecycle.give_back_paused()
 
     def set_handler_paused(
         self,
@@ -84,6 +86,8 @@ class OperatorControls:
             self.handler_pauses[name] = info
         self._changed("pause", old, paused, name, info, by)
         wake(core.poll_wake, core.work)
+        if paused:
+            core.lifecycle.give_back_paused()
 
     def set_batch_size(self, name: str, size: int, *, by: str | None = None) -> None:
         check_batch_size(size)
@@ -173,6 +177,8 @@ class OperatorControls:
                 core.hub.publish(ControlChanged("pause", stored.paused))
                 wake(core.poll_wake, core.work)
                 self._log_followed(None, stored.paused, stored.pause)
+                if stored.paused:
+                    core.lifecycle.give_back_paused()
             self.pause = stored.pause if stored.paused else None
         if stored.concurrency and stored.concurrency != core.concurrency:
             core.concurrency = stored.concurrency
@@ -188,6 +194,8 @@ class OperatorControls:
                     core.hub.publish(ControlChanged("pause", paused, name))
                     wake(core.poll_wake, core.work)
                     self._log_followed(name, paused, info)
+                    if paused:
+                        core.lifecycle.give_back_paused()
                 self._set_handler_pause(name, info)
             size = stored.batch_sizes.get(name)
             if size and size != rt.batch_size:

@@ -298,6 +298,8 @@ class Fetcher:
             core.queue.put(job, forced=forced)
             if not core.work.is_set():
                 core.work.set()
+        if not forced and (core.paused or rt.paused):
+            core.lifecycle.give_back_paused()  # paused while this fetch ran
 
     def _skip_dead(
         self,

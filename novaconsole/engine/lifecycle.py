@@ -166,8 +166,25 @@ class Lifecycle:
             core.idle = anyio.Event()
             await core.idle.wait()
 
+    def give_back_paused(self) -> None:
+        """With workers sharing work, a pause hands the items this worker queued but has not
+        started back to the fleet: dropped here, their claims released, so that a run-once on
+        any worker can take them (the source keeps them pending; after the resume a fetch
+        returns them). Alone, queued items wait here for the resume."""
+        core = self.core
+        if core.coordinator is None or core.task_group is None or core.stopping:
+            return
+        jobs = core.queue.remove_paused()
+        if not jobs:
+            return
+        for job in jobs:
+            self.abandon(job)
+        log.debug("paused: %d queued items given back to the fleet", len(jobs))
+        core.task_group.start_soon(core.fleet_sync.release_unfinished)
+
     def abandon(self, job: Job) -> None:
-        """A job dropped at shutdown: its source keeps it pending; a run-once still hears of it."""
+        """A job dropped before it ran (shutdown, a pause in a fleet): its source keeps it
+        pending; a run-once still hears of it."""
         core = self.core
         runtime = job.scope.runtime
         runtime.active.pop(job.key, None)

@@ -173,6 +173,22 @@ class FairQueue:
             return  # in flight or waiting for a retry: it is handed out when it comes back
         runtime.forced.append(job)
 
+    def remove_paused(self) -> list[Job]:
+        """Take out the jobs of paused handlers (all, under a global pause) that wait in the
+        normal lane, not the run-once ones, and return them."""
+        jobs: list[Job] = []
+        for runtime in self._runtimes:
+            if not (self.paused or runtime.paused) or not runtime.queue:
+                continue
+            kept = [job for job in runtime.queue if job.forced or job.trackers]
+            jobs.extend(job for job in runtime.queue if not (job.forced or job.trackers))
+            runtime.queue.clear()
+            runtime.queue.extend(kept)
+        if jobs:
+            self.depth -= len(jobs)
+            self._room.set()
+        return jobs
+
     def remove_all(self) -> list[Job]:
         """Empty every lane (shutdown) and return what was waiting."""
         jobs: list[Job] = []
