@@ -37,9 +37,13 @@ async def _runs_per_item(fleet: Fleet) -> Counter[int]:
 
 
 async def _exactly_once(fleet: Fleet, workers: int, items: int) -> None:
-    await fleet.setup(items)
+    await fleet.setup()
     started = fleet.start(workers, *FAST, *SAFE_LEASE)
     await fleet.ready(started)
+    # The items arrive once every worker is up, each taking a moment: otherwise the first
+    # worker up may drain them all alone before the others poll (a full batch is refilled
+    # at once), and the test would say nothing about sharing.
+    await fleet.add_items(range(1, items + 1), duration=0.005)
     await _all_done(fleet, items)
 
     runs = await _runs_per_item(fleet)
