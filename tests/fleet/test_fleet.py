@@ -40,17 +40,15 @@ async def _exactly_once(fleet: Fleet, workers: int, items: int) -> None:
     await fleet.setup()
     started = fleet.start(workers, *FAST, *SAFE_LEASE)
     await fleet.ready(started)
-    # The items arrive once every worker is up, each taking a moment: otherwise the first
-    # worker up may drain them all alone before the others poll (a full batch is refilled
-    # at once), and the test would say nothing about sharing.
     await fleet.add_items(range(1, items + 1), duration=0.005)
     await _all_done(fleet, items)
 
     runs = await _runs_per_item(fleet)
     assert len(runs) == items
     assert [item for item, count in runs.items() if count != 1] == []
-    by_worker = await fleet.rows("SELECT worker, count(*) AS n FROM fleet_runs GROUP BY worker")
-    assert len(by_worker) >= 2, f"only one worker did anything: {by_worker}"
+    # Not asserted: that every worker took a share. With this natural head-of-table fetch the
+    # worker holding the head keeps it (a full batch is refilled at half) and the others find
+    # only claimed rows; sharing is what ctx.unclaimed() is for (tests/fleet/test_unclaimed.py).
     results = await fleet.rows(
         "SELECT item_id, count(*) AS n FROM novaconsole_results "
         "WHERE status = 'succeeded' GROUP BY item_id"
