@@ -33,9 +33,9 @@ from novaconsole.store.database import (
 )
 from novaconsole.store.fleet import insert_command, read_controls, read_workers, write_controls
 from novaconsole.store.models import HELD, claims, item_states, results
+from novaconsole.store.queries import delete_item_state
 from novaconsole.store.rows import redact_optional, row_outcome
 from novaconsole.store.schema import ensure_schema
-from novaconsole.store.sql_store import delete_item_state
 
 T = TypeVar("T")
 

@@ -19,10 +19,9 @@ from novaconsole.engine.fleet_protocol import WorkerView
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.store.database import engine_on, reader
 from novaconsole.store.fleet import read_workers
-from novaconsole.store.models import results
+from novaconsole.store.models import item_states, results, stored_key
 from novaconsole.store.rows import row_dict
 from novaconsole.store.schema import ensure_schema, read_schema
-from novaconsole.store.sql_store import delete_item_state
 
 TOTAL_KEYS = tuple(status.value for status in OutcomeStatus)
 
@@ -122,3 +121,12 @@ async def writing(url: str) -> AsyncIterator[AsyncConnection | None]:
             return
         async with engine.begin() as connection:
             yield connection
+
+
+async def delete_item_state(connection: AsyncConnection, handler: str, item_id: str) -> bool:
+    """Forget an item's attempts; True if it had any."""
+    stored_name, stored_id = stored_key(handler, item_id)
+    statement = item_states.delete().where(
+        item_states.c.handler == stored_name, item_states.c.item_id == stored_id
+    )
+    return bool((await connection.execute(statement)).rowcount > 0)

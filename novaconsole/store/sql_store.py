@@ -68,9 +68,9 @@ from novaconsole.store.models import (
     results,
     stored_handler,
     stored_item_id,
-    stored_key,
 )
 from novaconsole.store.outcome_buffer import OutcomeBuffer
+from novaconsole.store.queries import delete_item_state
 from novaconsole.store.retention import prune_results
 from novaconsole.store.rows import row_outcome
 from novaconsole.store.schema import ensure_schema
@@ -674,12 +674,3 @@ async def _failed_rows(store: SqlStore, handler: str | None) -> list[FailedRow]:
             return await failed_rows(connection, handler)
 
     return await uncancelled(read)
-
-
-async def delete_item_state(connection: AsyncConnection, handler: str, item_id: str) -> bool:
-    """Forget an item's attempts; True if it had any."""
-    stored_name, stored_id = stored_key(handler, item_id)
-    statement = item_states.delete().where(
-        item_states.c.handler == stored_name, item_states.c.item_id == stored_id
-    )
-    return bool((await connection.execute(statement)).rowcount > 0)
