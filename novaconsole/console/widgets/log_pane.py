@@ -113,6 +113,7 @@ class LogPane(Log):
         self._tz = tz
         self._raw: deque[str] = deque(maxlen=max_lines)
         self._wrap_width = 0
+        self._following = True  # at the tail as of the last scroll; see watch_scroll_y
         self.search_text = ""
         """The text being searched for ("" when no search is active)."""
         self.match_line: int | None = None
@@ -125,7 +126,19 @@ class LogPane(Log):
         limit = self.max_lines or len(records)
         texts = [line.text for line in log_lines(records[-limit:], self._tz)]
         self._raw.extend(texts)
-        self.write_lines(self._wrapped(texts), scroll_end=False if self.search_text else None)
+        # Log.write_lines follows only if the view is at the end *now*, which a shrink of the
+        # pane (the narrow layout applies after the first one) undoes without any scroll.
+        self.write_lines(self._wrapped(texts), scroll_end=False)
+        self._follow_tail()
+
+    def _follow_tail(self) -> None:
+        if self._following and self.auto_scroll and not self.search_text:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # Only a scroll changes whether the pane follows; a resize or a write does not.
+        self._following = round(new_value) >= self.max_scroll_y
 
     def _wrapped(self, texts: Sequence[str]) -> list[str]:
         width = self._wrap_width
@@ -142,7 +155,8 @@ class LogPane(Log):
             self._wrap_width = width
             if self._raw:
                 self.clear()
-                self.write_lines(self._wrapped(self._raw))
+                self.write_lines(self._wrapped(self._raw), scroll_end=False)
+        self._follow_tail()
 
     def search(self, query: str, direction: int = 1) -> int | None:
         """Scroll to the next (``direction`` 1) or previous (-1) row holding ``query``
