@@ -134,7 +134,6 @@ def test_unreachable_database_is_one_line(project, cli, mode):
         ["--no-such-flag"],
         ["results", "--status", "sideways"],
         ["results", "--limit", "-1"],
-        ["retry", "OnlyHandler"],
     ],
 )
 def test_usage_errors_exit_2(project, cli, args):
@@ -142,6 +141,14 @@ def test_usage_errors_exit_2(project, cli, args):
     assert result.returncode == 2
     assert "usage: novaconsole" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_retry_with_a_handler_but_no_item_is_one_line_and_exit_2(project, cli):
+    """retry takes HANDLER ITEM_ID or --group ID: half of the first is one line, not a usage
+    dump (argparse cannot say it, since both positionals are optional for --group)."""
+    result = cli.run("retry", "OnlyHandler")
+    assert result.returncode == 2
+    assert result.stderr == "novaconsole: retry needs HANDLER ITEM_ID, or --group ID\n"
 
 
 def test_unknown_option_from_environment_names_the_variable(project, cli):

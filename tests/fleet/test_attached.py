@@ -120,7 +120,7 @@ async def test_pause_key_in_the_attached_console_pauses_the_fleet(pair: Pair) ->
         await _until(lambda: bool(pane.rows), "the worker in the fleet pane")
         assert pane.display and pair.worker.worker_id in pane.rows[0]
         assert "running" in pane.rows[0]
-        await pilot.press("p")
+        await pilot.press("p", "enter")  # the pause dialog: no reason, no expiry
         await _until(lambda: pair.worker.snapshot().paused, "the worker to pause")
         await pilot.press("p")
         await _until(lambda: not pair.worker.snapshot().paused, "the worker to resume")
