@@ -99,11 +99,6 @@ def test_rows_stored_before_redaction_are_redacted_when_shown(project: Project, 
         _assert_safe(shown.stdout + shown.stderr, " ".join(args))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the engine redacts error text before storing it (engine engineer, issue 11 "
-    "points 3 and 7); the lead removes this mark once that branch is merged",
-)
 def test_the_stored_error_and_traceback_are_redacted(project: Project, cli: Cli) -> None:
     _configure(project)
     assert cli.run("--no-ui", "--once").returncode == 1

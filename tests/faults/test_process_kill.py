@@ -15,11 +15,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real processes
 __all__ = ["ledger"]  # the fixture
 
 ITEMS = 3000
-ATOMIC_OUTCOMES = (
-    "issue 11 point 5 (an outcome committed with its item's ctx.write() statements) belongs "
-    "to the write-path engineer and is not merged here: items done at their source by the "
-    "killed process can be left without a result"
-)
 
 
 async def test_kill_9_mid_batch_then_restart_loses_nothing(ledger: LedgerProject) -> None:
@@ -49,5 +44,4 @@ async def test_kill_9_mid_batch_then_restart_loses_nothing(ledger: LedgerProject
     recorded = [int(item_id) for item_id, _ in ledger.results("succeeded")]
     assert len(recorded) == len(set(recorded)), "an item's result is recorded once"
     unrecorded = sorted(set(range(1, ITEMS + 1)) - set(recorded))
-    if unrecorded:
-        pytest.xfail(f"{len(unrecorded)} items done without a result: {ATOMIC_OUTCOMES}")
+    assert unrecorded == [], f"{len(unrecorded)} items done at their source without a result"
