@@ -26,6 +26,8 @@ class FleetSync:
     def __init__(self, core: EngineCore) -> None:
         self.core = core
         self._refused: set[str] = set()
+        self.leases_lost: dict[str, int] = {}
+        """Items whose claim another worker took while this one held it, by handler."""
 
     async def run(self) -> None:
         """Follow controls changed elsewhere; with a coordinator also renew leases, heartbeat
@@ -101,6 +103,7 @@ class FleetSync:
         if job is None or job.token != claim.token:
             return
         job.lost = True
+        self.leases_lost[claim.handler] = self.leases_lost.get(claim.handler, 0) + 1
         log.warning(
             "%s item %s: lease lost to another worker; its result will not be recorded",
             claim.handler,

@@ -11,7 +11,7 @@ counters, snapshot).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -131,6 +131,12 @@ class ProcessingService:
         that one runs (even if it is paused).
         """
         return await self._core.poller.run_once(handler)
+
+    @property
+    def leases_lost(self) -> Mapping[str, int]:
+        """Items whose claim another worker took while this one held it (their results are
+        not recorded), by handler, since the service was built."""
+        return self._core.fleet_sync.leases_lost
 
     # ------------------------------------------------------------------ controls
     # ``by`` names who makes a change (``console@host``, ``cli@host``; default: this worker's

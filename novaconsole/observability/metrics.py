@@ -12,6 +12,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from novaconsole.engine.observers import Observer
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 
 if TYPE_CHECKING:
+    from novaconsole.engine.registry import HandlerRegistration
     from novaconsole.engine.service import ProcessingService
     from novaconsole.engine.snapshot import Snapshot
 
@@ -191,15 +193,22 @@ class ServiceCollector(Collector):
         self.token = token
 
     def _read(self) -> list[Metric]:
-        store = self.service.store
+        service = self.service
+        store = service.store
         counts = {
             name: int(value)
-            for name in ("buffered_outcomes", "dropped_outcomes", "rejected_outcomes")
+            for name in (
+                "buffered_outcomes",
+                "unwritten_outcomes",
+                "dropped_outcomes",
+                "rejected_outcomes",
+            )
             if isinstance(value := getattr(store, name, None), int)
         }
         return [
             *self.observer.families(),
-            *snapshot_metrics(self.service.snapshot(), counts),
+            *snapshot_metrics(service.snapshot(), counts),
+            *store_metrics(store, service.leases_lost, service.registrations),
         ]
 
     def collect(self) -> Iterable[Metric]:
@@ -232,14 +241,22 @@ def snapshot_metrics(snapshot: Snapshot, store: Mapping[str, int]) -> Iterable[M
     yield per_handler("handler_paused", "1 while the handler is paused", "paused")
     yield per_handler("handler_enabled", "1 when the handler is enabled", "enabled")
     yield per_handler("handler_failing", "1 when its last fetch or final outcome failed", "failing")
+    yield per_handler(
+        "handler_tripped",
+        "1 while its circuit breaker is open (or running its one trial): nothing is fetched",
+        "tripped",
+    )
     yield per_handler("handler_batch_size", "Items asked of fetch_next()", "batch_size")
     yield CounterMetricFamily(f"{PREFIX}_cycles", "Poll cycles run", value=snapshot.cycles)
     if snapshot.workers:
         alive = sum(1 for worker in snapshot.workers if worker.alive)
         yield gauge("workers_alive", "Workers sharing the database, alive", alive)
-    if "buffered_outcomes" in store:
+    buffered = store.get("unwritten_outcomes", store.get("buffered_outcomes"))
+    if buffered is not None:
         yield gauge(
-            "outcomes_buffered", "Outcomes recorded, not yet written", store["buffered_outcomes"]
+            "outcomes_buffered",
+            "Outcomes recorded, not yet committed (the batch being written included)",
+            buffered,
         )
     if "dropped_outcomes" in store:
         yield CounterMetricFamily(
@@ -253,6 +270,32 @@ def snapshot_metrics(snapshot: Snapshot, store: Mapping[str, int]) -> Iterable[M
             "Outcomes not written because their worker had lost the item's claim",
             value=store["rejected_outcomes"],
         )
+
+
+def store_metrics(
+    store: object, leases_lost: Mapping[str, int], registrations: Iterable[HandlerRegistration]
+) -> Iterable[Metric]:
+    """The outcome-write lag (when the store can tell it) and the leases lost by handler
+    (every handler listed, from 0, so that ``increase()`` sees the first loss)."""
+    unwritten_since = getattr(store, "unwritten_since", None)
+    if callable(unwritten_since):
+        since: datetime | None = unwritten_since()
+        lag = 0.0 if since is None else max((datetime.now(UTC) - since).total_seconds(), 0.0)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_outcome_write_lag_seconds",
+            "How long the oldest outcome not yet committed to the database has waited "
+            "since its item finished (0 when every outcome is committed)",
+            value=lag,
+        )
+    lost = CounterMetricFamily(
+        f"{PREFIX}_leases_lost",
+        "Items whose claim another worker took while this worker held them: "
+        "their results are not recorded",
+        labels=["handler"],
+    )
+    for registration in registrations:
+        lost.add_metric([registration.name], leases_lost.get(registration.name, 0))
+    yield lost
 
 
 def metrics_registry(service: ProcessingService, token: EventLoopToken) -> CollectorRegistry:

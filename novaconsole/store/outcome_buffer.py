@@ -80,6 +80,10 @@ class OutcomeBuffer:
             )
             self._dropped_in_episode = 0
 
+    def oldest(self) -> ItemOutcome | None:
+        """The oldest buffered outcome, if any."""
+        return self._items[0] if self._items else None
+
     def peek(self) -> list[ItemOutcome]:
         """The buffered outcomes, oldest first (a copy)."""
         return list(self._items)

@@ -245,6 +245,19 @@ class SqlStore:
         """Outcomes recorded and not yet written (items' writes waiting included)."""
         return len(self._outcomes) + len(self._items)
 
+    @property
+    def unwritten_outcomes(self) -> int:
+        """Outcomes recorded and not yet committed, the batch being written included."""
+        return self._recorded - self._written - self._outcomes.dropped
+
+    def unwritten_since(self) -> datetime | None:
+        """When the oldest outcome not yet committed was produced (``None``: every one is);
+        the time since is the outcome-write lag."""
+        oldest = [self._outcomes.oldest(), *self._writing_batch[:1]]
+        for entries in (self._writing_items, self._items):
+            oldest.append(next((e.outcome for e in entries if e.outcome is not None), None))
+        return min((o.finished_at for o in oldest if o is not None), default=None)
+
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:

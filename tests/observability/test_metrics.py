@@ -17,8 +17,6 @@ import pytest
 
 pytest.importorskip("prometheus_client", reason="the metrics extra is not installed")
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from novaconsole import RetryPolicy
 from novaconsole.engine.service import ProcessingService
 from novaconsole.errors import ConfigError
@@ -26,26 +24,9 @@ from novaconsole.observability import instrumented
 from novaconsole.observability.metrics import serving_metrics
 from novaconsole.settings import load_settings
 from tests.engine.support import Item, Source, processing
+from tests.observability.support import scrape, value
 
 pytestmark = pytest.mark.anyio
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-async def scrape(port: int) -> Samples:
-    async with httpx.AsyncClient() as client:
-        response = await client.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
 
 
 class Gated:
