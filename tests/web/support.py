@@ -19,7 +19,8 @@ import anyio
 from novaconsole.engine.persistence import Controls
 from novaconsole.store import SqlStore
 
-TIMEOUT = 60.0
+TIMEOUT = 180.0
+"""How long ``serve`` may take to start or stop: generous, for a loaded 2-core machine."""
 TOKEN = "test-token-0123456789abcdef"
 
 HANDLERS = """

@@ -23,7 +23,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def get(url: str, **headers: str) -> httpx.Response:
-    return httpx.get(url, headers=headers, timeout=30)
+    return httpx.get(url, headers=headers, timeout=120)
 
 
 def test_the_printed_url_opens_the_page_and_sets_the_cookie(served: Served) -> None:
