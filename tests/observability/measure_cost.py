@@ -2,8 +2,10 @@
 8 workers, SQLite store) with and without them, in interleaved rounds.
 
 Not a test (no timed assertions); run it by hand:
-``python -m tests.observability.measure_cost [ITEMS] [ROUNDS]``. The machine is shared, so
-the per-round ratio (each variant right after the plain run) is what to read, not the rates.
+``python -m tests.observability.measure_cost [ITEMS] [ROUNDS] [WORD...]`` (words: only the
+variants whose name has one, e.g. ``metrics``; then the hooks are not timed alone). The
+machine is shared, so the per-round ratio (each variant right after the plain run) is what
+to read, not the rates.
 """
 
 from __future__ import annotations
@@ -175,5 +177,9 @@ def hooks_alone(items: int = 200_000) -> None:
 if __name__ == "__main__":
     items = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     count = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-    hooks_alone()
+    wanted = [name for name in VARIANTS if any(word in name for word in sys.argv[3:])]
+    if sys.argv[3:]:
+        VARIANTS = {name: VARIANTS[name] for name in wanted}  # only the variants named
+    else:
+        hooks_alone()
     anyio.run(main, items, count)
