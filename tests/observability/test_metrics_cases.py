@@ -317,7 +317,15 @@ async def test_a_worker_stopped_past_its_lease_counts_the_leases_it_lost(tmp_pat
                 "both items in flight on the first worker",
             )
             assert value(samples, "novaconsole_leases_lost_total", handler="Held") == 0
-            first_id = next(iter(await holders()))
+            first_id = ""
+
+            async def holding_both() -> bool:
+                nonlocal first_id
+                held = await holders()
+                first_id = next((w for w, n in held.items() if n == LEASE_ITEMS), "")
+                return bool(first_id)
+
+            await until(holding_both, "the first worker's claims on both items", workers)
             other = start_worker(tmp_path, "other")
             workers.append(other)
             await until(lambda: serving(other), "the second worker's metrics", workers)
