@@ -46,6 +46,11 @@ def console_commands(app: NovaConsole) -> Iterator[Command]:
             "Failed items grouped by handler, exception and message; retry a group (e)",
             app.action_failure_groups,
         )
+        yield Command(
+            "Audit history",
+            "Who changed which control, when, old → new (A)",
+            app.action_audit,
+        )
     yield Command("Help", "Keys and commands (?)", app.action_help)
     yield Command("Quit", "Stop fetching, drain in-flight items, exit (q)", app.action_quit)
 

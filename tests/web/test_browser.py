@@ -114,8 +114,8 @@ def test_the_page_draws_the_console_and_p_pauses_the_fleet(
         screen.page.keyboard.press("p")
         screen.wait_for("Pause everything")  # the dialog: no reason, no expiry
         screen.page.keyboard.press("Enter")
-        screen.wait_for("PAUSED")
-        assert load_controls(project.db_url).paused is True
+        screen.wait_for("PAUSED")  # shown at once; saved (and audited) in the background
+        screen.wait_until(lambda _: load_controls(project.db_url).paused is True, "paused")
         screen.page.screenshot(path=str(tmp_path / "console.png"))
         screen.page.keyboard.press("p")
         screen.wait_until(lambda _: load_controls(project.db_url).paused is False, "resumed")
