@@ -250,7 +250,9 @@ class AttachedFleet:
         live = sum(1 for worker in self._workers if worker.alive)
         if not live:
             return "no worker is running: saved, applied at the next start"
-        return f"{live} running worker{'' if live == 1 else 's'} follow within a second"
+        if live == 1:
+            return "the running worker follows within a second"
+        return f"{live} running workers follow within a second"
 
     def _start(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         if self._group is None:
