@@ -35,12 +35,14 @@ from novaconsole.engine.operator import (
     resume_time,
 )
 from novaconsole.engine.outcomes import CycleReport, ItemOutcome
+from novaconsole.engine.peek import PeekResult, peek
 from novaconsole.engine.persistence import Controls
 from novaconsole.engine.registry import HandlerRegistration
 from novaconsole.engine.snapshot import HandlerView, Latency, Snapshot
 from novaconsole.redaction import redact
 from novaconsole.store.fleet_view import FleetView, HandlerTotals
 from novaconsole.store.operator import OperatorClient
+from novaconsole.triage import FailedItem, FailureGroup, group_failures, members_of
 
 log = logging.getLogger("novaconsole.console")
 
@@ -69,7 +71,8 @@ class AttachedFleet:
     ``registrations`` (from the configuration) name the handlers, their purposes and
     configured batch sizes; ``configured_concurrency`` is ``[processing] max_concurrency``;
     ``auto_upgrade`` is ``[database] auto_upgrade`` (an older schema is upgraded or refused);
-    ``notify`` is told what came of each change (else it is only logged).
+    ``notify`` is told what came of each change (else it is only logged); ``fetch_timeout``
+    bounds a peek's fetch.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class AttachedFleet:
         *,
         auto_upgrade: bool | None = None,
         notify: Notify | None = None,
+        fetch_timeout: float = 30.0,
     ) -> None:
         self.url = url
         self.registrations = tuple(registrations)
@@ -91,6 +95,8 @@ class AttachedFleet:
         self.notify = notify
         """Told what came of each change (the console sets its ``notify``); else logged."""
         self._breakers: dict[str, str] = {}
+        self.fetch_timeout = fetch_timeout
+        """Seconds a peek's fetch may take (``[processing] fetch_timeout``)."""
         self._hub = EventHub()
         self._group: TaskGroup | None = None
         self._controls = Controls()
@@ -449,6 +455,33 @@ class AttachedFleet:
 
         self._start(reset)
         return True
+
+    # ------------------------------------------------------------------ triage and peek
+
+    async def failure_groups(self, handler: str | None = None) -> list[FailureGroup]:
+        """The fleet's failed items grouped (key ``e``), from the database."""
+        return group_failures(await self.view.failed_rows(handler), handler)
+
+    async def failure_group(self, group: str) -> tuple[FailureGroup | None, list[FailedItem]]:
+        """The group with id ``group`` and its items (``None`` and nothing: no such group)."""
+        rows = await self.view.failed_rows()
+        found = next((g for g in group_failures(rows) if g.id == group), None)
+        return found, members_of(rows, group) if found else []
+
+    async def peek(self, handler: str, limit: int | None = None) -> PeekResult:
+        """What ``handler``'s ``fetch_next`` returns now (key ``d``), run here with the
+        configured handler code in a transaction on the fleet's database that is rolled
+        back: nothing claimed or processed. A failing fetch is a ``PeekError``."""
+        self._check(handler)
+        registration = next(r for r in self.registrations if r.name == handler)
+        if limit is None:
+            limit = self._controls.batch_sizes.get(handler, registration.max_items_per_cycle)
+        return await peek(
+            registration,
+            limit,
+            sessions=self.view.rolled_back_sessions(),
+            fetch_timeout=self.fetch_timeout,
+        )
 
     async def audit(self, limit: int = 50) -> list[AuditEntry]:
         """Who changed which control, when, old → new, oldest first (``novaconsole audit``)."""

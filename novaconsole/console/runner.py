@@ -109,6 +109,7 @@ def run_attached(settings: Settings, *, log_level: int = logging.INFO) -> int:
         settings.database.url,
         processing.registrations,
         settings.processing.max_concurrency,
+        fetch_timeout=settings.processing.fetch_timeout.total_seconds(),
     )
     app = NovaConsole(fleet, log_sink=LogSink(), config=_config_path(settings))
     app.sub_title = f"attached: {settings.source_label}"

@@ -14,6 +14,7 @@ Everything is returned as plain dataclasses; text a handler controlled is redact
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -22,6 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.fleet_protocol import WorkerView
+from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.engine.persistence import Controls
 from novaconsole.store.breakers import read_open
@@ -37,8 +39,11 @@ from novaconsole.store.database import (
 )
 from novaconsole.store.fleet import read_workers
 from novaconsole.store.models import HELD, claims, item_states, results
+from novaconsole.store.peek import rolled_back_sessions
 from novaconsole.store.rows import redact_optional, row_outcome
 from novaconsole.store.schema import ensure_schema
+from novaconsole.store.triage import failed_rows
+from novaconsole.triage import FailedRow
 
 T = TypeVar("T")
 
@@ -129,6 +134,19 @@ class FleetView:
                 )
 
         return await self._guarded(read)
+
+    async def failed_rows(self, handler: str | None = None) -> list[FailedRow]:
+        """Each item whose latest kept outcome is a failure (:mod:`novaconsole.triage`)."""
+
+        async def read() -> list[FailedRow]:
+            async with self._reader.connect() as connection:
+                return await failed_rows(connection, handler)
+
+        return await self._guarded(read)
+
+    def rolled_back_sessions(self) -> AbstractAsyncContextManager[SessionFactory]:
+        """Sessions joined to one transaction rolled back at the end (a peek)."""
+        return rolled_back_sessions(self.engine)
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         try:

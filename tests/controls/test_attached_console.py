@@ -20,7 +20,9 @@ from novaconsole.console import NovaConsole
 from novaconsole.console.attached import CONSOLE, AttachedFleet
 from novaconsole.console.runner import notify_fleet
 from novaconsole.console.screens.audit import AuditScreen
+from novaconsole.console.screens.failures import FailureGroupsScreen
 from novaconsole.console.screens.pause_dialog import PauseDialog
+from novaconsole.console.screens.peek import PeekScreen
 from novaconsole.console.widgets.log_pane import LogSink
 from novaconsole.engine.events import RetryProgress
 from novaconsole.settings import load_settings
@@ -136,6 +138,28 @@ async def test_every_key_of_the_attached_console_is_audited_and_reported(
             assert (printed[-1]["by"], printed[-1]["what"]) == (CONSOLE, "pause")
             assert printed[-1]["detail"].startswith("db maintenance; until ")
             await pilot.press("escape")
+            await _until(lambda: not isinstance(app.screen, AuditScreen), "the main screen")
+
+            # e: the failure groups are those of `failures --json`.
+            await pilot.press("e")
+            await _until(lambda: isinstance(app.screen, FailureGroupsScreen), "the groups")
+            assert isinstance(app.screen, FailureGroupsScreen)
+            groups = await project.json("failures")
+            assert [g.as_dict() for g in app.screen.groups] == groups
+            assert [(g["handler"], g["count"]) for g in groups] == [("Files", 1)]
+            await pilot.press("escape")
+            await _until(lambda: not isinstance(app.screen, FailureGroupsScreen), "main screen")
+
+            # d: peek while paused shows what `peek --json` shows; nothing is taken.
+            project.add(4, 5)
+            await pilot.press("d")
+            await _until(lambda: isinstance(app.screen, PeekScreen), "the peek")
+            assert isinstance(app.screen, PeekScreen) and app.screen.result is not None
+            assert app.screen.result.as_dict() == await project.json("peek", "Files")
+            assert [item.id for item in app.screen.result.items] == ["4", "5"]
+            assert project.files("pending") == {4, 5}
+            await pilot.press("escape")
+            await _until(lambda: not isinstance(app.screen, PeekScreen), "the main screen")
 
             # p again resumes; + / ] change batch size and concurrency; all audited.
             await pilot.press("p")
@@ -161,7 +185,7 @@ async def test_every_key_of_the_attached_console_is_audited_and_reported(
 
             # Retry item 2: requested, then followed until it ran again.
             app.retry_item("Files", "2")
-            await _until(lambda: project.files("done") == {1, 2, 3}, "item 2 to run again")
+            await _until(lambda: project.files("done") == {1, 2, 3, 4, 5}, "item 2 to run again")
             await _until(
                 lambda: any("ran again: succeeded" in m for m in said),
                 "the console to say the retry ran again",
