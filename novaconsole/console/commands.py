@@ -150,6 +150,12 @@ def handler_commands(app: NovaConsole) -> Iterator[Command]:
 
 
 def _handler_steering(app: NovaConsole, name: str, view: HandlerView) -> Iterator[Command]:
+    if view.tripped and callable(getattr(app.service, "reset_breaker", None)):
+        yield Command(
+            f"Reset breaker of {name}",
+            "Close its tripped circuit breaker now (audited)",
+            partial(reset_breaker, app, name),
+        )
     if view.paused:
         yield Command(
             f"Resume handler {name}", "Fetch its items again", partial(app.resume_handler, name)
@@ -168,6 +174,19 @@ def _handler_steering(app: NovaConsole, name: str, view: HandlerView) -> Iterato
         f"now {view.batch_size}",
         partial(app.change_batch_size, name, -1),
     )
+
+
+def reset_breaker(app: NovaConsole, name: str) -> None:
+    """Close ``name``'s tripped breaker (a hosted service at once; an attached fleet asks its
+    workers, and says how many) and say so."""
+    from novaconsole.console.steering import steer
+
+    title = f"Breaker of {name}"
+    if steer(app.service, "reset_breaker", name):
+        app.notify("reset requested", title=title)
+    else:
+        app.notify("not tripped: nothing to reset", title=title, severity="warning")
+    app.refresh_view()
 
 
 class HandlerCommands(Provider):

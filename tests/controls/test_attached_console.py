@@ -15,21 +15,27 @@ from typing import Any
 import anyio
 import pytest
 
+from novaconsole import RetryPolicy
 from novaconsole.builder import BackgroundProcessing
 from novaconsole.console import NovaConsole
 from novaconsole.console.attached import CONSOLE, AttachedFleet
+from novaconsole.console.commands import handler_commands
 from novaconsole.console.runner import notify_fleet
 from novaconsole.console.screens.audit import AuditScreen
 from novaconsole.console.screens.failures import FailureGroupsScreen
 from novaconsole.console.screens.pause_dialog import PauseDialog
 from novaconsole.console.screens.peek import PeekScreen
 from novaconsole.console.widgets.log_pane import LogSink
-from novaconsole.engine.events import RetryProgress
+from novaconsole.engine.events import BreakerClosed, BreakerTripped, RetryProgress
 from novaconsole.settings import load_settings
 from novaconsole.status import CONTROL_KEYS, HANDLER_CONTROL_KEYS, from_snapshot
+from novaconsole.store import open_store
 from novaconsole.store.database import create_engine
 from novaconsole.store.operator import OperatorClient
 from tests.controls.conftest import Project
+from tests.engine.support import next_event
+from tests.engine.support import processing as processing_for_tests
+from tests.engine.test_breaker import Feed
 from tests.fleet.conftest import Fleet
 from tests.postgres import throwaway_database
 
@@ -267,6 +273,49 @@ async def test_a_refused_or_failed_change_is_said_and_not_shown_as_done(
     finally:
         await client.close()
     assert audited == [(CONSOLE, "pause", "Files")]
+
+
+async def test_a_tripped_breaker_shows_on_the_attached_console_and_its_palette_resets_it(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'n.db'}"
+    feed = Feed()
+    processing = processing_for_tests(
+        poll_interval=0.01,
+        max_concurrency=1,
+        retry=RetryPolicy(max_attempts=1),
+        breaker_cooldown=600,
+    ).add_handler(feed.handler(), name="A", max_items_per_cycle=2, breaker_threshold=2)
+    worker = processing.build(url, store=open_store(url, shared=True))
+    events = worker.events()
+    fleet = AttachedFleet(url, processing.registrations, 1)
+    async with worker.running(), fleet.running():
+        await next_event(events, lambda e: isinstance(e, BreakerTripped), within=30)
+        await _until(lambda: fleet.snapshot().handlers["A"].tripped, "the breaker on the console")
+        view = fleet.snapshot().handlers["A"]
+        assert view.state == "tripped" and view.breaker_reason
+        assert view.breaker_reason.startswith("breaker: 2 failures in a row: RuntimeError")
+        app = NovaConsole(fleet, log_sink=LogSink(), refresh_interval=None)
+        async with app.run_test(size=(120, 40)) as pilot:
+            said = _record_notifications(app)
+            fleet.notify = partial(notify_fleet, app)
+            app.refresh_view()
+            await pilot.pause()
+            feed.failing = False
+            commands = {c.title: c for c in handler_commands(app)}
+            commands["Reset breaker of A"].callback()
+            closed = await next_event(events, lambda e: isinstance(e, BreakerClosed), within=30)
+            assert isinstance(closed, BreakerClosed) and closed.why == f"reset by {CONSOLE}"
+            await _until(
+                lambda: "A: breaker reset requested on 1 worker" in said, "the console to say so"
+            )
+            await _until(lambda: not fleet.snapshot().handlers["A"].tripped, "the breaker closed")
+            app.refresh_view()
+            assert "Reset breaker of A" not in {c.title for c in handler_commands(app)}
+        entries = await fleet.audit()
+        assert [(e.by, e.what, e.handler, e.detail) for e in entries] == [
+            (CONSOLE, "breaker_reset", "A", "1 worker")
+        ]
 
 
 # ---------------------------------------------------------------------- PostgreSQL
