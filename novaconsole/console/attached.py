@@ -107,6 +107,8 @@ class AttachedFleet:
         self._changes = 0
         """Counts local control changes: a read that overlapped one is not applied."""
         self._writing = 0
+        self._written = 0
+        """Counts writes finished: a read that began before one ended may not have seen it."""
         self._reads = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -145,13 +147,13 @@ class AttachedFleet:
 
     async def refresh(self, *, backfill: bool = False) -> None:
         """Read workers, controls, totals and the results recorded since the last call."""
-        changes = self._changes
+        changes = (self._changes, self._written)
         self._reads += 1
         reading = await self.view.read(
             totals=backfill or self._reads % TOTALS_EVERY == 0,  # a count over every result
             backfill=BACKFILL,
         )
-        if changes == self._changes and not self._writing:
+        if changes == (self._changes, self._written) and not self._writing:
             self._controls = reading.controls  # else a key changed them meanwhile: keep that
         self._workers = reading.workers
         self._breakers = dict(reading.breakers)
@@ -281,6 +283,7 @@ class AttachedFleet:
                 return
             finally:
                 self._writing -= 1
+                self._written += 1
             if entries:
                 said = "; ".join(describe_change(entry) for entry in entries)
                 self._say(f"{said} · {self._reach()}")
@@ -430,8 +433,11 @@ class AttachedFleet:
             )
 
     async def retry_item(self, handler: str, item_id: Any, *, by: str | None = None) -> bool:
-        """Retry an item (see :meth:`request_retry`); False when there is nothing to retry."""
-        return await self.request_retry(handler, item_id, by=by) is not None
+        """Request a retry (as :meth:`request_retry`, audited) without following it: a whole
+        failure group is retried this way, and is not polled item by item; False when there
+        is nothing to retry."""
+        self._check(handler)
+        return await self.operator.request_retry(handler, str(item_id), by or CONSOLE) is not None
 
     def reset_breaker(self, name: str, *, by: str | None = None) -> bool:
         """Ask the workers with ``name``'s breaker open to close it (audited); False if it is

@@ -42,7 +42,7 @@ from tests.postgres import throwaway_database
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-async def _until(check: Callable[[], Any], what: str, within: float = 30.0) -> Any:
+async def _until(check: Callable[[], Any], what: str, within: float = 60.0) -> Any:
     """Wait for something another process makes happen (no event reaches this one)."""
     try:
         with anyio.fail_after(within):
@@ -53,7 +53,7 @@ async def _until(check: Callable[[], Any], what: str, within: float = 30.0) -> A
     return value
 
 
-async def _until_async(check: Callable[[], Any], what: str, within: float = 30.0) -> Any:
+async def _until_async(check: Callable[[], Any], what: str, within: float = 60.0) -> Any:
     try:
         with anyio.fail_after(within):
             while not (value := await check()):  # noqa: ASYNC110
