@@ -21,6 +21,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
 from novaconsole.console.commands import HandlerCommands, system_commands
+from novaconsole.console.screens.audit import AUDIT_TIP, open_audit
 from novaconsole.console.screens.help import HelpScreen
 from novaconsole.console.screens.pause_dialog import PauseDialog, PauseRequest
 from novaconsole.console.screens.result_detail import ResultDetailScreen
@@ -254,6 +255,7 @@ class NovaConsole(TriageActions, App[int]):
             tooltip=_TIPS["["],
         ),
         *TRIAGE_BINDINGS,
+        Binding("A", "audit", "Audit", show=False, id="audit", tooltip=AUDIT_TIP),
     ]
     """
     | Key | Does |
@@ -273,6 +275,7 @@ class NovaConsole(TriageActions, App[int]):
     | q | quit (drains a hosted service) |
     | + / - | batch size of the selected handler |
     | ] / [ | concurrency |
+    | A | audit history: who changed which control, when |
     """
 
     paused: reactive[bool] = reactive(False, bindings=True)
@@ -763,6 +766,10 @@ class NovaConsole(TriageActions, App[int]):
     def action_show_detail(self) -> None:
         if (outcome := self.results.selected) is not None:
             self.open_detail(outcome)
+
+    def action_audit(self) -> None:
+        """The audit history: who changed which control, when (``novaconsole audit``)."""
+        self.run_worker(open_audit(self, self.service), group="audit", exclusive=True)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

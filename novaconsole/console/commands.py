@@ -46,6 +46,11 @@ def console_commands(app: NovaConsole) -> Iterator[Command]:
             "Failed items grouped by handler, exception and message; retry a group (e)",
             app.action_failure_groups,
         )
+        yield Command(
+            "Audit history",
+            "Who changed which control, when, old → new (A)",
+            app.action_audit,
+        )
     yield Command("Help", "Keys and commands (?)", app.action_help)
     yield Command("Quit", "Stop fetching, drain in-flight items, exit (q)", app.action_quit)
 
@@ -145,6 +150,12 @@ def handler_commands(app: NovaConsole) -> Iterator[Command]:
 
 
 def _handler_steering(app: NovaConsole, name: str, view: HandlerView) -> Iterator[Command]:
+    if view.tripped and callable(getattr(app.service, "reset_breaker", None)):
+        yield Command(
+            f"Reset breaker of {name}",
+            "Close its tripped circuit breaker now (audited)",
+            partial(reset_breaker, app, name),
+        )
     if view.paused:
         yield Command(
             f"Resume handler {name}", "Fetch its items again", partial(app.resume_handler, name)
@@ -163,6 +174,19 @@ def _handler_steering(app: NovaConsole, name: str, view: HandlerView) -> Iterato
         f"now {view.batch_size}",
         partial(app.change_batch_size, name, -1),
     )
+
+
+def reset_breaker(app: NovaConsole, name: str) -> None:
+    """Close ``name``'s tripped breaker (a hosted service at once; an attached fleet asks its
+    workers, and says how many) and say so."""
+    from novaconsole.console.steering import steer
+
+    title = f"Breaker of {name}"
+    if steer(app.service, "reset_breaker", name):
+        app.notify("reset requested", title=title)
+    else:
+        app.notify("not tripped: nothing to reset", title=title, severity="warning")
+    app.refresh_view()
 
 
 class HandlerCommands(Provider):

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -109,10 +109,18 @@ def run_attached(settings: Settings, *, log_level: int = logging.INFO) -> int:
         settings.database.url,
         processing.registrations,
         settings.processing.max_concurrency,
+        fetch_timeout=settings.processing.fetch_timeout.total_seconds(),
     )
     app = NovaConsole(fleet, log_sink=LogSink(), config=_config_path(settings))
     app.sub_title = f"attached: {settings.source_label}"
+    fleet.notify = partial(notify_fleet, app)
     return anyio.run(partial(serve_console, fleet, app, log_level=log_level))
+
+
+def notify_fleet(app: NovaConsole, message: str, severity: str) -> None:
+    """What came of a change the attached console sent to the fleet, as a notification."""
+    level: Any = severity if severity in ("information", "warning", "error") else "information"
+    app.notify(message, title="Fleet", severity=level, timeout=6 if level == "error" else 4)
 
 
 def _config_path(settings: Settings | None) -> str | None:

@@ -1,10 +1,12 @@
 """``FleetView``: the fleet sharing a database, read and steered from outside it.
 
-What ``novaconsole attach`` shows and does, without running a service: the workers and their
-heartbeats, the fleet-wide controls, per-handler totals (with the last error, items waiting
-for a retry, dead items and items held right now), and the results recorded since the last
-read; pause, resume, batch sizes and concurrency go to the controls table (every worker follows
-within a second), run once is a command that exactly one worker takes.
+What ``novaconsole attach`` shows, without running a service: the workers and their
+heartbeats, the fleet-wide controls (with who paused, why and until when; a pause past its
+expiry shows as resumed), the circuit breakers open on live workers, per-handler totals (with
+the last error, items waiting for a retry, dead items and items held right now), and the
+results recorded since the last read. It writes nothing: the console's controls go through
+:class:`~novaconsole.store.operator.OperatorClient` (on this view's engine), as the CLI's do,
+so each change is audited.
 
 Everything is returned as plain dataclasses; text a handler controlled is redacted.
 """
@@ -12,17 +14,21 @@ Everything is returned as plain dataclasses; text a handler controlled is redact
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.fleet_protocol import WorkerView
+from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.engine.persistence import Controls
+from novaconsole.store.breakers import read_open
 from novaconsole.store.clock import sql_now
+from novaconsole.store.control_plane import database_now, read_controls
 from novaconsole.store.database import (
     OPEN_ERRORS,
     connection_error,
@@ -31,11 +37,13 @@ from novaconsole.store.database import (
     reader,
     uncancelled,
 )
-from novaconsole.store.fleet import insert_command, read_controls, read_workers, write_controls
+from novaconsole.store.fleet import read_workers
 from novaconsole.store.models import HELD, claims, item_states, results
-from novaconsole.store.queries import delete_item_state
+from novaconsole.store.peek import rolled_back_sessions
 from novaconsole.store.rows import redact_optional, row_outcome
 from novaconsole.store.schema import ensure_schema
+from novaconsole.store.triage import failed_rows
+from novaconsole.triage import FailedRow
 
 T = TypeVar("T")
 
@@ -84,6 +92,8 @@ class FleetReading:
     """Results recorded since the previous read (the latest few at the first), oldest first."""
     handlers: Mapping[str, HandlerTotals] | None = None
     """Per handler; ``None`` when not counted at this read."""
+    breakers: Mapping[str, str] = field(default_factory=dict)
+    """Handlers whose circuit breaker is open on a live worker: the (first worker's) reason."""
 
 
 class FleetView:
@@ -105,48 +115,38 @@ class FleetView:
         await self.engine.dispose()
 
     async def read(self, *, totals: bool = False, backfill: int = 200) -> FleetReading:
-        """Workers, controls and new results; with ``totals`` the per-handler counts too
-        (a count over every kept result: not at every read). The first read returns the
-        latest ``backfill`` results."""
+        """Workers, controls, open breakers and new results; with ``totals`` the per-handler
+        counts too (a count over every kept result: not at every read). The first read
+        returns the latest ``backfill`` results."""
 
         async def read() -> FleetReading:
             async with self._reader.connect() as connection:
+                now = await database_now(connection)
+                tripped: dict[str, str] = {}
+                for row in await read_open(connection):
+                    tripped.setdefault(row["handler"], redact_optional(row["reason"]) or "")
                 return FleetReading(
                     workers=tuple(await read_workers(connection)),
-                    controls=await read_controls(connection),
+                    controls=(await read_controls(connection)).effective(now),
                     outcomes=tuple(await self._new_results(connection, backfill)),
                     handlers=await _handler_totals(connection) if totals else None,
+                    breakers=tripped,
                 )
 
         return await self._guarded(read)
 
-    async def save_controls(self, **changes: Any) -> None:
-        """Change controls for the whole fleet (see :func:`~novaconsole.store.fleet.
-        write_controls` for the keywords)."""
+    async def failed_rows(self, handler: str | None = None) -> list[FailedRow]:
+        """Each item whose latest kept outcome is a failure (:mod:`novaconsole.triage`)."""
 
-        async def write() -> None:
-            async with self.engine.begin() as connection:
-                await write_controls(connection, **changes)
+        async def read() -> list[FailedRow]:
+            async with self._reader.connect() as connection:
+                return await failed_rows(connection, handler)
 
-        await self._guarded(write)
+        return await self._guarded(read)
 
-    async def send_command(self, kind: str) -> int:
-        """Queue a fleet command (``run_once``) that one live worker takes; its id."""
-
-        async def send() -> int:
-            async with self.engine.begin() as connection:
-                return await insert_command(connection, kind)
-
-        return await self._guarded(send)
-
-    async def forget_item(self, handler: str, item_id: str) -> bool:
-        """Forget an item's attempts: the next worker to fetch it processes it again."""
-
-        async def forget() -> bool:
-            async with self.engine.begin() as connection:
-                return await delete_item_state(connection, handler, item_id)
-
-        return await self._guarded(forget)
+    def rolled_back_sessions(self) -> AbstractAsyncContextManager[SessionFactory]:
+        """Sessions joined to one transaction rolled back at the end (a peek)."""
+        return rolled_back_sessions(self.engine)
 
     async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
         try:

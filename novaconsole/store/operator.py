@@ -15,14 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from novaconsole.engine.fleet_protocol import WorkerView
 from novaconsole.engine.operator import AuditEntry, PauseInfo, RetryStatus
 from novaconsole.engine.persistence import Controls
 from novaconsole.redaction import redact
+from novaconsole.store import breakers, fleet
 from novaconsole.store import control_plane as plane
-from novaconsole.store import fleet
 from novaconsole.store.database import (
     OPEN_ERRORS,
     connection_error,
@@ -73,15 +73,21 @@ class ControlReading:
 
 
 class OperatorClient:
-    """The control plane of the database at ``url``. Constructing it connects to nothing."""
+    """The control plane of the database at ``url``. Constructing it connects to nothing.
 
-    def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
+    ``engine``: share an engine opened elsewhere (the attached console's fleet view, whose
+    schema is already there); it is not disposed by :meth:`close` then.
+    """
+
+    def __init__(self, url: str, *, engine: AsyncEngine | None = None) -> None:
+        self.engine = engine if engine is not None else create_engine(url)
         self.display_url = mask_url(self.engine.url)
-        self._opened = False
+        self._owned = engine is None
+        self._opened = engine is not None
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        if self._owned:
+            await self.engine.dispose()
 
     async def _run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool) -> T:
         async def call() -> T:
@@ -215,7 +221,27 @@ class OperatorClient:
         return await self._run(read, write=False)
 
     async def audit(self, limit: int = 50) -> list[AuditEntry]:
+        """The latest ``limit`` audit entries, oldest first (what ``novaconsole audit`` shows)."""
         return await self._run(lambda c: plane.read_audit(c, limit), write=False)
+
+    async def reset_breaker(self, handler: str, by: str) -> int:
+        """Ask every live worker with ``handler``'s breaker open to close it (each does within
+        a second or two), with an audit entry; how many workers were asked (0: not tripped)."""
+
+        async def reset(connection: AsyncConnection) -> int:
+            asked = await breakers.request_reset(connection, handler, by)
+            if asked:
+                now = await plane.database_now(connection)
+                workers = f"{asked} worker{'' if asked == 1 else 's'}"
+                entry = AuditEntry(now, by, "breaker_reset", handler, "tripped", "closed", workers)
+                await plane.add_audit(connection, [entry])
+            return asked
+
+        return await self._run(reset, write=True)
+
+    async def open_breakers(self) -> list[dict[str, Any]]:
+        """The breakers open on live workers (handler, worker, reason, ...)."""
+        return await self._run(lambda c: breakers.read_open(c, None), write=False)
 
 
 def _until(info: PauseInfo, ends: datetime) -> PauseInfo:

@@ -49,6 +49,14 @@ class ReadOnlyService:
     async def drain(self) -> None:
         await self.service.drain()
 
+    async def audit(self, limit: int = 50) -> list[Any]:
+        """The audit history (a read: shown, as in any console)."""
+        audit = getattr(self.service, "audit", None)
+        if audit is None:
+            return []
+        entries: list[Any] = await audit(limit)
+        return entries
+
     def pause(self) -> None:
         _refuse("pause")
 

@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from novaconsole.builder import BackgroundProcessing
     from novaconsole.console.app import NovaConsole
     from novaconsole.console.attached import AttachedFleet
-    from novaconsole.console.runner import HostedService, serve_console
+    from novaconsole.console.runner import HostedService, notify_fleet, serve_console
     from novaconsole.console.widgets.log_pane import LogSink
     from novaconsole.errors import ConfigError
     from novaconsole.settings import load_settings
@@ -42,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     service: HostedService = ReadOnlyService(fleet) if args.read_only else fleet
     app = NovaConsole(service, log_sink=LogSink())
     app.sub_title = f"attached: {settings.source_label}"
+    fleet.notify = partial(notify_fleet, app)
     code: int = anyio.run(partial(serve_console, service, app))
     return code
 

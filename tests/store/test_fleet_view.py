@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
+import anyio
 import pytest
 
+from novaconsole.engine.operator import PauseInfo
 from novaconsole.engine.outcomes import OutcomeStatus
-from novaconsole.engine.persistence import ItemState
+from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.store import SqlStore, open_store
 from novaconsole.store.fleet_view import FleetView
+from novaconsole.store.operator import OperatorClient
 from tests.store.support import outcome
 
 pytestmark = pytest.mark.anyio
@@ -71,18 +75,33 @@ async def test_reads_return_the_latest_results_then_only_new_ones(
     assert first.handlers is None
 
 
-async def test_controls_commands_and_retries_reach_the_workers(
-    store: SqlStore, view: FleetView
+async def test_the_view_reads_controls_the_operator_client_wrote_on_its_engine(
+    store: SqlStore, view: FleetView, db_url: str
 ) -> None:
-    store.set_item_state("Ping", "9", ItemState(attempts=3, dead=True))
-    await store.flush()
-    await view.save_controls(paused=True, batch_sizes={"Ping": 4})
-    command = await view.send_command("run_once")
+    """The view writes nothing: the attached console writes through the OperatorClient on
+    the view's engine (audited), and the view reads back who paused, why and until when."""
+    client = OperatorClient(db_url, engine=view.engine)
+    info = PauseInfo(by="console@ops1", reason="db maintenance")
+    entries = await client.change(
+        Controls(paused=True, pause=info, batch_sizes={"Ping": 4}), "console@ops1"
+    )
+    assert [(e.what, e.by, e.detail) for e in entries] == [
+        ("pause", "console@ops1", "db maintenance"),
+        ("batch_size", "console@ops1", None),
+    ]
     loaded = await store.load_controls()
     assert (loaded.paused, loaded.batch_sizes) == (True, {"Ping": 4})
+    read = (await view.read()).controls
+    assert read.paused is True and read.pause is not None
+    assert (read.pause.by, read.pause.reason) == ("console@ops1", "db maintenance")
+    # A pause past its expiry reads as resumed, as every worker takes it.
+    await client.change(
+        Controls(handler_paused={"Ping": True}, handler_pauses={"Ping": info}),
+        "console@ops1",
+        pause_for=timedelta(milliseconds=1),
+    )
+    await anyio.sleep(0.05)
+    assert (await view.read()).controls.handler_paused["Ping"] is False
+    await client.close()  # shares the view's engine: leaves it open
     assert (await view.read()).controls.paused is True
-    assert command >= 1
-    assert await view.forget_item("Ping", "9") is True
-    assert await store.item_states("Ping", ["9"]) == {}
-    with pytest.raises(ValueError, match="unknown fleet command"):
-        await view.send_command("explode")
+    assert [e.what for e in await client.audit()] == ["pause", "batch_size", "pause"]
