@@ -298,8 +298,18 @@ class FixedService:
     def resume(self) -> None:
         self._snapshot = replace(self._snapshot, paused=False, state="running")
 
-    def pause_handler(self, name: str) -> None:
-        self._handler(name, paused=True)
+    def pause_handler(
+        self, name: str, *, reason: str | None = None, until: timedelta | None = None
+    ) -> None:
+        """Paused by the same fixed operator, 1 minute before T0."""
+        at = T0 - timedelta(minutes=1)
+        info = PauseInfo(
+            by="console@ops1",
+            at=at,
+            reason=reason,
+            resumes_at=None if until is None else at + until,
+        )
+        self._handler(name, paused=True, pause=info)
 
     def resume_handler(self, name: str) -> None:
         self._handler(name, paused=False)
