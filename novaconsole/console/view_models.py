@@ -835,6 +835,8 @@ class StatsSample:
     """(handler, succeeded + failed + skipped)."""
     p50: float
     p95: float
+    latency: tuple[tuple[str, float, float, int], ...] = ()
+    """(handler, process p50, p95, items they cover: 0 when none finished lately)."""
 
 
 def stats_sample(snapshot: Snapshot, at: datetime) -> StatsSample:
@@ -847,6 +849,10 @@ def stats_sample(snapshot: Snapshot, at: datetime) -> StatsSample:
         ),
         p50=snapshot.latency.process.p50,
         p95=snapshot.latency.process.p95,
+        latency=tuple(
+            (name, view.latency.p50, view.latency.p95, view.latency_samples)
+            for name, view in snapshot.handlers.items()
+        ),
     )
 
 
@@ -887,6 +893,52 @@ def handler_rates(samples: Sequence[StatsSample]) -> list[HandlerRate]:
 def latency_series(samples: Sequence[StatsSample]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Process latency p50 and p95 of every sample, oldest first."""
     return tuple(s.p50 for s in samples), tuple(s.p95 for s in samples)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerLatencySeries:
+    """One handler's process latency p50 and p95 at every sample, oldest first (0 where it
+    finished nothing lately), and its latest figures."""
+
+    name: str
+    p50: tuple[float, ...]
+    p95: tuple[float, ...]
+    now_p50: float | None
+    """The latest sample's p50; None when it finished nothing lately."""
+    now_p95: float | None
+
+    @property
+    def text(self) -> str:
+        """``12 ms / 95 ms`` now, ``-`` when it finished nothing lately."""
+        if self.now_p50 is None or self.now_p95 is None:
+            return "-"
+        return f"{format_seconds(self.now_p50)} / {format_seconds(self.now_p95)}"
+
+
+def handler_latencies(samples: Sequence[StatsSample]) -> list[HandlerLatencySeries]:
+    """Each handler's latency over the samples, in the order of the latest sample (a
+    handler missing from a sample counts as finishing nothing then)."""
+    if not samples:
+        return []
+    names = [name for name, *_ in samples[-1].latency]
+    series: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
+    for sample in samples:
+        seen = {name: (p50, p95, count) for name, p50, p95, count in sample.latency}
+        for name, (p50s, p95s) in series.items():
+            p50, p95, count = seen.get(name, (0.0, 0.0, 0))
+            p50s.append(p50 if count else 0.0)
+            p95s.append(p95 if count else 0.0)
+    last = {name: (p50, p95, count) for name, p50, p95, count in samples[-1].latency}
+    return [
+        HandlerLatencySeries(
+            name=name,
+            p50=tuple(p50s),
+            p95=tuple(p95s),
+            now_p50=last[name][0] if last[name][2] else None,
+            now_p95=last[name][1] if last[name][2] else None,
+        )
+        for name, (p50s, p95s) in series.items()
+    ]
 
 
 def window_label(samples: Sequence[StatsSample]) -> str:

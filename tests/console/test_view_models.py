@@ -296,3 +296,39 @@ def test_stats_rates_per_handler_and_latency_series() -> None:
     assert rates["PhysicalDeletion"].rates == (2.0, 2.0, 2.0, 2.0)
     p50, p95 = latency_series(list(history.samples))
     assert p50[-1] == snapshot.latency.process.p50 and p95[-1] == snapshot.latency.process.p95
+
+
+def test_handler_latencies_plot_each_handler_apart_and_gaps_as_zero() -> None:
+    from novaconsole.console.view_models import StatsSample, handler_latencies
+
+    def sample(second: int, *latency: tuple[str, float, float, int]) -> StatsSample:
+        return StatsSample(T0 + timedelta(seconds=second), (), 0.0, 0.0, latency)
+
+    samples = [
+        sample(0, ("A", 0.01, 0.05, 10), ("B", 0.2, 0.9, 3)),
+        sample(5, ("A", 0.02, 0.06, 10), ("B", 0.3, 1.1, 0)),
+        sample(10, ("A", 0.03, 0.07, 10), ("B", 0.4, 1.2, 4), ("C", 0.5, 0.5, 1)),
+    ]
+    series = {s.name: s for s in handler_latencies(samples)}
+    assert list(series) == ["A", "B", "C"]
+    assert series["A"].p50 == (0.01, 0.02, 0.03) and series["A"].p95 == (0.05, 0.06, 0.07)
+    assert series["B"].p95 == (0.9, 0.0, 1.2), "nothing finished lately: 0, not a stale value"
+    assert series["C"].p50 == (0.0, 0.0, 0.5), "a handler new since: nothing before"
+    assert series["A"].text == "30 ms / 70 ms"
+    idle = handler_latencies([sample(0, ("A", 0.0, 0.0, 0))])[0]
+    assert idle.now_p50 is None and idle.text == "-"
+    assert handler_latencies([]) == []
+
+
+def test_stats_sample_keeps_each_handlers_latency() -> None:
+    from novaconsole.console.view_models import stats_sample
+    from novaconsole.engine.snapshot import Percentiles
+
+    snap = fixed_snapshot()
+    handlers = dict(snap.handlers)
+    handlers["CatalogueImport"] = replace(
+        handlers["CatalogueImport"], latency=Percentiles(0.1, 0.4), latency_samples=7
+    )
+    taken = stats_sample(replace(snap, handlers=handlers), T0)
+    assert ("CatalogueImport", 0.1, 0.4, 7) in taken.latency
+    assert ("PhysicalDeletion", 0.0, 0.0, 0) in taken.latency
