@@ -122,7 +122,8 @@ class Reporter:
             rt.last_error = error
             rt.last_outcome_failed = True
         if status is not OutcomeStatus.SKIPPED:
-            core.throughput.add()
+            at = monotonic()
+            core.throughput.add(1, at)
             latency = core.latency
             latency.fetch.append(job.scope.fetch_duration)
             latency.queue.append(max(job.wait, 0.0))
@@ -130,7 +131,7 @@ class Reporter:
             window = self.handler_latency.get(rt.name)
             if window is None:
                 window = self.handler_latency[rt.name] = HandlerLatency()
-            window.add(job.processing, monotonic())
+            window.samples.append((at, job.processing))  # HandlerLatency.add, inlined: hot
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "%s item %s %s",
