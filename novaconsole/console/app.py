@@ -496,11 +496,15 @@ class NovaConsole(TriageActions, App[int]):
         with self.batch_update():
             panes.status.show(
                 status_view(
-                    snapshot, quitting=self.quitting, filter=self.results_filter_label, now=now
+                    snapshot,
+                    quitting=self.quitting,
+                    filter=self.results_filter_label,
+                    now=now,
+                    tz=self.tz,
                 )
             )
             self._show_handlers_or_hint(snapshot)
-            panes.handlers.show(handler_rows(snapshot, now, self.purpose_filter))
+            panes.handlers.show(handler_rows(snapshot, now, self.purpose_filter, self.tz))
             panes.queue.show(queue_view(snapshot))
             if shows_fleet(snapshot) or panes.fleet.display:
                 panes.fleet.show(shows_fleet(snapshot), fleet_rows(snapshot, self.clock()))
@@ -547,6 +551,7 @@ class NovaConsole(TriageActions, App[int]):
                     quitting=self.quitting,
                     filter=self.results_filter_label,
                     now=self.clock(),
+                    tz=self.tz,
                 )
             )
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from itertools import pairwise
 
 from novaconsole.engine.handler import HandlerPurpose
-from novaconsole.engine.operator import PauseInfo, describe_pause
+from novaconsole.engine.operator import PauseInfo, ago, describe_pause
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.engine.snapshot import HandlerView, Percentiles, Snapshot
 
@@ -90,6 +90,28 @@ def one_line(text: str | None, limit: int = 200) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusField:
+    """One field of the status bar: ``label`` (muted, may be empty) and ``value``.
+
+    ``priority``: which fields stay on a narrow terminal (lowest first). ``shrink``: the
+    value may be shortened (with an ellipsis) to as few as this many characters; 0 keeps it
+    whole or drops it. ``compact``: the length a shrinkable value gets until every field
+    of a higher or equal priority had its turn (0: no limit)."""
+
+    key: str
+    label: str
+    value: str
+    priority: int
+    shrink: int = 0
+    compact: int = 0
+
+    def cost(self, length: int | None = None) -> int:
+        """Cells taken with the value ``length`` long: two spaces, the label, the value."""
+        size = len(self.value) if length is None else length
+        return 2 + (len(self.label) + 1 if self.label else 0) + size
+
+
+@dataclass(frozen=True, slots=True)
 class StatusView:
     """The one-line summary at the top: service state and where it runs."""
 
@@ -106,32 +128,127 @@ class StatusView:
     """The results filter and search in words (empty when every result shows)."""
     pause: str = ""
     """Who paused everything, when, why, until when (empty unless paused)."""
+    pause_reason: str = ""
+    """Why everything is paused (first line; empty when no reason was given)."""
+    pause_until: str = ""
+    """``14:00`` when the pause of everything ends by itself (empty: until resumed)."""
+    pause_by: str = ""
+    """``console@ops1 3 min ago``: who paused everything and when."""
+    paused_handlers: str = ""
+    """``Export: db maintenance, until 14:00`` (one handler paused with a reason or an
+    expiry), ``Export, Import`` (several); empty when none says more than its state."""
 
     @property
     def label(self) -> str:
         return "draining…" if self.state == "draining" else self.state
 
     @property
-    def fields(self) -> tuple[tuple[str, str], ...]:
-        """(label, value) pairs after the state, in display order."""
-        pairs = (
-            ("", self.pause),
-            ("filter", self.filter),
-            ("cycle", str(self.cycle)),
-            ("next poll", self.next_poll),
-            ("concurrency", self.concurrency),
-            ("worker", self.worker_id),
-            ("fleet", self.fleet),
-            ("db", self.database),
+    def status_fields(self) -> tuple[StatusField, ...]:
+        """Every field after the state, in display order, with its priority."""
+        paused = self.state == "paused"
+        candidates = (
+            StatusField("reason", "reason", self.pause_reason, 1, shrink=10, compact=24),
+            StatusField("until", "until", self.pause_until, 2),
+            StatusField("handlers", "paused", self.paused_handlers, 3, shrink=12, compact=30),
+            StatusField("filter", "filter", self.filter, 4, shrink=8, compact=24),
+            StatusField("by", "by", self.pause_by, 7),
+            StatusField("cycle", "cycle", str(self.cycle), 9),
+            StatusField("next poll", "next poll", "" if paused else self.next_poll, 5),
+            StatusField("concurrency", "concurrency", self.concurrency, 6),
+            StatusField("worker", "worker", self.worker_id, 10, shrink=8),
+            StatusField("fleet", "fleet", self.fleet, 8),
+            StatusField("db", "db", self.database, 11, shrink=12),
         )
-        return tuple((k, v) for k, v in pairs if v)
+        return tuple(f for f in candidates if f.value)
+
+    @property
+    def fields(self) -> tuple[tuple[str, str], ...]:
+        """(label, value) pairs after the state, in display order, all of them."""
+        return tuple((f.label, f.value) for f in self.status_fields)
+
+    def fit(self, width: int) -> tuple[tuple[str, str], ...]:
+        """The (label, value) pairs that fit ``width`` cells after the state: see
+        :func:`fit_fields`."""
+        return fit_fields(self.status_fields, width)
+
+
+STATUS_DETAIL = 7
+"""Status fields of this priority or lower (who paused, fleet, cycle, worker, database)
+give way to a more important field that would otherwise be shortened."""
+
+
+def fit_fields(fields: Sequence[StatusField], width: int) -> tuple[tuple[str, str], ...]:
+    """(label, value) of the ``fields`` that fit ``width`` cells, in their order.
+
+    1. By priority, each field is taken at its least useful length (whole; a shrinkable one
+       at its ``compact`` length, or at ``shrink`` characters when that is all that fits),
+       or left out when even that does not fit.
+    2. By priority, the shortened ones get their room back; a field above
+       :data:`STATUS_DETAIL` that can be made whole by leaving details out (the lowest
+       first) leaves them out, so a long reason beats the database name.
+    3. Details left out that fit again in what remains come back, as in 1 and 2."""
+    lengths: dict[int, int] = {}
+    by_priority = sorted(range(len(fields)), key=lambda i: fields[i].priority)
+    room = width
+
+    def take(index: int) -> None:
+        nonlocal room
+        field = fields[index]
+        whole = len(field.value)
+        first = min(whole, field.compact or (field.shrink or whole))
+        for length in (first, min(whole, field.shrink)) if field.shrink else (whole,):
+            if length and field.cost(length) <= room:
+                lengths[index] = length
+                room -= field.cost(length)
+                return
+
+    def grow(index: int, *, drop: bool) -> None:
+        nonlocal room
+        need = len(fields[index].value) - lengths[index]
+        if drop and need > room and fields[index].priority < STATUS_DETAIL:
+            details = [
+                i
+                for i in reversed(by_priority)
+                if i in lengths and fields[i].priority >= STATUS_DETAIL
+            ]
+            if room + sum(fields[i].cost(lengths[i]) for i in details) >= need:
+                for i in details:
+                    if room >= need:
+                        break
+                    room += fields[i].cost(lengths.pop(i))
+        step = min(room, need)
+        lengths[index] += step
+        room -= step
+
+    for index in by_priority:
+        take(index)
+    for index in by_priority:
+        if index in lengths:
+            grow(index, drop=True)
+    for index in by_priority:
+        if index not in lengths:
+            take(index)
+    for index in by_priority:
+        if index in lengths:
+            grow(index, drop=False)
+    return tuple(
+        (fields[i].label, fit(fields[i].value, lengths[i]).rstrip())
+        for i in range(len(fields))
+        if i in lengths
+    )
 
 
 def status_view(
-    snapshot: Snapshot, *, quitting: bool = False, filter: str = "", now: datetime | None = None
+    snapshot: Snapshot,
+    *,
+    quitting: bool = False,
+    filter: str = "",
+    now: datetime | None = None,
+    tz: tzinfo | None = None,
 ) -> StatusView:
     """The status bar for ``snapshot``; ``quitting`` shows draining before the service says so;
-    ``filter`` names the results filter; ``now`` dates the pause ("by … 3 min ago")."""
+    ``filter`` names the results filter; ``now`` dates the pause ("by … 3 min ago"); ``tz``:
+    the zone of wall-clock times (None: the local one)."""
     state = "draining" if quitting and snapshot.state != "stopped" else snapshot.state
     if state == "running" and snapshot.paused:
         state = "paused"
@@ -141,6 +258,8 @@ def status_view(
         next_poll = "paused"
     else:
         next_poll = format_seconds(snapshot.next_poll_in)
+    moment = now or datetime.now(UTC)
+    info = snapshot.pause if snapshot.paused else None
     return StatusView(
         state=state,
         cycle=snapshot.cycles,
@@ -150,15 +269,68 @@ def status_view(
         worker_id=snapshot.worker_id,
         fleet=fleet_summary(snapshot),
         filter=filter,
-        pause=pause_text("everything", snapshot.pause, now) if snapshot.paused else "",
+        pause=pause_text("everything", info, now) if snapshot.paused else "",
+        pause_reason=one_line(info.reason, 300) if info is not None else "",
+        pause_until=pause_until(info, moment, tz),
+        pause_by=pause_by(info, moment),
+        paused_handlers=paused_handlers(snapshot, moment, tz),
     )
 
 
-def pause_text(subject: str, info: PauseInfo | None, now: datetime | None) -> str:
-    """``describe_pause`` without the bare "paused" the state already says ("" then)."""
+def pause_until(info: PauseInfo | None, now: datetime, tz: tzinfo | None) -> str:
+    """``14:00`` (``14:00:05`` when seconds matter; a date too when not today) in ``tz``,
+    when the pause ends by itself; "" otherwise."""
+    if info is None or info.resumes_at is None:
+        return ""
+    local, today = info.resumes_at.astimezone(tz), now.astimezone(tz)
+    shown = local.strftime("%H:%M:%S" if local.second else "%H:%M")
+    return shown if local.date() == today.date() else f"{local:%Y-%m-%d} {shown}"
+
+
+def pause_by(info: PauseInfo | None, now: datetime) -> str:
+    """``console@ops1 3 min ago``: who paused and when, as far as known ("" if neither)."""
     if info is None:
         return ""
-    text = describe_pause(subject, info, now or datetime.now(UTC))
+    parts = [info.by] if info.by else []
+    if info.at is not None:
+        parts.append(ago(now - info.at))
+    return " ".join(parts)
+
+
+def paused_handlers(snapshot: Snapshot, now: datetime, tz: tzinfo | None) -> str:
+    """The handlers paused with a reason or an expiry (what their state cell cannot say):
+    ``Export: db maintenance, until 14:00`` for one, ``Export, Import`` for several."""
+    said = [
+        view
+        for view in snapshot.handlers.values()
+        if view.paused and view.pause is not None and (view.pause.reason or view.pause.resumes_at)
+    ]
+    if not said:
+        return ""
+    if len(said) > 1:
+        return ", ".join(view.name for view in said)
+    view = said[0]
+    assert view.pause is not None
+    words = [one_line(view.pause.reason, 300)] if view.pause.reason else []
+    if until := pause_until(view.pause, now, tz):
+        words.append(f"until {until}")
+    return f"{view.name}: {', '.join(words)}"
+
+
+def pause_text(
+    subject: str, info: PauseInfo | None, now: datetime | None, tz: tzinfo | None = None
+) -> str:
+    """``describe_pause`` without the bare "paused" the state already says ("" then), its
+    expiry in ``tz`` (None: the local zone)."""
+    if info is None:
+        return ""
+    moment = now or datetime.now(UTC)
+    if tz is not None and info.resumes_at is not None:
+        # describe_pause shows the expiry in the local zone: say it in tz instead.
+        text = describe_pause(subject, replace(info, resumes_at=None), moment)
+        text += f"; resumes at {pause_until(info, moment, tz)}"
+    else:
+        text = describe_pause(subject, info, moment)
     return "" if text == f"{subject} paused" else one_line(text, 300)
 
 
@@ -281,8 +453,8 @@ class HandlerRow:
         return self.cells[1], self.cells[2]
 
 
-def handler_row(view: HandlerView, now: datetime) -> HandlerRow:
-    """The table row of one handler."""
+def handler_row(view: HandlerView, now: datetime, tz: tzinfo | None = None) -> HandlerRow:
+    """The table row of one handler (``tz``: the zone of a pause's expiry)."""
     in_flight = str(view.in_flight) if not view.queued else f"{view.in_flight} (+{view.queued})"
     if view.retrying:
         in_flight += f" ↻{view.retrying}"
@@ -299,27 +471,30 @@ def handler_row(view: HandlerView, now: datetime) -> HandlerRow:
             format_count(view.failed),
             format_ago(view.last_run, now),
             view.purpose.value,
-            one_line(handler_note(view, now), 300),
+            one_line(handler_note(view, now, tz), 300),
         ),
     )
 
 
-def handler_note(view: HandlerView, now: datetime) -> str | None:
+def handler_note(view: HandlerView, now: datetime, tz: tzinfo | None = None) -> str | None:
     """The handler row's last column: why it is tripped or paused, dead items it returns,
     else its last error."""
     if view.breaker_reason:
         return view.breaker_reason
-    if view.paused and (pause := pause_text(view.name, view.pause, now)):
+    if view.paused and (pause := pause_text(view.name, view.pause, now, tz)):
         return pause.removeprefix(f"{view.name} paused ")  # the name and state are beside it
     return dead_text(view) or view.last_error
 
 
 def handler_rows(
-    snapshot: Snapshot, now: datetime, purpose: HandlerPurpose | None = None
+    snapshot: Snapshot,
+    now: datetime,
+    purpose: HandlerPurpose | None = None,
+    tz: tzinfo | None = None,
 ) -> list[HandlerRow]:
     """Rows of every handler (of ``purpose`` only, if given), in registration order."""
     return [
-        handler_row(view, now)
+        handler_row(view, now, tz)
         for view in snapshot.handlers.values()
         if purpose is None or view.purpose is purpose
     ]
@@ -660,6 +835,8 @@ class StatsSample:
     """(handler, succeeded + failed + skipped)."""
     p50: float
     p95: float
+    latency: tuple[tuple[str, float, float, int], ...] = ()
+    """(handler, process p50, p95, items they cover: 0 when none finished lately)."""
 
 
 def stats_sample(snapshot: Snapshot, at: datetime) -> StatsSample:
@@ -672,6 +849,10 @@ def stats_sample(snapshot: Snapshot, at: datetime) -> StatsSample:
         ),
         p50=snapshot.latency.process.p50,
         p95=snapshot.latency.process.p95,
+        latency=tuple(
+            (name, view.latency.p50, view.latency.p95, view.latency_samples)
+            for name, view in snapshot.handlers.items()
+        ),
     )
 
 
@@ -712,6 +893,52 @@ def handler_rates(samples: Sequence[StatsSample]) -> list[HandlerRate]:
 def latency_series(samples: Sequence[StatsSample]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Process latency p50 and p95 of every sample, oldest first."""
     return tuple(s.p50 for s in samples), tuple(s.p95 for s in samples)
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerLatencySeries:
+    """One handler's process latency p50 and p95 at every sample, oldest first (0 where it
+    finished nothing lately), and its latest figures."""
+
+    name: str
+    p50: tuple[float, ...]
+    p95: tuple[float, ...]
+    now_p50: float | None
+    """The latest sample's p50; None when it finished nothing lately."""
+    now_p95: float | None
+
+    @property
+    def text(self) -> str:
+        """``12 ms / 95 ms`` now, ``-`` when it finished nothing lately."""
+        if self.now_p50 is None or self.now_p95 is None:
+            return "-"
+        return f"{format_seconds(self.now_p50)} / {format_seconds(self.now_p95)}"
+
+
+def handler_latencies(samples: Sequence[StatsSample]) -> list[HandlerLatencySeries]:
+    """Each handler's latency over the samples, in the order of the latest sample (a
+    handler missing from a sample counts as finishing nothing then)."""
+    if not samples:
+        return []
+    names = [name for name, *_ in samples[-1].latency]
+    series: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in names}
+    for sample in samples:
+        seen = {name: (p50, p95, count) for name, p50, p95, count in sample.latency}
+        for name, (p50s, p95s) in series.items():
+            p50, p95, count = seen.get(name, (0.0, 0.0, 0))
+            p50s.append(p50 if count else 0.0)
+            p95s.append(p95 if count else 0.0)
+    last = {name: (p50, p95, count) for name, p50, p95, count in samples[-1].latency}
+    return [
+        HandlerLatencySeries(
+            name=name,
+            p50=tuple(p50s),
+            p95=tuple(p95s),
+            now_p50=last[name][0] if last[name][2] else None,
+            now_p95=last[name][1] if last[name][2] else None,
+        )
+        for name, (p50s, p95s) in series.items()
+    ]
 
 
 def window_label(samples: Sequence[StatsSample]) -> str:

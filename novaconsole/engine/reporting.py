@@ -3,17 +3,58 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from time import monotonic
 
 from novaconsole.engine import observers as observing
 from novaconsole.engine.core import EngineCore, log_extra, now
 from novaconsole.engine.events import ItemFinished
+from novaconsole.engine.metrics import percentiles
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus, shown_id
 from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import Job
-from novaconsole.engine.snapshot import HandlerView, Snapshot
+from novaconsole.engine.snapshot import HandlerView, Percentiles, Snapshot
 
 log = logging.getLogger("novaconsole.engine")
+
+HANDLER_LATENCY_KEEP = 512
+"""Processing times kept per handler (the most recent)."""
+HANDLER_LATENCY_WINDOW = 60.0
+"""Seconds a handler's processing time counts in its latency: a handler that stopped
+finishing items shows no latency rather than an old one."""
+
+
+class HandlerLatency:
+    """One handler's recent processing times: at most ``keep`` of them, of the last
+    ``window`` seconds. Adding one is a deque append; percentiles are computed on demand."""
+
+    __slots__ = ("samples", "window")
+
+    def __init__(
+        self, keep: int = HANDLER_LATENCY_KEEP, window: float = HANDLER_LATENCY_WINDOW
+    ) -> None:
+        self.samples: deque[tuple[float, float]] = deque(maxlen=keep)
+        """(monotonic time it finished, processing seconds), oldest first."""
+        self.window = window
+
+    def add(self, seconds: float, at: float) -> None:
+        """One item processed in ``seconds``, finished at monotonic time ``at``."""
+        self.samples.append((at, seconds))
+
+    def recent(self, at: float) -> list[float]:
+        """The processing times of items finished in the ``window`` before ``at``."""
+        since = at - self.window
+        samples = self.samples
+        if not samples or samples[-1][0] < since:
+            return []
+        if samples[0][0] >= since:
+            return [seconds for _, seconds in samples]
+        return [seconds for finished, seconds in samples if finished >= since]
+
+    def summary(self, at: float) -> tuple[Percentiles, int]:
+        """p50/p95/p99 of :meth:`recent` and how many samples they cover."""
+        recent = self.recent(at)
+        return percentiles(recent), len(recent)
 
 
 class Reporter:
@@ -21,6 +62,8 @@ class Reporter:
 
     def __init__(self, core: EngineCore) -> None:
         self.core = core
+        self.handler_latency: dict[str, HandlerLatency] = {}
+        """Each handler's recent processing times (created with its first outcome)."""
 
     def outcome(
         self, job: Job, status: OutcomeStatus, error: str | None, tb: str | None = None
@@ -79,11 +122,16 @@ class Reporter:
             rt.last_error = error
             rt.last_outcome_failed = True
         if status is not OutcomeStatus.SKIPPED:
-            core.throughput.add()
+            at = monotonic()
+            core.throughput.add(1, at)
             latency = core.latency
             latency.fetch.append(job.scope.fetch_duration)
             latency.queue.append(max(job.wait, 0.0))
             latency.process.append(job.processing)
+            window = self.handler_latency.get(rt.name)
+            if window is None:
+                window = self.handler_latency[rt.name] = HandlerLatency()
+            window.samples.append((at, job.processing))  # HandlerLatency.add, inlined: hot
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "%s item %s %s",
@@ -147,6 +195,8 @@ class Reporter:
     def _handler_view(self, rt: HandlerRuntime, at: float) -> HandlerView:
         schedulable = self.core.is_running and rt.enabled and not rt.paused and not rt.busy
         registration = rt.registration
+        window = self.handler_latency.get(rt.name)
+        latency, samples = window.summary(at) if window is not None else (Percentiles(), 0)
         return HandlerView(
             name=rt.name,
             purpose=registration.purpose,
@@ -170,4 +220,6 @@ class Reporter:
             pause=self.core.controls.handler_pauses.get(rt.name) if rt.paused else None,
             dead_items=rt.dead_items,
             dead_returned=rt.dead_returned,
+            latency=latency,
+            latency_samples=samples,
         )

@@ -61,6 +61,11 @@ class HandlerView:
     dead_returned: int = 0
     """How often ``fetch_next`` returned an item out of attempts since the start (each one
     is recorded ``skipped`` once, not on every poll)."""
+    latency: Percentiles = Percentiles()
+    """Processing time (seconds) of its items finished in the last minute, at most the
+    last 512 (all zero when none)."""
+    latency_samples: int = 0
+    """How many items ``latency`` covers (0: none finished in the last minute)."""
 
     @property
     def state(self) -> str:

@@ -298,8 +298,18 @@ class FixedService:
     def resume(self) -> None:
         self._snapshot = replace(self._snapshot, paused=False, state="running")
 
-    def pause_handler(self, name: str) -> None:
-        self._handler(name, paused=True)
+    def pause_handler(
+        self, name: str, *, reason: str | None = None, until: timedelta | None = None
+    ) -> None:
+        """Paused by the same fixed operator, 1 minute before T0."""
+        at = T0 - timedelta(minutes=1)
+        info = PauseInfo(
+            by="console@ops1",
+            at=at,
+            reason=reason,
+            resumes_at=None if until is None else at + until,
+        )
+        self._handler(name, paused=True, pause=info)
 
     def resume_handler(self, name: str) -> None:
         self._handler(name, paused=False)
@@ -367,11 +377,23 @@ def fill_stats(app: NovaConsole, minutes: int = 10) -> None:
     for step in range(steps):
         for offset, name in enumerate(totals):
             totals[name] += (step * (offset + 1)) % 37
-        handlers = {
-            name: replace(view, succeeded=totals[name], failed=0, skipped=0)
-            for name, view in base.handlers.items()
-        }
         slow = 0.4 if steps // 2 <= step < steps // 2 + 10 else 0.0
+        handlers = {
+            name: replace(
+                view,
+                succeeded=totals[name],
+                failed=0,
+                skipped=0,
+                # each its own: PhysicalDeletion steady, CatalogueImport with the slow patch,
+                # NotificationExport idle in the first half, LegacySync (disabled) never.
+                latency=Percentiles(
+                    0.004 * (offset + 1) + (slow / 4 if offset == 1 else 0.0),
+                    0.02 * (offset + 1) + (slow if offset == 1 else 0.0) + (step % 4) / 200,
+                ),
+                latency_samples=0 if offset == 3 or (offset == 2 and step < steps // 2) else 50,
+            )
+            for offset, (name, view) in enumerate(base.handlers.items())
+        }
         latency = Latency(
             fetch=base.latency.fetch,
             queue=base.latency.queue,

@@ -3,12 +3,14 @@ stats (s), tab between panes, enter on a handler, and the hint when no handler e
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta
+
 import pytest
 
 from novaconsole.console import NovaConsole
 from novaconsole.console.screens.result_detail import ResultDetailScreen
 from novaconsole.console.screens.stats import StatsScreen
-from novaconsole.console.view_models import ResultFilter
+from novaconsole.console.view_models import STATS_BUCKET, ResultFilter
 from novaconsole.console.widgets.handlers_table import HandlersTable
 from novaconsole.console.widgets.log_pane import LogPane
 from novaconsole.console.widgets.results_view import ResultsView
@@ -17,6 +19,7 @@ from novaconsole.console.widgets.status_bar import StatusBar
 from novaconsole.engine.outcomes import OutcomeStatus
 from tests.console.support import (
     FIXED_OUTCOMES,
+    T0,
     FixedService,
     Source,
     build_service,
@@ -186,3 +189,26 @@ async def test_no_pane_is_wider_than_the_terminal(size: tuple[int, int]) -> None
         assert {"name", "state", "succeeded", "failed"} <= set(table.column_keys)
         logs = app.query_one(LogPane)
         assert max(len(line) for line in logs.lines) <= logs.scrollable_content_region.width
+
+
+async def test_stats_shows_each_handlers_own_latency_from_a_live_service() -> None:
+    """A real service: after ``r``, the handler that processed items has its own latency on
+    the stats screen; the one that had nothing says "-"."""
+    service = build_service({"Busy": Source(ids=[1, 2, 3]), "Idle": Source(ids=[])})
+    moments = [T0]
+    app = NovaConsole(service, refresh_interval=None, clock=lambda: moments[-1], tz=UTC)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("r")
+        await wait_until(pilot, lambda: service.snapshot().succeeded == 3)
+        moments.append(T0 + timedelta(seconds=STATS_BUCKET))
+        app.refresh_view()  # a bucket later: a new sample
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, StatsScreen)
+        await pilot.pause()
+        texts = [str(label.render()) for label in screen.query("#stats-body Label").results()]
+        # each name shows twice: its items/s row, then its latency row (the last)
+        busy = max(i for i, text in enumerate(texts) if text == "Busy")
+        idle = max(i for i, text in enumerate(texts) if text == "Idle")
+        assert texts[idle + 1] == "-"
+        assert texts[busy + 1] != "-" and " / " in texts[busy + 1], texts[busy + 1]

@@ -50,6 +50,35 @@ def test_paused(snap_compare: Any) -> None:
     assert snap_compare(fixed_app(), press=keys, terminal_size=(120, 36))
 
 
+PAUSE_WITH_REASONS = [
+    "down",
+    "space",
+    *"vendor fixing the ISRC feed",
+    "tab",
+    *"1h",
+    "enter",
+    "p",
+    *"db maintenance: vacuum of the results table after the 2.3 migration",
+    "tab",
+    *"10m",
+    "enter",
+]
+"""CatalogueImport paused for an hour with a reason, then everything for ten minutes with a
+long one (the fixed service dates them 1 and 3 minutes before the fixed clock)."""
+
+
+@SIZES
+def test_paused_with_reasons(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Everything paused with a reason and an expiry, and one handler too: the status bar is
+    one line that never runs off the screen, fields kept by priority. 80x24: "PAUSED  reason
+    db maintenance: vacuum of …  until 12:07  paused CatalogueIm…" (no cycle, concurrency,
+    worker or database). 120x40: more of the reason, "paused CatalogueImport: vendor fixin…",
+    concurrency 8. 200x60: the reason whole, "paused CatalogueImport: vendor fixing the ISRC
+    feed, until 12:59", cycle and concurrency; the handler row's last column "by
+    console@ops1 1 min ago: vendor fixing the ISRC feed; resum…" (times in UTC)."""
+    assert snap_compare(fixed_app(), press=PAUSE_WITH_REASONS, terminal_size=size)
+
+
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=str)
 def test_pause_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
     """``p`` opens "Pause everything": a reason ("db maintenance") and a duration ("30m")
@@ -95,7 +124,11 @@ def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
 @SIZES
 def test_stats(snap_compare: Any, size: tuple[int, int]) -> None:
     """``s`` after ten minutes of samples: one items/s sparkline per handler with its last
-    and peak rate, then process latency p50 and p95 (a slow patch in the middle)."""
+    and peak rate, then process latency p50 and p95 (a slow patch in the middle), then per
+    handler its own p50 and p95 side by side with "now p50 / p95": PhysicalDeletion steady
+    (4 ms / 20 ms…), CatalogueImport with the slow patch, NotificationExport flat in the
+    first half (it finished nothing), LegacySync flat and "-". Names that do not fit end in
+    "…" (80x24); nothing is cut at the right edge; at 80x24 the body scrolls."""
     app = fixed_app()
     fill_stats(app)
     assert snap_compare(app, press=["s"], terminal_size=size)

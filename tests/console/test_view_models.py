@@ -26,7 +26,9 @@ from novaconsole.console.view_models import (
     status_view,
 )
 from novaconsole.engine.handler import HandlerPurpose
+from novaconsole.engine.operator import PauseInfo
 from novaconsole.engine.outcomes import OutcomeStatus
+from novaconsole.engine.snapshot import Snapshot
 from tests.console.support import FIXED_OUTCOMES, T0, fixed_snapshot
 
 
@@ -64,6 +66,71 @@ def test_status_view_states() -> None:
     assert draining.label == "draining…"
     assert status_view(replace(snap, concurrency=9)).concurrency == "9*"
     assert dict(status_view(snap).fields)["worker"] == "worker-1"
+
+
+LONG_REASON = "db maintenance: vacuum of the results table after the 2.3 migration"
+
+
+def _paused_with_reasons() -> Snapshot:
+    """Everything paused 3 min before T0 for 10 min with a long reason, and CatalogueImport
+    paused for an hour with a short one."""
+    snap = fixed_snapshot()
+    everything = PauseInfo(
+        by="cli@ops1",
+        at=T0 - timedelta(minutes=3),
+        reason=LONG_REASON,
+        resumes_at=T0 + timedelta(minutes=7),
+    )
+    one = PauseInfo(
+        by="cli@ops1", at=T0, reason="vendor fixing the feed", resumes_at=T0 + timedelta(hours=1)
+    )
+    handlers = dict(snap.handlers)
+    handlers["CatalogueImport"] = replace(handlers["CatalogueImport"], paused=True, pause=one)
+    return replace(snap, paused=True, state="paused", pause=everything, handlers=handlers)
+
+
+def _line(pairs: tuple[tuple[str, str], ...]) -> str:
+    """What the status bar shows after the state, as the widget joins it."""
+    return "".join(f"  {label} {value}" if label else f"  {value}" for label, value in pairs)
+
+
+def test_status_view_says_why_and_until_when_everything_is_paused() -> None:
+    view = status_view(_paused_with_reasons(), now=T0, tz=UTC)
+    assert view.pause_reason == LONG_REASON
+    assert view.pause_until == "12:07"
+    assert view.pause_by == "cli@ops1 3 min ago"
+    assert view.paused_handlers == "CatalogueImport: vendor fixing the feed, until 13:00"
+    assert view.pause == f"everything paused by cli@ops1 3 min ago: {LONG_REASON}; resumes at 12:07"
+    assert "next poll" not in dict(view.fields)  # the state says paused already
+
+
+@pytest.mark.parametrize("width", [70, 110, 190, 400])
+def test_status_fields_fit_every_width_by_priority(width: int) -> None:
+    view = status_view(_paused_with_reasons(), now=T0, tz=UTC)
+    shown = view.fit(width)
+    assert len(_line(shown)) <= width
+    labels = [label for label, _ in shown]
+    assert labels[:2] == ["reason", "until"]  # why and until when, whatever the width
+    assert labels == [label for label, _ in view.fields if label in labels]  # display order
+    values = dict(shown)
+    if width >= 110:
+        assert values["paused"].startswith("CatalogueImport")
+    if width >= 190:
+        assert values["reason"] == LONG_REASON  # details gave way to it
+    if width < 190:
+        assert values["reason"].endswith("…")
+        assert "db" not in values and "worker" not in values
+    if width == 400:
+        assert shown == view.fields  # everything, whole
+
+
+def test_status_fields_give_the_last_room_to_the_database() -> None:
+    view = status_view(fixed_snapshot(), now=T0)
+    whole = _line(view.fields)
+    assert _line(view.fit(len(whole))) == whole
+    cut = dict(view.fit(len(whole) - 10))
+    assert cut["db"].endswith("…") and len(cut["db"]) == len(view.database) - 10
+    assert cut["cycle"] == "128" and cut["worker"] == "worker-1"
 
 
 def test_handler_rows_states_marks_and_purpose_filter() -> None:
@@ -229,3 +296,39 @@ def test_stats_rates_per_handler_and_latency_series() -> None:
     assert rates["PhysicalDeletion"].rates == (2.0, 2.0, 2.0, 2.0)
     p50, p95 = latency_series(list(history.samples))
     assert p50[-1] == snapshot.latency.process.p50 and p95[-1] == snapshot.latency.process.p95
+
+
+def test_handler_latencies_plot_each_handler_apart_and_gaps_as_zero() -> None:
+    from novaconsole.console.view_models import StatsSample, handler_latencies
+
+    def sample(second: int, *latency: tuple[str, float, float, int]) -> StatsSample:
+        return StatsSample(T0 + timedelta(seconds=second), (), 0.0, 0.0, latency)
+
+    samples = [
+        sample(0, ("A", 0.01, 0.05, 10), ("B", 0.2, 0.9, 3)),
+        sample(5, ("A", 0.02, 0.06, 10), ("B", 0.3, 1.1, 0)),
+        sample(10, ("A", 0.03, 0.07, 10), ("B", 0.4, 1.2, 4), ("C", 0.5, 0.5, 1)),
+    ]
+    series = {s.name: s for s in handler_latencies(samples)}
+    assert list(series) == ["A", "B", "C"]
+    assert series["A"].p50 == (0.01, 0.02, 0.03) and series["A"].p95 == (0.05, 0.06, 0.07)
+    assert series["B"].p95 == (0.9, 0.0, 1.2), "nothing finished lately: 0, not a stale value"
+    assert series["C"].p50 == (0.0, 0.0, 0.5), "a handler new since: nothing before"
+    assert series["A"].text == "30 ms / 70 ms"
+    idle = handler_latencies([sample(0, ("A", 0.0, 0.0, 0))])[0]
+    assert idle.now_p50 is None and idle.text == "-"
+    assert handler_latencies([]) == []
+
+
+def test_stats_sample_keeps_each_handlers_latency() -> None:
+    from novaconsole.console.view_models import stats_sample
+    from novaconsole.engine.snapshot import Percentiles
+
+    snap = fixed_snapshot()
+    handlers = dict(snap.handlers)
+    handlers["CatalogueImport"] = replace(
+        handlers["CatalogueImport"], latency=Percentiles(0.1, 0.4), latency_samples=7
+    )
+    taken = stats_sample(replace(snap, handlers=handlers), T0)
+    assert ("CatalogueImport", 0.1, 0.4, 7) in taken.latency
+    assert ("PhysicalDeletion", 0.0, 0.0, 0) in taken.latency

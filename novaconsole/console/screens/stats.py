@@ -1,4 +1,4 @@
-"""The stats screen: items per second per handler and process latency, over ten minutes."""
+"""The stats screen: items per second and process latency per handler, over ten minutes."""
 
 from __future__ import annotations
 
@@ -13,17 +13,31 @@ from textual.widgets import Footer, Label, Sparkline, Static
 
 from novaconsole.console.view_models import (
     StatsSample,
+    fit,
     format_count,
     format_seconds,
+    handler_latencies,
     handler_rates,
     latency_series,
     window_label,
 )
 
+NAME_WIDTH = 20
+"""Cells of a handler's name on the stats screen (14 on a narrow terminal, see the CSS)."""
+NARROW_NAME_WIDTH = 14
+
 
 class StatsScreen(ModalScreen[None]):
-    """One sparkline per handler (items/s) and two for latency (p50, p95), from the samples
-    the console keeps (see ``console.stats.StatsHistory``); :meth:`show` updates them."""
+    """One sparkline per handler (items/s), two for the whole service's process latency (p50,
+    p95), then two per handler (its own p50 and p95), from the samples the console keeps
+    (see ``console.stats.StatsHistory``); :meth:`show` updates them."""
+
+    DEFAULT_CSS = """
+    StatsScreen .stats-half { width: 1fr; margin: 0 1 0 0; }
+    StatsScreen .stats-columns { color: $text-muted; }
+    StatsScreen .stats-columns Label { color: $text-muted; }
+    StatsScreen .stats-note { color: $text-muted; }
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close", id="close-stats"),
@@ -34,6 +48,7 @@ class StatsScreen(ModalScreen[None]):
         super().__init__()
         self._samples = tuple(samples)
         self._names = tuple(rate.name for rate in handler_rates(self._samples))
+        self._latency_names = tuple(s.name for s in handler_latencies(self._samples))
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="stats-body") as body:
@@ -41,19 +56,46 @@ class StatsScreen(ModalScreen[None]):
             yield Static("", id="stats-window", classes="stats-heading")
             for index, name in enumerate(self._names):
                 with Horizontal(classes="stats-row"):
-                    yield Label(name, classes="stats-name")
+                    yield Label(name, classes="stats-name handler-name")
                     yield Sparkline([], id=f"stats-rate-{index}", classes="stats-spark")
                     yield Label("", id=f"stats-rate-text-{index}", classes="stats-value")
-            yield Static("Process latency", classes="stats-heading")
+            yield Static("Process latency, all handlers", classes="stats-heading")
             for key in ("p50", "p95"):
                 with Horizontal(classes="stats-row"):
                     yield Label(key, classes="stats-name")
                     yield Sparkline([], id=f"stats-{key}", classes="stats-spark")
                     yield Label("", id=f"stats-{key}-text", classes="stats-value")
+            yield Static("Process latency per handler", classes="stats-heading")
+            with Horizontal(classes="stats-row stats-columns"):
+                yield Label("", classes="stats-name")
+                yield Label("p50", classes="stats-half")
+                yield Label("p95", classes="stats-half")
+                yield Label("now p50 / p95", classes="stats-value")
+            for index, name in enumerate(self._latency_names):
+                with Horizontal(classes="stats-row"):
+                    yield Label(name, classes="stats-name handler-name")
+                    yield Sparkline([], id=f"stats-lat50-{index}", classes="stats-half")
+                    yield Sparkline([], id=f"stats-lat95-{index}", classes="stats-half")
+                    yield Label("", id=f"stats-lat-text-{index}", classes="stats-value")
+            yield Static(
+                "0: it finished nothing in the minute before.",
+                classes="stats-note",
+            )
         yield Footer()
 
     def on_mount(self) -> None:
         self.show(self._samples)
+
+    def on_resize(self) -> None:
+        self._fit_names()
+
+    def _fit_names(self) -> None:
+        """Long handler names end in an ellipsis rather than run into their plot."""
+        narrow = self.app.size.width < 120
+        width = (NARROW_NAME_WIDTH if narrow else NAME_WIDTH) - 1
+        names = (*self._names, *self._latency_names)
+        for label, name in zip(self.query(".handler-name").results(Label), names, strict=False):
+            label.update(fit(name, width).rstrip())
 
     def show(self, samples: Sequence[StatsSample]) -> None:
         """Plot ``samples`` (handlers that appeared since opening wait for the next opening)."""
@@ -78,6 +120,17 @@ class StatsScreen(ModalScreen[None]):
             self.query_one(f"#stats-{key}-text", Label).update(
                 f"{format_seconds(last)} ↑{format_seconds(max(values, default=None))}"
             )
+        latencies = {series.name: series for series in handler_latencies(self._samples)}
+        for index, name in enumerate(self._latency_names):
+            found = latencies.get(name)
+            self.query_one(f"#stats-lat50-{index}", Sparkline).data = (
+                list(found.p50) if found else []
+            )
+            self.query_one(f"#stats-lat95-{index}", Sparkline).data = (
+                list(found.p95) if found else []
+            )
+            self.query_one(f"#stats-lat-text-{index}", Label).update(found.text if found else "-")
+        self._fit_names()
 
     def action_close(self) -> None:
         self.dismiss(None)

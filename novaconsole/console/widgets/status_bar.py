@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.content import Content
 from textual.widgets import Static
 
-from novaconsole.console.view_models import StatusView, fit
+from novaconsole.console.view_models import StatusView
 
 _STATE_STYLES = {
     "running": "bold $text-success",
@@ -17,10 +17,11 @@ _STATE_STYLES = {
 
 
 class StatusBar(Static):
-    """Service state (coloured), cycle number, next poll, concurrency, worker and database.
-
-    The database, the last field, is shortened to what the width leaves for it.
-    """
+    """Service state (coloured), then as many fields as the width holds, by priority: why
+    everything is paused and until when, paused handlers, the filter, next poll,
+    concurrency, who paused, the fleet, cycle, worker and database (see
+    :meth:`StatusView.fit`); a long reason or database is shortened with an ellipsis. The
+    whole text stays in :attr:`StatusView.pause` (and in the tooltip)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
@@ -33,6 +34,7 @@ class StatusBar(Static):
         self._view = view
         self.set_class(view.state == "paused", "-paused")
         self.set_class(view.state == "draining", "-draining")
+        self.tooltip = view.pause or None
         self.update(self._content(view), layout=False)
 
     def on_resize(self) -> None:
@@ -43,12 +45,7 @@ class StatusBar(Static):
         state_style = _STATE_STYLES.get(view.state, "bold")
         pieces = [Content.styled(f" {view.label.upper()} ", state_style)]
         room = self.content_region.width - pieces[0].cell_length
-        fields = view.fields
-        for index, (name, value) in enumerate(fields):
-            label = f"  {name} "
-            if index == len(fields) - 1:
-                value = fit(value, max(0, room - len(label))).rstrip()
-            pieces.append(Content.styled(label, "$text-muted"))
+        for name, value in view.fit(room):
+            pieces.append(Content.styled(f"  {name} " if name else "  ", "$text-muted"))
             pieces.append(Content(value))
-            room -= len(label) + len(value)
         return Content("").join(pieces)
