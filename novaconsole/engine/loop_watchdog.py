@@ -25,8 +25,11 @@ from novaconsole.engine.outcomes import shown_id
 
 log = logging.getLogger("novaconsole.engine")
 
-BEAT = 0.1
-"""Seconds between the loop's pets (and between the thread's looks)."""
+BEAT = 0.13
+"""Seconds between the loop's pets (and between the thread's looks). Not 0.1: anyio's
+``wait_all_tasks_blocked`` on asyncio looks every 0.1 s, and a task woken at that same period
+falls into step with it and is found runnable at every look, so the wait (in a user's tests
+of their handlers, as in ours) does not return for minutes."""
 
 FIX = (
     "make the blocking call awaitable, run it with `await anyio.to_thread.run_sync(...)`, "
