@@ -15,8 +15,9 @@ _SQLSTATE_CLASSES = ("08", "53", "57", "58", "HV")
 """SQLSTATE classes of a database fault: connection exception, insufficient resources (disk
 full, out of memory, too many connections), operator intervention (shutdown, cannot connect
 now), system error (I/O), and foreign-data-wrapper connection errors."""
-_SQLSTATES = {"40001", "40P01", "55P03", "25006"}
-"""Serialization failure, deadlock, lock not available, read-only transaction (a standby)."""
+_SQLSTATES = {"40001", "40P01", "55P03", "25006", "25P03"}
+"""Serialization failure, deadlock, lock not available (``lock_timeout``), read-only transaction
+(a standby), session ended by ``idle_in_transaction_session_timeout``."""
 
 _MESSAGES = (
     "database is locked",

@@ -54,6 +54,8 @@ from novaconsole.store.control_plane import SqlControlPlane
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
     BUSY_TIMEOUT_MS,
+    IDLE_IN_TRANSACTION_TIMEOUT,
+    LOCK_TIMEOUT,
     OPEN_ERRORS,
     chunked,
     create_engine,
@@ -134,6 +136,8 @@ class SqlStore:
     workers share the database's work; ``keep_claims`` is how long a finished item's claim is
     kept (a fetch that started before the item finished cannot claim it meanwhile).
     ``auto_upgrade`` (``None``: on SQLite only) lets :meth:`open` upgrade an older schema.
+    ``lock_timeout`` and ``idle_in_transaction_timeout`` (seconds) bound the store's own
+    transactions on PostgreSQL (see :mod:`novaconsole.store.database`).
     """
 
     def __init__(
@@ -151,13 +155,22 @@ class SqlStore:
         keep_claims: timedelta = timedelta(minutes=10),
         connect_timeout: float = defaults.CONNECT_TIMEOUT.total_seconds(),
         auto_upgrade: bool | None = None,
+        lock_timeout: float = LOCK_TIMEOUT,
+        idle_in_transaction_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT,
     ) -> None:
         if keep_results_count is not None and keep_results_count < 0:
             raise ValueError("keep_results_count must not be negative")
-        self.engine: AsyncEngine = create_engine(url)
+        self.engine: AsyncEngine = create_engine(
+            url, lock_timeout=lock_timeout, idle_in_transaction_timeout=idle_in_transaction_timeout
+        )
         self.display_url = mask_url(self.engine.url)
+        self._handler_engine = self.engine
+        if self.engine.dialect.name == "postgresql":
+            # Handlers' sessions may stay in a transaction across a slow call: not under the
+            # store's server-side limits (see novaconsole.store.database).
+            self._handler_engine = create_engine(url, limits=False)
         self.session_factory: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.engine, expire_on_commit=False
+            self._handler_engine, expire_on_commit=False
         )
         self.keep_results_age = keep_results_age
         self.keep_results_count = keep_results_count
@@ -348,6 +361,8 @@ class SqlStore:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.engine.dispose()
+                if self._handler_engine is not self.engine:
+                    await self._handler_engine.dispose()
 
     # ------------------------------------------------------------------ writes
 
@@ -641,7 +656,7 @@ class SqlStore:
         """Sessions joined to one transaction rolled back at the end (a peek)."""
         from novaconsole.store.peek import rolled_back_sessions
 
-        return rolled_back_sessions(self.engine)
+        return rolled_back_sessions(self._handler_engine)
 
     async def failed_rows(self, handler: str | None = None) -> list[FailedRow]:
         """Each item whose latest outcome (flushed) is a failure (:mod:`novaconsole.triage`)."""
