@@ -22,7 +22,7 @@ async def test_a_stopped_worker_loses_every_held_item_to_the_other(pg_fleet: Fle
     fleet = pg_fleet
     await fleet.setup()
     workers = fleet.start(2, "--poll", "0.05", "--lease", str(LEASE), "--concurrency", "4")
-    await fleet.ready(workers)
+    await fleet.ready(workers, within=60)  # a loaded machine: starting takes seconds
     await fleet.add_items(range(1, ITEMS + 1), duration=3 * LEASE)
 
     async def busy_worker() -> str:
