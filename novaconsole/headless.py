@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import anyio.abc
 
 from novaconsole.engine.events import Event, EventsDropped, ItemFinished
+from novaconsole.engine.loop_watchdog import running_watchdog
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.observability import instrumented
 from novaconsole.pause_notice import remind_paused
@@ -32,6 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("novaconsole.headless")
 
 STATUSES = tuple(OutcomeStatus)
+
+STUCK = 1.0
+"""Seconds the event loop must have been blocked for a second signal to end the process at once
+(``os._exit``) rather than through the loop, which cannot run it."""
 
 
 class Tally:
@@ -113,9 +120,37 @@ class _Signals:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._listen, received, what)
                 try:
-                    yield
+                    with self._unless_blocked():
+                        yield
                 finally:
                     group.cancel_scope.cancel()
+
+    @contextmanager
+    def _unless_blocked(self) -> Iterator[None]:
+        """Also count the signals where Python delivers them, in the main thread, between two
+        bytecodes: even while a handler blocks the event loop (``time.sleep`` in an ``async
+        def``), when the loop cannot hear them. A second one then ends the process at once.
+        The loop still gets every signal (through the wakeup fd, as before)."""
+        delivered = 0
+        previous: dict[int, Any] = {}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            nonlocal delivered
+            delivered += 1
+            if delivered >= 2:
+                _exit_if_blocked(signum, frame)
+            chained = previous.get(signum)
+            if callable(chained):
+                chained(signum, frame)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, on_signal)
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                if signal.getsignal(number) is on_signal:
+                    signal.signal(number, handler)
 
     async def _listen(self, received: AsyncIterator[int], what: str) -> None:
         async for signum in received:
@@ -128,6 +163,27 @@ class _Signals:
                 self.forced = signum
                 log.warning("%s received again: force quit, cancelling what is left", name)
                 self.service.cancel_drain()
+
+
+def _exit_if_blocked(signum: int, frame: FrameType | None) -> None:
+    """In a signal handler: if the event loop has been blocked for :data:`STUCK` seconds, log
+    one line naming what blocks it and end the process now, status 128 + ``signum``."""
+    watchdog = running_watchdog()
+    if watchdog is None or watchdog.blocked_for() < STUCK:
+        return  # the loop runs: it hears the signal itself (a force quit through the drain)
+    doing = watchdog.culprit_of(frame)
+    log.error(
+        "%s received again while the event loop has been blocked for %.1f s%s: exiting at "
+        "once; the items in flight are not recorded and run again after a restart (their "
+        "start is on record: each is then a crash suspect, run alone)",
+        signal.Signals(signum).name,
+        watchdog.blocked_for(),
+        f" by {doing}" if doing else "",
+    )
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(128 + signum)
 
 
 async def _one_cycle(

@@ -54,9 +54,9 @@ class Lifecycle:
                 group.start_soon(core.breakers.run)
                 group.start_soon(core.store.run)
                 group.start_soon(core.fleet_sync.run)
-                blocked = core.options.blocked_loop_warning.total_seconds()
-                if blocked > 0:
-                    group.start_soon(LoopWatchdog(blocked, engine_culprits()).run)
+                # Run even with no warning (0): a force quit asks it whether the loop is blocked.
+                blocked = max(core.options.blocked_loop_warning.total_seconds(), 0.0)
+                group.start_soon(LoopWatchdog(blocked, engine_culprits()).run)
                 if poll:
                     group.start_soon(core.poller.run)
                 core.set_state("paused" if core.paused else "running")

@@ -25,8 +25,11 @@ from novaconsole.engine.outcomes import shown_id
 
 log = logging.getLogger("novaconsole.engine")
 
-BEAT = 0.1
-"""Seconds between the loop's pets (and between the thread's looks)."""
+BEAT = 0.13
+"""Seconds between the loop's pets (and between the thread's looks). Not 0.1: anyio's
+``wait_all_tasks_blocked`` on asyncio looks every 0.1 s, and a task woken at that same period
+falls into step with it and is found runnable at every look, so the wait (in a user's tests
+of their handlers, as in ours) does not return for minutes."""
 
 FIX = (
     "make the blocking call awaitable, run it with `await anyio.to_thread.run_sync(...)`, "
@@ -37,11 +40,20 @@ Culprit = Callable[[FrameType], str | None]
 """Given one frame of the blocked loop thread's stack, what it is working on (or None)."""
 
 
+_running: LoopWatchdog | None = None
+
+
+def running_watchdog() -> LoopWatchdog | None:
+    """The watchdog of the service running in this process, if any."""
+    return _running
+
+
 class LoopWatchdog:
     """Warns when the event loop has not run for ``threshold`` seconds.
 
     Args:
-        threshold: seconds without a pet before the warning.
+        threshold: seconds without a pet before the warning (0: no warning; the loop still
+            pets it, so :meth:`blocked_for` can tell a blocked loop, e.g. to a force quit).
         culprits: by code object, how to name what a frame of that code is working on
             (``handler Foo, item 17``); the innermost match on the blocked stack wins.
     """
@@ -56,13 +68,16 @@ class LoopWatchdog:
 
     async def run(self) -> None:
         """Pet the watchdog until cancelled; its thread lives exactly as long."""
+        global _running
         self._loop_thread = threading.get_ident()
         self._beat = monotonic()
         stop = threading.Event()
-        thread = threading.Thread(
-            target=self._watch, args=(stop,), name="novaconsole-loop-watchdog", daemon=True
-        )
-        thread.start()
+        if self.threshold > 0:
+            thread = threading.Thread(
+                target=self._watch, args=(stop,), name="novaconsole-loop-watchdog", daemon=True
+            )
+            thread.start()
+        previous, _running = _running, self
         try:
             while True:
                 await anyio.sleep(BEAT)
@@ -77,6 +92,22 @@ class LoopWatchdog:
                     )
         finally:
             stop.set()
+            _running = previous
+
+    def blocked_for(self) -> float:
+        """Seconds since the loop last ran this watchdog's pet."""
+        return monotonic() - self._beat
+
+    def culprit_of(self, frame: FrameType | None) -> str | None:
+        """What the loop thread, at ``frame`` (a signal handler's), is working on."""
+        while frame is not None:
+            describe = self.culprits.get(frame.f_code)
+            if describe is not None:
+                found = describe(frame)
+                if found:
+                    return found
+            frame = frame.f_back
+        return None
 
     def _watch(self, stop: threading.Event) -> None:
         named: str | None = None
@@ -107,14 +138,7 @@ class LoopWatchdog:
         """What the blocked loop thread is working on, and where it is (innermost frame)."""
         frame: FrameType | None = sys._current_frames().get(self._loop_thread)
         where = _where(frame) if frame is not None else None
-        while frame is not None:
-            describe = self.culprits.get(frame.f_code)
-            if describe is not None:
-                found = describe(frame)
-                if found:
-                    return found, where
-            frame = frame.f_back
-        return None, where
+        return self.culprit_of(frame), where
 
 
 def _where(frame: FrameType) -> str:

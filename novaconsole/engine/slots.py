@@ -67,6 +67,13 @@ class SlotRunner:
                     while not core.stopping:
                         if core.slot_count > core.concurrency:
                             return
+                        if not store.accepting:
+                            # Checked here, just before taking an item, not only after the
+                            # last one: this slot may have yielded since, and others filled
+                            # the buffer meanwhile.
+                            await store.wait_accepting()
+                            yielded = monotonic()
+                            continue
                         job = queue.take()
                         if job is None:
                             if core.work.is_set():
@@ -104,10 +111,7 @@ class SlotRunner:
                             )
                         else:
                             reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
-                        if not store.accepting:
-                            await store.wait_accepting()
-                            yielded = monotonic()
-                        elif monotonic() - yielded > _YIELD_EVERY:
+                        if monotonic() - yielded > _YIELD_EVERY:
                             await checkpoint()
                             yielded = monotonic()
                 timed_out, slot.timed_out = slot.timed_out, None

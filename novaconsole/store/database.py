@@ -5,6 +5,15 @@ SQLite connections run in WAL mode with a busy timeout, foreign keys on and
 recipe of SQLAlchemy's SQLite documentation: the driver's own BEGIN is switched off and the
 ``begin`` event emits ours), so a read-then-write transaction waits for the write lock instead
 of failing with "database is locked". Connections from :func:`reader` begin ``DEFERRED``.
+
+PostgreSQL connections of the store get two server-side limits (``SET`` once per connection):
+``lock_timeout`` (:data:`LOCK_TIMEOUT`), so that a statement waiting for a row lock fails
+cleanly (a database fault: held and retried) instead of waiting until the client gives up;
+and ``idle_in_transaction_session_timeout`` (:data:`IDLE_IN_TRANSACTION_TIMEOUT`), so that a
+worker stopped (SIGSTOP, a frozen VM) inside one of the store's short transactions loses its
+session, and with it the row locks that would block every other worker's claims. Handlers'
+own sessions (``ctx.session()``) are on an engine without them (:func:`create_engine` with
+``limits=False``): a handler may legitimately hold a transaction open across a slow call.
 """
 
 from __future__ import annotations
@@ -26,6 +35,13 @@ from novaconsole.errors import ConfigError
 from novaconsole.redaction import mask_secrets
 
 BUSY_TIMEOUT_MS = 5000
+LOCK_TIMEOUT = 5.0
+"""Seconds a statement of the store waits for a row lock on PostgreSQL before it fails (and
+is retried): well under :data:`DB_CALL_TIMEOUT`, so the server ends the wait, not the client."""
+IDLE_IN_TRANSACTION_TIMEOUT = 10.0
+"""Seconds a store connection on PostgreSQL may sit idle inside a transaction before the
+server ends its session (the store's transactions run statement after statement: only a
+stopped or frozen process, or a handler blocking the event loop, leaves one idle)."""
 READ_CHUNK = 500
 """Item ids per ``IN (...)`` read."""
 PRUNE_BATCH = 500
@@ -59,9 +75,16 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    limits: bool = True,
+    lock_timeout: float = LOCK_TIMEOUT,
+    idle_in_transaction_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT,
+) -> AsyncEngine:
     """An :class:`AsyncEngine` for ``url``. Connects to nothing; a bad URL or a missing
-    driver is a :class:`ConfigError`."""
+    driver is a :class:`ConfigError`. On PostgreSQL, with ``limits``, its connections get
+    ``lock_timeout`` and ``idle_in_transaction_session_timeout`` (seconds; 0: none)."""
     parsed = parse_url(url)
     shown = mask_url(parsed)
     options: dict[str, Any] = {}
@@ -88,7 +111,30 @@ def create_engine(url: str) -> AsyncEngine:
         )
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
+    elif parsed.get_backend_name() == "postgresql" and limits:
+        _limit_postgresql(engine.sync_engine, lock_timeout, idle_in_transaction_timeout)
     return engine
+
+
+def _limit_postgresql(sync_engine: Engine, lock_timeout: float, idle_timeout: float) -> None:
+    statements = [
+        f"SET lock_timeout = {round(lock_timeout * 1000):d}",
+        f"SET idle_in_transaction_session_timeout = {round(idle_timeout * 1000):d}",
+    ]
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # In autocommit: a SET inside the driver's implicit transaction would be undone by the
+        # pool's rollback (SQLAlchemy's recipe for per-connection settings).
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+            dbapi_connection.autocommit = autocommit
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

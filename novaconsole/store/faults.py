@@ -9,14 +9,23 @@ its class, its SQLSTATE and, for SQLite, its message.
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError, TimeoutError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    SQLAlchemyError,
+    TimeoutError,
+)
 
 _SQLSTATE_CLASSES = ("08", "53", "57", "58", "HV")
 """SQLSTATE classes of a database fault: connection exception, insufficient resources (disk
 full, out of memory, too many connections), operator intervention (shutdown, cannot connect
 now), system error (I/O), and foreign-data-wrapper connection errors."""
-_SQLSTATES = {"40001", "40P01", "55P03", "25006"}
-"""Serialization failure, deadlock, lock not available, read-only transaction (a standby)."""
+_SQLSTATES = {"40001", "40P01", "55P03", "25006", "25P03", "3D000"}
+"""Serialization failure, deadlock, lock not available (``lock_timeout``), read-only transaction
+(a standby), session ended by ``idle_in_transaction_session_timeout``, database does not
+exist (dropped, or not created yet)."""
 
 _MESSAGES = (
     "database is locked",
@@ -52,6 +61,31 @@ def is_database_fault(error: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if _is_fault(current):
+            return True
+        if isinstance(current, DBAPIError) and current.orig is not None:
+            current = current.orig
+        else:
+            current = current.__cause__ or current.__context__
+    return False
+
+
+_REFUSAL_SQLSTATES = ("22", "23", "P0001")
+"""Data exception, integrity constraint violation, a trigger's ``RAISE EXCEPTION``."""
+
+
+def is_row_refusal(error: BaseException) -> bool:
+    """True when the database refused the rows themselves (a constraint, a trigger, a value
+    a column rejects): writing the same rows again fails the same way. Never a fault."""
+    if is_database_fault(error):
+        return False
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, IntegrityError | DataError):
+            return True
+        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_REFUSAL_SQLSTATES):
             return True
         if isinstance(current, DBAPIError) and current.orig is not None:
             current = current.orig

@@ -44,7 +44,7 @@ from novaconsole import defaults
 from novaconsole.engine.crashes import StartMark
 from novaconsole.engine.fleet_protocol import Claim
 from novaconsole.engine.handler import SessionFactory
-from novaconsole.engine.outcomes import ItemOutcome
+from novaconsole.engine.outcomes import ItemOutcome, shown_id
 from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
 from novaconsole.store import control_plane as plane_sql
@@ -54,6 +54,8 @@ from novaconsole.store.control_plane import SqlControlPlane
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
     BUSY_TIMEOUT_MS,
+    IDLE_IN_TRANSACTION_TIMEOUT,
+    LOCK_TIMEOUT,
     OPEN_ERRORS,
     chunked,
     create_engine,
@@ -62,7 +64,7 @@ from novaconsole.store.database import (
     reader,
     uncancelled,
 )
-from novaconsole.store.faults import is_database_fault
+from novaconsole.store.faults import is_database_fault, is_row_refusal
 from novaconsole.store.models import (
     item_states,
     results,
@@ -134,6 +136,8 @@ class SqlStore:
     workers share the database's work; ``keep_claims`` is how long a finished item's claim is
     kept (a fetch that started before the item finished cannot claim it meanwhile).
     ``auto_upgrade`` (``None``: on SQLite only) lets :meth:`open` upgrade an older schema.
+    ``lock_timeout`` and ``idle_in_transaction_timeout`` (seconds) bound the store's own
+    transactions on PostgreSQL (see :mod:`novaconsole.store.database`).
     """
 
     def __init__(
@@ -151,13 +155,22 @@ class SqlStore:
         keep_claims: timedelta = timedelta(minutes=10),
         connect_timeout: float = defaults.CONNECT_TIMEOUT.total_seconds(),
         auto_upgrade: bool | None = None,
+        lock_timeout: float = LOCK_TIMEOUT,
+        idle_in_transaction_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT,
     ) -> None:
         if keep_results_count is not None and keep_results_count < 0:
             raise ValueError("keep_results_count must not be negative")
-        self.engine: AsyncEngine = create_engine(url)
+        self.engine: AsyncEngine = create_engine(
+            url, lock_timeout=lock_timeout, idle_in_transaction_timeout=idle_in_transaction_timeout
+        )
         self.display_url = mask_url(self.engine.url)
+        self._handler_engine = self.engine
+        if self.engine.dialect.name == "postgresql":
+            # Handlers' sessions may stay in a transaction across a slow call: not under the
+            # store's server-side limits (see novaconsole.store.database).
+            self._handler_engine = create_engine(url, limits=False)
         self.session_factory: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.engine, expire_on_commit=False
+            self._handler_engine, expire_on_commit=False
         )
         self.keep_results_age = keep_results_age
         self.keep_results_count = keep_results_count
@@ -197,6 +210,9 @@ class SqlStore:
         self.auto_upgrade = auto_upgrade
         self.rejected_outcomes = 0
         """Outcomes not written because their worker had lost the item's claim."""
+        self.refused_outcomes = 0
+        """Outcomes not written because the database refused their row (a constraint, a
+        trigger): each logged, never retried (counted among the written: they are done)."""
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         """Written beside each result; the worker's own id once it claims or beats."""
         self.coordinator: SqlCoordinator | None = None
@@ -361,6 +377,8 @@ class SqlStore:
         finally:
             with anyio.CancelScope(shield=True):
                 await self.engine.dispose()
+                if self._handler_engine is not self.engine:
+                    await self._handler_engine.dispose()
 
     # ------------------------------------------------------------------ writes
 
@@ -415,26 +433,111 @@ class SqlStore:
                     self._states_generation += 1
                 self._writing_batch, self._writing_items = batch.outcomes, batch.items
                 try:
-                    rejected = await self._write_shielded(batch)
-                except BaseException:
-                    self._put_back(batch)
-                    raise
+                    rejected = await self._write_refusing(batch)
                 finally:
                     self._writing_states, self._writing_controls = {}, []
                     self._writing_batch, self._writing_items = [], []
-            if rejected:
-                self._rejected(rejected)
-            self._outcomes.written()
-            count = len(batch.outcomes) + sum(1 for e in batch.items if e.outcome is not None)
+            self._account(batch, rejected)
             written += batch.size
-            self._written += count
-            for entry in batch.items:
-                entry.done(entry.error)  # failed: the engine records the failure instead
-            if self._progress is not None:
-                self._progress.set()
-                self._progress = None
             if written >= todo:
                 return written
+
+    def _account(self, batch: Batch, rejected: list[ItemOutcome]) -> None:
+        """After ``batch`` is committed (or refused row by row): counts, items told, waiters."""
+        if rejected:
+            self._rejected(rejected)
+        self._outcomes.written()
+        self._written += len(batch.outcomes) + sum(1 for e in batch.items if e.outcome is not None)
+        for entry in batch.items:
+            entry.done(entry.error)  # failed: the engine records the failure instead
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    async def _write_refusing(self, batch: Batch) -> list[ItemOutcome]:
+        """Commit ``batch``; the stale outcomes. A batch the database refuses for its rows'
+        sake (see :func:`~novaconsole.store.faults.is_row_refusal`: a constraint, a trigger, a
+        value a column rejects, the same every time) is written in halves, down to each row
+        it refuses, which is left out with one line logged: never retried as a whole, so one
+        bad row cannot wedge the writer. Any other error (a database fault) puts back what
+        is not committed yet, and raises: the writer holds it and retries."""
+        try:
+            return await self._write_shielded(batch)
+        except Exception as error:
+            if not is_row_refusal(error):  # a fault, or unknown: held and retried
+                self._put_back(batch)
+                raise
+            first = error
+        except BaseException:
+            self._put_back(batch)
+            raise
+        units = _units(batch)
+        log.warning(
+            "the database refused a batch of %d rows (%s); writing it in parts to find the rows "
+            "it refuses",
+            len(units),
+            describe_database_error(first, self.engine.url),
+        )
+        pending: list[list[Batch]] = [units]
+        rejected: list[ItemOutcome] = []
+        done: list[Batch] = []
+        group: list[Batch] = []
+        try:
+            while pending:
+                group = pending.pop()
+                try:
+                    rejected += await self._write_shielded(_merged_batch(group, batch.marks))
+                except Exception as error:
+                    if not is_row_refusal(error):
+                        raise
+                    if len(group) > 1:
+                        half = len(group) // 2
+                        pending += [group[half:], group[:half]]  # the first half first
+                        continue
+                    self._refused(group[0], error)
+                done += group
+                group = []
+        except BaseException:
+            left = [*group, *(unit for part in reversed(pending) for unit in part)]
+            self._put_back(_merged_batch(left, batch.marks))
+            self._account(_merged_batch(done, batch.marks), rejected)
+            raise
+        return rejected
+
+    def _refused(self, unit: Batch, error: Exception) -> None:
+        """One row (or an item's writes with its outcome) the database refuses: left out."""
+        why = describe_database_error(error, self.engine.url)
+        if unit.items:
+            entry = unit.items[0]
+            entry.error = error  # its writes are rolled back; the engine records a failure
+            outcome = entry.outcome
+            if outcome is not None:
+                log.error(
+                    "the database refused the writes or the result of %s item %s (%s): the "
+                    "item fails, its writes rolled back",
+                    outcome.handler,
+                    shown_id(outcome.item_id),
+                    why,
+                    extra={"handler": outcome.handler, "item_id": outcome.item_id},
+                )
+        elif unit.outcomes:
+            outcome = unit.outcomes[0]
+            self.refused_outcomes += 1
+            log.error(
+                "the database refused the result of %s item %s (%s, %s): it is not recorded",
+                outcome.handler,
+                shown_id(outcome.item_id),
+                outcome.status.value,
+                why,
+                extra={"handler": outcome.handler, "item_id": outcome.item_id},
+            )
+        else:
+            log.error(
+                "the database refused %d item states and %d control changes (%s): not written",
+                len(unit.states),
+                len(unit.controls),
+                why,
+            )
 
     def _take(self) -> Batch:
         """The next batch: items' writes first, then buffered outcomes, states, controls."""
@@ -654,7 +757,7 @@ class SqlStore:
         """Sessions joined to one transaction rolled back at the end (a peek)."""
         from novaconsole.store.peek import rolled_back_sessions
 
-        return rolled_back_sessions(self.engine)
+        return rolled_back_sessions(self._handler_engine)
 
     async def failed_rows(self, handler: str | None = None) -> list[FailedRow]:
         """Each item whose latest outcome (flushed) is a failure (:mod:`novaconsole.triage`)."""
@@ -677,6 +780,26 @@ class SqlStore:
             stored = await uncancelled(read)
             stored.reverse()
         return stored + buffered
+
+
+def _units(batch: Batch) -> list[Batch]:
+    """``batch`` as batches of one thing each: an item's writes, an outcome, the rest."""
+    units = [Batch(items=[entry]) for entry in batch.items]
+    units += [Batch(outcomes=[outcome]) for outcome in batch.outcomes]
+    if batch.states or batch.controls or batch.forget:
+        units.append(Batch(states=batch.states, controls=batch.controls, forget=batch.forget))
+    return units
+
+
+def _merged_batch(units: Sequence[Batch], marks: bool) -> Batch:
+    merged = Batch(marks=marks)
+    for unit in units:
+        merged.items += unit.items
+        merged.outcomes += unit.outcomes
+        merged.states.update(unit.states)
+        merged.controls += unit.controls
+        merged.forget |= unit.forget
+    return merged
 
 
 async def _failed_rows(store: SqlStore, handler: str | None) -> list[FailedRow]:
