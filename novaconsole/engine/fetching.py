@@ -275,7 +275,7 @@ class Fetcher:
         if not forced and admitted and len(items) >= rt.batch_size:
             # A full batch: more is waiting. Fetch again once half of it is through, so the
             # queue never runs dry while the next fetch is under way (not after a poll wait).
-            scope.refill_at = len(admitted) - len(admitted) // 4
+            scope.refill_at = len(admitted) // 2
         if admitted and not forced:
             # A background cycle waits for its scopes, not for each item: cheaper per item.
             scope.cycle = tracker
