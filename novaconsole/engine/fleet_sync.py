@@ -19,6 +19,12 @@ from novaconsole.engine.repeated import RepeatedFailure
 
 log = logging.getLogger("novaconsole.engine")
 
+SYNC_FLOOR = 0.25
+"""Shortest interval of the coordination loop (controls, heartbeats, commands): a service
+polled back to back (``poll_interval = 0``, or 50 ms) would otherwise spend a share of its
+loop and several database round trips on it 20 times a second; a change made elsewhere is
+still seen within a quarter of a second."""
+
 
 class FleetSync:
     """The coordination loop; with a coordinator it also speaks the fleet protocol."""
@@ -32,7 +38,9 @@ class FleetSync:
         and take fleet commands. Runs until the service is torn down, drain included."""
         options = self.core.options
         lease = options.lease_duration.total_seconds()
-        interval = min(1.0, max(lease / 3, 0.05), max(options.poll_interval.total_seconds(), 0.05))
+        # Leases are renewed within a third of their length however short (tests use 1 s).
+        poll = max(options.poll_interval.total_seconds(), SYNC_FLOOR)
+        interval = min(1.0, max(lease / 3, 0.05), poll)
         failures = RepeatedFailure(log, "coordination with the database failed; trying again")
         while True:
             await anyio.sleep(interval)
