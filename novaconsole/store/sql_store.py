@@ -53,6 +53,7 @@ from novaconsole.store.breakers import SqlBreakerBoard
 from novaconsole.store.control_plane import SqlControlPlane
 from novaconsole.store.coordinator import SqlCoordinator
 from novaconsole.store.database import (
+    BUSY_TIMEOUT_MS,
     OPEN_ERRORS,
     chunked,
     create_engine,
@@ -88,9 +89,10 @@ noticed within this many seconds."""
 _SQLITE_UPSERT_RETURNING = (3, 35, 0)
 
 
-MARK_BUSY_TIMEOUT_MS = 1000
-"""How long marking a batch started waits for the writer to commit the marks (a locked
-database must not hold up admission for long: the engine then runs the batch unmarked)."""
+MARK_BUSY_TIMEOUT_MS = BUSY_TIMEOUT_MS
+"""How long marking a batch started waits for the writer to commit the marks, as long as any
+write waits for a locked SQLite file (then the engine runs the batch unmarked). Under load a
+writer's transaction of thousands of outcomes can take longer than a second."""
 
 
 def _backoff(failures: int) -> float:
