@@ -121,16 +121,6 @@ async def upsert_all(connection: AsyncConnection, marks: Marks, run_id: str) -> 
     await connection.execute(_UPSERT, rows)
 
 
-async def upsert(
-    connection: AsyncConnection,
-    handler: str,
-    marks: Mapping[str, tuple[bool, int]],
-    run_id: str,
-) -> None:
-    """Mark ``marks`` (key: (alone, crashes)) of one handler as this run's."""
-    await upsert_all(connection, {(handler, key): row for key, row in marks.items()}, run_id)
-
-
 async def read(
     connection: AsyncConnection, handler: str, keys: Sequence[str], run_id: str
 ) -> dict[str, StartMark]:
