@@ -38,9 +38,10 @@ class FleetSync:
         and take fleet commands. Runs until the service is torn down, drain included."""
         options = self.core.options
         lease = options.lease_duration.total_seconds()
-        # Leases are renewed within a third of their length however short (tests use 1 s).
+        # Leases are renewed every quarter of their length however short (the coordinator's
+        # own cadence; tests use leases under a second).
         poll = max(options.poll_interval.total_seconds(), SYNC_FLOOR)
-        interval = min(1.0, max(lease / 3, 0.05), poll)
+        interval = min(1.0, max(lease / 4, 0.05), poll)
         failures = RepeatedFailure(log, "coordination with the database failed; trying again")
         while True:
             await anyio.sleep(interval)
