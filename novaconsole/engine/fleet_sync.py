@@ -19,12 +19,6 @@ from novaconsole.engine.repeated import RepeatedFailure
 
 log = logging.getLogger("novaconsole.engine")
 
-SYNC_FLOOR = 0.25
-"""Shortest interval of the coordination loop (controls, heartbeats, commands): a service
-polled back to back (``poll_interval = 0``, or 50 ms) would otherwise spend a share of its
-loop and several database round trips on it 20 times a second; a change made elsewhere is
-still seen within a quarter of a second."""
-
 
 class FleetSync:
     """The coordination loop; with a coordinator it also speaks the fleet protocol."""
@@ -38,10 +32,7 @@ class FleetSync:
         and take fleet commands. Runs until the service is torn down, drain included."""
         options = self.core.options
         lease = options.lease_duration.total_seconds()
-        # Leases are renewed every quarter of their length however short (the coordinator's
-        # own cadence; tests use leases under a second).
-        poll = max(options.poll_interval.total_seconds(), SYNC_FLOOR)
-        interval = min(1.0, max(lease / 4, 0.05), poll)
+        interval = min(1.0, max(lease / 3, 0.05), max(options.poll_interval.total_seconds(), 0.05))
         failures = RepeatedFailure(log, "coordination with the database failed; trying again")
         while True:
             await anyio.sleep(interval)
