@@ -27,10 +27,21 @@ def main(argv: list[str] | None = None) -> int:
         help="also the no-op and drain workloads through huey and dramatiq, where installed",
     )
     parser.add_argument("--repeat", type=int, help="interleaved rounds per comparison")
+    parser.add_argument(
+        "--workers", help="B7's worker counts, e.g. 1,2,4 (default: 1,2,4,8; quick: 1,2)"
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.repeat:
         sizes = replace(sizes, repeat=args.repeat)
+    if args.workers:
+        try:
+            counts = tuple(int(count) for count in args.workers.split(","))
+        except ValueError:
+            parser.error(f"--workers takes counts like 1,2,4, not {args.workers!r}")
+        if not counts or min(counts) < 1:
+            parser.error("--workers: each count must be at least 1")
+        sizes = replace(sizes, b7_workers=counts)
     chosen = args.only if args.only is not None else ("" if args.peers else ",".join(NAMES))
     only = [name.strip().upper() for name in chosen.split(",") if name.strip()]
     logging.basicConfig(level=logging.WARNING)

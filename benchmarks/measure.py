@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -20,8 +21,10 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
 
 
 def progress(message: str) -> None:
-    """One progress line on stderr (the table alone goes to stdout)."""
-    print(f"  {message}", file=sys.stderr, flush=True)
+    """One progress line on stderr (the table alone goes to stdout), with the machine's load
+    average (1, 5, 15 minutes) at the time: figures measured on a busy machine say so."""
+    load = "/".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"  {message}  [load {load}]", file=sys.stderr, flush=True)
 
 
 class LagProbe:

@@ -32,13 +32,13 @@ import socket
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, suppress
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from novaconsole import defaults
 from novaconsole.engine.crashes import StartMark
@@ -74,7 +74,7 @@ from novaconsole.store.models import (
 from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.queries import delete_item_state
 from novaconsole.store.retention import prune_results
-from novaconsole.store.rows import row_outcome
+from novaconsole.store.rows import SqliteDirect, row_outcome
 from novaconsole.store.schema import ensure_schema
 from novaconsole.store.write_batch import Batch, PendingWrites, StateKey, commit_batch
 from novaconsole.triage import FailedRow
@@ -91,14 +91,10 @@ noticed within this many seconds."""
 _SQLITE_UPSERT_RETURNING = (3, 35, 0)
 
 
-MARK_BUSY_TIMEOUT_MS = 1000
-"""How long marking a batch started waits for a locked SQLite file."""
-
-
-async def _busy_timeout(connection: AsyncConnection, milliseconds: int) -> None:
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection
-    await driver.execute(f"PRAGMA busy_timeout={milliseconds:d}")
+MARK_BUSY_TIMEOUT_MS = BUSY_TIMEOUT_MS
+"""How long marking a batch started waits for the writer to commit the marks, as long as any
+write waits for a locked SQLite file (then the engine runs the batch unmarked). Under load a
+writer's transaction of thousands of outcomes can take longer than a second."""
 
 
 def _backoff(failures: int) -> float:
@@ -192,6 +188,10 @@ class SqlStore:
         self._others_marks = True
         """Marks of other runs may exist (the table is looked up at admission)."""
         self._forget: set[StateKey] = set()
+        self._direct = SqliteDirect(self.engine) if self.engine.dialect.name == "sqlite" else None
+        """The writer's own connection for plain batches (one hand-off per transaction)."""
+        self._starts = start_marks.PendingMarks()
+        """Start marks for the writer's next transaction (admission waits for its commit)."""
         self._items: list[PendingWrites] = []
         """Items' ``ctx.write()`` statements with their outcomes, waiting for the writer."""
         self._states: dict[StateKey, ItemState | None] = {}
@@ -324,14 +324,18 @@ class SqlStore:
         self._wake = anyio.Event()
         failures = 0
         next_prune = anyio.current_time() + min(self.prune_interval, 5.0)
+        next_states_check = 0.0
         while True:
-            if not self._items:
+            if not self._items and not self._starts:
                 with anyio.move_on_after(self.flush_interval):
                     await self._wake.wait()
             self._wake = anyio.Event()
             try:
                 await self.flush()
-                if not self._states_in_db:
+                # Once a tick, not after every flush: under load the writer flushes back to
+                # back, and admission waits for it (start marks).
+                if not self._states_in_db and anyio.current_time() >= next_states_check:
+                    next_states_check = anyio.current_time() + self.flush_interval
                     await self._check_states_in_db()
                 if anyio.current_time() >= next_prune:
                     next_prune = anyio.current_time() + self.prune_interval
@@ -376,6 +380,9 @@ class SqlStore:
             )
         finally:
             with anyio.CancelScope(shield=True):
+                if self._direct is not None:
+                    with suppress(*OPEN_ERRORS):
+                        await self._direct.close()
                 await self.engine.dispose()
                 if self._handler_engine is not self.engine:
                     await self._handler_engine.dispose()
@@ -444,6 +451,7 @@ class SqlStore:
 
     def _account(self, batch: Batch, rejected: list[ItemOutcome]) -> None:
         """After ``batch`` is committed (or refused row by row): counts, items told, waiters."""
+        batch.starts.committed()
         if rejected:
             self._rejected(rejected)
         self._outcomes.written()
@@ -540,7 +548,11 @@ class SqlStore:
             )
 
     def _take(self) -> Batch:
-        """The next batch: items' writes first, then buffered outcomes, states, controls."""
+        """The next batch: start marks alone when there are any (admission waits for them:
+        their transaction is short), else items' writes first, then buffered outcomes,
+        states, controls."""
+        if self._starts:
+            return Batch(marks=True, starts=self._starts.take(), run_id=self.run_id)
         items = self._items[: self.batch_rows]
         del self._items[: len(items)]
         outcomes = self._outcomes.take(max(self.batch_rows - len(items), 0))
@@ -555,6 +567,7 @@ class SqlStore:
         self._outcomes.put_back(batch.outcomes)
         self._states = {**batch.states, **self._states}
         self._forget |= batch.forget
+        self._starts.put_back(batch.starts)
         self._controls = batch.controls + self._controls  # not written: keep the order
 
     @property
@@ -633,7 +646,9 @@ class SqlStore:
         worker_id = self.worker_id
 
         async def write() -> list[ItemOutcome]:
-            return await commit_batch(self.engine, batch, fenced=fenced, worker_id=worker_id)
+            return await commit_batch(
+                self.engine, batch, fenced=fenced, worker_id=worker_id, direct=self._direct
+            )
 
         return await uncancelled(write)
 
@@ -667,21 +682,21 @@ class SqlStore:
             self._forget.update((handler, key) for key in keys)
 
     async def _mark(self, handler: str, rows: Mapping[str, tuple[bool, int]]) -> None:
-        # Not behind the writer's lock, and on SQLite a short busy timeout: a database that is
-        # locked for long must not hold up admission (the engine then runs the batch unmarked).
-        async def write() -> None:
-            async with self.engine.connect() as connection:
-                sqlite = connection.dialect.name == "sqlite"
-                if sqlite:
-                    await _busy_timeout(connection, MARK_BUSY_TIMEOUT_MS)
-                try:
-                    async with connection.begin():
-                        await start_marks.upsert(connection, handler, rows, self.run_id)
-                finally:
-                    if sqlite:
-                        await _busy_timeout(connection, BUSY_TIMEOUT_MS)
-
-        await uncancelled(write)
+        # Written by the writer in its next transaction (one writer: no lock to wait for, no
+        # transaction of their own), at once. A database that is locked for long must not
+        # hold up admission: after MARK_BUSY_TIMEOUT_MS the engine runs the batch unmarked
+        # (the marks are still written with the writer's next batch).
+        committed = self._starts.add(handler, rows)
+        if self._wake is None:  # no writer running: write them now
+            await self.flush()
+            return
+        self._wake.set()
+        with anyio.move_on_after(MARK_BUSY_TIMEOUT_MS / 1000):
+            await committed.wait()
+            return
+        raise TimeoutError(
+            f"the writer did not commit them within {MARK_BUSY_TIMEOUT_MS / 1000:g}s"
+        )
 
     async def _check_others_marks(self) -> None:
         if self.coordinator is not None:
@@ -788,6 +803,8 @@ def _units(batch: Batch) -> list[Batch]:
     units += [Batch(outcomes=[outcome]) for outcome in batch.outcomes]
     if batch.states or batch.controls or batch.forget:
         units.append(Batch(states=batch.states, controls=batch.controls, forget=batch.forget))
+    if batch.starts:
+        units.append(Batch(marks=True, starts=batch.starts, run_id=batch.run_id))
     return units
 
 
@@ -799,6 +816,8 @@ def _merged_batch(units: Sequence[Batch], marks: bool) -> Batch:
         merged.states.update(unit.states)
         merged.controls += unit.controls
         merged.forget |= unit.forget
+        if unit.starts:  # a batch holds one taken set of marks at most
+            merged.starts, merged.run_id = unit.starts, unit.run_id
     return merged
 
 

@@ -1,9 +1,18 @@
-"""The ``novaconsole_started`` marks (see :mod:`novaconsole.engine.crashes`): SQL only."""
+"""The ``novaconsole_started`` marks (see :mod:`novaconsole.engine.crashes`): their SQL, and
+the marks waiting for the store's writer.
+
+Marks are written by the store's single writer, in the transaction it commits next (with
+outcomes, and the deletion of finished items' marks): a separate transaction per admitted
+batch would wait for the writer's SQLite lock, with SQLite's busy handler sleeping in steps of
+up to 100 ms, and hold admission up while the queue runs dry.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
+import anyio
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,33 +31,83 @@ _UPSERT = text(
 _DELETE = started.delete().where(
     started.c.handler == bindparam("k_handler"), started.c.item_id == bindparam("k_item_id")
 )
-_SQLITE_UPSERT = (
+SQLITE_UPSERT = (
     "INSERT INTO novaconsole_started (handler, item_id, run_id, alone, crashes) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (handler, item_id) DO UPDATE SET "
     "run_id = excluded.run_id, alone = excluded.alone, crashes = excluded.crashes"
 )
+"""The upsert of :func:`upsert_rows` tuples for SQLite's executemany."""
 SQLITE_DELETE = "DELETE FROM novaconsole_started WHERE handler = ? AND item_id = ?"
 """The delete of :func:`key_rows` tuples for SQLite's executemany."""
 
 
-async def upsert(
-    connection: AsyncConnection,
-    handler: str,
-    marks: Mapping[str, tuple[bool, int]],
-    run_id: str,
-) -> None:
-    """Mark ``marks`` (key: (alone, crashes)) as this run's."""
-    if connection.dialect.name == "sqlite":  # plain tuples: no per-row binding on the loop
-        await connection.exec_driver_sql(
-            _SQLITE_UPSERT,
-            [
-                (*stored_key(handler, key), run_id, int(alone), crashes)
-                for key, (alone, crashes) in marks.items()
-            ],
+Marks = dict[tuple[str, str], tuple[bool, int]]
+"""(handler, key): (alone, crashes counted)."""
+
+
+@dataclass(slots=True)
+class TakenMarks:
+    """The marks one write transaction takes, and who waits for their commit."""
+
+    marks: Marks = field(default_factory=dict)
+    waiters: list[anyio.Event] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.marks)
+
+    def committed(self) -> None:
+        """Their transaction committed: wake those waiting."""
+        for waiter in self.waiters:
+            waiter.set()
+
+
+class PendingMarks:
+    """Marks given to the store and not yet taken by its writer (later ones win)."""
+
+    def __init__(self) -> None:
+        self._taken = TakenMarks()
+
+    def __bool__(self) -> bool:
+        return bool(self._taken.marks)
+
+    def add(self, handler: str, rows: Mapping[str, tuple[bool, int]]) -> anyio.Event:
+        """Queue ``rows`` (key: (alone, crashes)); the event is set once they are committed."""
+        marks = self._taken.marks
+        for key, row in rows.items():
+            marks[(handler, key)] = row
+        waiter = anyio.Event()
+        self._taken.waiters.append(waiter)
+        return waiter
+
+    def take(self) -> TakenMarks:
+        """Everything queued, for the writer's next transaction."""
+        taken, self._taken = self._taken, TakenMarks()
+        return taken
+
+    def put_back(self, taken: TakenMarks) -> None:
+        """Marks whose transaction failed, under any queued since (the newer win)."""
+        self._taken = TakenMarks(
+            {**taken.marks, **self._taken.marks}, taken.waiters + self._taken.waiters
         )
+
+
+def upsert_rows(marks: Marks, run_id: str) -> list[tuple[str, str, str, int, int]]:
+    """``marks`` as this run's, as SQLite's driver takes them (:data:`SQLITE_UPSERT`)."""
+    return [
+        (*stored_key(handler, key), run_id, int(alone), crashes)
+        for (handler, key), (alone, crashes) in marks.items()
+    ]
+
+
+async def upsert_all(connection: AsyncConnection, marks: Marks, run_id: str) -> None:
+    """Mark ``marks`` as this run's (one executemany)."""
+    if not marks:
+        return
+    if connection.dialect.name == "sqlite":  # plain tuples: no per-row binding
+        await connection.exec_driver_sql(SQLITE_UPSERT, upsert_rows(marks, run_id))
         return
     rows = []
-    for key, (alone, crashes) in marks.items():
+    for (handler, key), (alone, crashes) in marks.items():
         stored_handler, stored_id = stored_key(handler, key)
         rows.append(
             {

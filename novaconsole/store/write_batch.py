@@ -15,9 +15,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -28,7 +28,15 @@ from novaconsole.store import started as start_marks
 from novaconsole.store.control_plane import save_change
 from novaconsole.store.faults import is_database_fault
 from novaconsole.store.models import item_states, results, stored_key
-from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row
+from novaconsole.store.rows import (
+    ROW_COLUMNS,
+    SQLITE_INSERT,
+    DriverWrites,
+    SqliteDirect,
+    driver_row,
+    outcome_row,
+    write_sqlite,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
@@ -64,9 +72,14 @@ class Batch:
     """Start marks to remove besides those of the outcomes written."""
     marks: bool = False
     """Whether start marks may exist: an outcome written removes its item's."""
+    starts: start_marks.TakenMarks = field(default_factory=start_marks.TakenMarks)
+    """Start marks to write (before the outcomes' remove any), as ``run_id``'s."""
+    run_id: str = ""
 
     def __bool__(self) -> bool:
-        return bool(self.items or self.outcomes or self.states or self.controls or self.forget)
+        return bool(
+            self.items or self.outcomes or self.states or self.controls or self.forget
+        ) or bool(self.starts)
 
     @property
     def size(self) -> int:
@@ -75,9 +88,19 @@ class Batch:
 
 
 async def commit_batch(
-    engine: AsyncEngine, batch: Batch, *, fenced: bool, worker_id: str
+    engine: AsyncEngine,
+    batch: Batch,
+    *,
+    fenced: bool,
+    worker_id: str,
+    direct: SqliteDirect | None = None,
 ) -> list[ItemOutcome]:
-    """See :func:`write_batch`; then, when fenced, the claims ended get their real end time."""
+    """See :func:`write_batch`; then, when fenced, the claims ended get their real end time.
+    A plain batch (outcomes and start marks only, not fenced) goes through ``direct`` when
+    there is one (SQLite)."""
+    if direct is not None and not fenced and not (batch.items or batch.states or batch.controls):
+        await direct.write(partial(_sqlite_rows, batch.outcomes, batch, worker_id))
+        return []
     rejected = await write_batch(engine, batch, fenced=fenced, worker_id=worker_id)
     if fenced:
         ended = [
@@ -138,13 +161,10 @@ async def _write(
             await connection.execute(statement, params)
     written.extend(outcomes)
     if connection.dialect.name == "sqlite":
-        # Rows as the driver takes them, built in a worker thread rather than on the loop.
-        rows, marks = await anyio.to_thread.run_sync(_sqlite_rows, written, batch, worker_id)
-        if rows:
-            await connection.exec_driver_sql(SQLITE_INSERT, rows)
-        if marks:
-            await connection.exec_driver_sql(start_marks.SQLITE_DELETE, marks)
+        # Rows as the driver takes them, built and written on its thread in one hand-off.
+        await write_sqlite(connection, partial(_sqlite_rows, written, batch, worker_id))
     else:
+        await start_marks.upsert_all(connection, batch.starts.marks, batch.run_id)
         if written:
             await _insert_results(connection, written, worker_id)
         if batch.marks and (written or batch.forget):
@@ -266,17 +286,20 @@ async def _fence(
     return kept, stale
 
 
-def _sqlite_rows(
-    written: list[ItemOutcome], batch: Batch, worker_id: str
-) -> tuple[list[tuple[Any, ...]], list[tuple[str, str]]]:
-    """The result rows of ``written`` and the start marks to delete, as SQLite's driver takes
-    them."""
+def _sqlite_rows(written: list[ItemOutcome], batch: Batch, worker_id: str) -> DriverWrites:
+    """The start marks to write, the result rows of ``written`` and the start marks to
+    delete (in that order), as SQLite's driver takes them."""
+    writes: DriverWrites = []
+    if batch.starts:
+        starts = start_marks.upsert_rows(batch.starts.marks, batch.run_id)
+        writes.append((start_marks.SQLITE_UPSERT, starts))
     rows = [driver_row(outcome, True, worker_id) for outcome in written]
-    marks: list[tuple[str, str]] = []
-    if batch.marks:
-        finished = {(o.handler, str(o.item_id)) for o in written}
-        marks = start_marks.key_rows(finished | batch.forget)
-    return rows, marks
+    writes.append((SQLITE_INSERT, rows))
+    if batch.marks:  # a key twice is harmless: the second delete finds nothing
+        keys = [(row[0], row[1]) for row in rows]  # stored (handler, item id)
+        keys += start_marks.key_rows(batch.forget)
+        writes.append((start_marks.SQLITE_DELETE, keys))
+    return writes
 
 
 async def _insert_results(
