@@ -174,7 +174,13 @@ async def test_a_handler_hides_the_hint() -> None:
         assert app.query_one("#top").display
 
 
-@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40), (160, 45), (200, 60)], ids=str)
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(size, id=str(size), marks=pytest.mark.slow if size != (80, 24) else ())
+        for size in [(80, 24), (100, 30), (120, 40), (160, 45), (200, 60)]
+    ],  # the smallest in the quick run; every size in the full one
+)
 async def test_no_pane_is_wider_than_the_terminal(size: tuple[int, int]) -> None:
     """Handler columns are chosen for the width: the table never needs to scroll sideways;
     log lines wrap."""

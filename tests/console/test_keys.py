@@ -180,6 +180,7 @@ async def test_the_timer_shows_results_and_logs_without_being_asked() -> None:
                 await wait_until(pilot, lambda: table.get_cell("A", "succeeded").plain == "2")
 
 
+@pytest.mark.slow  # one app drawn per built-in theme: seconds
 async def test_every_builtin_theme_renders() -> None:
     """Styles use theme variables only: switching through every theme renders without error
     and recolours the state cells."""

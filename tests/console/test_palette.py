@@ -159,7 +159,26 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.title for case in CASES])
+QUICK = {
+    "Pause handler Beta",
+    "Show results of Beta",
+    "Retry Alpha item 2",
+    "Pause all",
+    "Help",
+    "Quit",
+}
+"""One command of each kind in the quick run (``-m "not slow"``): a handler's, a pause with
+its dialog, a retry, a screen, quit. Each case costs about a second on a quiet machine, so
+the other cases run in the full suite."""
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, id=case.title, marks=() if case.title in QUICK else pytest.mark.slow)
+        for case in CASES
+    ],
+)
 async def test_palette_command(case: Case) -> None:
     service = build_service(
         {"Alpha": Source([1, 2], fail={2}), "Beta": Source([3])},

@@ -21,7 +21,19 @@ async def _focus_results(pilot: Any) -> None:
     await pilot.pause()
 
 
-SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)], ids=str)
+def _sizes(*sizes: tuple[int, int]) -> pytest.MarkDecorator:
+    """The first size in the quick run (``-m "not slow"``), the others in the full one: a
+    picture costs about a second on a quiet machine."""
+    return pytest.mark.parametrize(
+        "size",
+        [
+            pytest.param(size, id=str(size), marks=pytest.mark.slow if n else ())
+            for n, size in enumerate(sizes)
+        ],
+    )
+
+
+SIZES = _sizes((80, 24), (120, 40), (200, 60))
 """Every screen at the smallest supported terminal, a common one and a large one."""
 
 
@@ -50,7 +62,7 @@ def test_paused(snap_compare: Any) -> None:
     assert snap_compare(fixed_app(), press=keys, terminal_size=(120, 36))
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=str)
+@_sizes((80, 24), (120, 40))
 def test_pause_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
     """``p`` opens "Pause everything": a reason ("db maintenance") and a duration ("30m")
     typed in, the hint "enter: pause · escape: cancel", the main screen dimmed behind."""

@@ -39,6 +39,9 @@ ARGS = [
 ]
 WAIT_MS = 60_000
 
+# A real `novaconsole serve` driven by Chromium: seconds to tens of seconds each.
+pytestmark = pytest.mark.slow
+
 OPEN_WEBSOCKET = """url => new Promise(resolve => {
     const socket = new WebSocket(url);
     socket.onopen = () => { socket.close(); resolve("open"); };
