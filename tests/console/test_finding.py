@@ -51,6 +51,7 @@ async def test_slash_searches_results_by_item_id_handler_or_error_and_escape_cle
         assert "/isrc" not in str(app.query_one(StatusBar).render())
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_slash_in_the_log_pane_searches_logs_and_n_moves_between_matches() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -68,6 +69,7 @@ async def test_slash_in_the_log_pane_searches_logs_and_n_moves_between_matches()
         assert "rows" in str(logs.border_title)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_z_zooms_the_focused_pane_and_back() -> None:
     app = fixed_app()
     async with app.run_test(size=(80, 24)) as pilot:
@@ -85,6 +87,7 @@ async def test_z_zooms_the_focused_pane_and_back() -> None:
             await pilot.press("z")
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_shift_f_freezes_results_counting_new_rows_in_the_title() -> None:
     app = fixed_app(FixedService(outcomes=FIXED_OUTCOMES[:4]))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -105,6 +108,7 @@ async def test_shift_f_freezes_results_counting_new_rows_in_the_title() -> None:
         assert app.results.selected is selected, "the cursor stays on the row being read"
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_c_copies_the_item_id_and_the_detail_copies_id_and_traceback() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -122,6 +126,7 @@ async def test_c_copies_the_item_id_and_the_detail_copies_id_and_traceback() -> 
         assert "ValueError: bad ISRC" in clipboard.texts[2]
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_s_opens_stats_with_a_plot_per_handler() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -131,6 +136,7 @@ async def test_s_opens_stats_with_a_plot_per_handler() -> None:
         assert not isinstance(app.screen, StatsScreen)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_tab_moves_focus_between_panes() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -144,6 +150,7 @@ async def test_tab_moves_focus_between_panes() -> None:
         assert isinstance(app.focused, LogPane)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_enter_on_a_handler_shows_its_results() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:

@@ -31,6 +31,7 @@ from novaconsole.examples.domain import (
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.slow  # the whole demo seeded and run against its web server: seconds
 async def test_every_failed_item_of_the_demo_runs_again_when_retried(tmp_path: Path) -> None:
     paths, _ = prepare_directory(tmp_path / "demo")
     # failure_rate=1: a quarter of the webhook keys and batch URLs always fail.
