@@ -54,6 +54,7 @@ async def test_slash_searches_results_by_item_id_handler_or_error_and_escape_cle
         assert "/isrc" not in str(app.query_one(StatusBar).render())
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_slash_in_the_log_pane_searches_logs_and_n_moves_between_matches() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -71,6 +72,7 @@ async def test_slash_in_the_log_pane_searches_logs_and_n_moves_between_matches()
         assert "rows" in str(logs.border_title)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_z_zooms_the_focused_pane_and_back() -> None:
     app = fixed_app()
     async with app.run_test(size=(80, 24)) as pilot:
@@ -88,6 +90,7 @@ async def test_z_zooms_the_focused_pane_and_back() -> None:
             await pilot.press("z")
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_shift_f_freezes_results_counting_new_rows_in_the_title() -> None:
     app = fixed_app(FixedService(outcomes=FIXED_OUTCOMES[:4]))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -108,6 +111,7 @@ async def test_shift_f_freezes_results_counting_new_rows_in_the_title() -> None:
         assert app.results.selected is selected, "the cursor stays on the row being read"
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_c_copies_the_item_id_and_the_detail_copies_id_and_traceback() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -125,6 +129,7 @@ async def test_c_copies_the_item_id_and_the_detail_copies_id_and_traceback() -> 
         assert "ValueError: bad ISRC" in clipboard.texts[2]
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_s_opens_stats_with_a_plot_per_handler() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -134,6 +139,7 @@ async def test_s_opens_stats_with_a_plot_per_handler() -> None:
         assert not isinstance(app.screen, StatsScreen)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_tab_moves_focus_between_panes() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -147,6 +153,7 @@ async def test_tab_moves_focus_between_panes() -> None:
         assert isinstance(app.focused, LogPane)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_enter_on_a_handler_shows_its_results() -> None:
     app = fixed_app()
     async with app.run_test(size=(120, 40)) as pilot:
@@ -177,7 +184,13 @@ async def test_a_handler_hides_the_hint() -> None:
         assert app.query_one("#top").display
 
 
-@pytest.mark.parametrize("size", [(80, 24), (100, 30), (120, 40), (160, 45), (200, 60)], ids=str)
+@pytest.mark.parametrize(
+    "size",
+    [
+        pytest.param(size, id=str(size), marks=pytest.mark.slow if size != (80, 24) else ())
+        for size in [(80, 24), (100, 30), (120, 40), (160, 45), (200, 60)]
+    ],  # the smallest in the quick run; every size in the full one
+)
 async def test_no_pane_is_wider_than_the_terminal(size: tuple[int, int]) -> None:
     """Handler columns are chosen for the width: the table never needs to scroll sideways;
     log lines wrap."""

@@ -60,6 +60,7 @@ async def test_q_drains_in_flight_items_then_stops_the_service_and_exits() -> No
     assert service.snapshot().handlers["A"].succeeded == 2
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_a_service_someone_else_runs_is_left_running_on_quit() -> None:
     service = build_service({"A": Source([])})
     async with service.running():
@@ -86,6 +87,7 @@ async def test_a_service_that_cannot_start_ends_the_app_with_status_2() -> None:
     assert not service.is_running
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_run_hosts_the_service_as_a_subprocess_command_would() -> None:
     """``NovaConsole(service).run()`` outside any loop: starts, serves, stops."""
     source = Source([1])
@@ -102,7 +104,9 @@ def test_run_hosts_the_service_as_a_subprocess_command_would() -> None:
     assert service.snapshot().state == "stopped"
 
 
-@pytest.mark.parametrize("again", ["q", "ctrl+c"])
+@pytest.mark.parametrize(
+    "again", ["q", pytest.param("ctrl+c", marks=pytest.mark.slow)]
+)  # ctrl+c takes the same path as q: the full run checks it
 async def test_q_again_while_draining_cancels_what_is_in_flight_when_the_service_can(
     again: str,
 ) -> None:
@@ -171,7 +175,9 @@ async def test_a_hosted_service_that_fails_while_running_ends_the_app_with_one_l
     assert "Traceback" not in printed
 
 
-@pytest.mark.parametrize("again", ["q", "ctrl+c"])
+@pytest.mark.parametrize(
+    "again", ["q", pytest.param("ctrl+c", marks=pytest.mark.slow)]
+)  # ctrl+c takes the same path as q: the full run checks it
 async def test_force_quit_on_a_real_service_records_in_flight_items_cancelled(again: str) -> None:
     """q, then q (or ctrl+c) again while two items hang: the app exits without waiting for
     them, both are recorded cancelled, none is done."""

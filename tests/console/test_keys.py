@@ -44,6 +44,7 @@ async def test_p_pauses_and_resumes_everything_and_the_footer_follows() -> None:
             assert "pause_all" in footer_actions(app)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_space_pauses_and_resumes_the_selected_handler() -> None:
     service = build_service({"A": Source([1]), "B": Source([2])})
     async with service.running():
@@ -76,6 +77,7 @@ async def test_r_runs_one_cycle_even_while_paused() -> None:
             assert [o.item_id for o in app.results.rows] == [3, 2, 1]
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_plus_and_minus_change_the_selected_handlers_batch_size() -> None:
     source = Source([1])
     service = build_service({"A": source})
@@ -93,6 +95,7 @@ async def test_plus_and_minus_change_the_selected_handlers_batch_size() -> None:
             assert source.fetch_sizes[-1] == 9
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_brackets_change_concurrency_never_below_one() -> None:
     service = build_service({"A": Source([])})
     async with service.running():
@@ -105,6 +108,7 @@ async def test_brackets_change_concurrency_never_below_one() -> None:
             assert service.snapshot().concurrency == 1
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_f_cycles_all_failed_only_and_selected_handler() -> None:
     a, b = Source([1, 2], fail={2}), Source([10])
     service = build_service({"A": a, "B": b})
@@ -150,6 +154,7 @@ async def test_enter_opens_the_detail_with_attempts_and_t_retries_the_item() -> 
             assert not await service.store.item_states("A", ["7"])
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_question_mark_shows_help_with_every_key() -> None:
     service = build_service({"A": Source([])})
     async with service.running():
@@ -180,6 +185,7 @@ async def test_the_timer_shows_results_and_logs_without_being_asked() -> None:
                 await wait_until(pilot, lambda: table.get_cell("A", "succeeded").plain == "2")
 
 
+@pytest.mark.slow  # one app drawn per built-in theme: seconds
 async def test_every_builtin_theme_renders() -> None:
     """Styles use theme variables only: switching through every theme renders without error
     and recolours the state cells."""
@@ -206,6 +212,7 @@ async def test_a_console_opened_late_shows_what_already_happened() -> None:
             assert sorted(row.item_id for row in app.results.rows) == [1, 2]
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_the_narrow_footer_offers_resume_while_paused() -> None:
     """At 80 columns the footer has room for few keys: while paused, `p Resume` takes the
     place of `p Pause` instead of losing it to a shorter, less important key."""

@@ -13,7 +13,7 @@ from tests.console.support import fixed_app, wait_until
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 45)])
+@pytest.mark.parametrize("size", [(80, 24), pytest.param((160, 45), marks=pytest.mark.slow)])
 async def test_the_log_pane_shows_the_newest_line_at_every_terminal_size(
     size: tuple[int, int],
 ) -> None:

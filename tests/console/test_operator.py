@@ -37,6 +37,7 @@ async def test_p_pauses_with_the_reason_and_expiry_typed_and_who_did_it() -> Non
             assert snapshot.pause.resumes_at - snapshot.pause.at == timedelta(hours=1, minutes=30)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_a_bad_duration_keeps_the_dialog_open_and_says_why() -> None:
     service = build_service({"A": Source([])})
     async with service.running():

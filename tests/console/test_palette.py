@@ -159,7 +159,18 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.title for case in CASES])
+QUICK = {"Retry Alpha item 2", "Pause all", "Quit"}
+"""The cases of the quick run (``-m "not slow"``): a pause with its dialog, a retry, quit.
+Each case costs about a second on a quiet machine, so the others run in the full suite."""
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, id=case.title, marks=() if case.title in QUICK else pytest.mark.slow)
+        for case in CASES
+    ],
+)
 async def test_palette_command(case: Case) -> None:
     service = build_service(
         {"Alpha": Source([1, 2], fail={2}), "Beta": Source([3])},
@@ -175,6 +186,7 @@ async def test_palette_command(case: Case) -> None:
             await case.verify(app, service)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 async def test_show_handlers_all_after_a_purpose_filter() -> None:
     service = build_service(
         {"Alpha": Source([]), "Beta": Source([])}, purposes={"Beta": HandlerPurpose.EXPORT}

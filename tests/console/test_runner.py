@@ -67,6 +67,7 @@ def test_capture_logs_restores_handlers_and_level() -> None:
     assert [r.getMessage() for r in sink.take()] == ["seen"]
 
 
+@pytest.mark.slow  # a fresh interpreter (tests/test_layering.py checks the same quickly)
 def test_the_console_module_is_not_needed_headless() -> None:
     """The engine never imports Textual: importing the service leaves it out."""
     code = "import sys, novaconsole.engine.service; print('textual' in sys.modules)"

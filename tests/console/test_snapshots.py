@@ -21,7 +21,19 @@ async def _focus_results(pilot: Any) -> None:
     await pilot.pause()
 
 
-SIZES = pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)], ids=str)
+def _sizes(*sizes: tuple[int, int]) -> pytest.MarkDecorator:
+    """The first size in the quick run (``-m "not slow"``), the others in the full one: a
+    picture costs about a second on a quiet machine."""
+    return pytest.mark.parametrize(
+        "size",
+        [
+            pytest.param(size, id=str(size), marks=pytest.mark.slow if n else ())
+            for n, size in enumerate(sizes)
+        ],
+    )
+
+
+SIZES = _sizes((80, 24), (120, 40), (200, 60))
 """Every screen at the smallest supported terminal, a common one and a large one."""
 
 
@@ -79,19 +91,21 @@ def test_paused_with_reasons(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(fixed_app(), press=PAUSE_WITH_REASONS, terminal_size=size)
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=str)
+@_sizes((80, 24), (120, 40))
 def test_pause_dialog(snap_compare: Any, size: tuple[int, int]) -> None:
     """``p`` opens "Pause everything": a reason ("db maintenance") and a duration ("30m")
     typed in, the hint "enter: pause · escape: cancel", the main screen dimmed behind."""
     assert snap_compare(fixed_app(), press=PAUSE_KEYS, terminal_size=size)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_handler_failing(snap_compare: Any) -> None:
     """Cursor on the failing CatalogueImport (``down``) and ``f`` twice: results of that
     handler only, titled "Results · CatalogueImport (4 of 8)", its failure on top in red."""
     assert snap_compare(fixed_app(), press=["down", "f", "f"], terminal_size=(120, 36))
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_failed_only_filter(snap_compare: Any) -> None:
     """``f`` once: "Results · failed only (3 of 8)": failed, timeout and cancelled rows."""
     assert snap_compare(fixed_app(), press=["f"], terminal_size=(120, 36))
@@ -121,6 +135,7 @@ def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(fixed_app(), press=["question_mark"], terminal_size=size)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 @SIZES
 def test_stats(snap_compare: Any, size: tuple[int, int]) -> None:
     """``s`` after ten minutes of samples: one items/s sparkline per handler with its last
@@ -134,6 +149,7 @@ def test_stats(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(app, press=["s"], terminal_size=size)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 @SIZES
 def test_no_handlers(snap_compare: Any, size: tuple[int, int]) -> None:
     """A service with no handler: instead of empty panes, a warning box naming the config
@@ -144,22 +160,26 @@ def test_no_handlers(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(app, terminal_size=size)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_search_results(snap_compare: Any) -> None:
     """80x24, ``/`` then "isrc": the search line at the bottom, results narrowed to the
     failed CatalogueImport row, the status bar says "filter /isrc"."""
     assert snap_compare(fixed_app(), press=["slash", *"isrc"], terminal_size=(80, 24))
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_frozen(snap_compare: Any) -> None:
     """80x24, ``F``: results titled "· frozen", footer offers Unfreeze, status "frozen"."""
     assert snap_compare(fixed_app(), press=["tab", "F"], terminal_size=(80, 24))
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_zoomed_results(snap_compare: Any) -> None:
     """80x24, tab then ``z``: the results pane fills the screen between status and footer."""
     assert snap_compare(fixed_app(), press=["tab", "z"], terminal_size=(80, 24))
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_palette(snap_compare: Any) -> None:
     """ctrl+p and "pause handler": per-handler commands ("Pause handler PhysicalDeletion",
     …) and the fixed "Pause selected handler", matched letters highlighted."""
@@ -174,6 +194,7 @@ def test_palette(snap_compare: Any) -> None:
     assert snap_compare(fixed_app(), terminal_size=(120, 36), run_before=search)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_draining(snap_compare: Any) -> None:
     """What ``q`` shows while a hosted service drains (the keys themselves are tested in
     test_hosting): DRAINING… in reverse warning colours; the footer greys out every key but

@@ -93,6 +93,7 @@ def test_failure_groups_screen(snap_compare: Any) -> None:
     )
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_failure_group_items(snap_compare: Any) -> None:
     """Enter on the first group: its summary (handler, error, 37 items, first and last seen,
     the sample) and its items, latest failure first."""
@@ -106,6 +107,7 @@ def test_failure_group_items(snap_compare: Any) -> None:
     assert snap_compare(fixed_app(TriageService()), terminal_size=(140, 36), run_before=open_items)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_retry_group_confirm(snap_compare: Any) -> None:
     """t on the first group: "Retry 37 items of CatalogImport: SourceError: not UTF-8 text
     (bad byte at offset #)?" with y/n."""
@@ -131,6 +133,7 @@ def test_peek_modal(snap_compare: Any) -> None:
     assert snap_compare(fixed_app(TriageService()), terminal_size=(120, 24), run_before=peek)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_peek_modal_failed_fetch(snap_compare: Any) -> None:
     """Key d on NotificationExport, whose fetch fails: the one line saying why."""
 
@@ -142,6 +145,7 @@ def test_peek_modal_failed_fetch(snap_compare: Any) -> None:
     assert snap_compare(fixed_app(TriageService()), terminal_size=(120, 24), run_before=peek)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_tripped_handler_row(snap_compare: Any) -> None:
     """CatalogueImport is tripped: its state cell says tripped (red) and its last-error
     cell the breaker's reason."""
@@ -175,6 +179,7 @@ async def test_e_then_t_then_y_retries_every_item_of_the_group() -> None:
         assert not isinstance(app.screen, FailureGroupsScreen)
 
 
+@pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 @pytest.mark.anyio
 async def test_e_and_d_on_a_real_service() -> None:
     source = Source([1, 2], behaviour=_fail_even)

@@ -22,7 +22,8 @@ from tests.controls.conftest import Project
 from tests.fleet.conftest import Fleet
 from tests.postgres import throwaway_database
 
-pytestmark = pytest.mark.anyio
+# Every test runs the real `novaconsole` command, some with workers: seconds each.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 async def _until(check: Callable[[], Any], what: str, within: float = 20.0) -> Any:

@@ -31,6 +31,7 @@ from novaconsole.examples.domain import (
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.slow  # the whole demo seeded and run against its web server: seconds
 async def test_every_failed_item_of_the_demo_runs_again_when_retried(tmp_path: Path) -> None:
     paths, _ = prepare_directory(tmp_path / "demo")
     # failure_rate=1: a quarter of the webhook keys and batch URLs always fail.
@@ -39,7 +40,11 @@ async def test_every_failed_item_of_the_demo_runs_again_when_retried(tmp_path: P
         await world.open()
         try:
             await world.seed()
-            service = build_service(demo_settings(paths, web.webhook_url, retry_base_delay=0.01))
+            # A retry waits for the next poll: 0.1 s instead of the demo's 2 s.
+            settings = demo_settings(
+                paths, web.webhook_url, poll_interval=0.1, retry_base_delay=0.01
+            )
+            service = build_service(settings)
             failed = []
             async with service.running(poll=False):
                 for _ in range(12):

@@ -24,7 +24,7 @@ from novaconsole.engine.operator import (
 )
 from novaconsole.engine.persistence import Controls
 from novaconsole.engine.service import ProcessingService
-from novaconsole.store import open_store
+from novaconsole.store import control_plane, open_store
 from novaconsole.store.operator import OperatorClient
 from tests.engine.support import Source, next_event, processing
 
@@ -145,16 +145,22 @@ async def test_every_change_is_audited_with_who_when_old_and_new(tmp_path: Path)
     assert [e.what for e in await service.audit()] == [e.what for e in entries]
 
 
-async def test_the_audit_history_is_bounded(tmp_path: Path) -> None:
+async def test_the_audit_history_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store's bound, made small: 510 changes of one transaction each cost seconds.
+    keep = 20
+    assert keep < AUDIT_KEEP
+    monkeypatch.setattr(control_plane, "AUDIT_KEEP", keep)
     client = OperatorClient(_url(tmp_path))
     try:
-        for size in range(1, AUDIT_KEEP + 11):
+        for size in range(1, keep + 11):
             await client.change(Controls(batch_sizes={"A": size}), "cli@x")
-        entries = await client.audit(limit=AUDIT_KEEP * 2)
+        entries = await client.audit(limit=keep * 2)
     finally:
         await client.close()
-    assert len(entries) == AUDIT_KEEP
-    assert entries[-1].new == str(AUDIT_KEEP + 10)
+    assert len(entries) == keep
+    assert entries[-1].new == str(keep + 10)
 
 
 # ---------------------------------------------------------------------- pause

@@ -12,7 +12,8 @@ import pytest
 from novaconsole.store.sql_store import SqlStore
 from tests.engine.support import processing
 
-pytestmark = pytest.mark.anyio
+# Holds the database locked from outside until the service pushes back: tens of seconds.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 ITEMS = 500
 

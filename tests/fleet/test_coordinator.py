@@ -29,7 +29,11 @@ pytestmark = pytest.mark.anyio
 LEASE = 30.0
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# The PostgreSQL twin costs seconds a test (a database created and migrated on the server):
+# slow; the quick run keeps the SQLite one, and tests/store/test_postgres.py for the server.
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.slow])]
+)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
     async with AsyncExitStack() as stack:
         if request.param == "sqlite":

@@ -145,6 +145,7 @@ class Slow:
 """
 
 
+@pytest.mark.slow  # the real headless worker in a subprocess
 def test_the_headless_worker_serves_metrics_as_configured(tmp_path: Path) -> None:
     (tmp_path / "metric_handlers.py").write_text(HANDLERS)
     (tmp_path / "config.toml").write_text(

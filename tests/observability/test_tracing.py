@@ -176,6 +176,7 @@ NOT_INSTALLED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh interpreter, to hide the package
 def test_nothing_at_all_without_opentelemetry() -> None:
     done = subprocess.run(
         [sys.executable, "-c", NOT_INSTALLED], capture_output=True, text=True, timeout=60
@@ -219,6 +220,7 @@ GLOBAL_PROVIDER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh interpreter, for a clean global provider
 def test_the_global_provider_is_used_once_the_application_sets_it() -> None:
     done = subprocess.run(
         [sys.executable, "-c", GLOBAL_PROVIDER], capture_output=True, text=True, timeout=60

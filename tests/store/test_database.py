@@ -93,7 +93,8 @@ async def test_an_unreachable_database_is_a_config_error_without_the_password(
 async def test_a_sqlite_file_that_cannot_be_created_is_a_config_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    store = open_store(f"sqlite+aiosqlite:///{blocker / 'novaconsole.db'}")
+    # A short connect_timeout: the default would retry the open for 30 s before giving up.
+    store = open_store(f"sqlite+aiosqlite:///{blocker / 'novaconsole.db'}", connect_timeout=0.2)
 
     with pytest.raises(ConfigError, match="cannot open database"):
         await store.open()

@@ -40,7 +40,12 @@ from tests.store.support import outcome
 pytestmark = pytest.mark.anyio
 
 LEGACY = Path(__file__).with_name("legacy_schemas")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+BACKENDS = [
+    "sqlite",
+    # Seconds each (a database created, migrations run on the server): the quick run keeps the
+    # SQLite twin and the PostgreSQL-only tests below.
+    pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow]),
+]
 OLD_ROW = {
     "sqlite": "INSERT INTO novaconsole_results (handler, item_id, status, attempts, started_at, "
     "finished_at, duration) VALUES ('Old', 'a', 'succeeded', 1, 0, 1000000, 0.5)",

@@ -13,7 +13,8 @@ import pytest
 
 from tests.controls.conftest import Project, make_project
 
-pytestmark = pytest.mark.anyio
+# Every test runs the real `novaconsole` command, some with a worker: seconds each.
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 async def until(check: Callable[[], bool], within: float = 30.0) -> None:

@@ -42,6 +42,9 @@ WAIT_MS = 180_000
 """Upper bound of any one wait in the browser (page loads, the console drawing, a key's
 effect): generous, for a loaded 2-core machine where a console takes long to start."""
 
+# A real `novaconsole serve` driven by Chromium: seconds to tens of seconds each.
+pytestmark = pytest.mark.slow
+
 OPEN_WEBSOCKET = """url => new Promise(resolve => {
     const socket = new WebSocket(url);
     socket.onopen = () => { socket.close(); resolve("open"); };

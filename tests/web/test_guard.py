@@ -14,6 +14,9 @@ pytest.importorskip("textual_serve", reason="the web extra (textual-serve) is no
 
 from tests.web.support import TOKEN, Served, clean_env, make_project, serve
 
+# Every test runs the real `novaconsole serve` (a second or more each).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
