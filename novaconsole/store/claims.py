@@ -126,6 +126,21 @@ _SQLITE_STAMP = text(
     _sqlite_matching("finished_at = :now", "").replace(f"state = '{HELD}'", f"state = '{DONE}'")
 )
 _SQLITE_FINISH = text(_sqlite_matching(f"state = '{DONE}', finished_at = :now", ""))
+_PG_FINISHED_BY = text(f"""
+SELECT c.handler, c.item_id, c.token FROM novaconsole_claims AS c
+JOIN unnest(
+    CAST(:handlers AS VARCHAR[]), CAST(:item_ids AS VARCHAR[]), CAST(:tokens AS BIGINT[])
+) AS w(handler, item_id, token)
+ON c.handler = w.handler AND c.item_id = w.item_id AND c.token = w.token
+WHERE c.state = '{DONE}' {_PG_WORKER}
+""")
+_SQLITE_FINISHED_BY = text(f"""
+SELECT handler, item_id, token FROM novaconsole_claims
+WHERE state = '{DONE}' {_WORKER} AND (handler, item_id, token) IN (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+    FROM json_each(:claims)
+)
+""")
 
 _PG_PRUNE = text(f"""
 DELETE FROM novaconsole_claims WHERE ctid IN (
@@ -241,6 +256,15 @@ async def renew(
             "lease_until": _micros(now + timedelta(seconds=lease)),
         }
     return await _update_matching(connection, _PG_RENEW, _SQLITE_RENEW, _triples(claims), params)
+
+
+async def finished_by(
+    connection: AsyncConnection, worker_id: str, claims: Sequence[Claim]
+) -> set[ClaimKey]:
+    """The keys of ``claims`` that ``worker_id`` itself finished (their outcome committed)."""
+    params: dict[str, object] = {"worker_id": stored_worker_id(worker_id)}
+    keys = _triples(claims)
+    return await _update_matching(connection, _PG_FINISHED_BY, _SQLITE_FINISHED_BY, keys, params)
 
 
 async def release(connection: AsyncConnection, worker_id: str, claims: Sequence[Claim]) -> int:

@@ -119,7 +119,14 @@ class SqlCoordinator:
             return []
         renewed = await self._write(lambda c: claim_sql.renew(c, worker_id, everything, lease))
         self._next_renewal = started + _period(lease)
-        return [claim for key, claim in wanted.items() if key not in renewed]
+        missing = {key: claim for key, claim in wanted.items() if key not in renewed}
+        if not missing:
+            return []
+        # An item whose outcome this worker committed since ``claims`` was read is done, not
+        # lost: its claim is no longer held, so the renewal passed it by.
+        done = list(missing.values())
+        finished = await self._write(lambda c: claim_sql.finished_by(c, worker_id, done))
+        return [claim for key, claim in missing.items() if key not in finished]
 
     async def release(self, worker_id: str, claims: Sequence[Claim]) -> None:
         """Free unfinished claims for other workers at once."""

@@ -60,7 +60,10 @@ async def test_slash_in_the_log_pane_searches_logs_and_n_moves_between_matches()
     async with app.run_test(size=(120, 40)) as pilot:
         logs = app.query_one(LogPane)
         logs.focus()
-        await pilot.press("slash", *"cataloguei", "enter")
+        await pilot.pause()
+        await pilot.press("slash")
+        assert isinstance(app.focused, SearchBar)  # typing goes to the search from here on
+        await pilot.press(*"cataloguei", "enter")
         assert logs.search_text == "cataloguei"
         first = logs.match_line
         assert first is not None and "catalogueimport" in logs.lines[first].casefold()

@@ -83,6 +83,26 @@ async def test_an_item_is_claimed_by_one_worker_until_its_lease_ends(store: SqlS
     assert list(lost) == [Claim("H", "1", first["1"])]
 
 
+async def test_a_renewal_counts_an_item_finished_meanwhile_as_done_not_lost(
+    store: SqlStore,
+) -> None:
+    """The engine lists its held claims, then the writer commits one's outcome, then the
+    renewal runs: that item is done, not lost to another worker (it was once reported lost,
+    and its result counted as rejected, though this worker had just recorded it)."""
+    coordinator = _coordinator(store)
+    tokens = await coordinator.claim("a:1", "H", ["1", "2"], 0.01, await coordinator.now())
+    async with store.engine.begin() as connection:  # 2's lease lapses; b:2 takes it over
+        await connection.execute(
+            text("UPDATE novaconsole_claims SET lease_until = :past WHERE item_id = '2'"),
+            {"past": _past(store)},
+        )
+    assert "2" in await coordinator.claim("b:2", "H", ["2"], LEASE, await coordinator.now())
+    store.record([_outcome("1", tokens["1"])])
+    await store.flush()
+    held = [Claim("H", "1", tokens["1"]), Claim("H", "2", tokens["2"])]
+    assert list(await coordinator.renew("a:1", held, LEASE)) == [held[1]]
+
+
 async def test_a_stale_outcome_is_rejected_and_a_current_one_recorded_once(
     store: SqlStore,
 ) -> None:
