@@ -501,6 +501,7 @@ class NovaConsole(TriageActions, App[int]):
                     filter=self.results_filter_label,
                     now=now,
                     tz=self.tz,
+                    read_only=self.read_only,
                 )
             )
             self._show_handlers_or_hint(snapshot)
@@ -552,6 +553,7 @@ class NovaConsole(TriageActions, App[int]):
                     filter=self.results_filter_label,
                     now=self.clock(),
                     tz=self.tz,
+                    read_only=self.read_only,
                 )
             )
 

@@ -137,6 +137,8 @@ class StatusView:
     paused_handlers: str = ""
     """``Export: db maintenance, until 14:00`` (one handler paused with a reason or an
     expiry), ``Export, Import`` (several); empty when none says more than its state."""
+    read_only: bool = False
+    """The console offers no change (``serve --read-only``): said first, never shortened."""
 
     @property
     def label(self) -> str:
@@ -147,6 +149,7 @@ class StatusView:
         """Every field after the state, in display order, with its priority."""
         paused = self.state == "paused"
         candidates = (
+            StatusField("read-only", "", "read-only" if self.read_only else "", 0),
             StatusField("reason", "reason", self.pause_reason, 1, shrink=10, compact=24),
             StatusField("until", "until", self.pause_until, 2),
             StatusField("handlers", "paused", self.paused_handlers, 3, shrink=12, compact=30),
@@ -245,10 +248,11 @@ def status_view(
     filter: str = "",
     now: datetime | None = None,
     tz: tzinfo | None = None,
+    read_only: bool = False,
 ) -> StatusView:
     """The status bar for ``snapshot``; ``quitting`` shows draining before the service says so;
     ``filter`` names the results filter; ``now`` dates the pause ("by … 3 min ago"); ``tz``:
-    the zone of wall-clock times (None: the local one)."""
+    the zone of wall-clock times (None: the local one); ``read_only``: no change offered."""
     state = "draining" if quitting and snapshot.state != "stopped" else snapshot.state
     if state == "running" and snapshot.paused:
         state = "paused"
@@ -274,6 +278,7 @@ def status_view(
         pause_until=pause_until(info, moment, tz),
         pause_by=pause_by(info, moment),
         paused_handlers=paused_handlers(snapshot, moment, tz),
+        read_only=read_only,
     )
 
 

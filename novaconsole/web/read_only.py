@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -35,10 +34,8 @@ class ReadOnlyService:
             yield self
 
     def snapshot(self) -> Snapshot:
-        """The service's snapshot, its worker marked ``(read-only)`` for the status bar."""
-        snapshot = self.service.snapshot()
-        worker = f"{snapshot.worker_id} (read-only)" if snapshot.worker_id else "read-only"
-        return replace(snapshot, worker_id=worker)
+        """The service's snapshot (the console says read-only itself: see ``read_only``)."""
+        return self.service.snapshot()
 
     def events(self, max_buffer: int = 10_000) -> EventSubscription:
         return self.service.events(max_buffer)

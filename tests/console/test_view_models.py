@@ -94,6 +94,14 @@ def _line(pairs: tuple[tuple[str, str], ...]) -> str:
     return "".join(f"  {label} {value}" if label else f"  {value}" for label, value in pairs)
 
 
+def test_a_read_only_console_says_so_first_at_any_width() -> None:
+    snap = fixed_snapshot()
+    assert ("", "read-only") not in status_view(snap).fit(400)
+    for width in (20, 70, 400):
+        fitted = status_view(snap, read_only=True).fit(width)
+        assert fitted[0] == ("", "read-only"), width
+
+
 def test_status_view_says_why_and_until_when_everything_is_paused() -> None:
     view = status_view(_paused_with_reasons(), now=T0, tz=UTC)
     assert view.pause_reason == LONG_REASON
