@@ -79,6 +79,7 @@ PAUSE_WITH_REASONS = [
 long one (the fixed service dates them 1 and 3 minutes before the fixed clock)."""
 
 
+@pytest.mark.slow  # about 100 keys typed; the fit itself is unit-tested in test_view_models
 @SIZES
 def test_paused_with_reasons(snap_compare: Any, size: tuple[int, int]) -> None:
     """Everything paused with a reason and an expiry, and one handler too: the status bar is

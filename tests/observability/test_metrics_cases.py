@@ -129,6 +129,7 @@ def locked_from_outside(database: Path) -> Iterator[None]:
         connection.close()
 
 
+@pytest.mark.slow  # it holds the database locked for seconds, by design
 async def test_a_locked_database_makes_the_outcome_write_lag_grow(tmp_path: Path) -> None:
     database = tmp_path / "locked.db"
     batch: list[int] = []
