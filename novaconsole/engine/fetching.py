@@ -248,6 +248,51 @@ class Fetcher:
     ) -> None:
         core = self.core
         rt = scope.runtime
+        async with rt.admitting:  # see HandlerRuntime.admitting
+            admitted, jobs, parked = await self._take(scope, items, tracker, forced, fetched_at)
+        scope.unsettled += len(admitted)
+        scope.first_pass += len(admitted)
+        if not forced and admitted and len(items) >= rt.batch_size:
+            # A full batch: more is waiting. Fetch again once half of it is through, so the
+            # queue never runs dry while the next fetch is under way (not after a poll wait).
+            scope.refill_at = len(admitted) // 2
+        if admitted and not forced:
+            # A background cycle waits for its scopes, not for each item: cheaper per item.
+            scope.cycle = tracker
+            tracker.pending += 1
+            tracker.items += len(admitted)
+        if not admitted:
+            await self.close_scope(scope)
+            return
+        for job, crashes in parked:
+            core.crashes.park(job, crashes)
+        for job in jobs:
+            if core.stopping:
+                core.lifecycle.abandon(job)
+                continue
+            await core.queue.wait_for_room()
+            if core.stopping:
+                core.lifecycle.abandon(job)
+                continue
+            job.enqueued_at = monotonic()
+            core.queue.put(job, forced=forced)
+            if not core.work.is_set():
+                core.work.set()
+        if not forced and (core.paused or rt.paused):
+            core.lifecycle.give_back_paused()  # paused while this fetch ran
+
+    async def _take(
+        self,
+        scope: HandlerScope,
+        items: list[Batched],
+        tracker: Tracker,
+        forced: bool,
+        fetched_at: datetime | None,
+    ) -> tuple[list[Job], list[Job], list[tuple[Job, int]]]:
+        """The items of ``items`` not active yet, claimed, marked started and made active:
+        (admitted, runnable, parked as crashing the worker)."""
+        core = self.core
+        rt = scope.runtime
         fresh: list[Batched] = []
         for batched in items:
             running = rt.active.get(batched[0])
@@ -287,37 +332,7 @@ class Fetcher:
         runnable, parked = await core.crashes.admit(rt, admitted)
         for job in admitted:
             rt.active[job.key] = job
-        jobs = runnable
-        scope.unsettled += len(admitted)
-        scope.first_pass += len(admitted)
-        if not forced and admitted and len(items) >= rt.batch_size:
-            # A full batch: more is waiting. Fetch again once half of it is through, so the
-            # queue never runs dry while the next fetch is under way (not after a poll wait).
-            scope.refill_at = len(admitted) // 2
-        if admitted and not forced:
-            # A background cycle waits for its scopes, not for each item: cheaper per item.
-            scope.cycle = tracker
-            tracker.pending += 1
-            tracker.items += len(admitted)
-        if not admitted:
-            await self.close_scope(scope)
-            return
-        for job, crashes in parked:
-            core.crashes.park(job, crashes)
-        for job in jobs:
-            if core.stopping:
-                core.lifecycle.abandon(job)
-                continue
-            await core.queue.wait_for_room()
-            if core.stopping:
-                core.lifecycle.abandon(job)
-                continue
-            job.enqueued_at = monotonic()
-            core.queue.put(job, forced=forced)
-            if not core.work.is_set():
-                core.work.set()
-        if not forced and (core.paused or rt.paused):
-            core.lifecycle.give_back_paused()  # paused while this fetch ran
+        return admitted, runnable, parked
 
     def _skip_dead(
         self,

@@ -6,6 +6,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import anyio
+
 from novaconsole.engine.registry import HandlerRegistration
 from novaconsole.engine.scheduling import HandlerScope, Job
 
@@ -28,6 +30,9 @@ class HandlerRuntime:
     """Items of a ``run_once()``: handed out even while paused."""
     active: dict[str, Job] = field(default_factory=dict)
     """Items queued, in flight or waiting for a retry, by key: not taken again."""
+    admitting: anyio.Lock = field(default_factory=anyio.Lock)
+    """Held from reading :attr:`active` to adding a fetch's items to it: two fetches at once
+    (the poll loop's and a run-once) admit an item they both returned once."""
     scopes: set[HandlerScope] = field(default_factory=set)
     in_flight: int = 0
     retrying: int = 0
