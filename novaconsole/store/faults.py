@@ -9,6 +9,8 @@ its class, its SQLSTATE and, for SQLite, its message.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -56,17 +58,21 @@ _MESSAGES = (
 def is_database_fault(error: BaseException) -> bool:
     """True when ``error`` says the database could not be used (retry later, charge no item);
     False when it is the statement's own error (a constraint, bad SQL)."""
+    return any(_is_fault(link) for link in _chain(error))
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then what it wraps: the driver's error inside SQLAlchemy's, then the cause
+    or context, each once."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if _is_fault(current):
-            return True
+        yield current
         if isinstance(current, DBAPIError) and current.orig is not None:
             current = current.orig
         else:
             current = current.__cause__ or current.__context__
-    return False
 
 
 _REFUSAL_SQLSTATES = ("22", "23", "P0001")
@@ -76,22 +82,20 @@ _REFUSAL_SQLSTATES = ("22", "23", "P0001")
 def is_row_refusal(error: BaseException) -> bool:
     """True when the database refused the rows themselves (a constraint, a trigger, a value
     a column rejects): writing the same rows again fails the same way. Never a fault."""
-    if is_database_fault(error):
-        return False
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, IntegrityError | DataError):
-            return True
-        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
-        if isinstance(sqlstate, str) and sqlstate.startswith(_REFUSAL_SQLSTATES):
-            return True
-        if isinstance(current, DBAPIError) and current.orig is not None:
-            current = current.orig
-        else:
-            current = current.__cause__ or current.__context__
-    return False
+    return not is_database_fault(error) and any(_refused(link) for link in _chain(error))
+
+
+def _refused(error: BaseException) -> bool:
+    if isinstance(error, IntegrityError | DataError):
+        return True
+    sqlstate = _sqlstate(error)
+    return sqlstate is not None and sqlstate.startswith(_REFUSAL_SQLSTATES)
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE a driver's error carries (asyncpg: ``sqlstate``, psycopg: ``pgcode``)."""
+    sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    return sqlstate if isinstance(sqlstate, str) else None
 
 
 def _is_fault(error: BaseException) -> bool:
@@ -101,10 +105,8 @@ def _is_fault(error: BaseException) -> bool:
         return True
     if type(error).__name__ in ("ConnectionDoesNotExistError", "ConnectionFailureError"):
         return True
-    sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
-    if isinstance(sqlstate, str) and (
-        sqlstate in _SQLSTATES or sqlstate.startswith(_SQLSTATE_CLASSES)
-    ):
+    sqlstate = _sqlstate(error)
+    if sqlstate is not None and (sqlstate in _SQLSTATES or sqlstate.startswith(_SQLSTATE_CLASSES)):
         return True
     if isinstance(error, SQLAlchemyError):
         return False  # its text quotes the statement: judge the driver's error it wraps
