@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import aiosqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -185,6 +186,11 @@ DriverWrites = list[tuple[str, Sequence[tuple[Any, ...]]]]
 """Statements with the rows of one executemany each, as SQLite's driver takes them."""
 
 
+DRIVER_QUEUE = callable(getattr(aiosqlite.Connection, "_execute", None))
+"""aiosqlite has no public way to run a function on a connection's thread; its private
+``_execute`` (0.17 to 0.22 at least) is used when present, and plain statements otherwise."""
+
+
 async def write_sqlite(connection: AsyncConnection, build: Callable[[], DriverWrites]) -> None:
     """Build rows and run their executemany statements on the SQLite connection's own thread,
     in its open transaction, in one hand-off.
@@ -194,29 +200,50 @@ async def write_sqlite(connection: AsyncConnection, build: Callable[[], DriverWr
     too saves the hand-off to a worker thread as well (under the GIL, building them in any
     thread costs the loop the same).
     """
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection  # aiosqlite.Connection
-    statement = ""
-
-    def run() -> None:
-        nonlocal statement
-        database: sqlite3.Connection = driver._conn
+    if not DRIVER_QUEUE:
         for sql, rows in build():
             if rows:
-                statement = sql
-                database.executemany(sql, rows)
+                await connection.exec_driver_sql(sql, rows)
+        return
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection  # aiosqlite.Connection
+    running = _Statements(driver._conn)
+    await running.on_thread_of(driver, lambda: running.execute_all(build))
 
-    try:
-        await driver._execute(run)  # aiosqlite's queue to its thread (no public way in)
-    except sqlite3.Error as error:  # as SQLAlchemy would raise it: faults are told apart
-        raise DBAPIError.instance(statement, None, error, sqlite3.Error) from error
+
+class _Statements:
+    """Statements run on a SQLite connection's thread; the last one names a driver error."""
+
+    def __init__(self, database: sqlite3.Connection) -> None:
+        self.database = database
+        self.last = ""
+
+    def execute(self, sql: str) -> None:
+        self.last = sql
+        self.database.execute(sql)
+
+    def execute_all(self, build: Callable[[], DriverWrites]) -> None:
+        for sql, rows in build():
+            if rows:
+                self.last = sql
+                self.database.executemany(sql, rows)
+
+    async def on_thread_of(self, driver: Any, work: Callable[[], None]) -> None:
+        """Run ``work`` on ``driver``'s thread; a driver error raised as SQLAlchemy would
+        raise it, so that faults are told apart."""
+        try:
+            await driver._execute(work)
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(self.last, None, error, sqlite3.Error) from error
 
 
 class SqliteDirect:
     """The store writer's own connection to a SQLite file, for plain batches (outcomes and
     start marks, nothing else): ``BEGIN IMMEDIATE``, the rows and ``COMMIT`` in one hand-off
     to the connection's thread, where a transaction through SQLAlchemy takes three (and a
-    connection from the pool a fourth, to reset it on return)."""
+    connection from the pool a fourth, to reset it on return). B1 with the SQLite store,
+    quiet machine, 3 rounds twice each way: 11,384 and 10,274 items/s with it, 10,095 and
+    9,279 without."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -229,29 +256,23 @@ class SqliteDirect:
             self._connection = await self.engine.connect()
         raw = await self._connection.get_raw_connection()
         driver: Any = raw.driver_connection  # aiosqlite.Connection
-        statement = "BEGIN IMMEDIATE"
+        running = _Statements(driver._conn)
 
-        def run() -> None:
-            nonlocal statement
-            database: sqlite3.Connection = driver._conn
-            database.execute("BEGIN IMMEDIATE")
+        def transaction() -> None:
+            running.execute("BEGIN IMMEDIATE")
             try:
-                for sql, rows in build():
-                    if rows:
-                        statement = sql
-                        database.executemany(sql, rows)
-                statement = "COMMIT"
-                database.execute("COMMIT")
+                running.execute_all(build)
+                running.execute("COMMIT")
             except BaseException:
-                if database.in_transaction:
-                    database.execute("ROLLBACK")
+                if running.database.in_transaction:
+                    running.database.execute("ROLLBACK")
                 raise
 
         try:
-            await driver._execute(run)
-        except sqlite3.Error as error:
+            await running.on_thread_of(driver, transaction)
+        except DBAPIError:
             await self.close()  # a fresh connection next time
-            raise DBAPIError.instance(statement, None, error, sqlite3.Error) from error
+            raise
 
     async def close(self) -> None:
         """Give the connection back (before the engine is disposed of)."""

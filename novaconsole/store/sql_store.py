@@ -74,7 +74,7 @@ from novaconsole.store.models import (
 from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.queries import delete_item_state
 from novaconsole.store.retention import prune_results
-from novaconsole.store.rows import SqliteDirect, row_outcome
+from novaconsole.store.rows import DRIVER_QUEUE, SqliteDirect, row_outcome
 from novaconsole.store.schema import ensure_schema
 from novaconsole.store.write_batch import Batch, PendingWrites, StateKey, commit_batch
 from novaconsole.triage import FailedRow
@@ -188,7 +188,8 @@ class SqlStore:
         self._others_marks = True
         """Marks of other runs may exist (the table is looked up at admission)."""
         self._forget: set[StateKey] = set()
-        self._direct = SqliteDirect(self.engine) if self.engine.dialect.name == "sqlite" else None
+        sqlite = self.engine.dialect.name == "sqlite"
+        self._direct = SqliteDirect(self.engine) if sqlite and DRIVER_QUEUE else None
         """The writer's own connection for plain batches (one hand-off per transaction)."""
         self._starts = start_marks.PendingMarks()
         """Start marks for the writer's next transaction (admission waits for its commit)."""

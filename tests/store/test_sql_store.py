@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import text
 
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.persistence import Controls, ItemState
-from novaconsole.store import SqlStore, open_store
+from novaconsole.store import SqlStore, open_store, rows, sql_store
 from novaconsole.store.models import results
 from novaconsole.store.queries import forget_item, handler_totals, list_results
 from novaconsole.store.rows import outcome_row
@@ -53,6 +54,31 @@ async def test_outcomes_are_readable_after_a_restart(db_url: str) -> None:
     finished = datetime.fromisoformat(failed["finished_at"])
     assert finished.tzinfo is not None
     assert datetime.fromisoformat(failed["started_at"]) < finished
+
+
+async def test_outcomes_and_start_marks_are_written_without_aiosqlite_internals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's one-hand-off path uses aiosqlite's private ``_execute``: a release
+    without it gets plain statements, and loses nothing."""
+    monkeypatch.setattr(rows, "DRIVER_QUEUE", False)
+    monkeypatch.setattr(sql_store, "DRIVER_QUEUE", False)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'plain.db'}"
+    store = open_store(url)
+    await store.open()
+    await store.mark_started("Ping", {"1": 0, "2": 0})
+    store.record([outcome(1), outcome(2, status=OutcomeStatus.FAILED, error="x")])
+    await store.close()
+    assert [(r["item_id"], r["status"]) for r in await list_results(url)] == [
+        ("2", "failed"),
+        ("1", "succeeded"),
+    ]
+    reopened = open_store(url)
+    await reopened.open()
+    try:
+        assert await reopened.started_items("Ping", ["1", "2"]) == {}
+    finally:
+        await reopened.close()
 
 
 async def test_list_results_filters_by_handler_and_status_and_limits(db_url: str) -> None:
