@@ -93,9 +93,11 @@ def create_engine(
     try:
         engine = create_async_engine(parsed, **options)
     except (NoSuchModuleError, ImportError) as error:
+        fix = "use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        if isinstance(error, ImportError) and error.name == "asyncpg":
+            fix = "install it with: pip install 'novaconsole[postgres]'"
         raise ConfigError(
-            f"no database driver for {shown!r} ({describe_database_error(error)}); "
-            "use sqlite+aiosqlite:// or postgresql+asyncpg://",
+            f"no database driver for {shown!r} ({describe_database_error(error)}); {fix}",
             key="database.url",
         ) from None
     except (ArgumentError, SQLAlchemyError) as error:

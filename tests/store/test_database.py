@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,17 @@ def test_a_bad_url_is_one_config_error_without_the_password(url: str) -> None:
     assert SECRET not in message
     assert "\n" not in message
     assert message.startswith("database.url: ")
+
+
+def test_a_missing_postgresql_driver_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as on a plain `pip install novaconsole`
+    with pytest.raises(ConfigError) as caught:
+        open_store(f"postgresql+asyncpg://app:{SECRET}@host/db")
+    message = str(caught.value)
+    assert SECRET not in message
+    assert "pip install 'novaconsole[postgres]'" in message
 
 
 async def test_an_unreachable_database_is_a_config_error_without_the_password(
