@@ -405,11 +405,18 @@ class SqlControlPlane:
     """
 
     def __init__(
-        self, engine: AsyncEngine, *, lock: anyio.Lock | None, worker_id: Callable[[], str]
+        self,
+        engine: AsyncEngine,
+        *,
+        lock: anyio.Lock | None,
+        worker_id: Callable[[], str],
+        write_buffered: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self.engine = engine
         self._lock = lock
         self._worker_id = worker_id
+        self._write_buffered = write_buffered
+        """Writes the store's buffer: control changes wait there for the store's writer."""
         self._reader = reader(engine)
         self._next_beat = 0.0
         self._fleet: Sequence[WorkerView] = ()
@@ -489,4 +496,7 @@ class SqlControlPlane:
         return await self._read(lambda c: read_retry(c, request_id))
 
     async def audit(self, limit: int = 50) -> list[AuditEntry]:
+        """The latest changes; this worker's own, still buffered for the writer, included."""
+        if self._write_buffered is not None:
+            await self._write_buffered()
         return await self._read(lambda c: read_audit(c, limit))

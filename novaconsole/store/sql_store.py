@@ -232,6 +232,7 @@ class SqlStore:
             self.engine,
             lock=self._lock if self.engine.dialect.name == "sqlite" else None,
             worker_id=lambda: self.worker_id,
+            write_buffered=self.flush,
         )
         """Audit, retry requests, and commands and heartbeats when no coordinator takes them."""
 

@@ -150,7 +150,7 @@ async def test_a_opens_the_audit_of_a_real_service_and_r_reloads_it(tmp_path: An
             assert screen.entries[0].detail and "db maintenance" in screen.entries[0].detail
             # r reloads: a change made meanwhile appears (r is not the app's run once here).
             service.set_batch_size("Ping", 7, by="cli@elsewhere")
-            await service.store.flush()  # the store writes controls in its next batch
+            # Buffered for the store's writer, yet in the audit: it is written first.
             assert len(await service.audit()) == 2 and len(screen.entries) == 1
             cycles = service.snapshot().cycles
             await pilot.press("r")
