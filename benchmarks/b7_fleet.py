@@ -319,9 +319,7 @@ async def one_run(
     )
 
 
-async def run(
-    items: int, sleep_items: int, counts: Sequence[int], repeat: int, workdir: Path
-) -> list[Row]:
+async def run(items: int, counts: Sequence[int], repeat: int, workdir: Path) -> list[Row]:
     """B7's rows: items/s for each workload and worker count (medians of interleaved rounds),
     the scaling ratio against N times one worker, and transactions per item."""
     async with throwaway_database() as url:
@@ -332,11 +330,10 @@ async def run(
             for round_ in range(repeat):
                 for count in counts:
                     for workload in WORKLOADS:
-                        size = sleep_items if workload == "Sleep5" else items
                         progress(f"B7 round {round_ + 1}: {workload}, {count} worker(s)")
                         folder = workdir / f"b7-{workload}-{count}"
                         folder.mkdir(exist_ok=True)
-                        runs.append(await one_run(url, engine, workload, count, size, folder))
+                        runs.append(await one_run(url, engine, workload, count, items, folder))
         finally:
             await engine.dispose()
     return rows(runs, counts)

@@ -65,9 +65,7 @@ async def _run(sizes: Sizes, only: set[str], workdir: Path, with_peers: bool) ->
         why = await b7_fleet.unavailable()
         if why is None:
             progress(f"B7: {s.b7_items:,} items, workers {s.b7_workers}, {s.repeat} rounds")
-            rows += await b7_fleet.run(
-                s.b7_items, max(s.b7_items // 5, 1), s.b7_workers, s.repeat, workdir
-            )
+            rows += await b7_fleet.run(s.b7_items, s.b7_workers, s.repeat, workdir)
         else:
             rows.append(Row("B7", f"skipped: {why}", 0.0, "", text="-"))
     if with_peers:

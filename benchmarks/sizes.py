@@ -20,7 +20,9 @@ class Sizes:
     b5_warm_up: float
     """Seconds a service (and the console) runs before anything is measured."""
     b7_items: int = 20_000
-    """No-op items and drained rows of each B7 run (5 ms items: a fifth of them)."""
+    """Items (and drained rows) of each B7 run. The 5 ms items were a fifth of them: runs of
+    under a second at 4 workers, where start-up and the 50 ms poll scaled worse than the
+    work did."""
     b7_workers: tuple[int, ...] = (1, 2, 4, 8)
     peers_items: int = 20_000
     """Items of each ``--peers`` workload."""

@@ -9,18 +9,14 @@ older novaconsole may hold raw escapes or secrets.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-
-import aiosqlite
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from novaconsole.engine.outcomes import Attempt, ItemOutcome, OutcomeStatus
 from novaconsole.redaction import redact
 from novaconsole.store.models import sqlite_time, stored_key
+from novaconsole.store.sqlite_writes import RowsStatement
 
 
 def redact_optional(text: str | None) -> str | None:
@@ -65,11 +61,11 @@ ROW_COLUMNS = (
 )
 """The columns of :func:`driver_row` tuples, in order."""
 
-SQLITE_INSERT = (
-    f"INSERT INTO novaconsole_results ({', '.join(ROW_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in ROW_COLUMNS)})"
+SQLITE_INSERT = RowsStatement(
+    f"INSERT INTO novaconsole_results ({', '.join(ROW_COLUMNS)}) VALUES ",
+    f"({', '.join('?' for _ in ROW_COLUMNS)})",
 )
-"""The insert of :func:`driver_row` tuples for SQLite's executemany."""
+"""The insert of :func:`driver_row` tuples on SQLite."""
 
 
 def driver_row(outcome: ItemOutcome, sqlite: bool, worker_id: str | None = None) -> tuple[Any, ...]:
@@ -180,102 +176,3 @@ def row_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
         "history": [_attempt_json(attempt) for attempt in history_of(row)],
         "worker_id": row.get("worker_id"),
     }
-
-
-DriverWrites = list[tuple[str, Sequence[tuple[Any, ...]]]]
-"""Statements with the rows of one executemany each, as SQLite's driver takes them."""
-
-
-DRIVER_QUEUE = callable(getattr(aiosqlite.Connection, "_execute", None))
-"""aiosqlite has no public way to run a function on a connection's thread; its private
-``_execute`` (0.17 to 0.22 at least) is used when present, and plain statements otherwise."""
-
-
-async def write_sqlite(connection: AsyncConnection, build: Callable[[], DriverWrites]) -> None:
-    """Build rows and run their executemany statements on the SQLite connection's own thread,
-    in its open transaction, in one hand-off.
-
-    Each aiosqlite call is a hand-off to that thread and back to the loop, which waits its
-    turn for the GIL; on a busy machine a hand-off costs milliseconds. Building the rows there
-    too saves the hand-off to a worker thread as well (under the GIL, building them in any
-    thread costs the loop the same).
-    """
-    if not DRIVER_QUEUE:
-        for sql, rows in build():
-            if rows:
-                await connection.exec_driver_sql(sql, rows)
-        return
-    raw = await connection.get_raw_connection()
-    driver: Any = raw.driver_connection  # aiosqlite.Connection
-    running = _Statements(driver._conn)
-    await running.on_thread_of(driver, lambda: running.execute_all(build))
-
-
-class _Statements:
-    """Statements run on a SQLite connection's thread; the last one names a driver error."""
-
-    def __init__(self, database: sqlite3.Connection) -> None:
-        self.database = database
-        self.last = ""
-
-    def execute(self, sql: str) -> None:
-        self.last = sql
-        self.database.execute(sql)
-
-    def execute_all(self, build: Callable[[], DriverWrites]) -> None:
-        for sql, rows in build():
-            if rows:
-                self.last = sql
-                self.database.executemany(sql, rows)
-
-    async def on_thread_of(self, driver: Any, work: Callable[[], None]) -> None:
-        """Run ``work`` on ``driver``'s thread; a driver error raised as SQLAlchemy would
-        raise it, so that faults are told apart."""
-        try:
-            await driver._execute(work)
-        except sqlite3.Error as error:
-            raise DBAPIError.instance(self.last, None, error, sqlite3.Error) from error
-
-
-class SqliteDirect:
-    """The store writer's own connection to a SQLite file, for plain batches (outcomes and
-    start marks, nothing else): ``BEGIN IMMEDIATE``, the rows and ``COMMIT`` in one hand-off
-    to the connection's thread, where a transaction through SQLAlchemy takes three (and a
-    connection from the pool a fourth, to reset it on return). B1 with the SQLite store,
-    quiet machine, 3 rounds twice each way: 11,384 and 10,274 items/s with it, 10,095 and
-    9,279 without."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._connection: AsyncConnection | None = None
-
-    async def write(self, build: Callable[[], DriverWrites]) -> None:
-        """Commit the statements ``build()`` returns (built on the connection's thread) in one
-        transaction; a driver error is raised as SQLAlchemy would raise it."""
-        if self._connection is None:
-            self._connection = await self.engine.connect()
-        raw = await self._connection.get_raw_connection()
-        driver: Any = raw.driver_connection  # aiosqlite.Connection
-        running = _Statements(driver._conn)
-
-        def transaction() -> None:
-            running.execute("BEGIN IMMEDIATE")
-            try:
-                running.execute_all(build)
-                running.execute("COMMIT")
-            except BaseException:
-                if running.database.in_transaction:
-                    running.database.execute("ROLLBACK")
-                raise
-
-        try:
-            await running.on_thread_of(driver, transaction)
-        except DBAPIError:
-            await self.close()  # a fresh connection next time
-            raise
-
-    async def close(self) -> None:
-        """Give the connection back (before the engine is disposed of)."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await connection.close()

@@ -74,8 +74,9 @@ from novaconsole.store.models import (
 from novaconsole.store.outcome_buffer import OutcomeBuffer
 from novaconsole.store.queries import delete_item_state
 from novaconsole.store.retention import prune_results
-from novaconsole.store.rows import DRIVER_QUEUE, SqliteDirect, row_outcome
+from novaconsole.store.rows import row_outcome
 from novaconsole.store.schema import ensure_schema
+from novaconsole.store.sqlite_writes import DRIVER_QUEUE, SqliteDirect
 from novaconsole.store.write_batch import Batch, PendingWrites, StateKey, commit_batch
 from novaconsole.triage import FailedRow
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.crashes import StartMark
 from novaconsole.store.models import started, stored_key
+from novaconsole.store.sqlite_writes import DriverWrites, RowsStatement
 
 _CHUNK = 500
 
@@ -31,14 +32,14 @@ _UPSERT = text(
 _DELETE = started.delete().where(
     started.c.handler == bindparam("k_handler"), started.c.item_id == bindparam("k_item_id")
 )
-SQLITE_UPSERT = (
-    "INSERT INTO novaconsole_started (handler, item_id, run_id, alone, crashes) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (handler, item_id) DO UPDATE SET "
-    "run_id = excluded.run_id, alone = excluded.alone, crashes = excluded.crashes"
+SQLITE_UPSERT = RowsStatement(
+    "INSERT INTO novaconsole_started (handler, item_id, run_id, alone, crashes) VALUES ",
+    "(?, ?, ?, ?, ?)",
+    " ON CONFLICT (handler, item_id) DO UPDATE SET run_id = excluded.run_id, "
+    "alone = excluded.alone, crashes = excluded.crashes",
 )
-"""The upsert of :func:`upsert_rows` tuples for SQLite's executemany."""
-SQLITE_DELETE = "DELETE FROM novaconsole_started WHERE handler = ? AND item_id = ?"
-"""The delete of :func:`key_rows` tuples for SQLite's executemany."""
+"""The upsert of :func:`upsert_rows` tuples on SQLite."""
+_SQLITE_DELETE_HEAD = "DELETE FROM novaconsole_started WHERE handler = ? AND item_id IN ("
 
 
 Marks = dict[tuple[str, str], tuple[bool, int]]
@@ -100,11 +101,8 @@ def upsert_rows(marks: Marks, run_id: str) -> list[tuple[str, str, str, int, int
 
 
 async def upsert_all(connection: AsyncConnection, marks: Marks, run_id: str) -> None:
-    """Mark ``marks`` as this run's (one executemany)."""
+    """Mark ``marks`` as this run's (one executemany; SQLite: :data:`SQLITE_UPSERT`)."""
     if not marks:
-        return
-    if connection.dialect.name == "sqlite":  # plain tuples: no per-row binding
-        await connection.exec_driver_sql(SQLITE_UPSERT, upsert_rows(marks, run_id))
         return
     rows = []
     for (handler, key), (alone, crashes) in marks.items():
@@ -155,13 +153,21 @@ def key_rows(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [stored_key(handler, key) for handler, key in keys]
 
 
+def sqlite_deletes(stored: Iterable[tuple[str, str]]) -> DriverWrites:
+    """Statements removing the marks of stored (handler, item id) pairs on SQLite, one per
+    handler (``item_id IN (...)`` searches the primary key; a row value ``IN`` scans)."""
+    by_handler: dict[str, list[tuple[str]]] = {}
+    for handler, item_id in stored:
+        by_handler.setdefault(handler, []).append((item_id,))
+    return [
+        (RowsStatement(_SQLITE_DELETE_HEAD, "?", ")", lead=(handler,)), ids)
+        for handler, ids in by_handler.items()
+    ]
+
+
 async def delete(connection: AsyncConnection, keys: Iterable[tuple[str, str]]) -> None:
-    """Remove the marks of (handler, key) pairs: their items are finished or given back."""
-    if connection.dialect.name == "sqlite":
-        rows = key_rows(keys)
-        if rows:
-            await connection.exec_driver_sql(SQLITE_DELETE, rows)
-        return
+    """Remove the marks of (handler, key) pairs: their items are finished or given back
+    (SQLite: :func:`sqlite_deletes`)."""
     params = [{"k_handler": h, "k_item_id": i} for h, i in key_rows(keys)]
     if params:
         await connection.execute(_DELETE, params)

@@ -28,15 +28,8 @@ from novaconsole.store import started as start_marks
 from novaconsole.store.control_plane import save_change
 from novaconsole.store.faults import is_database_fault
 from novaconsole.store.models import item_states, results, stored_key
-from novaconsole.store.rows import (
-    ROW_COLUMNS,
-    SQLITE_INSERT,
-    DriverWrites,
-    SqliteDirect,
-    driver_row,
-    outcome_row,
-    write_sqlite,
-)
+from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row
+from novaconsole.store.sqlite_writes import DriverWrites, SqliteDirect, write_sqlite
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
@@ -298,7 +291,7 @@ def _sqlite_rows(written: list[ItemOutcome], batch: Batch, worker_id: str) -> Dr
     if batch.marks:  # a key twice is harmless: the second delete finds nothing
         keys = [(row[0], row[1]) for row in rows]  # stored (handler, item id)
         keys += start_marks.key_rows(batch.forget)
-        writes.append((start_marks.SQLITE_DELETE, keys))
+        writes += start_marks.sqlite_deletes(keys)
     return writes
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from novaconsole.engine.outcomes import OutcomeStatus
 from novaconsole.engine.persistence import Controls, ItemState
-from novaconsole.store import SqlStore, open_store, rows, sql_store
+from novaconsole.store import SqlStore, open_store, sql_store, sqlite_writes
 from novaconsole.store.models import results
 from novaconsole.store.queries import forget_item, handler_totals, list_results
 from novaconsole.store.rows import outcome_row
@@ -61,7 +61,7 @@ async def test_outcomes_and_start_marks_are_written_without_aiosqlite_internals(
 ) -> None:
     """The writer's one-hand-off path uses aiosqlite's private ``_execute``: a release
     without it gets plain statements, and loses nothing."""
-    monkeypatch.setattr(rows, "DRIVER_QUEUE", False)
+    monkeypatch.setattr(sqlite_writes, "DRIVER_QUEUE", False)
     monkeypatch.setattr(sql_store, "DRIVER_QUEUE", False)
     url = f"sqlite+aiosqlite:///{tmp_path / 'plain.db'}"
     store = open_store(url)
