@@ -330,6 +330,23 @@ class FixedService:
         return True
 
 
+WHYS = {
+    "PhysicalDeletion": "db maintenance until the nightly vacuum finishes, ask ops",
+    "CatalogueImport": "feed broken\x1b[2J\x1b]0;pwned\x07\nsee OPS-4411 " + "x" * 600,
+    "NotificationExport": "smtp relay rate limit",
+}
+"""Every handler paused with a reason: long, hostile (escapes, a newline, 600 more
+characters), short with an expiry."""
+
+
+def every_handler_paused() -> FixedService:
+    service = FixedService()
+    for name, reason in WHYS.items():
+        until = timedelta(hours=2) if name == "NotificationExport" else None
+        service.pause_handler(name, reason=reason, until=until)
+    return service
+
+
 def fixed_log_sink() -> LogSink:
     """A sink holding a few records stamped at fixed times."""
     sink = LogSink()
