@@ -974,6 +974,42 @@ def handler_rates(samples: Sequence[StatsSample]) -> list[HandlerRate]:
     return [HandlerRate(name, tuple(rates)) for name, rates in names.items()]
 
 
+def rate_scale(rates: Sequence[HandlerRate]) -> float:
+    """The one top of every handler's items/s plot: the highest rate any handler reached in
+    the window (0 when none finished anything), so that bars compare across handlers."""
+    return max((rate.peak for rate in rates), default=0.0)
+
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+"""A bar per height, lowest first (those of Textual's Sparkline)."""
+
+
+def scaled_bars(values: Sequence[float], width: int, top: float) -> tuple[tuple[str, float], ...]:
+    """``values`` (oldest first) as ``width`` bars on the scale 0 to ``top``: each bar the
+    largest value of its share of ``values``, as (bar, height from 0 to 1). Unlike Textual's
+    Sparkline, which stretches every plot between its own lowest and highest value, a bar
+    here is as tall as its value is to ``top``: two plots with one ``top`` compare. No
+    values, or a ``top`` of 0: lowest bars."""
+    if width <= 0:
+        return ()
+    if not values or top <= 0:
+        return ((SPARK_BARS[0], 0.0),) * width
+    count = len(values)
+    bars = []
+    for index in range(width):
+        start = index * count // width
+        end = max(start + 1, (index + 1) * count // width)
+        height = min(max(max(values[start:end]) / top, 0.0), 1.0)
+        bars.append((SPARK_BARS[round(height * (len(SPARK_BARS) - 1))], height))
+    return tuple(bars)
+
+
+def rates_heading(samples: Sequence[StatsSample], top: float) -> str:
+    """``Items/s per handler, one scale: █ 2,000/s · last 10m 00s`` (``top``: a full bar)."""
+    scale = f", one scale: █ {format_count(top)}/s" if top > 0 else ""
+    return f"Items/s per handler{scale} · {window_label(samples)}"
+
+
 def latency_series(samples: Sequence[StatsSample]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Process latency p50 and p95 of every sample, oldest first."""
     return tuple(s.p50 for s in samples), tuple(s.p95 for s in samples)

@@ -160,11 +160,14 @@ def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
 @SIZES
 def test_stats(snap_compare: Any, size: tuple[int, int]) -> None:
     """``s`` after ten minutes of samples: one items/s sparkline per handler with its last
-    and peak rate, then process latency p50 and p95 (a slow patch in the middle), then per
-    handler its own p50 and p95 side by side with "now p50 / p95": PhysicalDeletion steady
-    (4 ms / 20 ms…), CatalogueImport with the slow patch, NotificationExport flat in the
-    first half (it finished nothing), LegacySync flat and "-". Names that do not fit end in
-    "…" (80x24); nothing is cut at the right edge; at 80x24 the body scrolls."""
+    and peak rate, all on one scale said in the heading ("one scale: █ 180/s"):
+    CatalogueImport's bars reach the top, NotificationExport's (29/s at most, from half-way)
+    stay low, PhysicalDeletion's (7/s) at the bottom, LegacySync flat at 0/s; then process
+    latency p50 and p95 (a slow patch in the middle), then per handler its own p50 and p95
+    side by side with "now p50 / p95": PhysicalDeletion steady (4 ms / 20 ms…),
+    CatalogueImport with the slow patch, NotificationExport flat in the first half (it
+    finished nothing), LegacySync flat and "-". Names that do not fit end in "…" (80x24);
+    nothing is cut at the right edge; at 80x24 the body scrolls."""
     app = fixed_app()
     fill_stats(app)
     assert snap_compare(app, press=["s"], terminal_size=size)

@@ -388,6 +388,32 @@ def test_stats_rates_per_handler_and_latency_series() -> None:
     assert p50[-1] == snapshot.latency.process.p50 and p95[-1] == snapshot.latency.process.p95
 
 
+def test_rate_plots_share_one_scale() -> None:
+    from novaconsole.console.view_models import (
+        HandlerRate,
+        rate_scale,
+        rates_heading,
+        scaled_bars,
+    )
+
+    slow = HandlerRate("Slow", (1.0, 2.0, 1.0, 2.0))
+    fast = HandlerRate("Fast", (1000.0, 2000.0, 1000.0, 2000.0))
+    top = rate_scale([slow, fast])
+    assert top == 2000.0
+    assert "".join(bar for bar, _ in scaled_bars(fast.rates, 4, top)) == "▅█▅█"
+    assert "".join(bar for bar, _ in scaled_bars(slow.rates, 4, top)) == "▁▁▁▁"
+    assert "".join(bar for bar, _ in scaled_bars(slow.rates, 4, rate_scale([slow]))) == "▅█▅█"
+    # more values than bars: each bar the largest of its share; fewer: values repeat
+    assert [bar for bar, _ in scaled_bars((0.0, 8.0, 0.0, 0.0), 2, 8.0)] == ["█", "▁"]
+    assert [bar for bar, _ in scaled_bars((8.0,), 3, 8.0)] == ["█", "█", "█"]
+    assert scaled_bars((), 3, 8.0) == (("▁", 0.0),) * 3
+    assert scaled_bars((5.0,), 2, 0.0) == (("▁", 0.0),) * 2
+    assert scaled_bars((5.0,), 0, 1.0) == ()
+    assert rate_scale([]) == 0.0
+    assert rates_heading([], 0.0) == "Items/s per handler · collecting…"
+    assert rates_heading([], 2000.0) == "Items/s per handler, one scale: █ 2,000/s · collecting…"
+
+
 def test_handler_latencies_plot_each_handler_apart_and_gaps_as_zero() -> None:
     from novaconsole.console.view_models import StatsSample, handler_latencies
 
