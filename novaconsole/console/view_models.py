@@ -7,6 +7,7 @@ unit-tested without running an app. Widgets turn these into cells, strips and li
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, tzinfo
@@ -17,6 +18,7 @@ from novaconsole.engine.handler import HandlerPurpose
 from novaconsole.engine.operator import PauseInfo, ago, describe_pause
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.engine.snapshot import HandlerView, Percentiles, Snapshot
+from novaconsole.redaction import neutralise_controls
 
 NOT_OK_STATUSES = frozenset(
     {OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT, OutcomeStatus.CANCELLED}
@@ -379,6 +381,9 @@ HANDLER_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
 """(column key, header, width or None: the name fits its content, the error takes the rest)
 of the handlers table, in display order."""
 
+WHY_HEADER = "Why / last error"
+"""The last column's header while some handler shown is paused or tripped with a why."""
+
 HANDLER_PRIORITY = (
     "name",
     "state",
@@ -398,19 +403,45 @@ CELL_PADDING = 2
 MIN_ERROR_WIDTH = 16
 """The last error column is shown only with at least this many cells."""
 
+WHY_WIDTH = 40
+"""Cells a why keeps (as many as it needs, up to this) before the columns after the counts
+may have theirs: in flight, batch, last run, purpose."""
 
-def handler_columns(width: int, name_width: int) -> tuple[tuple[str, str, int], ...]:
+WHY_BEFORE = frozenset({"name", "state"})
+"""The columns a why never pushes out; the counts make way for its first
+:data:`MIN_ERROR_WIDTH` cells, the rest for :data:`WHY_WIDTH`."""
+
+WHY_LINES = 2
+"""Lines a handler row may take to say why it is paused or tripped (wrapped, then cut)."""
+
+
+def handler_columns(
+    width: int, name_width: int, why_width: int = 0
+) -> tuple[tuple[str, str, int], ...]:
     """The handler columns that fit ``width`` cells, by :data:`HANDLER_PRIORITY`, each with
-    its width; the last error (if shown) takes whatever the others leave."""
+    its width; the last error (if shown) takes whatever the others leave.
+
+    ``why_width``: the longest why (pause reason, tripped breaker) among the rows shown, 0 for
+    none. With one, the last column is headed :data:`WHY_HEADER` and comes before every
+    column but the name and state: the counts join only with :data:`MIN_ERROR_WIDTH` cells
+    left for it, the columns after them only with up to :data:`WHY_WIDTH` (what the longest
+    why needs). An operator asks why a handler is paused before its counts, which do not
+    move while it is."""
     widths = {key: fixed for key, _, fixed in HANDLER_COLUMNS if fixed is not None}
     widths["name"] = max(7, min(name_width, 28))
+    keep_counts = MIN_ERROR_WIDTH + CELL_PADDING if why_width > 0 else 0
+    keep_rest = max(MIN_ERROR_WIDTH, min(why_width, WHY_WIDTH)) + CELL_PADDING if why_width else 0
     chosen: set[str] = set()
     used = 0
     for key in HANDLER_PRIORITY:
         if key == "last_error":
             continue
         need = widths[key] + CELL_PADDING
-        if used + need > width and key != "name":
+        if key in WHY_BEFORE:
+            keep = 0
+        else:
+            keep = keep_counts if key in ("succeeded", "failed") else keep_rest
+        if used + need + keep > width and key != "name":
             break
         chosen.add(key)
         used += need
@@ -418,7 +449,25 @@ def handler_columns(width: int, name_width: int) -> tuple[tuple[str, str, int], 
     if room >= MIN_ERROR_WIDTH:
         chosen.add("last_error")
         widths["last_error"] = room
-    return tuple((key, header, widths[key]) for key, header, _ in HANDLER_COLUMNS if key in chosen)
+    header = {"last_error": WHY_HEADER} if why_width > 0 else {}
+    return tuple(
+        (key, header.get(key, title), widths[key])
+        for key, title, _ in HANDLER_COLUMNS
+        if key in chosen
+    )
+
+
+def note_lines(text: str, width: int, lines: int = WHY_LINES) -> tuple[str, ...]:
+    """``text`` wrapped at word boundaries into at most ``lines`` lines of at most ``width``
+    characters, the last ending in an ellipsis when some is left out."""
+    if width <= 0 or lines <= 0:
+        return ()
+    wrapped = textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)
+    if len(wrapped) <= lines:
+        return tuple(wrapped) or ("",)
+    head = wrapped[: lines - 1]
+    rest = " ".join(wrapped[lines - 1 :])
+    return (*head, fit(rest, width).rstrip())
 
 
 def counts_label(snapshot: Snapshot) -> str:
@@ -446,6 +495,9 @@ class HandlerRow:
     state: str
     paused: bool
     cells: tuple[str, ...]
+    why: bool = False
+    """The last cell says why it is paused (a reason or an expiry) or tripped: it may take
+    :data:`WHY_LINES` lines and the column comes before the counts."""
 
     @property
     def tone(self) -> str:
@@ -463,6 +515,10 @@ def handler_row(view: HandlerView, now: datetime, tz: tzinfo | None = None) -> H
     in_flight = str(view.in_flight) if not view.queued else f"{view.in_flight} (+{view.queued})"
     if view.retrying:
         in_flight += f" ↻{view.retrying}"
+    why = bool(view.breaker_reason) or (
+        view.paused and view.pause is not None and bool(view.pause.reason or view.pause.resumes_at)
+    )
+    note = handler_note(view, now, tz) or ""
     return HandlerRow(
         name=view.name,
         state=view.state,
@@ -476,9 +532,32 @@ def handler_row(view: HandlerView, now: datetime, tz: tzinfo | None = None) -> H
             format_count(view.failed),
             format_ago(view.last_run, now),
             view.purpose.value,
-            one_line(handler_note(view, now, tz), 300),
+            flat(note, WHY_LIMIT) if why else one_line(note, 300),
         ),
+        why=why,
     )
+
+
+WHY_LIMIT = 600
+"""Characters of a why kept for the table (a stored reason has at most 500)."""
+
+
+def flat(text: str, limit: int) -> str:
+    """``text`` on one line (every run of whitespace, newlines included, one space), control
+    characters shown as escapes, shortened to ``limit`` characters."""
+    text = " ".join(neutralise_controls(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def pause_why(info: PauseInfo, now: datetime, tz: tzinfo | None) -> str:
+    """Why and until when a handler is paused, then who paused it and when: ``db maintenance
+    · until 14:00 · by cli@ops1 12 min ago`` (the why first, so that a narrow column keeps it)."""
+    words = [info.reason] if info.reason else []
+    if until := pause_until(info, now, tz):
+        words.append(f"until {until}")
+    if by := pause_by(info, now):
+        words.append(f"by {by}")
+    return " · ".join(words)
 
 
 def handler_note(view: HandlerView, now: datetime, tz: tzinfo | None = None) -> str | None:
@@ -486,8 +565,8 @@ def handler_note(view: HandlerView, now: datetime, tz: tzinfo | None = None) -> 
     else its last error."""
     if view.breaker_reason:
         return view.breaker_reason
-    if view.paused and (pause := pause_text(view.name, view.pause, now, tz)):
-        return pause.removeprefix(f"{view.name} paused ")  # the name and state are beside it
+    if view.paused and view.pause is not None and (why := pause_why(view.pause, now, tz)):
+        return why
     return dead_text(view) or view.last_error
 
 
@@ -893,6 +972,42 @@ def handler_rates(samples: Sequence[StatsSample]) -> list[HandlerRate]:
         for name, _ in samples[-1].counts:
             names.setdefault(name, [])
     return [HandlerRate(name, tuple(rates)) for name, rates in names.items()]
+
+
+def rate_scale(rates: Sequence[HandlerRate]) -> float:
+    """The one top of every handler's items/s plot: the highest rate any handler reached in
+    the window (0 when none finished anything), so that bars compare across handlers."""
+    return max((rate.peak for rate in rates), default=0.0)
+
+
+SPARK_BARS = "▁▂▃▄▅▆▇█"
+"""A bar per height, lowest first (those of Textual's Sparkline)."""
+
+
+def scaled_bars(values: Sequence[float], width: int, top: float) -> tuple[tuple[str, float], ...]:
+    """``values`` (oldest first) as ``width`` bars on the scale 0 to ``top``: each bar the
+    largest value of its share of ``values``, as (bar, height from 0 to 1). Unlike Textual's
+    Sparkline, which stretches every plot between its own lowest and highest value, a bar
+    here is as tall as its value is to ``top``: two plots with one ``top`` compare. No
+    values, or a ``top`` of 0: lowest bars."""
+    if width <= 0:
+        return ()
+    if not values or top <= 0:
+        return ((SPARK_BARS[0], 0.0),) * width
+    count = len(values)
+    bars = []
+    for index in range(width):
+        start = index * count // width
+        end = max(start + 1, (index + 1) * count // width)
+        height = min(max(max(values[start:end]) / top, 0.0), 1.0)
+        bars.append((SPARK_BARS[round(height * (len(SPARK_BARS) - 1))], height))
+    return tuple(bars)
+
+
+def rates_heading(samples: Sequence[StatsSample], top: float) -> str:
+    """``Items/s per handler, one scale: █ 2,000/s · last 10m 00s`` (``top``: a full bar)."""
+    scale = f", one scale: █ {format_count(top)}/s" if top > 0 else ""
+    return f"Items/s per handler{scale} · {window_label(samples)}"
 
 
 def latency_series(samples: Sequence[StatsSample]) -> tuple[tuple[float, ...], tuple[float, ...]]:

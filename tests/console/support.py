@@ -330,6 +330,23 @@ class FixedService:
         return True
 
 
+WHYS = {
+    "PhysicalDeletion": "db maintenance until the nightly vacuum finishes, ask ops",
+    "CatalogueImport": "feed broken\x1b[2J\x1b]0;pwned\x07\nsee OPS-4411 " + "x" * 600,
+    "NotificationExport": "smtp relay rate limit",
+}
+"""Every handler paused with a reason: long, hostile (escapes, a newline, 600 more
+characters), short with an expiry."""
+
+
+def every_handler_paused() -> FixedService:
+    service = FixedService()
+    for name, reason in WHYS.items():
+        until = timedelta(hours=2) if name == "NotificationExport" else None
+        service.pause_handler(name, reason=reason, until=until)
+    return service
+
+
 def fixed_log_sink() -> LogSink:
     """A sink holding a few records stamped at fixed times."""
     sink = LogSink()
@@ -369,14 +386,17 @@ def fixed_app(service: FixedService | None = None) -> NovaConsole:
 
 
 def fill_stats(app: NovaConsole, minutes: int = 10) -> None:
-    """Give ``app`` ten minutes of samples before T0: rates that rise and fall, latency that
-    jumps once, so every plot has a shape."""
+    """Give ``app`` ten minutes of samples before T0: rates that rise and fall, far apart
+    from one handler to the next, latency that jumps once, so every plot has a shape."""
     base = fixed_snapshot()
     steps = minutes * 12
     totals = dict.fromkeys(base.handlers, 0)
     for step in range(steps):
+        # items/s far apart, to be read on one scale: CatalogueImport up to 180/s,
+        # NotificationExport up to 29/s from half-way, PhysicalDeletion up to 7/s, LegacySync 0
+        factors = (1, 25, 4 if step >= steps // 2 else 0, 0)
         for offset, name in enumerate(totals):
-            totals[name] += (step * (offset + 1)) % 37
+            totals[name] += (step * (offset + 1)) % 37 * factors[offset]
         slow = 0.4 if steps // 2 <= step < steps // 2 + 10 else 0.0
         handlers = {
             name: replace(

@@ -228,3 +228,49 @@ async def test_stats_shows_each_handlers_own_latency_from_a_live_service() -> No
         idle = max(i for i, text in enumerate(texts) if text == "Idle")
         assert texts[idle + 1] == "-"
         assert texts[busy + 1] != "-" and " / " in texts[busy + 1], texts[busy + 1]
+
+
+def _rates_apart(app: NovaConsole) -> None:
+    """Ten minutes of samples: CatalogueImport finishing 1,000 times more items a second
+    than PhysicalDeletion, in the same rhythm (1-2 against 1,000-2,000)."""
+    from dataclasses import replace
+
+    base = app.service.snapshot()
+    totals = {"PhysicalDeletion": 0, "CatalogueImport": 0}
+    for step in range(120):
+        slow = 5 * (1 + step % 2)  # 1 or 2 items/s over a 5 s bucket
+        totals["PhysicalDeletion"] += slow
+        totals["CatalogueImport"] += slow * 1000
+        handlers = {
+            name: replace(view, succeeded=totals.get(name, 0), failed=0, skipped=0)
+            for name, view in base.handlers.items()
+        }
+        app.stats.offer(replace(base, handlers=handlers), T0 - timedelta(seconds=5 * (119 - step)))
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_stats_plots_every_handlers_rate_on_one_scale(size: tuple[int, int]) -> None:
+    """2 items/s beside 2,000 items/s: the slow handler's bars stay at the bottom and the
+    fast one's reach the top (each plot on its own scale drew the two alike), and the
+    heading says the scale."""
+    from textual.widgets import Sparkline
+
+    app = fixed_app()
+    _rates_apart(app)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, StatsScreen)
+        await pilot.pause()
+        plots = list(screen.query(Sparkline).results())  # the items/s ones first
+        slow, fast = (plot.render_line(0).text for plot in plots[:2])
+        assert set(slow) == {"▁"}, slow
+        assert "█" in fast and "▁" not in fast, fast
+        assert slow != fast
+        heading = str(screen.query_one("#stats-window").render())
+        assert "one scale: █ 2,000/s" in heading, heading
+        for plot in plots[:4]:  # every bar drawn, none past the plot's edge
+            assert len(plot.render_line(0).text) == plot.size.width > 0
+        texts = [str(label.render()) for label in screen.query("#stats-body Label").results()]
+        assert "2.0/s ↑2.0" in texts or "2/s ↑2" in texts, texts
+        assert "2,000/s ↑2,000" in texts, texts

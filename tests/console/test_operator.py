@@ -8,13 +8,22 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from textual.widgets.data_table import ColumnKey
 
 from novaconsole.console import NovaConsole
 from novaconsole.console.screens.pause_dialog import PauseDialog
 from novaconsole.console.steering import CONSOLE, parse_duration
 from novaconsole.console.view_models import handler_note
 from novaconsole.engine.operator import PauseInfo
-from tests.console.support import T0, FixedService, Source, build_service, wait_until
+from tests.console.support import (
+    T0,
+    WHYS,
+    FixedService,
+    Source,
+    build_service,
+    every_handler_paused,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -100,5 +109,38 @@ def test_handler_note_says_pause_then_dead_items_before_the_last_error() -> None
         paused=True,
         pause=PauseInfo(by="cli@ops1", at=T0 - timedelta(minutes=12), reason="db maintenance"),
     )
-    assert handler_note(paused, T0) == ("by cli@ops1 12 min ago: db maintenance")
+    # the why first, so that a narrow column keeps it; who and when after it
+    assert handler_note(paused, T0) == "db maintenance · by cli@ops1 12 min ago"
     assert handler_note(replace(view, last_error="boom"), T0) == "boom"
+
+
+def table_text(app: NovaConsole) -> list[str]:
+    table = app.handlers_table
+    return [table.render_line(y).text for y in range(table.size.height)]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_every_paused_handler_says_why_at_every_size(size: tuple[int, int]) -> None:
+    """The why column comes before the counts when handlers are paused with a reason: at
+    80x24 each reason's beginning is on screen (it was dropped with the last error column),
+    the rest wraps onto a second line, and nothing runs off the table."""
+    app = NovaConsole(every_handler_paused(), refresh_interval=None, clock=lambda: T0)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        table = app.handlers_table
+        assert "last_error" in table.column_keys
+        assert table.columns[ColumnKey("last_error")].label.plain == "Why / last error"
+        shown = " ".join(" ".join(table_text(app)).split())  # the lines of a why run on
+        assert "db maintenance until the nightly" in shown
+        assert "feed broken" in shown
+        assert "smtp relay rate limit · until 13:" in shown
+        assert "\x1b" not in shown and "\x07" not in shown  # escapes shown, never sent
+        assert "\\x1b[2J" in shown  # as visible text
+        assert all(len(line) <= table.size.width for line in table_text(app))
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+        for name in WHYS:
+            assert table.get_row_height(name) == 2  # wrapped, then cut with an ellipsis
+        if size[0] >= 200:  # room for all of the first reason, who and when
+            assert "finishes, ask ops · by console@ops1 1 min ago" in shown
+        if size[0] == 80:  # the counts made room for the why
+            assert "succeeded" not in table.column_keys

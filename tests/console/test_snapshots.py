@@ -13,7 +13,14 @@ import pytest
 from textual.command import CommandList
 
 from novaconsole.engine.outcomes import OutcomeStatus
-from tests.console.support import FixedService, fill_stats, fixed_app, fixed_snapshot, wait_until
+from tests.console.support import (
+    FixedService,
+    every_handler_paused,
+    fill_stats,
+    fixed_app,
+    fixed_snapshot,
+    wait_until,
+)
 
 
 async def _focus_results(pilot: Any) -> None:
@@ -87,9 +94,22 @@ def test_paused_with_reasons(snap_compare: Any, size: tuple[int, int]) -> None:
     db maintenance: vacuum of …  until 12:07  paused CatalogueIm…" (no cycle, concurrency,
     worker or database). 120x40: more of the reason, "paused CatalogueImport: vendor fixin…",
     concurrency 8. 200x60: the reason whole, "paused CatalogueImport: vendor fixing the ISRC
-    feed, until 12:59", cycle and concurrency; the handler row's last column "by
-    console@ops1 1 min ago: vendor fixing the ISRC feed; resum…" (times in UTC)."""
+    feed, until 12:59", cycle and concurrency. The handlers table's last column, "Why / last
+    error", starts with CatalogueImport's reason over two lines ("vendor fixing the / ISRC
+    feed · until…" at 80x24, beside the counts at 120x40, "… by console@ops1 1 / min ago"
+    at 200x60; times in UTC)."""
     assert snap_compare(fixed_app(), press=PAUSE_WITH_REASONS, terminal_size=size)
+
+
+@SIZES
+def test_every_handler_paused_with_reasons(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Three handlers paused, each with a reason, LegacySync disabled: the last column,
+    "Why / last error", comes before the counts; each why wraps onto a second line and ends
+    in "…" when cut. 80x24: Handler, State, Why only ("db maintenance / until the nightly…",
+    the hostile reason's escapes shown as text "feed broken\\x1b[2J", "smtp relay rate /
+    limit · until 13:…"). 120x40: Succeeded and Failed back, the why 24 wide. 200x60: every
+    column, the first reason whole with "by console@ops1 1 min ago"."""
+    assert snap_compare(fixed_app(every_handler_paused()), terminal_size=size)
 
 
 @_sizes((80, 24), (120, 40))
@@ -140,11 +160,14 @@ def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
 @SIZES
 def test_stats(snap_compare: Any, size: tuple[int, int]) -> None:
     """``s`` after ten minutes of samples: one items/s sparkline per handler with its last
-    and peak rate, then process latency p50 and p95 (a slow patch in the middle), then per
-    handler its own p50 and p95 side by side with "now p50 / p95": PhysicalDeletion steady
-    (4 ms / 20 ms…), CatalogueImport with the slow patch, NotificationExport flat in the
-    first half (it finished nothing), LegacySync flat and "-". Names that do not fit end in
-    "…" (80x24); nothing is cut at the right edge; at 80x24 the body scrolls."""
+    and peak rate, all on one scale said in the heading ("one scale: █ 180/s"):
+    CatalogueImport's bars reach the top, NotificationExport's (29/s at most, from half-way)
+    stay low, PhysicalDeletion's (7/s) at the bottom, LegacySync flat at 0/s; then process
+    latency p50 and p95 (a slow patch in the middle), then per handler its own p50 and p95
+    side by side with "now p50 / p95": PhysicalDeletion steady (4 ms / 20 ms…),
+    CatalogueImport with the slow patch, NotificationExport flat in the first half (it
+    finished nothing), LegacySync flat and "-". Names that do not fit end in "…" (80x24);
+    nothing is cut at the right edge; at 80x24 the body scrolls."""
     app = fixed_app()
     fill_stats(app)
     assert snap_compare(app, press=["s"], terminal_size=size)

@@ -147,8 +147,8 @@ def test_peek_modal_failed_fetch(snap_compare: Any) -> None:
 
 @pytest.mark.slow  # a console drawn and driven: the quick run keeps one of each kind
 def test_tripped_handler_row(snap_compare: Any) -> None:
-    """CatalogueImport is tripped: its state cell says tripped (red) and its last-error
-    cell the breaker's reason."""
+    """CatalogueImport is tripped: its state cell says tripped (red) and the "Why / last
+    error" column, before Last run and Purpose, the breaker's reason whole over two lines."""
     assert snap_compare(fixed_app(TriageService()), terminal_size=(160, 45))
 
 

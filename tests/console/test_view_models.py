@@ -257,6 +257,88 @@ def test_handler_columns_drop_by_priority_and_never_overflow() -> None:
     ]
 
 
+def test_a_why_comes_before_the_counts_and_never_overflows() -> None:
+    from novaconsole.console.view_models import (
+        CELL_PADDING,
+        MIN_ERROR_WIDTH,
+        WHY_HEADER,
+        handler_columns,
+    )
+
+    for width in range(20, 220):
+        for why in (1, 20, 60, 500):
+            columns = handler_columns(width, 18, why)
+            assert sum(w + CELL_PADDING for _, _, w in columns) <= max(width, 20)
+            keys = [key for key, _, _ in columns]
+            if width >= 20 + 10 + MIN_ERROR_WIDTH + CELL_PADDING:  # name, state, a why
+                assert keys[:2] == ["name", "state"] and keys[-1] == "last_error"
+    # 80 columns: the handlers pane's 50 cells give the why what the counts had
+    narrow = handler_columns(50, 18, 57)
+    assert [key for key, _, _ in narrow] == ["name", "state", "last_error"]
+    assert narrow[-1] == ("last_error", WHY_HEADER, 18)
+    # 120 columns (76 cells): the counts beside a why of 24 cells; in flight and batch wait
+    middle = handler_columns(76, 18, 57)
+    assert [key for key, _, _ in middle] == ["name", "state", "succeeded", "failed", "last_error"]
+    assert middle[-1][2] == 24
+    # a short why leaves the other columns their room
+    assert [key for key, _, _ in handler_columns(118, 18, 8)][-3:] == [
+        "last_run",
+        "purpose",
+        "last_error",
+    ]
+    # 160 columns: the why keeps 40 cells, in flight and batch come back, last run and
+    # purpose wait
+    wide = handler_columns(118, 18, 57)
+    assert [key for key, _, _ in wide] == [
+        "name",
+        "state",
+        "batch",
+        "in_flight",
+        "succeeded",
+        "failed",
+        "last_error",
+    ]
+    assert wide[-1][2] >= 40
+    # no why: as before, and the header says last error
+    assert handler_columns(118, 18)[-1][1] == "Last error"
+
+
+def test_note_lines_wrap_at_words_and_end_in_an_ellipsis_when_cut() -> None:
+    from novaconsole.console.view_models import note_lines
+
+    text = "db maintenance until the nightly vacuum finishes, ask ops"
+    assert note_lines(text, 18) == ("db maintenance", "until the nightly…")
+    assert note_lines(text, 60) == (text,)
+    assert note_lines("x" * 50, 18) == ("x" * 18, "x" * 17 + "…")
+    assert note_lines("", 18) == ("",)
+    for width in range(1, 40):
+        assert all(len(line) <= width for line in note_lines(text, width, 3))
+
+
+def test_a_pause_reason_says_why_first_on_one_line_with_escapes_shown() -> None:
+    from novaconsole.console.view_models import WHY_LIMIT, handler_row
+
+    view = replace(
+        fixed_snapshot().handlers["NotificationExport"],
+        pause=PauseInfo(
+            by="cli@ops1",
+            at=T0 - timedelta(minutes=12),
+            reason="relay\x1b[2J\x1b]52;c;cHduZWQ=\x07 down\r\n\tsee OPS-1 " + "y" * 900,
+            resumes_at=T0 + timedelta(hours=2),
+        ),
+    )
+    row = handler_row(view, T0, UTC)
+    assert row.why
+    note = row.cells[-1]
+    assert note.startswith("relay\\x1b[2J\\x1b]52;c;cHduZWQ=\\x07 down see OPS-1 yyy")
+    assert not any(ord(char) < 32 or ord(char) == 127 for char in note)
+    assert len(note) <= WHY_LIMIT and note.endswith("…")
+    no_reason = replace(view, pause=PauseInfo(by="cli@ops1", at=T0 - timedelta(minutes=12)))
+    assert not handler_row(no_reason, T0, UTC).why  # "by cli@ops1 12 min ago" says no why
+    until = replace(view, pause=PauseInfo(resumes_at=T0 + timedelta(hours=2)))
+    assert handler_row(until, T0, UTC).cells[-1] == "until 14:00"
+
+
 def test_counts_are_labelled_since_start_unless_the_snapshot_says_total() -> None:
     from dataclasses import replace
 
@@ -304,6 +386,32 @@ def test_stats_rates_per_handler_and_latency_series() -> None:
     assert rates["PhysicalDeletion"].rates == (2.0, 2.0, 2.0, 2.0)
     p50, p95 = latency_series(list(history.samples))
     assert p50[-1] == snapshot.latency.process.p50 and p95[-1] == snapshot.latency.process.p95
+
+
+def test_rate_plots_share_one_scale() -> None:
+    from novaconsole.console.view_models import (
+        HandlerRate,
+        rate_scale,
+        rates_heading,
+        scaled_bars,
+    )
+
+    slow = HandlerRate("Slow", (1.0, 2.0, 1.0, 2.0))
+    fast = HandlerRate("Fast", (1000.0, 2000.0, 1000.0, 2000.0))
+    top = rate_scale([slow, fast])
+    assert top == 2000.0
+    assert "".join(bar for bar, _ in scaled_bars(fast.rates, 4, top)) == "▅█▅█"
+    assert "".join(bar for bar, _ in scaled_bars(slow.rates, 4, top)) == "▁▁▁▁"
+    assert "".join(bar for bar, _ in scaled_bars(slow.rates, 4, rate_scale([slow]))) == "▅█▅█"
+    # more values than bars: each bar the largest of its share; fewer: values repeat
+    assert [bar for bar, _ in scaled_bars((0.0, 8.0, 0.0, 0.0), 2, 8.0)] == ["█", "▁"]
+    assert [bar for bar, _ in scaled_bars((8.0,), 3, 8.0)] == ["█", "█", "█"]
+    assert scaled_bars((), 3, 8.0) == (("▁", 0.0),) * 3
+    assert scaled_bars((5.0,), 2, 0.0) == (("▁", 0.0),) * 2
+    assert scaled_bars((5.0,), 0, 1.0) == ()
+    assert rate_scale([]) == 0.0
+    assert rates_heading([], 0.0) == "Items/s per handler · collecting…"
+    assert rates_heading([], 2000.0) == "Items/s per handler, one scale: █ 2,000/s · collecting…"
 
 
 def test_handler_latencies_plot_each_handler_apart_and_gaps_as_zero() -> None:

@@ -19,8 +19,10 @@ from novaconsole.console.view_models import (
     handler_latencies,
     handler_rates,
     latency_series,
-    window_label,
+    rate_scale,
+    rates_heading,
 )
+from novaconsole.console.widgets.scaled_sparkline import ScaledSparkline
 
 NAME_WIDTH = 20
 """Cells of a handler's name on the stats screen (14 on a narrow terminal, see the CSS)."""
@@ -28,9 +30,10 @@ NARROW_NAME_WIDTH = 14
 
 
 class StatsScreen(ModalScreen[None]):
-    """One sparkline per handler (items/s), two for the whole service's process latency (p50,
-    p95), then two per handler (its own p50 and p95), from the samples the console keeps
-    (see ``console.stats.StatsHistory``); :meth:`show` updates them."""
+    """One sparkline per handler (items/s, all on one scale: the highest rate of any, said in
+    the heading), two for the whole service's process latency (p50, p95), then two per
+    handler (its own p50 and p95), from the samples the console keeps (see
+    ``console.stats.StatsHistory``); :meth:`show` updates them."""
 
     DEFAULT_CSS = """
     StatsScreen .stats-half { width: 1fr; margin: 0 1 0 0; }
@@ -57,7 +60,7 @@ class StatsScreen(ModalScreen[None]):
             for index, name in enumerate(self._names):
                 with Horizontal(classes="stats-row"):
                     yield Label(name, classes="stats-name handler-name")
-                    yield Sparkline([], id=f"stats-rate-{index}", classes="stats-spark")
+                    yield ScaledSparkline([], id=f"stats-rate-{index}", classes="stats-spark")
                     yield Label("", id=f"stats-rate-text-{index}", classes="stats-value")
             yield Static("Process latency, all handlers", classes="stats-heading")
             for key in ("p50", "p95"):
@@ -100,13 +103,14 @@ class StatsScreen(ModalScreen[None]):
     def show(self, samples: Sequence[StatsSample]) -> None:
         """Plot ``samples`` (handlers that appeared since opening wait for the next opening)."""
         self._samples = tuple(samples)
-        window = window_label(self._samples)
-        self.query_one("#stats-window", Static).update(f"Items per second per handler · {window}")
-        rates = {rate.name: rate for rate in handler_rates(self._samples)}
+        every_rate = handler_rates(self._samples)
+        top = rate_scale(every_rate)
+        self.query_one("#stats-window", Static).update(rates_heading(self._samples, top))
+        rates = {rate.name: rate for rate in every_rate}
         for index, name in enumerate(self._names):
             rate = rates.get(name)
-            values = list(rate.rates) if rate is not None else []
-            self.query_one(f"#stats-rate-{index}", Sparkline).data = values
+            plotted = rate.rates if rate is not None else ()
+            self.query_one(f"#stats-rate-{index}", ScaledSparkline).plot(plotted, top)
             now = rate.now if rate is not None else 0.0
             peak = rate.peak if rate is not None else 0.0
             self.query_one(f"#stats-rate-text-{index}", Label).update(

@@ -10,19 +10,29 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
-from novaconsole.console.view_models import HANDLER_COLUMNS, HandlerRow, fit, handler_columns
+from novaconsole.console.view_models import (
+    HANDLER_COLUMNS,
+    WHY_LINES,
+    HandlerRow,
+    fit,
+    handler_columns,
+    note_lines,
+)
 
 _INDEX = {key: index for index, (key, _, _) in enumerate(HANDLER_COLUMNS)}
+_NOTE = _INDEX["last_error"]
 
 
 class HandlersTable(DataTable[Text]):
     """Handlers with state, counts, batch size and last error; the cursor selects a handler.
 
     The columns are those that fit the width (``view_models.handler_columns``), chosen again
-    on resize; nothing scrolls sideways. :meth:`show` compares each row with what is on
-    screen and calls ``update_cell`` only for cells that changed: a DataTable repaints
-    everything on any change, so an unchanged refresh must touch nothing, and counts that
-    move on every refresh of a busy service are repainted only once per ``count_interval``.
+    on resize; nothing scrolls sideways. A handler paused or tripped with a why puts that
+    column before the counts, and its row takes up to ``WHY_LINES`` lines to say it.
+    :meth:`show` compares each row with what is on screen and calls ``update_cell`` only for
+    cells that changed: a DataTable repaints everything on any change, so an unchanged
+    refresh must touch nothing, and counts that move on every refresh of a busy service are
+    repainted only once per ``count_interval``.
 
     | Key | Does |
     | --- | --- |
@@ -48,6 +58,7 @@ class HandlersTable(DataTable[Text]):
         change of state or batch size shows at once."""
         self._shown: dict[str, HandlerRow] = {}
         self._columns: tuple[tuple[str, str, int], ...] = ()
+        self._heights: tuple[int, ...] = ()
         self._last_update = float("-inf")
 
     def on_mount(self) -> None:
@@ -74,7 +85,7 @@ class HandlersTable(DataTable[Text]):
     def show(self, rows: Sequence[HandlerRow]) -> None:
         """Make the table show ``rows`` (in order), touching only what changed."""
         names = [row.name for row in rows]
-        if list(self._shown) != names or self._columns != self._fitting(rows):
+        if list(self._shown) != names or (self._columns, self._heights) != self._layout(rows):
             self._rebuild(rows)
             return
         changed = [row for row in rows if self._shown[row.name] != row]
@@ -91,32 +102,42 @@ class HandlersTable(DataTable[Text]):
             for key, _, width in self._columns:
                 index = _INDEX[key]
                 if before.cells[index] != row.cells[index] or (
-                    key == "state" and before.tone != row.tone
+                    key in ("state", "last_error") and before.tone != row.tone
                 ):
                     self.update_cell(row.name, key, self._cell(row, key, width))
             self._shown[row.name] = row
 
     def on_resize(self) -> None:
         rows = list(self._shown.values())
-        if rows and self._columns != self._fitting(rows):
+        if rows and (self._columns, self._heights) != self._layout(rows):
             self._rebuild(rows)
 
-    def _fitting(self, rows: Sequence[HandlerRow]) -> tuple[tuple[str, str, int], ...]:
+    def _layout(
+        self, rows: Sequence[HandlerRow]
+    ) -> tuple[tuple[tuple[str, str, int], ...], tuple[int, ...]]:
+        """The columns that fit, and each row's height (a why may take more than one line)."""
         name_width = max((len(row.name) for row in rows), default=7)
-        return handler_columns(self.scrollable_content_region.width, name_width)
+        why_width = max((len(row.cells[_NOTE]) for row in rows if row.why), default=0)
+        columns = handler_columns(self.scrollable_content_region.width, name_width, why_width)
+        note_width = next((width for key, _, width in columns if key == "last_error"), 0)
+        heights = tuple(
+            len(note_lines(row.cells[_NOTE], note_width)) if row.why and note_width else 1
+            for row in rows
+        )
+        return columns, heights
 
     def _rebuild(self, rows: Sequence[HandlerRow]) -> None:
         """Replace every row and column: only when the handlers shown change (a purpose
         filter) or the width admits other columns."""
         selected = self.selected_handler
         self.clear(columns=True)
-        self._columns = self._fitting(rows)
+        self._columns, self._heights = self._layout(rows)
         for key, header, width in self._columns:
             self.add_column(header, key=key, width=width)
         self._shown = {}
-        for row in rows:
+        for row, height in zip(rows, self._heights, strict=True):
             cells = [self._cell(row, key, width) for key, _, width in self._columns]
-            self.add_row(*cells, key=row.name)
+            self.add_row(*cells, key=row.name, height=height)
             self._shown[row.name] = row
         if selected is not None:
             self.select_handler(selected)
@@ -127,6 +148,9 @@ class HandlersTable(DataTable[Text]):
             return Text(value, style=self.get_component_rich_style(f"handlers-table--{row.tone}"))
         if key == "batch" and value.endswith("*"):
             return Text(value, style=self.get_component_rich_style("handlers-table--changed"))
+        if key == "last_error" and row.why:
+            style = self.get_component_rich_style(f"handlers-table--{row.tone}")
+            return Text("\n".join(note_lines(value, width, WHY_LINES)), style=style)
         if key == "last_error" and row.state == "failing":
             style = self.get_component_rich_style("handlers-table--error")
             return Text(fit(value, width).rstrip(), style=style)
