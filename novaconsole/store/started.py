@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.crashes import StartMark
@@ -22,16 +22,25 @@ from novaconsole.store.sqlite_writes import DriverWrites, RowsStatement
 
 _CHUNK = 500
 
-_UPSERT = text(
-    "INSERT INTO novaconsole_started (handler, item_id, run_id, alone, crashes) "
-    "VALUES (:handler, :item_id, :run_id, :alone, :crashes) "
-    "ON CONFLICT (handler, item_id) DO UPDATE SET run_id = excluded.run_id, "
-    "alone = excluded.alone, crashes = excluded.crashes"
-).bindparams(bindparam("alone", type_=started.c.alone.type))
-
-_DELETE = started.delete().where(
-    started.c.handler == bindparam("k_handler"), started.c.item_id == bindparam("k_item_id")
-)
+# PostgreSQL: one statement with a parameter per column (arrays), where an executemany of
+# 500 rows cost SQLAlchemy's per-row binding and a round trip each: the writer's marks of a
+# batch of 500 took 6 ms to insert and 4-7 ms to delete (B7, one worker, quiet machine).
+_PG_UPSERT = text("""
+INSERT INTO novaconsole_started (handler, item_id, run_id, alone, crashes)
+SELECT m.handler, m.item_id, :run_id, m.alone, m.crashes
+FROM unnest(
+    CAST(:handlers AS VARCHAR[]), CAST(:item_ids AS VARCHAR[]),
+    CAST(:alone AS BOOLEAN[]), CAST(:crashes AS INTEGER[])
+) AS m(handler, item_id, alone, crashes)
+ORDER BY m.handler, m.item_id
+ON CONFLICT (handler, item_id) DO UPDATE SET run_id = excluded.run_id,
+    alone = excluded.alone, crashes = excluded.crashes
+""")
+_PG_DELETE = text("""
+DELETE FROM novaconsole_started AS s
+USING unnest(CAST(:handlers AS VARCHAR[]), CAST(:item_ids AS VARCHAR[])) AS k(handler, item_id)
+WHERE s.handler = k.handler AND s.item_id = k.item_id
+""")
 SQLITE_UPSERT = RowsStatement(
     "INSERT INTO novaconsole_started (handler, item_id, run_id, alone, crashes) VALUES ",
     "(?, ?, ?, ?, ?)",
@@ -101,22 +110,23 @@ def upsert_rows(marks: Marks, run_id: str) -> list[tuple[str, str, str, int, int
 
 
 async def upsert_all(connection: AsyncConnection, marks: Marks, run_id: str) -> None:
-    """Mark ``marks`` as this run's (one executemany; SQLite: :data:`SQLITE_UPSERT`)."""
-    if not marks:
+    """Mark ``marks`` as this run's, in one statement (PostgreSQL; SQLite:
+    :data:`SQLITE_UPSERT`)."""
+    # Keyed as stored: two long keys cut to the same id would otherwise meet twice in one
+    # upsert, which PostgreSQL refuses.
+    rows = {stored_key(handler, key): row for (handler, key), row in marks.items()}
+    if not rows:
         return
-    rows = []
-    for (handler, key), (alone, crashes) in marks.items():
-        stored_handler, stored_id = stored_key(handler, key)
-        rows.append(
-            {
-                "handler": stored_handler,
-                "item_id": stored_id,
-                "run_id": run_id,
-                "alone": alone,
-                "crashes": crashes,
-            }
-        )
-    await connection.execute(_UPSERT, rows)
+    await connection.execute(
+        _PG_UPSERT,
+        {
+            "handlers": [handler for handler, _ in rows],
+            "item_ids": [item_id for _, item_id in rows],
+            "alone": [alone for alone, _ in rows.values()],
+            "crashes": [crashes for _, crashes in rows.values()],
+            "run_id": run_id,
+        },
+    )
 
 
 async def read(
@@ -166,8 +176,11 @@ def sqlite_deletes(stored: Iterable[tuple[str, str]]) -> DriverWrites:
 
 
 async def delete(connection: AsyncConnection, keys: Iterable[tuple[str, str]]) -> None:
-    """Remove the marks of (handler, key) pairs: their items are finished or given back
-    (SQLite: :func:`sqlite_deletes`)."""
-    params = [{"k_handler": h, "k_item_id": i} for h, i in key_rows(keys)]
-    if params:
-        await connection.execute(_DELETE, params)
+    """Remove the marks of (handler, key) pairs: their items are finished or given back,
+    in one statement (PostgreSQL; SQLite: :func:`sqlite_deletes`)."""
+    stored = key_rows(keys)
+    if stored:
+        await connection.execute(
+            _PG_DELETE,
+            {"handlers": [h for h, _ in stored], "item_ids": [i for _, i in stored]},
+        )

@@ -14,9 +14,11 @@ import anyio
 import pytest
 from sqlalchemy import event
 
-from novaconsole.store import SqlStore
+from novaconsole.engine.crashes import StartMark
+from novaconsole.store import SqlStore, open_store
 from novaconsole.store.database import READ_ONLY
 from tests.factories import outcome
+from tests.postgres import throwaway_database
 
 pytestmark = pytest.mark.anyio
 
@@ -63,3 +65,42 @@ async def test_an_outcome_written_removes_its_items_mark(store: SqlStore, db_pat
         store.forget_started("Ping", ["2"])  # given back unfinished
         await store.flush()
         assert marks(db_path) == []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def url(request: pytest.FixtureRequest, db_url: str) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield db_url
+        return
+    async with throwaway_database("novaconsole_marks") as pg_url:
+        yield pg_url
+
+
+async def test_a_later_run_finds_the_marks_of_every_unfinished_item(url: str) -> None:
+    """Many marks written and removed in one statement each (a statement per chunk on
+    SQLite, arrays on PostgreSQL): the next run finds exactly the unfinished ones, with
+    their crashes counted, and two keys cut to the same stored id are one mark."""
+    long = "x" * 600  # longer than the item id column: stored cut
+    keys = {str(n): n % 3 for n in range(700)} | {long + "a": 1, long + "b": 2}
+    first = open_store(url)
+    await first.open()
+    try:
+        await first.mark_started("Ping", keys)
+        await first.mark_alone("Ping", "5", 2, True)
+        first.record([outcome(n) for n in range(0, 700, 2) if n != 4])
+        await first.flush()
+    finally:
+        await first.close()
+
+    second = open_store(url)
+    await second.open()
+    try:
+        found = await second.started_items("Ping", [*keys, "700"])
+    finally:
+        await second.close()
+    unfinished = {str(n) for n in range(1, 700, 2)} | {"4"}
+    assert set(found) - {long + "a", long + "b"} == unfinished
+    assert found["7"] == StartMark(alone=False, crashes=1)
+    assert found["5"] == StartMark(alone=True, crashes=2)
+    shared = [found[key] for key in (long + "a", long + "b") if key in found]  # one row
+    assert shared == [StartMark(alone=False, crashes=2)]
