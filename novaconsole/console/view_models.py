@@ -1061,6 +1061,23 @@ def handler_latencies(samples: Sequence[StatsSample]) -> list[HandlerLatencySeri
     ]
 
 
+def latency_scale(
+    service: Sequence[Sequence[float]], handlers: Sequence[HandlerLatencySeries]
+) -> float:
+    """The one top of every latency plot on the stats screen: the highest p50 or p95 of the
+    service (``service``: its p50 and p95 series) or of any handler in the window, 0 when
+    nothing finished. p50 and p95 on one scale, p50 never draws taller than p95; handlers
+    on one scale, a 2 ms handler draws lower than a 300 ms one (each plot stretched between
+    its own lowest and highest value drew a flat 2 ms at the bottom and 20-35 ms full)."""
+    values = [*service, *(s.p50 for s in handlers), *(s.p95 for s in handlers)]
+    return max((max(series, default=0.0) for series in values), default=0.0)
+
+
+def latency_heading(title: str, top: float) -> str:
+    """``Process latency per handler, one scale: █ 495 ms`` (``top``: a full bar)."""
+    return f"{title}, one scale: █ {format_seconds(top)}" if top > 0 else title
+
+
 def window_label(samples: Sequence[StatsSample]) -> str:
     """How much time the samples cover: ``last 10m 00s``."""
     if len(samples) < 2:

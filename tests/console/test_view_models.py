@@ -436,6 +436,32 @@ def test_handler_latencies_plot_each_handler_apart_and_gaps_as_zero() -> None:
     assert handler_latencies([]) == []
 
 
+def test_latency_plots_share_one_scale() -> None:
+    from novaconsole.console.view_models import (
+        HandlerLatencySeries,
+        latency_heading,
+        latency_scale,
+        scaled_bars,
+    )
+
+    quick = HandlerLatencySeries("Quick", (0.002, 0.003), (0.030, 0.030), 0.003, 0.030)
+    slow = HandlerLatencySeries("Slow", (0.100, 0.100), (0.300, 0.300), 0.1, 0.3)
+    service = ((0.010, 0.015), (0.095, 0.095))
+    top = latency_scale(service, [quick, slow])
+    assert top == 0.300, "the highest p50 or p95 of the service or any handler"
+    assert latency_scale(((0.0,), (0.5,)), [quick]) == 0.5
+    assert latency_scale(((), ()), []) == 0.0
+
+    def bars(values: tuple[float, ...]) -> str:
+        return "".join(bar for bar, _ in scaled_bars(values, 2, top))
+
+    assert (bars(quick.p50), bars(quick.p95), bars(slow.p95)) == ("▁▁", "▂▂", "██")
+    assert latency_heading("Process latency per handler", 0.300) == (
+        "Process latency per handler, one scale: █ 300 ms"
+    )
+    assert latency_heading("Process latency per handler", 0.0) == "Process latency per handler"
+
+
 def test_stats_sample_keeps_each_handlers_latency() -> None:
     from novaconsole.console.view_models import stats_sample
     from novaconsole.engine.snapshot import Percentiles
