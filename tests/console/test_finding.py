@@ -24,6 +24,7 @@ from tests.console.support import (
     Source,
     build_service,
     fixed_app,
+    fixed_snapshot,
     wait_until,
 )
 
@@ -342,3 +343,39 @@ async def test_stats_plots_every_latency_on_one_scale(size: tuple[int, int]) -> 
         for heading in ("#stats-latency", "#stats-handler-latency"):
             text = str(screen.query_one(heading).render())
             assert text.endswith("one scale: █ 300 ms"), text
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_queue_pane_shows_every_latency_figure_whole(size: tuple[int, int]) -> None:
+    """Long figures in the queue pane (a queue backed up for minutes): each stage's p50 and
+    p95 are on screen whole, none cut at the pane's edge ('process 165 ms / 293 ms' took the
+    pane's 24 cells at 80 columns; '5m 10s / 12m 05s' ran past them)."""
+    from dataclasses import replace
+
+    from novaconsole.engine.snapshot import Latency, Percentiles
+
+    figures = {
+        "fetch": ("800 µs", "165 ms"),
+        "queue": ("5m 10s", "12m 05s"),
+        "process": ("165 ms", "293 ms"),
+    }
+    latency = Latency(
+        fetch=Percentiles(0.0008, 0.165),
+        queue=Percentiles(310.0, 725.0),
+        process=Percentiles(0.165, 0.293),
+    )
+    app = fixed_app(FixedService(replace(fixed_snapshot(), latency=latency)))
+    async with app.run_test(size=size) as pilot:
+        pane = app.query_one("#queue-latency")
+        await wait_until(pilot, lambda: bool(pane.render_line(1).text.strip()))
+        await pilot.pause()
+        screen = app.screen._compositor.render_strips()  # what is on screen, cut where cut
+        x, y, width, height = pane.region
+        assert height == 4 and x + width < size[0], pane.region
+        lines = [screen[y + row].crop(x, x + width).text.rstrip() for row in range(height)]
+        assert "p50" in lines[0] and "p95" in lines[0], lines
+        for line in lines[1:]:
+            stage = line.split()[0]
+            packed = line.replace(" ", "").replace("/", "")  # any form, not cut
+            p50, p95 = (figure.replace(" ", "") for figure in figures[stage])
+            assert packed.endswith(p50 + p95), (line, pane.size.width)

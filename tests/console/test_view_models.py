@@ -169,7 +169,30 @@ def test_queue_view() -> None:
     assert view.depth_text == "312 / 1,000"
     assert view.workers_text == "6/8"
     assert view.rate_text == "148/s"
-    assert dict(view.latency)["queue"] == "120 ms / 480 ms"
+    assert view.latency[1] == ("queue", "120 ms", "480 ms")
+
+
+def test_latency_table_fits_the_queue_pane() -> None:
+    from novaconsole.console.view_models import latency_table
+
+    def table(rows: list[tuple[str, str, str]], width: int) -> list[str]:
+        lines = [label + figures for label, figures in latency_table(rows, width)]
+        assert all(len(line) <= width for line in lines), (width, lines)
+        return lines
+
+    usual = list(queue_view(fixed_snapshot()).latency)
+    assert table(usual, 24) == [
+        "latency      p50     p95",
+        " fetch      4 ms   21 ms",
+        " queue    120 ms  480 ms",
+        " process   11 ms   95 ms",
+    ]
+    assert table(usual, 40) == table(usual, 24), "columns stay put on a wider pane"
+    long = [("fetch", "800 µs", "165 ms"), ("queue", "5m 10s", "12m 05s")]
+    assert table(long, 26)[2] == " queue     5m 10s  12m 05s"
+    assert table(long, 24)[2] == " queue     5m10s  12m05s", "figures lose their inner space"
+    assert table(long, 22)[2] == " queue    5m10s 12m05s", "then the gap narrows"
+    assert table(usual, 22)[1] == " fetch      4ms   21ms", "a scrollbar's 2 cells less"
 
 
 def test_result_filters_cycle_and_select() -> None:
