@@ -638,7 +638,7 @@ def latency_table(rows: Sequence[tuple[str, str, str]], width: int) -> tuple[tup
     room = width - LATENCY_LABEL_WIDTH
     for compact, gap in ((False, 2), (True, 2), (True, 1)):
         shown = [value.replace(" ", "") if compact else value for value in figures]
-        column = max(LATENCY_FIGURE_WIDTH, *(len(value) for value in shown)) + gap
+        column = max((LATENCY_FIGURE_WIDTH, *(len(value) for value in shown))) + gap
         if 2 * column <= room or (compact and gap == 1):
             break
     cells = iter(shown)

@@ -193,6 +193,7 @@ def test_latency_table_fits_the_queue_pane() -> None:
     assert table(long, 24)[2] == " queue     5m10s  12m05s", "figures lose their inner space"
     assert table(long, 22)[2] == " queue    5m10s 12m05s", "then the gap narrows"
     assert table(usual, 22)[1] == " fetch      4ms   21ms", "a scrollbar's 2 cells less"
+    assert table([], 24) == ["latency      p50     p95"], "before the first snapshot"
 
 
 def test_result_filters_cycle_and_select() -> None:
