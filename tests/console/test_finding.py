@@ -379,3 +379,24 @@ async def test_queue_pane_shows_every_latency_figure_whole(size: tuple[int, int]
             packed = line.replace(" ", "").replace("/", "")  # any form, not cut
             p50, p95 = (figure.replace(" ", "") for figure in figures[stage])
             assert packed.endswith(p50 + p95), (line, pane.size.width)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_stats_latency_figures_are_whole(size: tuple[int, int]) -> None:
+    """Each handler's 'now p50 / p95' is on screen whole: '100 ms / 300 ms' took 15 cells
+    where the column has 14 at 80 columns, and showed '100 ms / 300'."""
+    app = fixed_app()
+    _latencies_apart(app)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, StatsScreen)
+        await pilot.pause()
+        lines = screen._compositor.render_strips()  # what is on screen, cut where cut
+        shown = []
+        for index in range(2):
+            x, y, width, _ = screen.query_one(f"#stats-lat-text-{index}").region
+            shown.append(lines[y].crop(x, x + width).text.strip())
+        quick, slow = (text.replace(" ", "").replace("/", "") for text in shown)
+        assert quick.startswith("3") and quick.endswith("30ms"), shown
+        assert slow.startswith("100") and slow.endswith("300ms"), shown

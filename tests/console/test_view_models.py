@@ -486,6 +486,19 @@ def test_latency_plots_share_one_scale() -> None:
     assert latency_heading("Process latency per handler", 0.0) == "Process latency per handler"
 
 
+def test_latency_pair_fits_its_column() -> None:
+    from novaconsole.console.view_models import latency_pair
+
+    assert latency_pair(0.165, 0.293) == "165 ms / 293 ms"
+    assert latency_pair(0.165, 0.293, 15) == "165 ms / 293 ms"
+    assert latency_pair(0.165, 0.293, 14) == "165 / 293 ms", "the unit once"
+    assert latency_pair(0.0008, 0.012, 14) == "800 µs / 12 ms", "units apart: both said"
+    assert latency_pair(0.0008, 0.165, 14) == "800µs / 165ms"
+    assert latency_pair(125.0, 725.0, 14) == "2m05s / 12m05s", "minutes have no one unit"
+    assert latency_pair(125.0, 725.0, 12) == "2m05s/12m05s"
+    assert latency_pair(125.0, 725.0, 5) == "2m05s/12m05s", "the shortest when none fits"
+
+
 def test_stats_sample_keeps_each_handlers_latency() -> None:
     from novaconsole.console.view_models import stats_sample
     from novaconsole.engine.snapshot import Percentiles

@@ -29,6 +29,9 @@ from novaconsole.console.widgets.scaled_sparkline import ScaledSparkline
 NAME_WIDTH = 20
 """Cells of a handler's name on the stats screen (14 on a narrow terminal, see the CSS)."""
 NARROW_NAME_WIDTH = 14
+VALUE_WIDTH = 17
+"""Cells of a figure at the right of a plot, after its padding (14 on a narrow terminal)."""
+NARROW_VALUE_WIDTH = 14
 SERVICE_LATENCY = "Process latency, all handlers"
 HANDLER_LATENCY = "Process latency per handler"
 
@@ -96,7 +99,7 @@ class StatsScreen(ModalScreen[None]):
         self.show(self._samples)
 
     def on_resize(self) -> None:
-        self._fit_names()
+        self.show(self._samples)
 
     def _fit_names(self) -> None:
         """Long handler names end in an ellipsis rather than run into their plot."""
@@ -138,6 +141,7 @@ class StatsScreen(ModalScreen[None]):
                 f"{format_seconds(last)} ↑{format_seconds(max(values, default=None))}"
             )
         latencies = {series.name: series for series in every_latency}
+        value_width = NARROW_VALUE_WIDTH if self.app.size.width < 120 else VALUE_WIDTH
         for index, name in enumerate(self._latency_names):
             found = latencies.get(name)
             for key, plotted in (
@@ -145,7 +149,9 @@ class StatsScreen(ModalScreen[None]):
                 ("lat95", found.p95 if found else ()),
             ):
                 self.query_one(f"#stats-{key}-{index}", ScaledSparkline).plot(plotted, scale)
-            self.query_one(f"#stats-lat-text-{index}", Label).update(found.text if found else "-")
+            self.query_one(f"#stats-lat-text-{index}", Label).update(
+                found.text_within(value_width) if found else "-"
+            )
         self._fit_names()
 
     def action_close(self) -> None:
