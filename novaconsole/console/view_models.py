@@ -604,12 +604,49 @@ class QueueView:
     rate_text: str
     throughput: tuple[float, ...]
     last_cycle: str
-    latency: tuple[tuple[str, str], ...]
-    """(stage, "p50 / p95") for fetch, queue and process."""
+    latency: tuple[tuple[str, str, str], ...]
+    """(stage, p50, p95) for fetch, queue and process: ``("queue", "120 ms", "480 ms")``."""
 
 
-def _percentiles(p: Percentiles) -> str:
-    return f"{format_seconds(p.p50)} / {format_seconds(p.p95)}"
+def _percentiles(stage: str, p: Percentiles) -> tuple[str, str, str]:
+    return stage, format_seconds(p.p50), format_seconds(p.p95)
+
+
+LATENCY_LABEL_WIDTH = 8
+"""Cells of the latency table's first column: `` process`` and a space."""
+LATENCY_FIGURE_WIDTH = 6
+"""Cells of a latency figure in the table, at least: ``120 ms``, ``850 µs``, ``2m 05s``."""
+
+
+def latency_table(rows: Sequence[tuple[str, str, str]], width: int) -> tuple[tuple[str, str], ...]:
+    """The queue pane's latency as a table at most ``width`` cells wide: a heading, then a
+    row per stage (``rows``: stage, p50, p95), each as (label, figures), the figures
+    right-aligned under ``p50`` and ``p95`` in columns as wide as the longest figure (6 at
+    least, so that they stay put as figures change), two cells apart::
+
+        latency      p50     p95
+         fetch      4 ms   21 ms
+         queue    120 ms  480 ms
+         process   11 ms   95 ms
+
+    The unit is said in every figure (a stage in µs beside one in minutes), but once per
+    figure rather than in a ``p50 / p95`` pair: ``process 165 ms / 293 ms`` filled the 24
+    cells of the pane at 80 columns, and minutes (``5m 10s / 12m 05s``) were cut. When the
+    figures do not fit with a gap of two, they lose their inner spaces (``12m05s``), then the
+    gap narrows to one."""
+    figures = [value for _, p50, p95 in rows for value in (p50, p95)]
+    room = width - LATENCY_LABEL_WIDTH
+    for compact, gap in ((False, 2), (True, 2), (True, 1)):
+        shown = [value.replace(" ", "") if compact else value for value in figures]
+        column = max((LATENCY_FIGURE_WIDTH, *(len(value) for value in shown))) + gap
+        if 2 * column <= room or (compact and gap == 1):
+            break
+    cells = iter(shown)
+    table = [("latency".ljust(LATENCY_LABEL_WIDTH), "p50".rjust(column) + "p95".rjust(column))]
+    for stage, *_ in rows:
+        label = f" {stage}".ljust(LATENCY_LABEL_WIDTH)
+        table.append((label, next(cells).rjust(column) + next(cells).rjust(column)))
+    return tuple(table)
 
 
 def queue_view(snapshot: Snapshot) -> QueueView:
@@ -625,9 +662,9 @@ def queue_view(snapshot: Snapshot) -> QueueView:
         throughput=snapshot.throughput,
         last_cycle=format_seconds(snapshot.last_cycle_duration),
         latency=(
-            ("fetch", _percentiles(latency.fetch)),
-            ("queue", _percentiles(latency.queue)),
-            ("process", _percentiles(latency.process)),
+            _percentiles("fetch", latency.fetch),
+            _percentiles("queue", latency.queue),
+            _percentiles("process", latency.process),
         ),
     )
 
@@ -1030,9 +1067,29 @@ class HandlerLatencySeries:
     @property
     def text(self) -> str:
         """``12 ms / 95 ms`` now, ``-`` when it finished nothing lately."""
+        return self.text_within(None)
+
+    def text_within(self, width: int | None) -> str:
+        """:attr:`text` in ``width`` cells when it can be: see :func:`latency_pair`."""
         if self.now_p50 is None or self.now_p95 is None:
             return "-"
-        return f"{format_seconds(self.now_p50)} / {format_seconds(self.now_p95)}"
+        return latency_pair(self.now_p50, self.now_p95, width)
+
+
+def latency_pair(p50: float, p95: float, width: int | None = None) -> str:
+    """``165 ms / 293 ms``; in fewer than its 15 cells (``width``, None for no limit), the
+    unit once when both figures have it (``165 / 293 ms``), else the figures without their
+    inner spaces (``850µs / 12ms``, then ``2m05s/12m05s``). The stats screen's 'now p50 /
+    p95' column has 14 cells at 80 columns, and cut ``165 ms / 293 ms`` to ``165 ms / 293``."""
+    low, high = format_seconds(p50), format_seconds(p95)
+    forms = [f"{low} / {high}"]
+    low_figure, _, low_unit = low.partition(" ")
+    high_unit = high.partition(" ")[2]
+    if low_unit == high_unit and low_unit.isalpha():
+        forms.append(f"{low_figure} / {high}")
+    packed = (low.replace(" ", ""), high.replace(" ", ""))
+    forms += [" / ".join(packed), "/".join(packed)]
+    return next((form for form in forms if width is None or len(form) <= width), forms[-1])
 
 
 def handler_latencies(samples: Sequence[StatsSample]) -> list[HandlerLatencySeries]:
@@ -1059,6 +1116,23 @@ def handler_latencies(samples: Sequence[StatsSample]) -> list[HandlerLatencySeri
         )
         for name, (p50s, p95s) in series.items()
     ]
+
+
+def latency_scale(
+    service: Sequence[Sequence[float]], handlers: Sequence[HandlerLatencySeries]
+) -> float:
+    """The one top of every latency plot on the stats screen: the highest p50 or p95 of the
+    service (``service``: its p50 and p95 series) or of any handler in the window, 0 when
+    nothing finished. p50 and p95 on one scale, p50 never draws taller than p95; handlers
+    on one scale, a 2 ms handler draws lower than a 300 ms one (each plot stretched between
+    its own lowest and highest value drew a flat 2 ms at the bottom and 20-35 ms full)."""
+    values = [*service, *(s.p50 for s in handlers), *(s.p95 for s in handlers)]
+    return max((max(series, default=0.0) for series in values), default=0.0)
+
+
+def latency_heading(title: str, top: float) -> str:
+    """``Process latency per handler, one scale: █ 495 ms`` (``top``: a full bar)."""
+    return f"{title}, one scale: █ {format_seconds(top)}" if top > 0 else title
 
 
 def window_label(samples: Sequence[StatsSample]) -> str:

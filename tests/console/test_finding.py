@@ -24,6 +24,7 @@ from tests.console.support import (
     Source,
     build_service,
     fixed_app,
+    fixed_snapshot,
     wait_until,
 )
 
@@ -274,3 +275,128 @@ async def test_stats_plots_every_handlers_rate_on_one_scale(size: tuple[int, int
         texts = [str(label.render()) for label in screen.query("#stats-body Label").results()]
         assert "2.0/s ↑2.0" in texts or "2/s ↑2" in texts, texts
         assert "2,000/s ↑2,000" in texts, texts
+
+
+def _latencies_apart(app: NovaConsole) -> None:
+    """Ten minutes of samples: PhysicalDeletion's p50 2-3 ms under a flat p95 of 30 ms,
+    CatalogueImport's p50 100 ms under a flat p95 of 300 ms, the service's p50 10-15 ms under
+    a flat p95 of 95 ms; the other handlers finish nothing."""
+    from dataclasses import replace
+
+    from novaconsole.engine.snapshot import Latency, Percentiles
+
+    base = app.service.snapshot()
+    apart = {
+        "PhysicalDeletion": lambda step: Percentiles(0.002 + (step % 2) / 1000, 0.030),
+        "CatalogueImport": lambda step: Percentiles(0.100, 0.300),
+    }
+    for step in range(120):
+        handlers = {
+            name: replace(
+                view,
+                latency=apart[name](step) if name in apart else Percentiles(),
+                latency_samples=50 if name in apart else 0,
+            )
+            for name, view in base.handlers.items()
+        }
+        latency = replace(base.latency, process=Percentiles(0.010 + (step % 6) / 1000, 0.095))
+        assert isinstance(latency, Latency)
+        app.stats.offer(
+            replace(base, handlers=handlers, latency=latency),
+            T0 - timedelta(seconds=5 * (119 - step)),
+        )
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_stats_plots_every_latency_on_one_scale(size: tuple[int, int]) -> None:
+    """p50 never draws taller than p95 beside it (each plot stretched between its own lowest
+    and highest value drew 2-3 ms full and a flat 30 ms at the bottom), a 30 ms handler draws
+    lower than a 300 ms one, and both latency headings say the scale."""
+    from textual.widgets import Sparkline
+
+    from novaconsole.console.view_models import SPARK_BARS
+
+    def heights(plot_id: str) -> list[int]:
+        plot = screen.query_one(plot_id, Sparkline)
+        text = plot.render_line(0).text
+        assert len(text) == plot.size.width > 0, "every bar drawn, none past the plot's edge"
+        return [SPARK_BARS.index(bar) for bar in text]
+
+    app = fixed_app()
+    _latencies_apart(app)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, StatsScreen)
+        await pilot.pause()
+        # rows: PhysicalDeletion, CatalogueImport, NotificationExport, LegacySync
+        pairs = [("#stats-p50", "#stats-p95")] + [
+            (f"#stats-lat50-{i}", f"#stats-lat95-{i}") for i in range(4)
+        ]
+        for p50_id, p95_id in pairs:
+            p50, p95 = heights(p50_id), heights(p95_id)
+            assert max(p50) <= min(p95), (p50_id, p50, p95)  # every p95 here is flat
+        quick, slow = heights("#stats-lat95-0"), heights("#stats-lat95-1")
+        assert set(slow) == {len(SPARK_BARS) - 1}, "the highest latency fills the bar"
+        assert max(quick) < min(slow), (quick, slow)
+        assert set(heights("#stats-lat95-3")) == {0}, "finished nothing: lowest bars"
+        for heading in ("#stats-latency", "#stats-handler-latency"):
+            text = str(screen.query_one(heading).render())
+            assert text.endswith("one scale: █ 300 ms"), text
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_queue_pane_shows_every_latency_figure_whole(size: tuple[int, int]) -> None:
+    """Long figures in the queue pane (a queue backed up for minutes): each stage's p50 and
+    p95 are on screen whole, none cut at the pane's edge ('process 165 ms / 293 ms' took the
+    pane's 24 cells at 80 columns; '5m 10s / 12m 05s' ran past them)."""
+    from dataclasses import replace
+
+    from novaconsole.engine.snapshot import Latency, Percentiles
+
+    figures = {
+        "fetch": ("800 µs", "165 ms"),
+        "queue": ("5m 10s", "12m 05s"),
+        "process": ("165 ms", "293 ms"),
+    }
+    latency = Latency(
+        fetch=Percentiles(0.0008, 0.165),
+        queue=Percentiles(310.0, 725.0),
+        process=Percentiles(0.165, 0.293),
+    )
+    app = fixed_app(FixedService(replace(fixed_snapshot(), latency=latency)))
+    async with app.run_test(size=size) as pilot:
+        pane = app.query_one("#queue-latency")
+        await wait_until(pilot, lambda: bool(pane.render_line(1).text.strip()))
+        await pilot.pause()
+        screen = app.screen._compositor.render_strips()  # what is on screen, cut where cut
+        x, y, width, height = pane.region
+        assert height == 4 and x + width < size[0], pane.region
+        lines = [screen[y + row].crop(x, x + width).text.rstrip() for row in range(height)]
+        assert "p50" in lines[0] and "p95" in lines[0], lines
+        for line in lines[1:]:
+            stage = line.split()[0]
+            packed = line.replace(" ", "").replace("/", "")  # any form, not cut
+            p50, p95 = (figure.replace(" ", "") for figure in figures[stage])
+            assert packed.endswith(p50 + p95), (line, pane.size.width)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_stats_latency_figures_are_whole(size: tuple[int, int]) -> None:
+    """Each handler's 'now p50 / p95' is on screen whole: '100 ms / 300 ms' took 15 cells
+    where the column has 14 at 80 columns, and showed '100 ms / 300'."""
+    app = fixed_app()
+    _latencies_apart(app)
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, StatsScreen)
+        await pilot.pause()
+        lines = screen._compositor.render_strips()  # what is on screen, cut where cut
+        shown = []
+        for index in range(2):
+            x, y, width, _ = screen.query_one(f"#stats-lat-text-{index}").region
+            shown.append(lines[y].crop(x, x + width).text.strip())
+        quick, slow = (text.replace(" ", "").replace("/", "") for text in shown)
+        assert quick.startswith("3") and quick.endswith("30ms"), shown
+        assert slow.startswith("100") and slow.endswith("300ms"), shown

@@ -163,11 +163,13 @@ def test_stats(snap_compare: Any, size: tuple[int, int]) -> None:
     and peak rate, all on one scale said in the heading ("one scale: █ 180/s"):
     CatalogueImport's bars reach the top, NotificationExport's (29/s at most, from half-way)
     stay low, PhysicalDeletion's (7/s) at the bottom, LegacySync flat at 0/s; then process
-    latency p50 and p95 (a slow patch in the middle), then per handler its own p50 and p95
-    side by side with "now p50 / p95": PhysicalDeletion steady (4 ms / 20 ms…),
-    CatalogueImport with the slow patch, NotificationExport flat in the first half (it
-    finished nothing), LegacySync flat and "-". Names that do not fit end in "…" (80x24);
-    nothing is cut at the right edge; at 80x24 the body scrolls."""
+    latency p50 and p95, then per handler its own p50 and p95 side by side with "now p50 /
+    p95", every latency plot on one scale said in both latency headings ("one scale: █ 495
+    ms", the service's slow patch): the patch reaches the top of p95 and a third of p50, the
+    service's p95 (95 ms) stays low and its p50 at the bottom; per handler, CatalogueImport's
+    patch stands out, NotificationExport's p95 (60-75 ms) just above PhysicalDeletion's
+    (20-35 ms) at the bottom, LegacySync flat and "-". Names that do not fit end in "…"
+    (80x24); nothing is cut at the right edge; at 80x24 the body scrolls."""
     app = fixed_app()
     fill_stats(app)
     assert snap_compare(app, press=["s"], terminal_size=size)

@@ -169,7 +169,31 @@ def test_queue_view() -> None:
     assert view.depth_text == "312 / 1,000"
     assert view.workers_text == "6/8"
     assert view.rate_text == "148/s"
-    assert dict(view.latency)["queue"] == "120 ms / 480 ms"
+    assert view.latency[1] == ("queue", "120 ms", "480 ms")
+
+
+def test_latency_table_fits_the_queue_pane() -> None:
+    from novaconsole.console.view_models import latency_table
+
+    def table(rows: list[tuple[str, str, str]], width: int) -> list[str]:
+        lines = [label + figures for label, figures in latency_table(rows, width)]
+        assert all(len(line) <= width for line in lines), (width, lines)
+        return lines
+
+    usual = list(queue_view(fixed_snapshot()).latency)
+    assert table(usual, 24) == [
+        "latency      p50     p95",
+        " fetch      4 ms   21 ms",
+        " queue    120 ms  480 ms",
+        " process   11 ms   95 ms",
+    ]
+    assert table(usual, 40) == table(usual, 24), "columns stay put on a wider pane"
+    long = [("fetch", "800 µs", "165 ms"), ("queue", "5m 10s", "12m 05s")]
+    assert table(long, 26)[2] == " queue     5m 10s  12m 05s"
+    assert table(long, 24)[2] == " queue     5m10s  12m05s", "figures lose their inner space"
+    assert table(long, 22)[2] == " queue    5m10s 12m05s", "then the gap narrows"
+    assert table(usual, 22)[1] == " fetch      4ms   21ms", "a scrollbar's 2 cells less"
+    assert table([], 24) == ["latency      p50     p95"], "before the first snapshot"
 
 
 def test_result_filters_cycle_and_select() -> None:
@@ -434,6 +458,45 @@ def test_handler_latencies_plot_each_handler_apart_and_gaps_as_zero() -> None:
     idle = handler_latencies([sample(0, ("A", 0.0, 0.0, 0))])[0]
     assert idle.now_p50 is None and idle.text == "-"
     assert handler_latencies([]) == []
+
+
+def test_latency_plots_share_one_scale() -> None:
+    from novaconsole.console.view_models import (
+        HandlerLatencySeries,
+        latency_heading,
+        latency_scale,
+        scaled_bars,
+    )
+
+    quick = HandlerLatencySeries("Quick", (0.002, 0.003), (0.030, 0.030), 0.003, 0.030)
+    slow = HandlerLatencySeries("Slow", (0.100, 0.100), (0.300, 0.300), 0.1, 0.3)
+    service = ((0.010, 0.015), (0.095, 0.095))
+    top = latency_scale(service, [quick, slow])
+    assert top == 0.300, "the highest p50 or p95 of the service or any handler"
+    assert latency_scale(((0.0,), (0.5,)), [quick]) == 0.5
+    assert latency_scale(((), ()), []) == 0.0
+
+    def bars(values: tuple[float, ...]) -> str:
+        return "".join(bar for bar, _ in scaled_bars(values, 2, top))
+
+    assert (bars(quick.p50), bars(quick.p95), bars(slow.p95)) == ("▁▁", "▂▂", "██")
+    assert latency_heading("Process latency per handler", 0.300) == (
+        "Process latency per handler, one scale: █ 300 ms"
+    )
+    assert latency_heading("Process latency per handler", 0.0) == "Process latency per handler"
+
+
+def test_latency_pair_fits_its_column() -> None:
+    from novaconsole.console.view_models import latency_pair
+
+    assert latency_pair(0.165, 0.293) == "165 ms / 293 ms"
+    assert latency_pair(0.165, 0.293, 15) == "165 ms / 293 ms"
+    assert latency_pair(0.165, 0.293, 14) == "165 / 293 ms", "the unit once"
+    assert latency_pair(0.0008, 0.012, 14) == "800 µs / 12 ms", "units apart: both said"
+    assert latency_pair(0.0008, 0.165, 14) == "800µs / 165ms"
+    assert latency_pair(125.0, 725.0, 14) == "2m05s / 12m05s", "minutes have no one unit"
+    assert latency_pair(125.0, 725.0, 12) == "2m05s/12m05s"
+    assert latency_pair(125.0, 725.0, 5) == "2m05s/12m05s", "the shortest when none fits"
 
 
 def test_stats_sample_keeps_each_handlers_latency() -> None:

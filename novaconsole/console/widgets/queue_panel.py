@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
+from textual.app import ComposeResult, RenderResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
+from textual.reactive import reactive
+from textual.widget import Widget
 from textual.widgets import Label, ProgressBar, Sparkline, Static
 
-from novaconsole.console.view_models import QueueView
+from novaconsole.console.view_models import QueueView, latency_table
+
+
+class LatencyTable(Widget):
+    """Latency p50 and p95 per stage, as ``view_models.latency_table`` lays them out for
+    this widget's width (drawn again when the width changes)."""
+
+    rows: reactive[tuple[tuple[str, str, str], ...]] = reactive(())
+    """(stage, p50, p95) per stage."""
+
+    def render(self) -> RenderResult:
+        lines = [
+            Content.assemble((label, "$text-muted"), figures)
+            for label, figures in latency_table(self.rows, self.size.width)
+        ]
+        lines[0] = lines[0].stylize("$text-muted")
+        return Content("\n").join(lines)
 
 
 class QueuePanel(Vertical):
@@ -32,7 +50,7 @@ class QueuePanel(Vertical):
             yield Sparkline([], id="queue-throughput")
             yield Label("", id="queue-rate")
         yield Static("", id="queue-workers", markup=False)
-        yield Static("", id="queue-latency", markup=False)
+        yield LatencyTable(id="queue-latency")
 
     def on_mount(self) -> None:
         self._bar = self.query_one("#queue-depth-bar", ProgressBar)
@@ -40,7 +58,7 @@ class QueuePanel(Vertical):
         self._sparkline = self.query_one("#queue-throughput", Sparkline)
         self._rate = self.query_one("#queue-rate", Label)
         self._workers = self.query_one("#queue-workers", Static)
-        self._latency_text = self.query_one("#queue-latency", Static)
+        self._latency = self.query_one("#queue-latency", LatencyTable)
 
     def show(self, view: QueueView) -> None:
         """Display ``view``, touching only the parts that differ from what is shown."""
@@ -70,11 +88,4 @@ class QueuePanel(Vertical):
                 layout=False,
             )
         if before is None or before.latency != view.latency:
-            self._latency_text.update(self._latency(view), layout=False)
-
-    @staticmethod
-    def _latency(view: QueueView) -> Content:
-        lines: list[Content] = [Content.styled("latency p50 / p95", "$text-muted")]
-        for stage, values in view.latency:
-            lines.append(Content.assemble((f" {stage:<8}", "$text-muted"), values))
-        return Content("\n").join(lines)
+            self._latency.rows = view.latency
