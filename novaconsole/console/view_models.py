@@ -649,6 +649,23 @@ def latency_table(rows: Sequence[tuple[str, str, str]], width: int) -> tuple[tup
     return tuple(table)
 
 
+def busy_line(workers: str, cycle: str, width: int) -> tuple[tuple[str, bool], ...]:
+    """The queue pane's ``busy 3/8  cycle 512 ms`` line in at most ``width`` cells, as
+    (text, is a label) parts: the label under the others' (``depth``, ``items/s``) while it
+    fits, else tighter, the figure's inner space last (``busy 16/16 cycle 1.5s``). At 80
+    columns the pane has 24 cells and ``busy    0/4  cycle 513 ms`` (25) lost its unit."""
+    forms = (
+        ("busy".ljust(LATENCY_LABEL_WIDTH), "  cycle ", cycle),
+        ("busy".ljust(LATENCY_LABEL_WIDTH), " cycle ", cycle),
+        ("busy ", " cycle ", cycle),
+        ("busy ", " cycle ", cycle.replace(" ", "")),
+    )
+    for label, middle, figure in forms:
+        if len(label) + len(workers) + len(middle) + len(figure) <= width:
+            break
+    return ((label, True), (workers, False), (middle, True), (figure, False))
+
+
 def queue_view(snapshot: Snapshot) -> QueueView:
     """The queue panel for ``snapshot``."""
     capacity = max(1, snapshot.queue_capacity)

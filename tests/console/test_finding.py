@@ -10,7 +10,7 @@ import pytest
 from novaconsole.console import NovaConsole
 from novaconsole.console.screens.result_detail import ResultDetailScreen
 from novaconsole.console.screens.stats import StatsScreen
-from novaconsole.console.view_models import STATS_BUCKET, ResultFilter
+from novaconsole.console.view_models import STATS_BUCKET, ResultFilter, format_seconds
 from novaconsole.console.widgets.handlers_table import HandlersTable
 from novaconsole.console.widgets.log_pane import LogPane
 from novaconsole.console.widgets.results_view import ResultsView
@@ -379,6 +379,35 @@ async def test_queue_pane_shows_every_latency_figure_whole(size: tuple[int, int]
             packed = line.replace(" ", "").replace("/", "")  # any form, not cut
             p50, p95 = (figure.replace(" ", "") for figure in figures[stage])
             assert packed.endswith(p50 + p95), (line, pane.size.width)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+@pytest.mark.parametrize(("busy", "cycle"), [((4, 0), 0.513), ((16, 16), 12.5)])
+async def test_queue_pane_shows_busy_and_the_cycle_whole(
+    size: tuple[int, int], busy: tuple[int, int], cycle: float
+) -> None:
+    """'busy 0/4  cycle 513 ms' in the queue pane: the cycle's figure whole, unit too (at 80
+    columns the pane's 24 cells showed 'cycle 513')."""
+    from dataclasses import replace
+
+    concurrency, in_flight = busy
+    snapshot = replace(
+        fixed_snapshot(),
+        concurrency=concurrency,
+        in_flight=in_flight,
+        last_cycle_duration=cycle,
+    )
+    app = fixed_app(FixedService(snapshot))
+    async with app.run_test(size=size) as pilot:
+        pane = app.query_one("#queue-workers")
+        await wait_until(pilot, lambda: "cycle" in pane.render_line(0).text)
+        await pilot.pause()
+        screen = app.screen._compositor.render_strips()  # what is on screen, cut where cut
+        x, y, width, _ = pane.region
+        line = screen[y].crop(x, x + width).text.strip()
+        figure = format_seconds(cycle)
+        assert line.split()[:2] == ["busy", f"{in_flight}/{concurrency}"], line
+        assert line.replace(" ", "").endswith("cycle" + figure.replace(" ", "")), line
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])

@@ -172,6 +172,22 @@ def test_queue_view() -> None:
     assert view.latency[1] == ("queue", "120 ms", "480 ms")
 
 
+def test_busy_line_fits_the_queue_pane() -> None:
+    from novaconsole.console.view_models import busy_line
+
+    def line(workers: str, cycle: str, width: int) -> str:
+        parts = busy_line(workers, cycle, width)
+        assert [label for _, label in parts] == [True, False, True, False]
+        text = "".join(part for part, _ in parts)
+        assert len(text) <= width, (width, text)
+        return text
+
+    assert line("6/8", "12 ms", 24) == "busy    6/8  cycle 12 ms", "under depth and items/s"
+    assert line("0/4", "513 ms", 24) == "busy    0/4 cycle 513 ms"
+    assert line("16/16", "1.5 s", 24) == "busy 16/16 cycle 1.5 s"
+    assert line("16/16", "2m 05s", 22) == "busy 16/16 cycle 2m05s"
+
+
 def test_latency_table_fits_the_queue_pane() -> None:
     from novaconsole.console.view_models import latency_table
 

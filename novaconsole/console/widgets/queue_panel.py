@@ -7,9 +7,9 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
-from textual.widgets import Label, ProgressBar, Sparkline, Static
+from textual.widgets import Label, ProgressBar, Sparkline
 
-from novaconsole.console.view_models import QueueView, latency_table
+from novaconsole.console.view_models import QueueView, busy_line, latency_table
 
 
 class LatencyTable(Widget):
@@ -26,6 +26,23 @@ class LatencyTable(Widget):
         ]
         lines[0] = lines[0].stylize("$text-muted")
         return Content("\n").join(lines)
+
+
+class BusyLine(Widget):
+    """Items in flight against concurrency and the last cycle's duration, as
+    ``view_models.busy_line`` fits them to this widget's width."""
+
+    figures: reactive[tuple[str, str]] = reactive(("", ""))
+    """(in flight / concurrency, last cycle)."""
+
+    def render(self) -> RenderResult:
+        workers, cycle = self.figures
+        return Content.assemble(
+            *(
+                (text, "$text-muted") if label else text
+                for text, label in busy_line(workers, cycle, self.size.width)
+            )
+        )
 
 
 class QueuePanel(Vertical):
@@ -49,7 +66,7 @@ class QueuePanel(Vertical):
             yield Label("items/s", classes="queue-label")
             yield Sparkline([], id="queue-throughput")
             yield Label("", id="queue-rate")
-        yield Static("", id="queue-workers", markup=False)
+        yield BusyLine(id="queue-workers")
         yield LatencyTable(id="queue-latency")
 
     def on_mount(self) -> None:
@@ -57,7 +74,7 @@ class QueuePanel(Vertical):
         self._depth = self.query_one("#queue-depth", Label)
         self._sparkline = self.query_one("#queue-throughput", Sparkline)
         self._rate = self.query_one("#queue-rate", Label)
-        self._workers = self.query_one("#queue-workers", Static)
+        self._workers = self.query_one("#queue-workers", BusyLine)
         self._latency = self.query_one("#queue-latency", LatencyTable)
 
     def show(self, view: QueueView) -> None:
@@ -74,18 +91,6 @@ class QueuePanel(Vertical):
             self._sparkline.data = list(view.throughput)
         if before is None or before.rate_text != view.rate_text:
             self._rate.update(view.rate_text, layout=False)
-        if before is None or (before.workers_text, before.last_cycle) != (
-            view.workers_text,
-            view.last_cycle,
-        ):
-            self._workers.update(
-                Content.assemble(
-                    ("busy    ", "$text-muted"),
-                    view.workers_text,
-                    ("  cycle ", "$text-muted"),
-                    view.last_cycle,
-                ),
-                layout=False,
-            )
+        self._workers.figures = (view.workers_text, view.last_cycle)
         if before is None or before.latency != view.latency:
             self._latency.rows = view.latency
