@@ -77,6 +77,7 @@ from novaconsole.store.retention import prune_results
 from novaconsole.store.rows import row_outcome
 from novaconsole.store.schema import ensure_schema
 from novaconsole.store.sqlite_writes import DRIVER_QUEUE, SqliteDirect
+from novaconsole.store.stamping import ClaimStamper
 from novaconsole.store.write_batch import Batch, PendingWrites, StateKey, commit_batch
 from novaconsole.triage import FailedRow
 
@@ -191,6 +192,7 @@ class SqlStore:
         self._forget: set[StateKey] = set()
         sqlite = self.engine.dialect.name == "sqlite"
         self._direct = SqliteDirect(self.engine) if sqlite and DRIVER_QUEUE else None
+        self._stamper = ClaimStamper(self.engine)
         """The writer's own connection for plain batches (one hand-off per transaction)."""
         self._starts = start_marks.PendingMarks()
         """Start marks for the writer's next transaction (admission waits for its commit)."""
@@ -324,6 +326,12 @@ class SqlStore:
         A write that fails is held (nothing is lost, no item is charged) and retried with
         backoff, one line logged per try naming the cause, until the database takes it.
         """
+        async with anyio.create_task_group() as group:
+            if self.coordinator is not None and self.engine.dialect.name != "sqlite":
+                group.start_soon(self._stamper.run)  # see novaconsole.store.stamping
+            await self._write_loop()
+
+    async def _write_loop(self) -> None:
         self._wake = anyio.Event()
         failures = 0
         next_prune = anyio.current_time() + min(self.prune_interval, 5.0)
@@ -369,6 +377,7 @@ class SqlStore:
         try:
             with anyio.CancelScope(shield=True):
                 await self.flush()
+                await self._stamper.flush()
                 if self.coordinator is not None:
                     await self.coordinator.stop()
                 else:
@@ -650,7 +659,12 @@ class SqlStore:
 
         async def write() -> list[ItemOutcome]:
             return await commit_batch(
-                self.engine, batch, fenced=fenced, worker_id=worker_id, direct=self._direct
+                self.engine,
+                batch,
+                fenced=fenced,
+                worker_id=worker_id,
+                stamper=self._stamper,
+                direct=self._direct,
             )
 
         return await uncancelled(write)

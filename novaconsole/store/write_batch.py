@@ -11,7 +11,6 @@ batch and retries it later without charging any item.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from novaconsole.store.faults import is_database_fault
 from novaconsole.store.models import item_states, results, stored_key
 from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row
 from novaconsole.store.sqlite_writes import DriverWrites, SqliteDirect, write_sqlite
+from novaconsole.store.stamping import ClaimStamper
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from novaconsole.engine.writes import ItemWrites, Params, WriteDone
 
 StateKey = tuple[str, str]
-
-log = logging.getLogger("novaconsole.store")
 
 
 @dataclass(slots=True, eq=False)
@@ -86,9 +84,11 @@ async def commit_batch(
     *,
     fenced: bool,
     worker_id: str,
+    stamper: ClaimStamper,
     direct: SqliteDirect | None = None,
 ) -> list[ItemOutcome]:
-    """See :func:`write_batch`; then, when fenced, the claims ended get their real end time.
+    """See :func:`write_batch`; then, when fenced, the claims ended get their real end time
+    (``stamper``).
     A plain batch (outcomes and start marks only, not fenced) goes through ``direct`` when
     there is one (SQLite)."""
     if direct is not None and not fenced and not (batch.items or batch.states or batch.controls):
@@ -108,11 +108,7 @@ async def commit_batch(
             if id(o) not in stale and o.token is not None
         }
         if keys:
-            try:
-                async with engine.begin() as connection:
-                    await claim_sql.stamp_finished(connection, keys)
-            except Exception as error:  # they stay ended "later": taken again after the lease
-                log.warning("stamping %d ended claims failed: %s", len(keys), error)
+            await stamper.ended(keys)
     return rejected
 
 

@@ -18,7 +18,9 @@ from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.persistence import Controls
 from novaconsole.errors import ConfigError
 from novaconsole.store import SqlStore, open_store
+from novaconsole.store.claims import _ENDING as ENDING
 from novaconsole.store.coordinator import SqlCoordinator
+from novaconsole.store.models import sqlite_time
 from novaconsole.store.queries import list_workers
 from tests.factories import outcome
 from tests.postgres import throwaway_database
@@ -140,6 +142,34 @@ async def test_a_fetch_that_raced_a_completion_cannot_claim_the_item_again(
     # A fetch that started afterwards sees the item pending again: it may take it.
     again = await coordinator.claim("b:2", "H", ["1"], LEASE, await coordinator.now())
     assert again["1"] > tokens["1"]
+
+
+async def test_claims_ended_while_the_writer_runs_are_stamped_by_the_time_it_closes(
+    store: SqlStore,
+) -> None:
+    """With the writer running (as in a service) the ended claims are stamped beside it on
+    PostgreSQL, after the commit; whatever the writer's stop interrupts is stamped when the
+    store closes, so that no claim is left ended "later" (taken again only after its lease)
+    and a fetch started after the commit may take each item again."""
+    coordinator = _coordinator(store)
+    ids = [str(n) for n in range(300)]
+    tokens = await coordinator.claim("a:1", "H", ids, LEASE, await coordinator.now())
+    async with anyio.create_task_group() as group:
+        group.start_soon(store.run)
+        store.record([_outcome(item, tokens[item]) for item in ids[:150]])
+        await store.settled()
+        store.record([_outcome(item, tokens[item]) for item in ids[150:]])
+        await store.settled()
+        group.cancel_scope.cancel()
+    await store.close()
+    async with store.engine.connect() as connection:
+        later = await connection.scalar(
+            text("SELECT count(*) FROM novaconsole_claims WHERE finished_at >= :ending"),
+            {"ending": ENDING if store.engine.dialect.name != "sqlite" else sqlite_time(ENDING)},
+        )
+    assert later == 0
+    again = await coordinator.claim("b:2", "H", ids, LEASE, await coordinator.now())
+    assert sorted(again) == sorted(ids)
 
 
 async def test_released_claims_are_free_at_once_with_a_new_token(store: SqlStore) -> None:
