@@ -15,7 +15,8 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, false, not_, select, text
+from sqlalchemy import String, and_, any_, bindparam, false, not_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -176,9 +177,12 @@ async def visibly_taken(
     finished_before_fetch: ColumnElement[bool] = false()
     if fetched_at is not None:
         finished_before_fetch = and_(claims.c.state == DONE, claims.c.finished_at < fetched_at)
+    asked: ColumnElement[bool] = claims.c.item_id.in_(list(item_ids))
+    if on_postgresql(connection):  # one array parameter, not one parameter per id
+        asked = claims.c.item_id == any_(bindparam("ids", list(item_ids), type_=ARRAY(String)))
     query = select(claims.c.item_id).where(
         claims.c.handler == stored_handler(handler),
-        claims.c.item_id.in_(list(item_ids)),
+        asked,
         claims.c.lease_until >= now,
         not_(finished_before_fetch),
     )
