@@ -192,8 +192,9 @@ class SqlStore:
         self._forget: set[StateKey] = set()
         sqlite = self.engine.dialect.name == "sqlite"
         self._direct = SqliteDirect(self.engine) if sqlite and DRIVER_QUEUE else None
-        self._stamper = ClaimStamper(self.engine)
         """The writer's own connection for plain batches (one hand-off per transaction)."""
+        self._stamper = ClaimStamper(self.engine)
+        """Ends claims for good after their outcomes' commit (beside the writer on PostgreSQL)."""
         self._starts = start_marks.PendingMarks()
         """Start marks for the writer's next transaction (admission waits for its commit)."""
         self._items: list[PendingWrites] = []

@@ -31,8 +31,9 @@ class RowsStatement:
 
     One statement per chunk of rows, where ``executemany`` steps once per row: SQLite's
     driver lets go of the GIL around every step and a busy event loop takes it, so the
-    writer waited for the GIL again for each row. B1 with the SQLite store, quiet machine:
-    see the commit that brought this in.
+    writer waited for the GIL again for each row. B1 with the SQLite store, quiet machine,
+    alternated: 40,863-44,602 items/s with an executemany per statement, 47,618-50,099 with
+    chunks.
     """
 
     head: str
