@@ -1,6 +1,7 @@
 """B2 SQLite drain: a table of pending rows set done one by one, engine against hand-written.
 
-Each run gets a fresh database file holding ``work(id, state)`` with every row pending. The
+Each run gets a fresh database file holding ``work(id, state, payload)`` (100 characters of
+payload, a partial index on the pending rows' ids) with every row pending. The
 handler's ``fetch_next`` selects pending ids (batches of 500) through ``ctx.session()``;
 ``process`` sets its row done in one of two ways:
 
@@ -44,6 +45,9 @@ SELECT = text("SELECT id FROM work WHERE state = 'pending' ORDER BY id LIMIT :n"
 UPDATE = text("UPDATE work SET state = 'done' WHERE id = :id")
 RAW_SELECT = "SELECT id FROM work WHERE state = 'pending' ORDER BY id LIMIT ?"
 RAW_UPDATE = "UPDATE work SET state = 'done' WHERE id = ?"
+PENDING_INDEX = "CREATE INDEX work_pending ON work (id) WHERE state = 'pending'"
+"""The table of issue 16's drain: a payload column and a partial index on pending rows."""
+PAYLOAD = "x" * 100
 _NAMES = {
     "a0": "session loop",
     "a": "engine+session",
@@ -57,9 +61,13 @@ def prepare(path: Path, rows: int) -> str:
     path.unlink(missing_ok=True)
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("CREATE TABLE work (id INTEGER PRIMARY KEY, state TEXT NOT NULL)")
+        connection.execute(
+            "CREATE TABLE work (id INTEGER PRIMARY KEY, state TEXT NOT NULL, payload TEXT NOT NULL)"
+        )
+        connection.execute(PENDING_INDEX)
         connection.executemany(
-            "INSERT INTO work (id, state) VALUES (?, 'pending')", ((i,) for i in range(rows))
+            "INSERT INTO work (id, state, payload) VALUES (?, 'pending', ?)",
+            ((i, PAYLOAD) for i in range(rows)),
         )
     connection.close()
     return f"sqlite+aiosqlite:///{path}"
