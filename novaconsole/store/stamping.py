@@ -5,8 +5,8 @@ Inline, the stamp held the writer for its own transaction: 7-12 ms of the 26-33 
 writer took for 500 outcomes on PostgreSQL (B7, one worker, quiet machine), while the next
 batch's admission waited for the writer to commit its start marks. On PostgreSQL the stamp
 runs in a task of its own, on its own connection: it touches only claims already done, by
-their token (a claim taken again since has a new one and is left alone). On SQLite it stays inline: a second writer would wait for the file's
-lock in SQLite's busy handler.
+their token (a claim taken again since has a new one and is left alone). On SQLite it stays
+inline: a second writer would wait for the file's lock in SQLite's busy handler.
 """
 
 from __future__ import annotations
