@@ -89,6 +89,14 @@ class SqlCoordinator:
         """Claim what is free; see :func:`novaconsole.store.claims.claim`."""
         self._seen(worker_id)
         stored = {stored_item_id(item_id): item_id for item_id in item_ids}
+        if self._alone(worker_id):
+            # The read only steers around other workers' row locks; the claim re-checks
+            # every row itself. Alone, it is a transaction per batch for nothing.
+            return await self._write(
+                lambda c: claim_sql.claim(
+                    c, worker_id, handler, list(stored.values()), lease, fetched_at
+                )
+            )
         chunks = chunked(list(stored))
 
         async def read() -> set[str]:
@@ -105,6 +113,11 @@ class SqlCoordinator:
         return await self._write(
             lambda c: claim_sql.claim(c, worker_id, handler, wanted, lease, fetched_at)
         )
+
+    def _alone(self, worker_id: str) -> bool:
+        """Whether the last heartbeat found no other live worker (unknown before it)."""
+        fleet = self._fleet
+        return bool(fleet) and all(w.worker_id == worker_id or not w.alive for w in fleet)
 
     async def renew(
         self, worker_id: str, claims: Sequence[Claim], lease: float

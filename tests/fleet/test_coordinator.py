@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest.mock import ANY
 
 import anyio
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from novaconsole.engine.fleet_protocol import Claim, WorkerBeat
 from novaconsole.engine.outcomes import ItemOutcome
@@ -198,6 +199,47 @@ async def test_workers_heartbeat_and_are_listed(store: SqlStore) -> None:
     listed = {w.worker_id: w for w in await list_workers(_url(store))}
     assert (listed["a:1"].state, listed["a:1"].alive) == ("stopped", False)
     assert (listed["b:2"].state, listed["b:2"].alive) == ("running", False)
+
+
+async def test_a_worker_alone_claims_in_one_transaction_and_steers_around_others(
+    store: SqlStore,
+) -> None:
+    """The read before a claim only steers around other workers' row locks: a worker whose
+    last heartbeat found no other live worker claims in one transaction (a dead worker's
+    claims are still refused by the claim itself); with another live worker it reads first."""
+    began: list[object] = []
+    event.listen(store.engine.sync_engine, "begin", began.append)
+    started = datetime.now(UTC)
+
+    def coordinator() -> SqlCoordinator:  # a fresh one: its first heartbeat is written
+        return SqlCoordinator(store.engine, lock=None)
+
+    a = coordinator()
+    await a.beat(WorkerBeat("a:1", "running", 0, 0, started), LEASE)
+    dead = coordinator()
+    await dead.beat(WorkerBeat("c:3", "running", 1, 0, started), LEASE)
+    await dead.claim("c:3", "H", ["3"], LEASE, await dead.now())
+    async with store.engine.begin() as connection:  # c:3 went silent long ago
+        await connection.execute(
+            text("UPDATE novaconsole_workers SET last_beat = :t WHERE worker_id = 'c:3'"),
+            {"t": _past(store)},
+        )
+    a = coordinator()
+    fleet = await a.beat(WorkerBeat("a:1", "running", 0, 0, started), LEASE)
+    assert {w.worker_id: w.alive for w in fleet} == {"a:1": True, "c:3": False}
+    fetched_at = await a.now()
+    began.clear()
+    assert sorted(await a.claim("a:1", "H", ["1", "2", "3"], LEASE, fetched_at)) == ["1", "2"]
+    assert len(began) == 1, "one transaction: the claim"
+
+    b = coordinator()
+    await b.beat(WorkerBeat("b:2", "running", 0, 0, started), LEASE)
+    a = coordinator()  # its next heartbeat sees b:2
+    await a.beat(WorkerBeat("a:1", "running", 0, 0, started), LEASE)
+    fetched_at = await a.now()
+    began.clear()
+    assert await a.claim("a:1", "H", ["1", "4"], LEASE, fetched_at) == {"4": ANY}
+    assert len(began) == 2, "a read, then the claim"
 
 
 async def test_a_command_is_taken_by_one_worker_only(store: SqlStore) -> None:
