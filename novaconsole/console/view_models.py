@@ -14,6 +14,8 @@ from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from itertools import pairwise
 
+from rich.cells import cell_len, chop_cells, set_cell_size
+
 from novaconsole.engine.handler import HandlerPurpose
 from novaconsole.engine.operator import PauseInfo, ago, describe_pause
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
@@ -459,10 +461,14 @@ def handler_columns(
 
 def note_lines(text: str, width: int, lines: int = WHY_LINES) -> tuple[str, ...]:
     """``text`` wrapped at word boundaries into at most ``lines`` lines of at most ``width``
-    characters, the last ending in an ellipsis when some is left out."""
+    cells, the last ending in an ellipsis when some is left out."""
     if width <= 0 or lines <= 0:
         return ()
-    wrapped = textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)
+    wrapped = [
+        piece  # textwrap counts characters: a line of wide ones is chopped again, by cells
+        for line in textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False)
+        for piece in (chop_cells(line, width) if cell_len(line) > width else [line])
+    ]
     if len(wrapped) <= lines:
         return tuple(wrapped) or ("",)
     head = wrapped[: lines - 1]
@@ -816,12 +822,13 @@ def result_row(outcome: ItemOutcome, tz: tzinfo | None) -> ResultRow:
 
 
 def fit(text: str, width: int) -> str:
-    """``text`` padded or shortened (with an ellipsis) to exactly ``width`` characters."""
+    """``text`` padded or shortened (with an ellipsis) to exactly ``width`` cells: a wide
+    character (CJK, most emoji) takes two, and is never cut in half."""
     if width <= 0:
         return ""
-    if len(text) > width:
-        return text[: width - 1] + "…"
-    return text.ljust(width)
+    if cell_len(text) > width:
+        return set_cell_size(text, width - 1) + "…"
+    return set_cell_size(text, width)
 
 
 def distinct_failed(outcomes: Iterable[ItemOutcome], limit: int = 50) -> list[tuple[str, str]]:

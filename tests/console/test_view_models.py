@@ -343,6 +343,22 @@ def test_a_why_comes_before_the_counts_and_never_overflows() -> None:
     assert handler_columns(118, 18)[-1][1] == "Last error"
 
 
+def test_fit_and_note_lines_count_cells_not_characters() -> None:
+    """A wide character (CJK) takes two cells and is never cut in half."""
+    from rich.cells import cell_len
+
+    from novaconsole.console.view_models import fit, note_lines
+
+    assert fit("東京の夜景", 6) == "東京 …"  # 'の' would straddle the cut: a space instead
+    assert fit("東京", 6) == "東京  "
+    assert fit("ab", 1) == "…"
+    reason = "データベースの夜間メンテナンス中です。運用チームに連絡してください"
+    lines = note_lines(reason, 16)
+    assert len(lines) == 2 and lines[1].endswith("…")
+    assert all(cell_len(line) <= 16 for line in lines), lines
+    assert lines[0] == "データベースの夜"
+
+
 def test_note_lines_wrap_at_words_and_end_in_an_ellipsis_when_cut() -> None:
     from novaconsole.console.view_models import note_lines
 

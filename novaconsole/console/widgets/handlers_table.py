@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from time import monotonic
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
@@ -154,7 +155,7 @@ class HandlersTable(DataTable[Text]):
         if key == "last_error" and row.state == "failing":
             style = self.get_component_rich_style("handlers-table--error")
             return Text(fit(value, width).rstrip(), style=style)
-        return Text(fit(value, width).rstrip() if len(value) > width else value)
+        return Text(fit(value, width).rstrip() if cell_len(value) > width else value)
 
     def _watch_theme(self) -> None:
         # Component styles are recomputed after the new theme's CSS is applied.
