@@ -84,7 +84,9 @@ class Feed:
 
 
 async def test_a_tripped_breaker_shows_until_it_is_reset(tmp_path: Path) -> None:
-    feed = Feed()
+    # Items succeed until the first scrape is taken: beside two busy loops the breaker
+    # tripped (three failures at a 50 ms poll) before the scrape came back.
+    feed = Feed(failing=False)
     failing, idle = feed.handlers()
     service = (
         processing(
@@ -102,6 +104,7 @@ async def test_a_tripped_breaker_shows_until_it_is_reset(tmp_path: Path) -> None
     async with serving_metrics(service, host="127.0.0.1", port=0) as port, service.running():
         before = await scrape(port)
         assert value(before, "novaconsole_handler_tripped", handler="A") == 0
+        feed.failing = True
         await next_event(events, lambda e: isinstance(e, BreakerTripped), within=WITHIN)
         tripped = await scrape(port)
         assert value(tripped, "novaconsole_handler_tripped", handler="A") == 1
