@@ -89,30 +89,31 @@ class SqlCoordinator:
         """Claim what is free; see :func:`novaconsole.store.claims.claim`."""
         self._seen(worker_id)
         stored = {stored_item_id(item_id): item_id for item_id in item_ids}
-        if self._alone(worker_id):
-            # The read only steers around other workers' row locks; the claim re-checks
-            # every row itself. Alone, it is a transaction per batch for nothing.
-            return await self._write(
-                lambda c: claim_sql.claim(
-                    c, worker_id, handler, list(stored.values()), lease, fetched_at
-                )
-            )
-        chunks = chunked(list(stored))
-
-        async def read() -> set[str]:
-            async with self._reader.connect() as connection:
-                taken: set[str] = set()
-                for chunk in chunks:
-                    taken |= await claim_sql.visibly_taken(connection, handler, chunk, fetched_at)
-                return taken
-
-        taken = await uncancelled(read)
-        wanted = [item_id for key, item_id in stored.items() if key not in taken]
+        wanted = list(stored.values())
+        # The read only steers around other workers' row locks (the claim re-checks every
+        # row itself): with no other live worker it is a transaction per batch for nothing.
+        if not self._alone(worker_id):
+            taken = await self._visibly_taken(handler, list(stored), fetched_at)
+            wanted = [item_id for key, item_id in stored.items() if key not in taken]
         if not wanted:
             return {}
         return await self._write(
             lambda c: claim_sql.claim(c, worker_id, handler, wanted, lease, fetched_at)
         )
+
+    async def _visibly_taken(
+        self, handler: str, stored_ids: Sequence[str], fetched_at: datetime | None
+    ) -> set[str]:
+        """Which of ``stored_ids`` other claims hold, read in chunks outside a transaction."""
+
+        async def read() -> set[str]:
+            async with self._reader.connect() as connection:
+                taken: set[str] = set()
+                for chunk in chunked(stored_ids):
+                    taken |= await claim_sql.visibly_taken(connection, handler, chunk, fetched_at)
+                return taken
+
+        return await uncancelled(read)
 
     def _alone(self, worker_id: str) -> bool:
         """Whether the last heartbeat found no other live worker (unknown before it)."""
