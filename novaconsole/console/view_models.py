@@ -551,8 +551,7 @@ WHY_LIMIT = 600
 def flat(text: str, limit: int) -> str:
     """``text`` on one line (every run of whitespace, newlines included, one space), control
     characters shown as escapes, shortened to ``limit`` characters."""
-    text = " ".join(neutralise_controls(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(" ".join(neutralise_controls(text).split()), limit)
 
 
 def pause_why(info: PauseInfo, now: datetime, tz: tzinfo | None) -> str:
@@ -1067,8 +1066,14 @@ def scaled_bars(values: Sequence[float], width: int, top: float) -> tuple[tuple[
 
 def rates_heading(samples: Sequence[StatsSample], top: float) -> str:
     """``Items/s per handler, one scale: █ 2,000/s · last 10m 00s`` (``top``: a full bar)."""
-    scale = f", one scale: █ {format_count(top)}/s" if top > 0 else ""
-    return f"Items/s per handler{scale} · {window_label(samples)}"
+    heading = scale_heading("Items/s per handler", top, f"{format_count(top)}/s")
+    return f"{heading} · {window_label(samples)}"
+
+
+def scale_heading(title: str, top: float, shown: str) -> str:
+    """``title, one scale: █ shown`` (``shown``: ``top``, a full bar, as text); ``title``
+    alone while nothing is plotted (``top`` 0)."""
+    return f"{title}, one scale: █ {shown}" if top > 0 else title
 
 
 def latency_series(samples: Sequence[StatsSample]) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -1156,7 +1161,7 @@ def latency_scale(
 
 def latency_heading(title: str, top: float) -> str:
     """``Process latency per handler, one scale: █ 495 ms`` (``top``: a full bar)."""
-    return f"{title}, one scale: █ {format_seconds(top)}" if top > 0 else title
+    return scale_heading(title, top, format_seconds(top))
 
 
 def window_label(samples: Sequence[StatsSample]) -> str:

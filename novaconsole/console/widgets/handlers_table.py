@@ -118,7 +118,7 @@ class HandlersTable(DataTable[Text]):
     ) -> tuple[tuple[tuple[str, str, int], ...], tuple[int, ...]]:
         """The columns that fit, and each row's height (a why may take more than one line)."""
         name_width = max((len(row.name) for row in rows), default=7)
-        why_width = max((len(row.cells[_NOTE]) for row in rows if row.why), default=0)
+        why_width = max((cell_len(row.cells[_NOTE]) for row in rows if row.why), default=0)
         columns = handler_columns(self.scrollable_content_region.width, name_width, why_width)
         note_width = next((width for key, _, width in columns if key == "last_error"), 0)
         heights = tuple(
