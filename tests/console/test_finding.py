@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, timedelta
 
 import pytest
+from textual.pilot import Pilot
 
 from novaconsole.console import NovaConsole
 from novaconsole.console.screens.result_detail import ResultDetailScreen
@@ -35,6 +36,15 @@ class Clipboard:
     def __init__(self, app: NovaConsole) -> None:
         self.texts: list[str] = []
         app.copy_to_clipboard = self.texts.append  # type: ignore[method-assign]
+
+
+async def open_stats(app: NovaConsole, pilot: Pilot[None]) -> StatsScreen:
+    """Press ``s`` and wait for the stats screen's first frame."""
+    await pilot.press("s")
+    screen = app.screen
+    assert isinstance(screen, StatsScreen)
+    await pilot.pause()
+    return screen
 
 
 async def test_slash_searches_results_by_item_id_handler_or_error_and_escape_clears() -> None:
@@ -219,10 +229,7 @@ async def test_stats_shows_each_handlers_own_latency_from_a_live_service() -> No
         await wait_until(pilot, lambda: service.snapshot().succeeded == 3)
         moments.append(T0 + timedelta(seconds=STATS_BUCKET))
         app.refresh_view()  # a bucket later: a new sample
-        await pilot.press("s")
-        screen = app.screen
-        assert isinstance(screen, StatsScreen)
-        await pilot.pause()
+        screen = await open_stats(app, pilot)
         texts = [str(label.render()) for label in screen.query("#stats-body Label").results()]
         # each name shows twice: its items/s row, then its latency row (the last)
         busy = max(i for i, text in enumerate(texts) if text == "Busy")
@@ -259,10 +266,7 @@ async def test_stats_plots_every_handlers_rate_on_one_scale(size: tuple[int, int
     app = fixed_app()
     _rates_apart(app)
     async with app.run_test(size=size) as pilot:
-        await pilot.press("s")
-        screen = app.screen
-        assert isinstance(screen, StatsScreen)
-        await pilot.pause()
+        screen = await open_stats(app, pilot)
         plots = list(screen.query(Sparkline).results())  # the items/s ones first
         slow, fast = (plot.render_line(0).text for plot in plots[:2])
         assert set(slow) == {"▁"}, slow
@@ -325,10 +329,7 @@ async def test_stats_plots_every_latency_on_one_scale(size: tuple[int, int]) -> 
     app = fixed_app()
     _latencies_apart(app)
     async with app.run_test(size=size) as pilot:
-        await pilot.press("s")
-        screen = app.screen
-        assert isinstance(screen, StatsScreen)
-        await pilot.pause()
+        screen = await open_stats(app, pilot)
         # rows: PhysicalDeletion, CatalogueImport, NotificationExport, LegacySync
         pairs = [("#stats-p50", "#stats-p95")] + [
             (f"#stats-lat50-{i}", f"#stats-lat95-{i}") for i in range(4)
@@ -417,10 +418,7 @@ async def test_stats_latency_figures_are_whole(size: tuple[int, int]) -> None:
     app = fixed_app()
     _latencies_apart(app)
     async with app.run_test(size=size) as pilot:
-        await pilot.press("s")
-        screen = app.screen
-        assert isinstance(screen, StatsScreen)
-        await pilot.pause()
+        screen = await open_stats(app, pilot)
         lines = screen._compositor.render_strips()  # what is on screen, cut where cut
         shown = []
         for index in range(2):
