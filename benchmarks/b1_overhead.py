@@ -5,15 +5,24 @@ outcomes recorded in a SQLite store (``build(database_url=...)``) and, for the s
 in the in-memory store. The clock runs from entering ``service.running()`` to leaving it, so
 the last outcomes are written before it stops. Baseline: one producer sending the same items
 through ``anyio.create_memory_object_stream(1000)`` to 8 consumers calling the same ``process``.
+
+Where uvloop is installed (``pip install 'novaconsole[peers]'``), each round also runs the
+stream and the engine with its SQLite store on a uvloop event loop (in a thread of its own),
+each against itself on asyncio: the faster loop as an option, measured (issue 16).
 """
 
 from __future__ import annotations
 
 import gc
+import importlib.util
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from time import perf_counter
+from typing import TypeVar
 
 import anyio
+import anyio.to_thread
 
 from benchmarks.measure import progress
 from benchmarks.report import Row, ratio_row
@@ -22,6 +31,16 @@ from benchmarks.workloads import Counter, Item, no_op_service
 BATCH = 1000
 _IPS = "items/s"
 WORKERS = 8
+UVLOOP = importlib.util.find_spec("uvloop") is not None
+_T = TypeVar("_T")
+
+
+async def on_uvloop(work: Callable[[], Awaitable[_T]]) -> _T:
+    """``work()`` run to its end on a uvloop event loop in a thread of its own (this loop
+    waits, idle)."""
+    return await anyio.to_thread.run_sync(
+        partial(anyio.run, work, backend_options={"use_uvloop": True})
+    )
 
 
 async def bare_stream(total: int) -> float:
@@ -73,6 +92,8 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
     with_store: list[float] = []
     in_memory: list[float] = []
     dropped: list[int] = []
+    stream_uv: list[float] = []
+    store_uv: list[float] = []
     for round_ in range(repeat):
         gc.collect()
         stream.append(await bare_stream(total))
@@ -82,10 +103,19 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
         dropped.append(lost)
         gc.collect()
         in_memory.append((await engine(total, None))[0])
+        uv = ""
+        if UVLOOP:
+            gc.collect()
+            stream_uv.append(await on_uvloop(partial(bare_stream, total)))
+            gc.collect()
+            rate, lost = await on_uvloop(partial(engine, total, workdir / f"b1-uv-{round_}.db"))
+            store_uv.append(rate)
+            dropped.append(lost)
+            uv = f"; on uvloop: stream {stream_uv[-1]:,.0f}/s, engine+SQLite {rate:,.0f}/s"
         progress(
             f"B1 round {round_ + 1}: stream {stream[-1]:,.0f}/s, engine+SQLite "
             f"{with_store[-1]:,.0f}/s ({lost} outcomes dropped), engine+memory "
-            f"{in_memory[-1]:,.0f}/s"
+            f"{in_memory[-1]:,.0f}/s{uv}"
         )
     best = max(stream)
     return [
@@ -99,5 +129,24 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
             "outcomes",
             target="0",
             ok=max(dropped) == 0,
+        ),
+        *_uvloop_rows(stream_uv, stream, store_uv, with_store),
+    ]
+
+
+def _uvloop_rows(
+    stream_uv: list[float], stream: list[float], store_uv: list[float], store: list[float]
+) -> list[Row]:
+    """Each side on uvloop against itself on asyncio (for reference), or why not."""
+    if not UVLOOP:
+        skipped = "skipped: pip install 'novaconsole[peers]' (uvloop)"
+        return [
+            Row("B1", f"bare stream on uvloop vs asyncio: {skipped}", 0.0, "", text="-"),
+            Row("B1", f"engine + SQLite store on uvloop vs asyncio: {skipped}", 0.0, "", text="-"),
+        ]
+    return [
+        ratio_row("B1", "bare stream on uvloop vs on asyncio", stream_uv, stream, _IPS, None),
+        ratio_row(
+            "B1", "engine + SQLite store on uvloop vs on asyncio", store_uv, store, _IPS, None
         ),
     ]
