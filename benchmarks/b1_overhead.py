@@ -108,10 +108,12 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
             gc.collect()
             stream_uv.append(await on_uvloop(partial(bare_stream, total)))
             gc.collect()
-            rate, lost = await on_uvloop(partial(engine, total, workdir / f"b1-uv-{round_}.db"))
-            store_uv.append(rate)
-            dropped.append(lost)
-            uv = f"; on uvloop: stream {stream_uv[-1]:,.0f}/s, engine+SQLite {rate:,.0f}/s"
+            rate_uv, lost_uv = await on_uvloop(
+                partial(engine, total, workdir / f"b1-uv-{round_}.db")
+            )
+            store_uv.append(rate_uv)
+            dropped.append(lost_uv)
+            uv = f"; on uvloop: stream {stream_uv[-1]:,.0f}/s, engine+SQLite {rate_uv:,.0f}/s"
         progress(
             f"B1 round {round_ + 1}: stream {stream[-1]:,.0f}/s, engine+SQLite "
             f"{with_store[-1]:,.0f}/s ({lost} outcomes dropped), engine+memory "
