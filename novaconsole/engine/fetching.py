@@ -50,11 +50,10 @@ class Fetcher:
             fetch_started = monotonic()
             fetched_at = await self._coordination_clock()
             scope, items = await self._fetch(rt, tracker)
-            items = self._not_finished_since(rt, items, fetch_started)
             if scope is not None:
                 scope.background = not forced
                 try:
-                    await self._admit(scope, items, tracker, forced, fetched_at)
+                    await self._admit(scope, items, tracker, forced, fetch_started, fetched_at)
                     self.core.breakers.fetched(rt)
                 except Exception as error:  # the store could not be asked: a failed fetch
                     self._fetch_failed(rt, tracker, f"admitting items: {describe(error)}", error)
@@ -175,18 +174,6 @@ class Fetcher:
             self._fetch_failures[rt.name] = failures
         return failures
 
-    @staticmethod
-    def _not_finished_since(
-        rt: HandlerRuntime, items: list[Batched], started: float
-    ) -> list[Batched]:
-        """``items`` without those that finished here after the fetch started: it may have
-        read them before their writes committed (the claims' ``fetched_at`` rule, kept by
-        this worker for itself; with claims the store refuses them too)."""
-        finished = rt.finished_during_fetch
-        if not finished:
-            return items
-        return [b for b in items if finished.get(b[0], -1.0) < started]
-
     def _fetch_failed(
         self, rt: HandlerRuntime, tracker: Tracker, error: str, failure: BaseException | None
     ) -> None:
@@ -244,12 +231,15 @@ class Fetcher:
         items: list[Batched],
         tracker: Tracker,
         forced: bool,
+        fetch_started: float,
         fetched_at: datetime | None = None,
     ) -> None:
         core = self.core
         rt = scope.runtime
         async with rt.admitting:  # see HandlerRuntime.admitting
-            admitted, jobs, parked = await self._take(scope, items, tracker, forced, fetched_at)
+            admitted, jobs, parked = await self._take(
+                scope, items, tracker, forced, fetch_started, fetched_at
+            )
         scope.unsettled += len(admitted)
         scope.first_pass += len(admitted)
         if not forced and admitted and len(items) >= rt.batch_size:
@@ -287,14 +277,25 @@ class Fetcher:
         items: list[Batched],
         tracker: Tracker,
         forced: bool,
+        fetch_started: float,
         fetched_at: datetime | None,
     ) -> tuple[list[Job], list[Job], list[tuple[Job, int]]]:
         """The items of ``items`` not active yet, claimed, marked started and made active:
-        (admitted, runnable, parked as crashing the worker)."""
+        (admitted, runnable, parked as crashing the worker).
+
+        Left out too: items that finished here after the fetch started (at monotonic
+        ``fetch_started``). It may have read them before their writes committed (the claims'
+        ``fetched_at`` rule, kept by this worker for itself; with claims the store refuses
+        them too). Looked at here, with :attr:`active`, under the admitting lock: an item
+        that finishes while the fetch waits for that lock is no longer active, and only the
+        time it finished tells it from a new one."""
         core = self.core
         rt = scope.runtime
+        finished = rt.finished_during_fetch
         fresh: list[Batched] = []
         for batched in items:
+            if finished and finished.get(batched[0], -1.0) >= fetch_started:
+                continue
             running = rt.active.get(batched[0])
             if running is not None:
                 # In progress from an earlier fetch: not taken again, but a run-once waits for it.
