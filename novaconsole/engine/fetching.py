@@ -286,15 +286,19 @@ class Fetcher:
         Left out too: items that finished here after the fetch started (at monotonic
         ``fetch_started``). It may have read them before their writes committed (the claims'
         ``fetched_at`` rule, kept by this worker for itself; with claims the store refuses
-        them too). Looked at here, with :attr:`active`, under the admitting lock: an item
-        that finishes while the fetch waits for that lock is no longer active, and only the
-        time it finished tells it from a new one."""
+        them too); a run-once reports the outcome they finished with. Looked at here, with
+        :attr:`active`, under the admitting lock: an item that finishes while the fetch waits
+        for that lock is no longer active, and only the time it finished tells it from a new
+        one."""
         core = self.core
         rt = scope.runtime
         finished = rt.finished_during_fetch
         fresh: list[Batched] = []
         for batched in items:
-            if finished and finished.get(batched[0], -1.0) >= fetch_started:
+            done = finished.get(batched[0]) if finished else None
+            if done is not None and done[0] >= fetch_started:
+                if forced:
+                    tracker.report.outcomes.append(done[1])
                 continue
             running = rt.active.get(batched[0])
             if running is not None:

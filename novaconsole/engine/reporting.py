@@ -151,7 +151,7 @@ class Reporter:
         if rt.active.get(job.key) is job:
             del rt.active[job.key]
             if rt.fetching:
-                rt.finished_during_fetch[job.key] = monotonic()
+                rt.finished_during_fetch[job.key] = (monotonic(), outcome)
         if status is not OutcomeStatus.SKIPPED:
             core.fetcher.settle_scope(job)
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import anyio
 
+from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.registry import HandlerRegistration
 from novaconsole.engine.scheduling import HandlerScope, Job
 
@@ -59,9 +60,10 @@ class HandlerRuntime:
     """The breaker's trial item while it runs."""
     fetching: int = 0
     """Fetches of this handler under way (poll loop and ``run_once()``)."""
-    finished_during_fetch: dict[str, float] = field(default_factory=dict)
-    """When items finished while a fetch was under way: that fetch may have read them before
-    their writes committed, so it must not take them again (cleared when no fetch runs)."""
+    finished_during_fetch: dict[str, tuple[float, ItemOutcome]] = field(default_factory=dict)
+    """Items that finished while a fetch was under way (monotonic time, outcome): that fetch
+    may have read them before their writes committed, so it must not take them again; a
+    ``run_once()`` reports the outcome instead (cleared when no fetch runs)."""
     surplus_warned: bool = False
     """``fetch_next`` returned more than asked once: said once, not on every fetch."""
 

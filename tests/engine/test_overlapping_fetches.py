@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from novaconsole.engine.events import ItemFinished
+from novaconsole.engine.outcomes import CycleReport
 from novaconsole.store.sql_store import SqlStore
 from tests.engine.support import next_event, processing
 
@@ -90,19 +91,25 @@ async def test_an_item_that_finishes_while_a_fetch_waits_to_be_admitted_runs_onc
     """A second fetch returns row 1 while it is in flight, then waits its turn to admit (the
     handler's admitting lock, held here as another fetch's admission would hold it); row 1
     finishes meanwhile. It must not be admitted again: the fetch read it before it was done.
-    Seen for real in a headless drain on SQLite, where admission waits for the start marks'
-    commit: 42 of 600 rows processed twice by one worker."""
+    The run-once reports the outcome it finished with. Seen for real in a headless drain on
+    SQLite, where admission waits for the start marks' commit: 42 of 600 rows processed twice
+    by one worker."""
     cls = FinishesWhileWaiting
     cls.done, cls.processed, cls.fetches = set(), [], 0
     cls.fetched_again, cls.running, cls.release = anyio.Event(), anyio.Event(), anyio.Event()
     service = processing().add_handler(FinishesWhileWaiting, name="Once").build()
     events = service.events()
     admitting = service._core.runtimes["Once"].admitting  # the lock two admissions share
+    reports: list[CycleReport] = []
+
+    async def run_once() -> None:
+        reports.append(await service.run_once())
+
     async with service.running(), anyio.create_task_group() as group:
         with anyio.fail_after(30):
             await cls.running.wait()  # row 1, from the first poll
             async with admitting:
-                group.start_soon(service.run_once)  # fetches row 1 again, then waits here
+                group.start_soon(run_once)  # fetches row 1 again, then waits here
                 await cls.fetched_again.wait()
                 await anyio.wait_all_tasks_blocked()
                 assert admitting.statistics().tasks_waiting == 1
@@ -111,3 +118,4 @@ async def test_an_item_that_finishes_while_a_fetch_waits_to_be_admitted_runs_onc
             while service.snapshot().in_flight or service.snapshot().queue_depth:
                 await next_event(events, lambda e: isinstance(e, ItemFinished))
     assert cls.processed == [1]
+    assert [o.item_id for o in reports[0].outcomes] == [1]
