@@ -330,6 +330,8 @@ def _run(func: Callable[..., Any], *args: Any) -> Any:
 
 
 def _run_service(args: argparse.Namespace) -> int:
+    from novaconsole.gc_tuning import tuned_gc
+
     settings = _settings(args)
     if args.no_ui:
         _require_handlers(settings)  # before anything opens (and creates) the database
@@ -341,14 +343,18 @@ def _run_service(args: argparse.Namespace) -> int:
 
         from novaconsole.headless import run_headless
 
-        code: int = _run(partial(run_headless, service, once=args.once, settings=settings))
+        with tuned_gc(settings.process.tune_gc):
+            code: int = _run(partial(run_headless, service, once=args.once, settings=settings))
         return code
     import logging
 
     service = _service(settings)
     from novaconsole.console import run_console
 
-    return run_console(service, settings, log_level=logging.getLevelName(args.log_level.upper()))
+    with tuned_gc(settings.process.tune_gc):
+        return run_console(
+            service, settings, log_level=logging.getLevelName(args.log_level.upper())
+        )
 
 
 def _require_handlers(settings: Settings) -> None:

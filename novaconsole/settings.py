@@ -137,6 +137,14 @@ class TracingSettings(_Section):
     enabled: bool = True
 
 
+class ProcessSettings(_Section):
+    """``[process]``: the novaconsole process itself (the CLI's, not the library's)."""
+
+    tune_gc: bool = True
+    """Freeze start-up's objects and collect young objects less often (see
+    :mod:`novaconsole.gc_tuning`)."""
+
+
 class HandlerSettings(_Section):
     """One ``[[handlers]]`` table."""
 
@@ -222,6 +230,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
+    process: ProcessSettings = ProcessSettings()
     handlers: list[HandlerSettings] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(default=None)
