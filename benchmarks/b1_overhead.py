@@ -6,6 +6,11 @@ in the in-memory store. The clock runs from entering ``service.running()`` to le
 the last outcomes are written before it stops. Baseline: one producer sending the same items
 through ``anyio.create_memory_object_stream(1000)`` to 8 consumers calling the same ``process``.
 
+Each round also runs the stream and the engine with its SQLite store inside
+:func:`novaconsole.gc_tuning.tuned_gc`, the collector the ``novaconsole`` command runs with
+(``[process] tune_gc``): the library leaves the collector alone, so the main rows use
+CPython's defaults on both sides.
+
 Where uvloop is installed (``pip install 'novaconsole[peers]'``), each round also runs the
 stream and the engine with its SQLite store on a uvloop event loop (in a thread of its own),
 each against itself on asyncio: the faster loop as an option, measured (issue 16).
@@ -27,6 +32,7 @@ import anyio.to_thread
 from benchmarks.measure import progress
 from benchmarks.report import Row, ratio_row
 from benchmarks.workloads import Counter, Item, no_op_service
+from novaconsole.gc_tuning import tuned_gc
 
 BATCH = 1000
 _IPS = "items/s"
@@ -92,6 +98,8 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
     with_store: list[float] = []
     in_memory: list[float] = []
     dropped: list[int] = []
+    stream_tuned: list[float] = []
+    store_tuned: list[float] = []
     stream_uv: list[float] = []
     store_uv: list[float] = []
     for round_ in range(repeat):
@@ -103,6 +111,12 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
         dropped.append(lost)
         gc.collect()
         in_memory.append((await engine(total, None))[0])
+        with tuned_gc():
+            stream_tuned.append(await bare_stream(total))
+        with tuned_gc():
+            rate, lost = await engine(total, workdir / f"b1-tuned-{round_}.db")
+        store_tuned.append(rate)
+        dropped.append(lost)
         uv = ""
         if UVLOOP:
             gc.collect()
@@ -117,7 +131,8 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
         progress(
             f"B1 round {round_ + 1}: stream {stream[-1]:,.0f}/s, engine+SQLite "
             f"{with_store[-1]:,.0f}/s ({lost} outcomes dropped), engine+memory "
-            f"{in_memory[-1]:,.0f}/s{uv}"
+            f"{in_memory[-1]:,.0f}/s; the CLI's collector: stream {stream_tuned[-1]:,.0f}/s, "
+            f"engine+SQLite {store_tuned[-1]:,.0f}/s{uv}"
         )
     best = max(stream)
     return [
@@ -131,6 +146,22 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
             "outcomes",
             target="0",
             ok=max(dropped) == 0,
+        ),
+        ratio_row(
+            "B1",
+            "engine + SQLite store vs bare stream, both with the CLI's collector",
+            store_tuned,
+            stream_tuned,
+            _IPS,
+            1.5,
+        ),
+        ratio_row(
+            "B1",
+            "engine + SQLite store with the CLI's collector vs CPython's",
+            store_tuned,
+            with_store,
+            _IPS,
+            None,
         ),
         *_uvloop_rows(stream_uv, stream, store_uv, with_store),
     ]
