@@ -28,6 +28,14 @@ CLOCK_READ_EVERY = 1.0
 :meth:`Fetcher._coordination_clock`): the clocks drift apart by far less than this."""
 
 
+LOST_BATCH_RETRY = 0.005
+"""Seconds before a handler whose full batch other workers had all claimed is fetched again,
+doubled for each such batch in a row, up to its poll interval. Waiting the whole interval
+left a worker of a fleet idle while work waited (B7's drain at 2 workers: 6,991-8,522 rows/s
+with a 50 ms interval, 10,265-10,588 with 5 ms); fetching again at once would spin on a
+query that returns the same held rows until their holder is through."""
+
+
 class Fetcher:
     """One fetch per handler and cycle, queued behind the fair queue's backpressure."""
 
@@ -242,6 +250,8 @@ class Fetcher:
             )
         scope.unsettled += len(admitted)
         scope.first_pass += len(admitted)
+        if not forced:
+            self._note_lost_batch(scope, admitted, len(items))
         if not forced and admitted and len(items) >= rt.batch_size:
             # A full batch: more is waiting. Fetch again once half of it is through, so the
             # queue never runs dry while the next fetch is under way (not after a poll wait).
@@ -270,6 +280,17 @@ class Fetcher:
                 core.work.set()
         if not forced and (core.paused or rt.paused):
             core.lifecycle.give_back_paused()  # paused while this fetch ran
+
+    @staticmethod
+    def _note_lost_batch(scope: HandlerScope, admitted: list[Job], fetched: int) -> None:
+        """A full batch whose every new item another worker had claimed: fetch again soon."""
+        rt = scope.runtime
+        if admitted or not scope.refused or fetched < rt.batch_size:
+            rt.batches_lost = 0
+            return
+        rt.batches_lost += 1
+        wait = LOST_BATCH_RETRY * 2 ** min(rt.batches_lost - 1, 30)
+        scope.due_in = min(wait, rt.poll_interval.total_seconds())
 
     async def _take(
         self,
@@ -323,6 +344,7 @@ class Fetcher:
         admitted: list[Job] = []
         for key, item_id, item in fresh:
             if tokens is not None and key not in tokens:
+                scope.refused += 1
                 continue
             state = states.get(key)
             job = Job(item, key, scope, item_id, attempts=state.attempts if state else 0)
@@ -396,7 +418,9 @@ class Fetcher:
         if scope.released or scope.first_pass > scope.refill_at:
             return
         scope.released = True
-        self.core.poller.handler_settled(scope.runtime, more_waiting=scope.refill_at > 0)
+        self.core.poller.handler_settled(
+            scope.runtime, more_waiting=scope.refill_at > 0, due_in=scope.due_in
+        )
 
     def settle_scope(self, job: Job) -> None:
         self.mark_first_pass(job)

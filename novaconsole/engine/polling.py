@@ -118,9 +118,14 @@ class Poller:
         self._close_report(tracker)
         return tracker.report
 
-    def handler_settled(self, rt: HandlerRuntime, *, more_waiting: bool = False) -> None:
+    def handler_settled(
+        self, rt: HandlerRuntime, *, more_waiting: bool = False, due_in: float | None = None
+    ) -> None:
         """A poll-loop batch is through its first pass: the handler is due after its interval,
-        or at once when the batch was full and is half through (``more_waiting``)."""
+        at once when the batch was full and is half through (``more_waiting``), or after
+        ``due_in`` seconds when given."""
         rt.busy = False
-        rt.next_due = monotonic() + (0.0 if more_waiting else rt.poll_interval.total_seconds())
+        if due_in is None:
+            due_in = 0.0 if more_waiting else rt.poll_interval.total_seconds()
+        rt.next_due = monotonic() + due_in
         self.core.poll_wake.set()

@@ -64,6 +64,10 @@ class HandlerRuntime:
     """Items that finished while a fetch was under way (monotonic time, outcome): that fetch
     may have read them before their writes committed, so it must not take them again; a
     ``run_once()`` reports the outcome instead (cleared when no fetch runs)."""
+    batches_lost: int = 0
+    """Full batches in a row whose every new item another worker had claimed: more is likely
+    waiting, so the handler is fetched again after a short wait, doubled each time (see
+    :data:`novaconsole.engine.fetching.LOST_BATCH_RETRY`)."""
     surplus_warned: bool = False
     """``fetch_next`` returned more than asked once: said once, not on every fetch."""
 
