@@ -36,6 +36,15 @@ with a 50 ms interval, 10,265-10,588 with 5 ms); fetching again at once would sp
 query that returns the same held rows until their holder is through."""
 
 
+def lost_batch_wait(rt: HandlerRuntime) -> float | None:
+    """How long to wait before fetching again after :attr:`HandlerRuntime.batches_lost` full
+    batches in a row (None: none lost, the usual schedule)."""
+    if not rt.batches_lost:
+        return None
+    wait: float = LOST_BATCH_RETRY * 2.0 ** min(rt.batches_lost - 1, 30)
+    return min(wait, rt.poll_interval.total_seconds())
+
+
 class Fetcher:
     """One fetch per handler and cycle, queued behind the fair queue's backpressure."""
 
@@ -218,8 +227,8 @@ class Fetcher:
 
     async def _claim(
         self, rt: HandlerRuntime, keys: list[str], fetched_at: datetime | None
-    ) -> Mapping[str, int]:
-        """This worker's claims on ``keys``; nothing when the claim fails (items stay pending)."""
+    ) -> Mapping[str, int] | None:
+        """This worker's claims on ``keys``; None when the claim fails (items stay pending)."""
         core = self.core
         assert core.coordinator is not None
         lease = core.options.lease_duration.total_seconds()
@@ -231,7 +240,7 @@ class Fetcher:
             log.exception(
                 "claiming %d items of %s failed", len(keys), rt.name, extra=log_extra(rt.name)
             )
-            return {}
+            return None
 
     async def _admit(
         self,
@@ -250,8 +259,6 @@ class Fetcher:
             )
         scope.unsettled += len(admitted)
         scope.first_pass += len(admitted)
-        if not forced:
-            self._note_lost_batch(scope, admitted, len(items))
         if not forced and admitted and len(items) >= rt.batch_size:
             # A full batch: more is waiting. Fetch again once half of it is through, so the
             # queue never runs dry while the next fetch is under way (not after a poll wait).
@@ -280,17 +287,6 @@ class Fetcher:
                 core.work.set()
         if not forced and (core.paused or rt.paused):
             core.lifecycle.give_back_paused()  # paused while this fetch ran
-
-    @staticmethod
-    def _note_lost_batch(scope: HandlerScope, admitted: list[Job], fetched: int) -> None:
-        """A full batch whose every new item another worker had claimed: fetch again soon."""
-        rt = scope.runtime
-        if admitted or not scope.refused or fetched < rt.batch_size:
-            rt.batches_lost = 0
-            return
-        rt.batches_lost += 1
-        wait = LOST_BATCH_RETRY * 2 ** min(rt.batches_lost - 1, 30)
-        scope.due_in = min(wait, rt.poll_interval.total_seconds())
 
     async def _take(
         self,
@@ -340,11 +336,16 @@ class Fetcher:
         tokens: Mapping[str, int] | None = None
         if core.coordinator is not None and fresh:
             # Another worker may hold some of these: only what this worker claims is its own.
-            tokens = await self._claim(rt, keys, fetched_at)
+            claimed = await self._claim(rt, keys, fetched_at)
+            tokens = {} if claimed is None else claimed
+            if not forced:  # a full batch all held by others: more is waiting (see below)
+                lost = claimed is not None and not claimed and len(items) >= rt.batch_size
+                rt.batches_lost = rt.batches_lost + 1 if lost else 0
+        elif not forced:
+            rt.batches_lost = 0
         admitted: list[Job] = []
         for key, item_id, item in fresh:
             if tokens is not None and key not in tokens:
-                scope.refused += 1
                 continue
             state = states.get(key)
             job = Job(item, key, scope, item_id, attempts=state.attempts if state else 0)
@@ -419,7 +420,7 @@ class Fetcher:
             return
         scope.released = True
         self.core.poller.handler_settled(
-            scope.runtime, more_waiting=scope.refill_at > 0, due_in=scope.due_in
+            scope.runtime, more_waiting=scope.refill_at > 0, due_in=lost_batch_wait(scope.runtime)
         )
 
     def settle_scope(self, job: Job) -> None:

@@ -55,11 +55,6 @@ class HandlerScope:
     refill_at: int = 0
     """The handler is due again once ``first_pass`` is down to this: half of a full batch
     (more is waiting at the source), zero for a short one."""
-    due_in: float | None = None
-    """Seconds until the handler is due again when not its poll interval (nor at once): a
-    full batch lost to other workers' claims."""
-    refused: int = 0
-    """Items of this fetch that other workers had claimed."""
     released: bool = False
     """The poll loop has been told this fetch is through (the handler may be fetched again)."""
     closed: bool = False
