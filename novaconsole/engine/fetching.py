@@ -52,6 +52,7 @@ class Fetcher:
         self.core = core
         self._fetch_failures: dict[str, RepeatedFailure] = {}
         self._clock_failures = RepeatedFailure(log, "reading the database clock failed")
+        self._claim_failures = RepeatedFailure(log, "claiming fetched items failed")
         self._clock: tuple[datetime, float] | None = None
         """A reading of the coordinator's clock and this process's monotonic clock just after
         it came back (see :meth:`_coordination_clock`)."""
@@ -71,6 +72,9 @@ class Fetcher:
                 scope.background = not forced
                 try:
                     await self._admit(scope, items, tracker, forced, fetch_started, fetched_at)
+                    # Only now a success: a fetch whose admission fails (the store's database
+                    # is down) would otherwise end the streak and log a traceback every poll.
+                    self._failures(rt).succeeded()
                     self.core.breakers.fetched(rt)
                 except Exception as error:  # the store could not be asked: a failed fetch
                     self._fetch_failed(rt, tracker, f"admitting items: {describe(error)}", error)
@@ -162,7 +166,6 @@ class Fetcher:
         rt.fetch_failed = False
         if core.retries.pending:
             core.retries.offered(rt, [key for key, _, _ in items], started)
-        self._failures(rt).succeeded()
         tracker.report.fetched[rt.name] = len(items)
         core.hub.publish(FetchCompleted(rt.name, len(items), duration))
         if items:
@@ -233,14 +236,14 @@ class Fetcher:
         assert core.coordinator is not None
         lease = core.options.lease_duration.total_seconds()
         try:
-            return await core.coordinator.claim(
+            claimed = await core.coordinator.claim(
                 core.worker_id, rt.name, keys, lease, fetched_at=fetched_at
             )
-        except Exception:
-            log.exception(
-                "claiming %d items of %s failed", len(keys), rt.name, extra=log_extra(rt.name)
-            )
+        except Exception as error:  # the database is down: logged once per streak, not per poll
+            self._claim_failures.failed(f"{rt.name}, {len(keys)} items: {describe(error)}", error)
             return None
+        self._claim_failures.succeeded()
+        return claimed
 
     async def _admit(
         self,

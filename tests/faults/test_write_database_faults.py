@@ -322,3 +322,42 @@ def test_the_command_gives_up_in_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "[database] connect_timeout" in lines[-1]
     assert "Traceback" not in done.stderr and "secret" not in done.stderr
     assert len(lines) <= 4, lines
+
+
+class Fresh:
+    """A source outside the database: its fetch succeeds whether the database is up or not."""
+
+    fetches = 0
+    taken = 0
+
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+
+    async def fetch_next(self, max_items: int) -> list[Item]:
+        Fresh.fetches += 1
+        start, Fresh.taken = Fresh.taken, Fresh.taken + max_items
+        return [Item(i) for i in range(start, start + max_items)]
+
+    async def process(self, item: Item) -> None:
+        pass
+
+
+@pytest.mark.postgres
+async def test_admission_failing_every_poll_logs_one_traceback_per_streak() -> None:
+    # The fetch succeeds and its claims cannot be written: neither the fetch's failure nor the
+    # claim's may log a traceback on every poll (each had ended its own streak, or had none).
+    with private_cluster() as cluster, captured() as log:
+        service = (
+            BackgroundProcessing(poll_interval=0.02, max_concurrency=2)
+            .add_handler(Fresh, name="Fresh", max_items_per_cycle=5)
+            .build(database_url=cluster.url)
+        )
+        async with service.running():
+            await until(lambda: Fresh.taken >= 50, "items fetched while the database is up")
+            await anyio.to_thread.run_sync(cluster.stop)
+            stopped_at = Fresh.fetches
+            await until(lambda: Fresh.fetches >= stopped_at + 20, "20 fetches with it down")
+            await anyio.to_thread.run_sync(cluster.start)
+    tracebacks = [r.getMessage()[:100] for r in log.records if r.exc_info]
+    fetch_or_claim = [m for m in tracebacks if "fetch from Fresh" in m or "claiming" in m]
+    assert len(fetch_or_claim) <= 2, fetch_or_claim
