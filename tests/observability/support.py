@@ -24,3 +24,9 @@ async def scrape(port: int) -> Samples:
 def value(samples: Samples, name: str, **labels: str) -> float:
     """The sample ``name{labels}`` (a KeyError naming it when it is missing)."""
     return samples[(name, frozenset(labels.items()))]
+
+
+def counted(samples: Samples, name: str, **labels: str) -> float:
+    """The counter ``name{labels}``, 0 while it has counted nothing: a labelled counter shows
+    on ``/metrics`` only from its first count, as in Prometheus."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

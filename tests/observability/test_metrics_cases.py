@@ -30,7 +30,7 @@ from novaconsole.observability.metrics import serving_metrics
 from novaconsole.store.database import create_engine
 from novaconsole.store.schema import ensure_schema
 from tests.engine.support import Item, next_event, processing
-from tests.observability.support import Samples, scrape, value
+from tests.observability.support import Samples, counted, scrape, value
 from tests.postgres import throwaway_database
 
 pytestmark = pytest.mark.anyio
@@ -376,7 +376,7 @@ async def test_a_worker_stopped_past_its_lease_counts_the_leases_it_lost(tmp_pat
             await scraped_until(
                 other.port,
                 lambda s: (
-                    value(s, "novaconsole_items_total", handler="Held", status="succeeded")
+                    counted(s, "novaconsole_items_total", handler="Held", status="succeeded")
                     == LEASE_ITEMS
                     and value(s, "novaconsole_outcomes_buffered") == 0
                 ),
