@@ -8,6 +8,8 @@ Run as root, the server runs as the ``postgres`` user (``initdb`` refuses root),
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import pwd
 import shutil
@@ -17,6 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,9 +108,47 @@ def private_cluster() -> Iterator[PgCluster]:
     try:
         cluster.init()
         cluster.start()
-        yield cluster
+        with _orphans_of_cut_connections_logged():
+            yield cluster
     finally:
         if cluster.running():
             with suppress(RuntimeError):
                 cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def _orphans_of_cut_connections_logged() -> Iterator[None]:
+    """While the server cuts connections, an asyncpg operation whose connection was lost with
+    nobody left to await it is logged, not raised as the test's failure.
+
+    Seen once in CI, the server stopped under a running service: asyncio reported a
+    ``ConnectionDoesNotExistError`` that no one retrieved to the loop's exception handler, and
+    anyio's test runner raised it as the test's error. Such an operation is the driver's, not
+    novaconsole's (likely: SQLAlchemy closes an invalidated connection in a shielded task and
+    forces the connection shut when its caller is cancelled, leaving that close to fail
+    alone). Anything else reported to the handler still fails the test.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        yield
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(running: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if type(error).__name__ == "ConnectionDoesNotExistError" and "never retrieved" in str(
+            context.get("message")
+        ):
+            logging.getLogger(__name__).warning("%s: %r", context["message"], error)
+        elif previous is not None:
+            previous(running, context)
+        else:
+            running.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    try:
+        yield
+    finally:
+        loop.set_exception_handler(previous)
