@@ -486,9 +486,12 @@ def demo_settings(
     *,
     poll_interval: float = 2.0,
     retry_base_delay: float = 0.5,
+    breaker_threshold: int | None = None,
 ) -> Settings:
     """The demo's configuration: short intervals and retries so that everything shows.
-    Without ``webhook_url``, notifications go to :attr:`DemoPaths.outbox`."""
+    Without ``webhook_url``, notifications go to :attr:`DemoPaths.outbox`;
+    ``breaker_threshold`` 0 keeps the circuit breakers from tripping (default: the usual)."""
+    from novaconsole import defaults
     from novaconsole.settings import (
         DatabaseSettings,
         HandlerSettings,
@@ -507,6 +510,9 @@ def demo_settings(
             fetch_timeout=timedelta(seconds=10),
             lease_duration=timedelta(seconds=30),
             shutdown_grace=timedelta(seconds=5),
+            breaker_threshold=(
+                defaults.BREAKER_THRESHOLD if breaker_threshold is None else breaker_threshold
+            ),
         ),
         retry=RetrySettings(
             max_attempts=3,
