@@ -1,6 +1,7 @@
 """Logging a failure that repeats (a database that is down fails every poll, heartbeat and
-clock read): the first time in full, with its traceback; then one line at growing intervals
-saying how often it failed meanwhile; and one line when it works again."""
+clock read): the first time in full, with its traceback (none for a lost database connection:
+the message says all there is); then one line at growing intervals saying how often it failed
+meanwhile; and one line when it works again."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class RepeatedFailure:
         at = monotonic()
         self._streak += 1
         if self._streak == 1:
+            if _connection_lost(exc_info):
+                exc_info = None
             self._log.error("%s: %s", self._what, error, exc_info=exc_info, extra=self._extra)
             self._interval = _FIRST_REPEAT
             self._next = at + self._interval
@@ -58,3 +61,9 @@ class RepeatedFailure:
             )
         self._streak = 0
         self._silenced = 0
+
+
+def _connection_lost(error: BaseException | None) -> bool:
+    """SQLAlchemy's mark on an error that found its connection dead (a database restarted, its
+    session ended): the pool replaces its connections, and the traceback tells nothing."""
+    return bool(getattr(error, "connection_invalidated", False))
