@@ -6,6 +6,12 @@ recipe of SQLAlchemy's SQLite documentation: the driver's own BEGIN is switched 
 ``begin`` event emits ours), so a read-then-write transaction waits for the write lock instead
 of failing with "database is locked". Connections from :func:`reader` begin ``DEFERRED``.
 
+On PostgreSQL a pooled connection of the store is pinged before it is handed out only when it
+sat unused for :data:`PING_AFTER_IDLE` or longer. SQLAlchemy's ``pool_pre_ping`` pings at every
+checkout: three round trips (``BEGIN``, an empty query, ``ROLLBACK``), half the transactions of
+a busy worker. Handlers' sessions keep it (``ping_always``): a dead connection there would fail
+an item's attempt, where the store retries what failed without charging anything.
+
 PostgreSQL connections of the store get two server-side limits (``SET`` once per connection):
 ``lock_timeout`` (:data:`LOCK_TIMEOUT`), so that a statement waiting for a row lock fails
 cleanly (a database fault: held and retried) instead of waiting until the client gives up;
@@ -21,13 +27,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from time import monotonic
 from typing import Any, TypeVar
 
 import anyio
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    NoSuchModuleError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -42,6 +55,11 @@ IDLE_IN_TRANSACTION_TIMEOUT = 10.0
 """Seconds a store connection on PostgreSQL may sit idle inside a transaction before the
 server ends its session (the store's transactions run statement after statement: only a
 stopped or frozen process, or a handler blocking the event loop, leaves one idle)."""
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled PostgreSQL connection of the store may sit unused and still be handed out
+without a ping. One used more recently than that is alive or, after a server restart or its
+backend's termination, fails its first statement once: SQLAlchemy then replaces every
+connection of the pool, and the store retries what failed."""
 READ_CHUNK = 500
 """Item ids per ``IN (...)`` read."""
 PRUNE_BATCH = 500
@@ -81,17 +99,18 @@ def create_engine(
     limits: bool = True,
     lock_timeout: float = LOCK_TIMEOUT,
     idle_in_transaction_timeout: float = IDLE_IN_TRANSACTION_TIMEOUT,
+    ping_always: bool = False,
 ) -> AsyncEngine:
     """An :class:`AsyncEngine` for ``url``. Connects to nothing; a bad URL or a missing
     driver is a :class:`ConfigError`. On PostgreSQL, with ``limits``, its connections get
-    ``lock_timeout`` and ``idle_in_transaction_session_timeout`` (seconds; 0: none)."""
+    ``lock_timeout`` and ``idle_in_transaction_session_timeout`` (seconds; 0: none); pooled
+    connections are pinged at every checkout with ``ping_always``, else only after sitting
+    unused for :data:`PING_AFTER_IDLE`."""
     parsed = parse_url(url)
     shown = mask_url(parsed)
-    options: dict[str, Any] = {}
-    if parsed.get_backend_name() != "sqlite":
-        options["pool_pre_ping"] = True
+    server = parsed.get_backend_name() != "sqlite"
     try:
-        engine = create_async_engine(parsed, **options)
+        engine = create_async_engine(parsed, pool_pre_ping=server and ping_always)
     except (NoSuchModuleError, ImportError) as error:
         fix = "use sqlite+aiosqlite:// or postgresql+asyncpg://"
         if isinstance(error, ImportError) and error.name == "asyncpg":
@@ -113,9 +132,34 @@ def create_engine(
         )
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
-    elif parsed.get_backend_name() == "postgresql" and limits:
-        _limit_postgresql(engine.sync_engine, lock_timeout, idle_in_transaction_timeout)
+    else:
+        if not ping_always:
+            _ping_idle_connections(engine.sync_engine)
+        if parsed.get_backend_name() == "postgresql" and limits:
+            _limit_postgresql(engine.sync_engine, lock_timeout, idle_in_transaction_timeout)
     return engine
+
+
+_IDLE_SINCE = "novaconsole_idle_since"
+
+
+def _ping_idle_connections(sync_engine: Engine, after: float = PING_AFTER_IDLE) -> None:
+    """Ping a pooled connection at checkout when it sat unused for ``after`` seconds or more;
+    one that does not answer is replaced (the pool tries another)."""
+
+    @event.listens_for(sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or monotonic() - since < after:
+            return  # just connected, or used a moment ago
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(f"an idle connection did not answer: {error}") from error
 
 
 def _limit_postgresql(sync_engine: Engine, lock_timeout: float, idle_timeout: float) -> None:

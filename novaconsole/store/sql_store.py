@@ -165,8 +165,9 @@ class SqlStore:
         self._handler_engine = self.engine
         if self.engine.dialect.name == "postgresql":
             # Handlers' sessions may stay in a transaction across a slow call: not under the
-            # store's server-side limits (see novaconsole.store.database).
-            self._handler_engine = create_engine(url, limits=False)
+            # store's server-side limits; and each connection is pinged before they get it,
+            # so that a dead one costs no item an attempt (see novaconsole.store.database).
+            self._handler_engine = create_engine(url, limits=False, ping_always=True)
         self.session_factory: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self._handler_engine, expire_on_commit=False
         )
