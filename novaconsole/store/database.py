@@ -184,7 +184,12 @@ def _limit_postgresql(sync_engine: Engine, lock_timeout: float, idle_timeout: fl
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:
-    """The same engine (and pool) whose transactions begin DEFERRED: for read-only work."""
+    """The same engine (and pool) for read-only work. On SQLite its transactions begin
+    DEFERRED. On PostgreSQL its statements run in autocommit: no ``BEGIN`` and ``ROLLBACK``
+    round trips around a read, and under READ COMMITTED (the default) each statement sees a
+    snapshot of its own either way."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(**{READ_ONLY: True}, isolation_level="AUTOCOMMIT")
     return engine.execution_options(**{READ_ONLY: True})
 
 

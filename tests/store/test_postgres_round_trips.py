@@ -1,7 +1,9 @@
-"""The store's PostgreSQL connections are pinged at checkout only after sitting unused a
-while: a busy worker sends no ping per checkout, and one idle across a server restart is
-replaced. Handlers' sessions get a pinged connection every time (a dead one would cost an item
-an attempt)."""
+"""Round trips the store saves on PostgreSQL, and what it keeps.
+
+Its connections are pinged at checkout only after sitting unused a while: a busy worker sends
+no ping per checkout, and one idle across a server restart is replaced. Handlers' sessions get
+a pinged connection every time (a dead one would cost an item an attempt). Its reads run
+without a transaction around them."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from novaconsole.store import open_store
-from novaconsole.store.database import PING_AFTER_IDLE, create_engine
+from novaconsole.store.database import PING_AFTER_IDLE, create_engine, reader
 from tests.pgcluster import private_cluster
 from tests.postgres import throwaway_database
 
@@ -84,3 +86,18 @@ async def test_handlers_sessions_are_pinged_at_every_checkout_and_the_store_s_ar
             assert (handlers, own) == ([2], [0])  # the first checkout of each is a new connection
         finally:
             await store.close()
+
+
+async def test_a_read_runs_each_statement_on_its_own_and_leaves_the_pool_as_it_was() -> None:
+    async with throwaway_database("novaconsole_reads") as url:
+        engine = create_engine(url)
+        try:
+            now = text("SELECT now()")  # the start of the statement's transaction
+            async with reader(engine).connect() as connection:
+                first, second = await connection.scalar(now), await connection.scalar(now)
+            assert second > first  # no BEGIN: each statement a transaction of its own
+            async with engine.connect() as connection:  # the same pooled connection
+                first, second = await connection.scalar(now), await connection.scalar(now)
+            assert second == first  # back in one transaction
+        finally:
+            await engine.dispose()
