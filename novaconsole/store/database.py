@@ -4,7 +4,8 @@ SQLite connections run in WAL mode with a busy timeout, foreign keys on and
 ``synchronous=NORMAL``; every transaction SQLAlchemy begins is a ``BEGIN IMMEDIATE`` (the
 recipe of SQLAlchemy's SQLite documentation: the driver's own BEGIN is switched off and the
 ``begin`` event emits ours), so a read-then-write transaction waits for the write lock instead
-of failing with "database is locked". Connections from :func:`reader` begin ``DEFERRED``.
+of failing with "database is locked". Connections from :func:`reader` begin ``DEFERRED``
+(on PostgreSQL they run in autocommit).
 
 On PostgreSQL a pooled connection of the store is pinged before it is handed out only when it
 sat unused for :data:`PING_AFTER_IDLE` or longer. SQLAlchemy's ``pool_pre_ping`` pings at every
