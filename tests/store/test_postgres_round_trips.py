@@ -7,7 +7,7 @@ without a transaction around them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -21,6 +21,17 @@ from tests.pgcluster import private_cluster
 from tests.postgres import throwaway_database
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[AsyncEngine]:
+    """The store's engine on a throwaway database, disposed of afterwards."""
+    async with throwaway_database("novaconsole_trips") as url:
+        made = create_engine(url)
+        try:
+            yield made
+        finally:
+            await made.dispose()
 
 
 def counting_pings(engine: AsyncEngine) -> list[int]:
@@ -42,19 +53,16 @@ async def read(engine: AsyncEngine) -> int:
         return int(await connection.scalar(text("SELECT 1")) or 0)
 
 
-async def test_a_connection_used_a_moment_ago_is_not_pinged_and_one_left_idle_is() -> None:
-    async with throwaway_database("novaconsole_ping") as url:
-        engine = create_engine(url)
-        try:
-            pings = counting_pings(engine)
-            for _ in range(10):  # one pooled connection, handed out again at once
-                assert await read(engine) == 1
-            assert pings == [0]
-            await anyio.sleep(PING_AFTER_IDLE)
-            assert await read(engine) == 1
-            assert pings == [1]
-        finally:
-            await engine.dispose()
+async def test_a_connection_used_a_moment_ago_is_not_pinged_and_one_left_idle_is(
+    engine: AsyncEngine,
+) -> None:
+    pings = counting_pings(engine)
+    for _ in range(10):  # one pooled connection, handed out again at once
+        assert await read(engine) == 1
+    assert pings == [0]
+    await anyio.sleep(PING_AFTER_IDLE)
+    assert await read(engine) == 1
+    assert pings == [1]
 
 
 async def test_a_connection_idle_across_a_server_restart_is_replaced_not_failed() -> None:
@@ -88,16 +96,13 @@ async def test_handlers_sessions_are_pinged_at_every_checkout_and_the_store_s_ar
             await store.close()
 
 
-async def test_a_read_runs_each_statement_on_its_own_and_leaves_the_pool_as_it_was() -> None:
-    async with throwaway_database("novaconsole_reads") as url:
-        engine = create_engine(url)
-        try:
-            now = text("SELECT now()")  # the start of the statement's transaction
-            async with reader(engine).connect() as connection:
-                first, second = await connection.scalar(now), await connection.scalar(now)
-            assert second > first  # no BEGIN: each statement a transaction of its own
-            async with engine.connect() as connection:  # the same pooled connection
-                first, second = await connection.scalar(now), await connection.scalar(now)
-            assert second == first  # back in one transaction
-        finally:
-            await engine.dispose()
+async def test_a_read_runs_each_statement_on_its_own_and_leaves_the_pool_as_it_was(
+    engine: AsyncEngine,
+) -> None:
+    now = text("SELECT now()")  # the start of the statement's transaction
+    async with reader(engine).connect() as connection:
+        first, second = await connection.scalar(now), await connection.scalar(now)
+    assert second > first  # no BEGIN: each statement a transaction of its own
+    async with engine.connect() as connection:  # the same pooled connection
+        first, second = await connection.scalar(now), await connection.scalar(now)
+    assert second == first  # back in one transaction
