@@ -15,8 +15,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import String, and_, any_, bindparam, false, not_, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import and_, false, not_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -143,6 +142,23 @@ WHERE state = '{DONE}' {_WORKER} AND (handler, item_id, token) IN (
 )
 """)
 
+# One primary-key probe per id asked, whatever the statistics say. The claims table grows
+# from empty, so the planner often believes it holds a few rows: it then scanned all the
+# handler's claims and compared each with every id asked (``= ANY`` of a parameter is not
+# hashed), 75-300 ms per 500 ids with 10,000-40,000 claims (3.9 ms once analyzed). OFFSET 0
+# keeps the probe from being turned into a join.
+_PG_VISIBLY_TAKEN = text(f"""
+SELECT k.item_id FROM unnest(CAST(:item_ids AS VARCHAR[])) AS k(item_id)
+WHERE EXISTS (
+    SELECT 1 FROM novaconsole_claims AS c
+    WHERE c.handler = :handler AND c.item_id = k.item_id AND c.lease_until >= now()
+      AND NOT COALESCE(
+          c.state = '{DONE}' AND c.finished_at < CAST(:fetched_at AS TIMESTAMPTZ), false
+      )
+    OFFSET 0
+)
+""")
+
 _PG_PRUNE = text(f"""
 DELETE FROM novaconsole_claims WHERE ctid IN (
     SELECT ctid FROM novaconsole_claims
@@ -173,16 +189,20 @@ async def visibly_taken(
     """Which of the (stored) ``item_ids`` another claim holds now, as far as a plain read can
     tell: the claim skips them, so that workers fetching the same items do not queue on each
     other's row locks (the claim itself re-checks every row it takes)."""
+    if on_postgresql(connection):
+        params = {
+            "handler": stored_handler(handler),
+            "item_ids": list(item_ids),
+            "fetched_at": fetched_at,
+        }
+        return set((await connection.scalars(_PG_VISIBLY_TAKEN, params)).all())
     now = sql_now(connection)
     finished_before_fetch: ColumnElement[bool] = false()
     if fetched_at is not None:
         finished_before_fetch = and_(claims.c.state == DONE, claims.c.finished_at < fetched_at)
-    asked: ColumnElement[bool] = claims.c.item_id.in_(list(item_ids))
-    if on_postgresql(connection):  # one array parameter, not one parameter per id
-        asked = claims.c.item_id == any_(bindparam("ids", list(item_ids), type_=ARRAY(String)))
     query = select(claims.c.item_id).where(
         claims.c.handler == stored_handler(handler),
-        asked,
+        claims.c.item_id.in_(list(item_ids)),
         claims.c.lease_until >= now,
         not_(finished_before_fetch),
     )
