@@ -46,12 +46,10 @@ class StartMark:
 class StartLedger(Protocol):
     """Where starts are marked: the store, when it persists anything."""
 
-    async def started_items(self, handler: str, keys: Sequence[str]) -> Mapping[str, StartMark]:
-        """The marks that earlier runs left on ``keys``."""
-
-    async def mark_started(self, handler: str, marks: Mapping[str, int]) -> None:
-        """Mark items (key: crashes counted so far) started by this run, durably, before
-        they run."""
+    async def start_items(self, handler: str, keys: Sequence[str]) -> Mapping[str, StartMark]:
+        """Mark ``keys`` started by this run, durably, before they run; returns the marks
+        earlier runs left on them, whose crashes (one more if left running alone) the new
+        marks carry on."""
 
     async def mark_alone(self, handler: str, key: str, crashes: int, alone: bool) -> None:
         """Mark one item (not) running alone with ``crashes`` counted, durably."""
@@ -67,7 +65,7 @@ class CrashGuard:
         self.core = core
         store = core.store
         self.ledger: StartLedger | None = (
-            store if hasattr(store, "mark_started") else None  # type: ignore[assignment]
+            store if hasattr(store, "start_items") else None  # type: ignore[assignment]
         )
         self.suspects: dict[tuple[str, str], int] = {}
         """(handler, key) of admitted suspects: the crashes counted so far."""
@@ -83,10 +81,13 @@ class CrashGuard:
         if ledger is None or not jobs:
             return jobs, []
         try:
-            marks = await ledger.started_items(rt.name, [job.key for job in jobs])
-        except Exception as error:  # as if none: no crash is counted, nothing parked
-            self._mark_failures.failed(describe(error), error)
-            marks = {}
+            marks = await ledger.start_items(rt.name, [job.key for job in jobs])
+        except Exception as error:  # the database is busy or down: run them unmarked
+            self._mark_failures.failed(
+                f"{describe(error)}; {len(jobs)} items of {rt.name} run without it", error
+            )
+            return jobs, []
+        self._mark_failures.succeeded()
         run: list[Job] = []
         parked: list[tuple[Job, int]] = []
         for job in jobs:
@@ -101,18 +102,6 @@ class CrashGuard:
                 continue
             self.suspects[(rt.name, job.key)] = crashes
             run.append(job)
-        if run:  # suspects too: their marks become this run's, with their crashes counted
-            suspects = self.suspects
-            try:
-                await ledger.mark_started(
-                    rt.name, {job.key: suspects.get((rt.name, job.key), 0) for job in run}
-                )
-            except Exception as error:  # the database is busy or down: run them unmarked
-                self._mark_failures.failed(
-                    f"{describe(error)}; {len(run)} items of {rt.name} run without it", error
-                )
-            else:
-                self._mark_failures.succeeded()
         return run, parked
 
     def park(self, job: Job, crashes: int) -> None:

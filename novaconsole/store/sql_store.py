@@ -177,6 +177,8 @@ class SqlStore:
         self.prune_interval = prune_interval
         self.batch_rows = batch_rows
         self._reader = reader(self.engine)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        """PostgreSQL: for single statements that write, each its own transaction."""
         self._lock = anyio.Lock()
         self.breaker_board = SqlBreakerBoard(
             self.engine, lock=self._lock if self.engine.dialect.name == "sqlite" else None
@@ -683,6 +685,23 @@ class SqlStore:
                 return await start_marks.read(connection, handler, keys, self.run_id)
 
         return await uncancelled(read)
+
+    async def start_items(self, handler: str, keys: Sequence[str]) -> Mapping[str, StartMark]:
+        """Mark ``keys`` started by this run, committed before return; the marks other runs
+        left on them (crash suspects), whose crashes (one more if left running alone) the new
+        marks carry on."""
+        if self.engine.dialect.name == "sqlite":  # through the writer (see started.py)
+            found = await self.started_items(handler, keys)
+            counted = {key: mark.crashes + mark.alone for key, mark in found.items()}
+            await self.mark_started(handler, {key: counted.get(key, 0) for key in keys})
+            return found
+        self._marking = True
+
+        async def start() -> dict[str, StartMark]:
+            async with self._autocommit.connect() as connection:
+                return await start_marks.start(connection, handler, keys, self.run_id)
+
+        return await uncancelled(start)
 
     async def mark_started(self, handler: str, marks: Mapping[str, int]) -> None:
         """Mark items (key: crashes counted) started by this run, committed before return."""

@@ -1,16 +1,18 @@
 """The ``novaconsole_started`` marks (see :mod:`novaconsole.engine.crashes`): their SQL, and
 the marks waiting for the store's writer.
 
-Marks are written by the store's single writer, in the transaction it commits next (with
-outcomes, and the deletion of finished items' marks): a separate transaction per admitted
+On SQLite, marks are written by the store's single writer, in the transaction it commits next
+(with outcomes, and the deletion of finished items' marks): a separate transaction per admitted
 batch would wait for the writer's SQLite lock, with SQLite's busy handler sleeping in steps of
-up to 100 ms, and hold admission up while the queue runs dry.
+up to 100 ms, and hold admission up while the queue runs dry. PostgreSQL has no such lock: an
+admitted batch's marks are read and written in one statement of their own (:func:`start`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from sqlalchemy import select, text
@@ -40,6 +42,30 @@ _PG_DELETE = text("""
 DELETE FROM novaconsole_started AS s
 USING unnest(CAST(:handlers AS VARCHAR[]), CAST(:item_ids AS VARCHAR[])) AS k(handler, item_id)
 WHERE s.handler = k.handler AND s.item_id = k.item_id
+""")
+# PostgreSQL: admission's marks in one statement, in autocommit (one round trip): the marks
+# other runs left on the keys are read, and the keys marked as this run's with those crashes
+# carried on, a mark left running alone counting one more. Every part of a statement sees the
+# same snapshot, so ``other`` is what was there before. Read and write as two calls, the
+# writer's transaction and a read took 14-16 and 8-10 ms of each 500-item admission (B7, one
+# worker, no-op items).
+_PG_START = text("""
+WITH keys AS (
+    SELECT DISTINCT k.item_id FROM unnest(CAST(:item_ids AS VARCHAR[])) AS k(item_id)
+), other AS (
+    SELECT s.item_id, s.alone, s.crashes FROM novaconsole_started AS s
+    JOIN keys ON s.item_id = keys.item_id
+    WHERE s.handler = :handler AND s.run_id <> :run_id
+), marked AS (
+    INSERT INTO novaconsole_started (handler, item_id, run_id, alone, crashes)
+    SELECT :handler, keys.item_id, :run_id, false,
+        COALESCE(other.crashes + CAST(other.alone AS INTEGER), 0)
+    FROM keys LEFT JOIN other ON other.item_id = keys.item_id
+    ORDER BY keys.item_id
+    ON CONFLICT (handler, item_id) DO UPDATE SET run_id = excluded.run_id,
+        alone = excluded.alone, crashes = excluded.crashes
+)
+SELECT item_id, alone, crashes FROM other
 """)
 SQLITE_UPSERT = RowsStatement(
     "INSERT INTO novaconsole_started (handler, item_id, run_id, alone, crashes) VALUES ",
@@ -133,7 +159,7 @@ async def read(
     connection: AsyncConnection, handler: str, keys: Sequence[str], run_id: str
 ) -> dict[str, StartMark]:
     """Marks other runs left on ``keys``."""
-    asked = {stored_key(handler, key)[1]: key for key in keys}
+    asked = _by_stored_id(handler, keys)
     stored_handler = stored_key(handler, "")[0]
     ids = list(asked)
     found: dict[str, StartMark] = {}
@@ -145,8 +171,41 @@ async def read(
                 started.c.run_id != run_id,
             )
         )
-        for item_id, alone, crashes in rows:
-            found[asked[item_id]] = StartMark(alone=bool(alone), crashes=int(crashes))
+        _collect(rows, asked, found)
+    return found
+
+
+def _collect(
+    rows: Iterable[Any], asked: Mapping[str, list[str]], found: dict[str, StartMark]
+) -> None:
+    """Put the marks of ``rows`` (item id, alone, crashes) under the keys asked for them."""
+    for item_id, alone, crashes in rows:
+        for key in asked[item_id]:
+            found[key] = StartMark(alone=bool(alone), crashes=int(crashes))
+
+
+def _by_stored_id(handler: str, keys: Iterable[str]) -> dict[str, list[str]]:
+    """``keys`` by their stored item id: two long keys cut to the same id share its mark."""
+    asked: dict[str, list[str]] = {}
+    for key in keys:
+        asked.setdefault(stored_key(handler, key)[1], []).append(key)
+    return asked
+
+
+async def start(
+    connection: AsyncConnection, handler: str, keys: Sequence[str], run_id: str
+) -> dict[str, StartMark]:
+    """Mark ``keys`` started by ``run_id`` and return the marks other runs left on them, in one
+    statement (PostgreSQL, see ``_PG_START``; run it in autocommit)."""
+    asked = _by_stored_id(handler, keys)
+    if not asked:
+        return {}
+    rows = await connection.execute(
+        _PG_START,
+        {"handler": stored_key(handler, "")[0], "item_ids": list(asked), "run_id": run_id},
+    )
+    found: dict[str, StartMark] = {}
+    _collect(rows, asked, found)
     return found
 
 

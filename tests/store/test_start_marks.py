@@ -102,5 +102,47 @@ async def test_a_later_run_finds_the_marks_of_every_unfinished_item(url: str) ->
     assert set(found) - {long + "a", long + "b"} == unfinished
     assert found["7"] == StartMark(alone=False, crashes=1)
     assert found["5"] == StartMark(alone=True, crashes=2)
-    shared = [found[key] for key in (long + "a", long + "b") if key in found]  # one row
-    assert shared == [StartMark(alone=False, crashes=2)]
+    shared = {found[long + "a"], found[long + "b"]}  # one row, the later mark
+    assert shared == {StartMark(alone=False, crashes=2)}
+
+
+async def test_starting_items_finds_the_marks_other_runs_left_and_carries_their_crashes(
+    url: str,
+) -> None:
+    """Admission's marks (one statement on PostgreSQL, two steps on SQLite): the marks an
+    earlier run left come back, the new marks carry their crashes on (one more for a mark left
+    running alone), and a run never finds its own."""
+    long = "x" * 600
+    runs: list[SqlStore] = []
+
+    async def run() -> SqlStore:  # opened after the earlier runs' marks (as after a restart)
+        store = open_store(url)
+        runs.append(store)
+        await store.open()
+        return store
+
+    try:
+        first = await run()
+        assert await first.start_items("Ping", ["1", "2", "3", long + "a"]) == {}
+        assert await first.start_items("Ping", ["1", "2"]) == {}, "its own marks"
+        await first.mark_alone("Ping", "2", 1, True)
+
+        second = await run()
+        found = await second.start_items("Ping", ["1", "2", "4", long + "a", long + "b"])
+        assert found == {
+            "1": StartMark(alone=False, crashes=0),
+            "2": StartMark(alone=True, crashes=1),
+            long + "a": StartMark(alone=False, crashes=0),
+            long + "b": StartMark(alone=False, crashes=0),  # the same stored id
+        }
+        third = await run()
+        found = await third.start_items("Ping", ["1", "2", "3", "4"])
+        assert found == {
+            "1": StartMark(alone=False, crashes=0),
+            "2": StartMark(alone=False, crashes=2),
+            "3": StartMark(alone=False, crashes=0),  # the first run's, untouched since
+            "4": StartMark(alone=False, crashes=0),
+        }
+    finally:
+        for store in runs:
+            await store.close()
