@@ -49,6 +49,7 @@ from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.errors import ConfigError
 from novaconsole.store import control_plane as plane_sql
 from novaconsole.store import started as start_marks
+from novaconsole.store import states
 from novaconsole.store.breakers import SqlBreakerBoard
 from novaconsole.store.control_plane import SqlControlPlane
 from novaconsole.store.coordinator import SqlCoordinator
@@ -57,7 +58,6 @@ from novaconsole.store.database import (
     IDLE_IN_TRANSACTION_TIMEOUT,
     LOCK_TIMEOUT,
     OPEN_ERRORS,
-    chunked,
     create_engine,
     describe_database_error,
     mask_url,
@@ -68,7 +68,6 @@ from novaconsole.store.faults import is_database_fault, is_row_refusal
 from novaconsole.store.models import (
     item_states,
     results,
-    stored_handler,
     stored_item_id,
 )
 from novaconsole.store.outcome_buffer import OutcomeBuffer
@@ -768,19 +767,11 @@ class SqlStore:
             return found
         # Stored ids are cut to ITEM_ID_LENGTH: look up by the stored form, answer by the asked.
         asked = {stored_item_id(item_id): item_id for item_id in missing}
-        table = item_states
 
         async def read() -> None:
             async with self._reader.connect() as connection:
-                for chunk in chunked(list(asked)):
-                    rows = await connection.execute(
-                        select(table.c.item_id, table.c.attempts, table.c.dead).where(
-                            table.c.handler == stored_handler(handler),
-                            table.c.item_id.in_(chunk),
-                        )
-                    )
-                    for item_id, attempts, dead in rows:
-                        found[asked[item_id]] = ItemState(attempts=attempts, dead=bool(dead))
+                for item_id, state in (await states.read(connection, handler, list(asked))).items():
+                    found[asked[item_id]] = state
 
         await uncancelled(read)
         return found
