@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from novaconsole.engine.persistence import ItemState
 from novaconsole.store import claims as claim_sql
@@ -121,3 +121,35 @@ async def test_a_batch_is_read_by_primary_key_probes_whatever_the_statistics(
     index_conditions = [line for line in shown.splitlines() if "Index Cond" in line]
     assert any("item_id" in line for line in index_conditions), shown
     assert "ANY" not in shown, shown
+
+
+async def test_the_stores_statements_are_planned_with_their_parameters_handlers_are_not(
+    engine: AsyncEngine,
+) -> None:
+    """PostgreSQL plans a prepared statement generically after five runs when that looks no
+    dearer, which it does while the statistics say the table is nearly empty. The store's
+    joins of a batch against the claims then compared every claim with every key: a lease
+    renewal of 500 claims took 2.5 s with 20,000 claims and 5.2 s with 40,000 (33 ms planned
+    with its parameters). Handlers' sessions keep the server's default."""
+
+    async def plans(connection: AsyncConnection) -> list[str]:
+        await connection.exec_driver_sql(
+            "PREPARE held(text) AS SELECT count(*) FROM novaconsole_claims WHERE handler = $1"
+        )
+        shown = []
+        for _ in range(7):
+            rows = await connection.exec_driver_sql("EXPLAIN EXECUTE held('Drain')")
+            shown.append("\n".join(str(row[0]) for row in rows))
+        await connection.exec_driver_sql("DEALLOCATE held")
+        return shown
+
+    async with engine.connect() as connection:
+        store_plans = await plans(connection)
+    handlers = create_async_engine(engine.url)  # what ctx.session() connects with
+    try:
+        async with handlers.connect() as connection:
+            handler_plans = await plans(connection)
+    finally:
+        await handlers.dispose()
+    assert all("'Drain'" in shown for shown in store_plans), store_plans[-1]
+    assert "$1" in handler_plans[-1], "the server's default: a generic plan by the sixth run"
