@@ -1,8 +1,10 @@
-"""Helpers of the ``test_write_*`` fault tests: a SQLite file with a ``source`` table and the
-worker process (:mod:`tests.faults.write_worker`) that drains it through ``ctx.write()``."""
+"""Helpers of the ``test_write_*`` fault tests: a SQLite file (or a PostgreSQL database) with a
+``source`` table and the worker process (:mod:`tests.faults.write_worker`) that drains it
+through ``ctx.write()``."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import signal
@@ -13,6 +15,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
 
 WORKER = Path(__file__).with_name("write_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -59,16 +63,35 @@ def executions(db: Path) -> Counter[int]:
     return Counter(int(line) for line in log.read_text().split())
 
 
-class Worker:
-    """One run of the worker process."""
+def make_pg_source(url: str, rows: int) -> None:
+    """The ``source`` table in the PostgreSQL database of ``url``."""
+    pg_query(url, "CREATE TABLE source (id INTEGER PRIMARY KEY, done INTEGER NOT NULL DEFAULT 0)")
+    pg_query(url, f"INSERT INTO source (id) SELECT i FROM generate_series(0, {rows - 1}) AS i")
 
-    def __init__(self, db: Path, mode: str = "") -> None:
+
+def pg_query(url: str, sql: str) -> list[tuple[object, ...]]:
+    """The rows of ``sql`` on ``url``'s database, from a connection of its own."""
+
+    async def fetch() -> list[tuple[object, ...]]:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            return [tuple(row) for row in await connection.fetch(sql)]
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
+
+
+class Worker:
+    """One run of the worker process (on ``url``'s PostgreSQL database if given)."""
+
+    def __init__(self, db: Path, mode: str = "", url: str = "") -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOVACONSOLE_")}
         env |= {"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         self.stderr = db.with_suffix(f".err{time.monotonic_ns()}")
         with self.stderr.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, str(WORKER), str(db), mode],
+                [sys.executable, str(WORKER), str(db), mode, url],
                 stdout=subprocess.PIPE,
                 stderr=err,
                 text=True,

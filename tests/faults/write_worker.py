@@ -1,7 +1,9 @@
 """A worker for the write-path fault tests, run as its own process: it drains the ``source``
 table of a SQLite file through ``ctx.write()``, its outcomes in the same file.
 
-``python write_worker.py DB [MODE]``. Every call of ``process`` appends "ID" to ``DB.log``
+``python write_worker.py DB [MODE] [URL]``. With URL (a PostgreSQL database), the source
+table and the store live there, the workers share it (claims, with a lease of a second), and
+DB only names the log. Every call of ``process`` appends "ID" to ``DB.log``
 (one ``os.write`` of one line: whole even under ``kill -9``). MODE ``exit`` makes item 13
 call ``os._exit(1)``; ``segfault`` makes it read address 0. Prints ``ready`` once running and
 ``drained`` when every row of the source is done or recorded as failed (then keeps polling
@@ -64,15 +66,16 @@ def make_handler(log: str, mode: str) -> type:
     return Drain
 
 
-async def main(db: str, mode: str) -> None:
+async def main(db: str, mode: str, url: str) -> None:
     service = (
         BackgroundProcessing(
             poll_interval=0.02,
             max_concurrency=8,
             retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.01),
+            lease_duration=1.0,  # a dead worker's claims are free again a second later
         )
         .add_handler(make_handler(f"{db}.log", mode), name="Drain", max_items_per_cycle=200)
-        .build(database_url=f"sqlite+aiosqlite:///{db}")
+        .build(database_url=url or f"sqlite+aiosqlite:///{db}")
     )
     stop = anyio.Event()
     async with service.running(), anyio.create_task_group() as group:
@@ -99,4 +102,4 @@ async def main(db: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "")
+    anyio.run(main, *[*sys.argv[1:], "", ""][:3])
