@@ -146,3 +146,26 @@ async def test_starting_items_finds_the_marks_other_runs_left_and_carries_their_
     finally:
         for store in runs:
             await store.close()
+
+
+async def test_an_item_started_again_keeps_its_new_mark_when_an_earlier_give_back_is_written(
+    url: str,
+) -> None:
+    """Given back unfinished (paused during its fetch), then fetched and started again before
+    the writer's next batch: the removal queued by the give-back must not take the new mark."""
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.start_items("Ping", ["1", "2"])
+        store.forget_started("Ping", ["1", "2"])
+        await store.start_items("Ping", ["1"])
+        await store.flush()
+        other = open_store(url)
+        await other.open()
+        try:
+            found = await other.started_items("Ping", ["1", "2"])
+        finally:
+            await other.close()
+    finally:
+        await store.close()
+    assert found == {"1": StartMark(alone=False, crashes=0)}
