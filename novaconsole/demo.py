@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from novaconsole import defaults
 from novaconsole.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -486,12 +487,11 @@ def demo_settings(
     *,
     poll_interval: float = 2.0,
     retry_base_delay: float = 0.5,
-    breaker_threshold: int | None = None,
+    breaker_threshold: int = defaults.BREAKER_THRESHOLD,
 ) -> Settings:
     """The demo's configuration: short intervals and retries so that everything shows.
     Without ``webhook_url``, notifications go to :attr:`DemoPaths.outbox`;
-    ``breaker_threshold`` 0 keeps the circuit breakers from tripping (default: the usual)."""
-    from novaconsole import defaults
+    ``breaker_threshold`` 0 keeps the circuit breakers from tripping."""
     from novaconsole.settings import (
         DatabaseSettings,
         HandlerSettings,
@@ -510,9 +510,7 @@ def demo_settings(
             fetch_timeout=timedelta(seconds=10),
             lease_duration=timedelta(seconds=30),
             shutdown_grace=timedelta(seconds=5),
-            breaker_threshold=(
-                defaults.BREAKER_THRESHOLD if breaker_threshold is None else breaker_threshold
-            ),
+            breaker_threshold=breaker_threshold,
         ),
         retry=RetrySettings(
             max_attempts=3,

@@ -105,9 +105,9 @@ def create_engine(
     """An :class:`AsyncEngine` for ``url``. Connects to nothing; a bad URL or a missing
     driver is a :class:`ConfigError`. On PostgreSQL, with ``limits``, its connections get
     ``lock_timeout`` and ``idle_in_transaction_session_timeout`` (seconds; 0: none) and plan
-    every statement with its parameters (``plan_cache_mode``); pooled
-    connections are pinged at every checkout with ``ping_always``, else only after sitting
-    unused for :data:`PING_AFTER_IDLE`."""
+    every statement with its parameters (``plan_cache_mode``); pooled connections are pinged
+    at every checkout with ``ping_always``, else only after sitting unused for
+    :data:`PING_AFTER_IDLE`."""
     parsed = parse_url(url)
     shown = mask_url(parsed)
     server = parsed.get_backend_name() != "sqlite"

@@ -691,7 +691,8 @@ class SqlStore:
         marks carry on."""
         # A removal still queued from an earlier give-back of these items would take the new
         # marks: they would then run unmarked, and a crash would go uncounted.
-        self._forget.difference_update((handler, key) for key in keys)
+        if self._forget:
+            self._forget.difference_update((handler, key) for key in keys)
         if self.engine.dialect.name == "sqlite":  # through the writer (see started.py)
             found = await self.started_items(handler, keys)
             counted = {key: mark.crashes + mark.alone for key, mark in found.items()}

@@ -19,10 +19,9 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novaconsole.engine.crashes import StartMark
+from novaconsole.store.database import chunked
 from novaconsole.store.models import started, stored_key
 from novaconsole.store.sqlite_writes import DriverWrites, RowsStatement
-
-_CHUNK = 500
 
 # PostgreSQL: one statement with a parameter per column (arrays), where an executemany of
 # 500 rows cost SQLAlchemy's per-row binding and a round trip each: the writer's marks of a
@@ -161,13 +160,12 @@ async def read(
     """Marks other runs left on ``keys``."""
     asked = _by_stored_id(handler, keys)
     stored_handler = stored_key(handler, "")[0]
-    ids = list(asked)
     found: dict[str, StartMark] = {}
-    for start in range(0, len(ids), _CHUNK):
+    for chunk in chunked(list(asked)):
         rows = await connection.execute(
             select(started.c.item_id, started.c.alone, started.c.crashes).where(
                 started.c.handler == stored_handler,
-                started.c.item_id.in_(ids[start : start + _CHUNK]),
+                started.c.item_id.in_(chunk),
                 started.c.run_id != run_id,
             )
         )
