@@ -16,6 +16,7 @@ from itertools import pairwise
 
 from rich.cells import cell_len, chop_cells, set_cell_size
 
+from novaconsole.engine.core import describe
 from novaconsole.engine.handler import HandlerPurpose
 from novaconsole.engine.operator import PauseInfo, ago, describe_pause
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
@@ -923,7 +924,7 @@ def log_line(record: logging.LogRecord, tz: tzinfo | None) -> LogLine:
     text = f"{moment} {record.levelname:<7} {logger}{where} {lines[0]}"
     if record.exc_info and record.exc_info[1] is not None:
         error = record.exc_info[1]
-        described = f"{type(error).__name__}: {error}"
+        described = describe(error)
         if described not in text:
             text += f" ({described})"
     return LogLine(level=record.levelname, text=text)

@@ -60,7 +60,10 @@ def now() -> datetime:
 
 def describe(error: BaseException) -> str:
     """``Type: message`` of an error a handler raised, redacted (it is item data)."""
-    text = str(error)
+    try:
+        text = str(error)
+    except Exception:  # its own __str__ raised: the item fails, not the service
+        text = "<exception str() failed>"  # what Python's tracebacks print then
     return redact(f"{type(error).__name__}: {text}" if text else type(error).__name__)
 
 

@@ -272,6 +272,28 @@ def test_log_line_carries_level_logger_handler_and_item() -> None:
     assert log_line(own, UTC).text == "12:00:00 INFO    Ping hi"
 
 
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() of this error fails too")
+
+
+def test_log_line_names_an_error_whose_own_str_fails() -> None:
+    for error in (ValueError("bad row"), _Unprintable()):
+        record = logging.LogRecord(
+            "novaconsole.engine",
+            logging.ERROR,
+            __file__,
+            1,
+            "failed",
+            None,
+            (type(error), error, None),
+        )
+        record.created = T0.timestamp()
+        line = log_line(record, UTC)
+        assert line.text.startswith("12:00:00 ERROR   engine failed (")
+    assert line.text.endswith("(_Unprintable: <exception str() failed>)")
+
+
 def test_handler_columns_drop_by_priority_and_never_overflow() -> None:
     from novaconsole.console.view_models import CELL_PADDING, handler_columns
 

@@ -27,6 +27,13 @@ class Poison(BaseException):
     """A BaseException subclass that is neither ours nor asyncio's (a test framework's)."""
 
 
+class Unprintable(Exception):
+    """An error whose own ``str()`` raises (a broken ``__str__`` in a library)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str() of this error fails too")
+
+
 async def cancelled_elsewhere() -> None:
     """Await a task that something else cancels: a CancelledError the handler did not ask for."""
     task = asyncio.ensure_future(asyncio.sleep(3600))
@@ -57,8 +64,22 @@ async def run_twice(service: ProcessingService) -> tuple[CycleReport, CycleRepor
 
 @pytest.mark.parametrize(
     "error",
-    [None, asyncio.CancelledError(), KeyboardInterrupt(), SystemExit(3), Poison("boom")],
-    ids=["cancelled-elsewhere", "CancelledError", "KeyboardInterrupt", "SystemExit", "Poison"],
+    [
+        None,
+        asyncio.CancelledError(),
+        KeyboardInterrupt(),
+        SystemExit(3),
+        Poison("boom"),
+        Unprintable(),
+    ],
+    ids=[
+        "cancelled-elsewhere",
+        "CancelledError",
+        "KeyboardInterrupt",
+        "SystemExit",
+        "Poison",
+        "Unprintable",
+    ],
 )
 async def test_an_odd_exception_from_process_fails_that_item_only(
     error: BaseException | None,
@@ -87,8 +108,8 @@ async def test_an_odd_exception_from_process_fails_that_item_only(
 
 @pytest.mark.parametrize(
     "error",
-    [asyncio.CancelledError(), KeyboardInterrupt(), SystemExit(3), Poison("boom")],
-    ids=["CancelledError", "KeyboardInterrupt", "SystemExit", "Poison"],
+    [asyncio.CancelledError(), KeyboardInterrupt(), SystemExit(3), Poison("boom"), Unprintable()],
+    ids=["CancelledError", "KeyboardInterrupt", "SystemExit", "Poison", "Unprintable"],
 )
 async def test_an_odd_exception_from_fetch_next_is_a_failed_fetch(error: BaseException) -> None:
     broken, healthy = Source(ids=[1], fetch_error=error), Source(ids=[7])
