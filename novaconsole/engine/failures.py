@@ -7,6 +7,7 @@ from __future__ import annotations
 import heapq
 import logging
 import traceback
+from functools import partial
 from time import monotonic
 
 import anyio
@@ -14,10 +15,11 @@ import anyio
 from novaconsole.engine.core import EngineCore, cancelled_by_us, describe, log_extra
 from novaconsole.engine.events import ItemRetrying
 from novaconsole.engine.handler import current_item_id
-from novaconsole.engine.outcomes import OutcomeStatus, shown_id
+from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus, shown_id
 from novaconsole.engine.persistence import ItemState
 from novaconsole.engine.scheduling import Job
 from novaconsole.engine.steering import GiveUp, RetryAfter
+from novaconsole.engine.writes import ItemWrites, WritesHolder, current_writes
 from novaconsole.redaction import redact
 
 log = logging.getLogger("novaconsole.engine")
@@ -83,15 +85,54 @@ class Failures:
             text,
             extra=log_extra(rt.name, job.item_id),
         )
-        await self._call_on_failure(job, error)
-        core.reporter.finish(job, status, text, tb)
+        writes = await self._call_on_failure(job, error)
+        writer = core.writer
+        if writes is None or writer is None:
+            if writes is not None:
+                log.error(
+                    "%s on_failure for item %s used ctx.write(), but the service was built "
+                    "without a database: its writes are dropped",
+                    rt.name,
+                    shown_id(job.item_id),
+                    extra=log_extra(rt.name, job.item_id),
+                )
+            core.reporter.finish(job, status, text, tb)
+            return
+        # As for process(): the failure is recorded in the transaction of on_failure's writes.
+        outcome = core.reporter.outcome(job, status, text, tb)
+        core.committing += 1
+        writer.submit_writes(writes, outcome, partial(self._written, job, outcome))
 
-    async def _call_on_failure(self, job: Job, error: BaseException) -> None:
+    def _written(self, job: Job, outcome: ItemOutcome, error: BaseException | None) -> None:
+        """The writer is done with on_failure's ``ctx.write()`` statements and the failure."""
+        core = self.core
+        try:
+            if error is None:
+                core.reporter.finish(job, outcome.status, outcome.error, written=outcome)
+                return
+            rt = job.scope.runtime
+            log.error(
+                "%s on_failure's writes for item %s failed, the failure is recorded without "
+                "them: %s",
+                rt.name,
+                shown_id(job.item_id),
+                describe(error),
+                extra=log_extra(rt.name, job.item_id),
+            )
+            core.reporter.finish(job, outcome.status, outcome.error, outcome.traceback)
+        finally:
+            core.slot_runner.commit_settled()
+
+    async def _call_on_failure(self, job: Job, error: BaseException) -> ItemWrites | None:
+        """Run the handler's ``on_failure``; the ``ctx.write()`` statements it queued (none if
+        it raised)."""
         on_failure = job.scope.on_failure
         if on_failure is None:
-            return
+            return None
         rt = job.scope.runtime
         token = current_item_id.set(job.item_id)
+        holder = WritesHolder()
+        writes_token = current_writes.set(holder)
         try:
             with anyio.fail_after(rt.item_timeout.total_seconds()):
                 await on_failure(job.item, error)
@@ -104,8 +145,11 @@ class Failures:
                 shown_id(job.item_id),
                 extra=log_extra(rt.name, job.item_id),
             )
+            return None
         finally:
+            current_writes.reset(writes_token)
             current_item_id.reset(token)
+        return holder.take()
 
     async def retry_loop(self) -> None:
         core = self.core

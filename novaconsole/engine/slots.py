@@ -209,12 +209,12 @@ class SlotRunner:
         core = self.core
         if error is None:
             core.reporter.finish(job, OutcomeStatus.SUCCEEDED, None, written=outcome)
-            self._settled()
+            self.commit_settled()
             return
         job.history[-1] = replace(job.history[-1], error=describe(error))
         if core.task_group is None:  # the service is closing: nothing left to retry on
             core.reporter.finish(job, OutcomeStatus.FAILED, describe(error))
-            self._settled()
+            self.commit_settled()
         else:
             core.task_group.start_soon(self._write_failed, job, error)
 
@@ -222,9 +222,10 @@ class SlotRunner:
         try:
             await self.core.failures.failed(job, error, timed_out=False)
         finally:
-            self._settled()
+            self.commit_settled()
 
-    def _settled(self) -> None:
+    def commit_settled(self) -> None:
+        """An item's ``ctx.write()`` group is committed or refused: one less to drain."""
         core = self.core
         core.committing -= 1
         if core.stopping:

@@ -111,6 +111,46 @@ async def test_ctx_write_records_outcomes_only_once_committed(store: SqlStore) -
     assert 1 <= len(commits) < 38, f"{len(commits)} commits for 38 items"
 
 
+class MarkFailed(WriteDone):
+    """Fails rows 3 and 5 for good; ``on_failure`` marks them failed with ctx.write() (row 5's
+    mark breaks a constraint: the failure is still recorded, without it)."""
+
+    async def process(self, item: Row) -> None:
+        if item.id in (3, 5):
+            raise ValueError(f"row {item.id} is bad")
+        await super().process(item)
+
+    async def on_failure(self, item: Row, error: BaseException) -> None:
+        self.ctx.write(update(work).where(work.c.id == item.id).values(state="failed"))
+        if item.id == 5:
+            self.ctx.write(insert(work).values(id=1, state="duplicate"))
+
+
+async def test_ctx_write_in_on_failure_is_written_with_the_failure(store: SqlStore) -> None:
+    await fill(store, rows=6)
+    service = (
+        processing(max_concurrency=2, retry=RetryPolicy(max_attempts=1))
+        .add_handler(MarkFailed, name="MarkFailed", max_items_per_cycle=10)
+        .build(store=store)
+    )
+    async with service.running(poll=False):
+        report = await service.run_once()
+        second = await service.run_once()  # row 5 is still pending at its source: skipped
+        async with store.engine.connect() as connection:
+            states = dict((await connection.execute(select(work.c.id, work.c.state))).all())
+    statuses = {o.item_id: o.status for o in report.outcomes}
+    assert statuses == {
+        1: OutcomeStatus.SUCCEEDED,
+        2: OutcomeStatus.SUCCEEDED,
+        3: OutcomeStatus.FAILED,
+        4: OutcomeStatus.SUCCEEDED,
+        5: OutcomeStatus.FAILED,
+        6: OutcomeStatus.SUCCEEDED,
+    }
+    assert states == {1: "done", 2: "done", 3: "failed", 4: "done", 5: "pending", 6: "done"}
+    assert [(o.item_id, o.status) for o in second.outcomes] == [(5, OutcomeStatus.SKIPPED)]
+
+
 async def test_ctx_write_outside_the_engine_waits_for_flush_writes(tmp_path: Path) -> None:
     store = open_store(f"sqlite+aiosqlite:///{tmp_path / 'work.db'}")
     await fill(store, rows=2)
