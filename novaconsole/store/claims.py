@@ -12,10 +12,11 @@ inserts them, so that concurrent claims, renewals and completions cannot deadloc
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, false, not_, select, text
+from sqlalchemy import and_, exists, false, not_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -25,6 +26,7 @@ from novaconsole.store.database import PRUNE_BATCH
 from novaconsole.store.models import (
     DONE,
     HELD,
+    claim_ends,
     claims,
     sqlite_time,
     stored_handler,
@@ -51,7 +53,10 @@ SET worker_id = EXCLUDED.worker_id,
     state = '{HELD}',
     finished_at = NULL
 WHERE c.lease_until < now()
-   OR (c.state = '{DONE}' AND c.finished_at < CAST(:fetched_at AS TIMESTAMPTZ))
+   OR (c.state = '{DONE}' AND EXISTS (
+       SELECT 1 FROM novaconsole_claim_ends AS e
+       WHERE e.id = c.ended_by AND e.ended_at < CAST(:fetched_at AS TIMESTAMPTZ)
+   ))
 RETURNING c.item_id, c.token
 """)
 
@@ -67,7 +72,10 @@ SET worker_id = excluded.worker_id,
     state = '{HELD}',
     finished_at = NULL
 WHERE novaconsole_claims.lease_until < :now
-   OR (novaconsole_claims.state = '{DONE}' AND novaconsole_claims.finished_at < :fetched_at)
+   OR (novaconsole_claims.state = '{DONE}' AND EXISTS (
+       SELECT 1 FROM novaconsole_claim_ends AS e
+       WHERE e.id = novaconsole_claims.ended_by AND e.ended_at < :fetched_at
+   ))
 RETURNING item_id, token
 """)
 
@@ -110,22 +118,27 @@ _PG_RENEW = text(_pg_matching(f"lease_until = {_PG_LEASE}", _PG_WORKER))
 _SQLITE_RENEW = text(_sqlite_matching("lease_until = :lease_until", _WORKER))
 _PG_RELEASE = text(_pg_matching("lease_until = TIMESTAMPTZ '1970-01-01 00:00:00+00'", _PG_WORKER))
 _SQLITE_RELEASE = text(_sqlite_matching("lease_until = 0", _WORKER))
-_ENDING = datetime(9999, 1, 1, tzinfo=UTC)
-"""``finished_at`` of a claim ended by a transaction not yet known to be committed. The claim
-ends in the transaction that writes the item's outcome and its ``ctx.write()`` statements, and
-a time read inside it precedes its commit: a fetch that starts in between still sees the item
-pending, and must not take it again once the commit is visible. So the end is stamped with the
-real time (:func:`stamp_finished`) in a transaction after the commit; until then (or for good,
-if the worker dies in between) the claim is taken again only once its lease runs out."""
-
-_PG_FINISH = text(_pg_matching(f"state = '{DONE}', finished_at = :ending", ""))
-_PG_STAMP = text(
-    _pg_matching("finished_at = now()", "").replace(f"c.state = '{HELD}'", f"c.state = '{DONE}'")
+# A claim ends in the transaction that writes the item's outcome and its ``ctx.write()``
+# statements, and a time read inside it precedes its commit: a fetch that starts in between
+# still sees the item pending, and must not take it again once the commit is visible. So a
+# claim ended is taken again by a fetch only if its end record (``ended_by``), written after
+# the commit (:func:`record_ends`), is older than the fetch; without one (the worker died in
+# between, or the record failed) only once its lease runs out. One record per transaction:
+# a second update of every claim ended cost as much as the end itself.
+_PG_FINISH = text(_pg_matching(f"state = '{DONE}', finished_at = now(), ended_by = :ended_by", ""))
+_SQLITE_FINISH = text(
+    _sqlite_matching(f"state = '{DONE}', finished_at = :now, ended_by = :ended_by", "")
 )
-_SQLITE_STAMP = text(
-    _sqlite_matching("finished_at = :now", "").replace(f"state = '{HELD}'", f"state = '{DONE}'")
-)
-_SQLITE_FINISH = text(_sqlite_matching(f"state = '{DONE}', finished_at = :now", ""))
+_PG_RECORD_ENDS = text("""
+INSERT INTO novaconsole_claim_ends (id, ended_at)
+SELECT ends.id, now() FROM unnest(CAST(:ids AS BIGINT[])) AS ends(id)
+ON CONFLICT (id) DO NOTHING
+""")
+_SQLITE_RECORD_ENDS = text("""
+INSERT INTO novaconsole_claim_ends (id, ended_at)
+SELECT ends.value, :now FROM json_each(:ids) AS ends WHERE true
+ON CONFLICT (id) DO NOTHING
+""")
 _PG_FINISHED_BY = text(f"""
 SELECT c.handler, c.item_id, c.token FROM novaconsole_claims AS c
 JOIN unnest(
@@ -152,9 +165,10 @@ SELECT k.item_id FROM unnest(CAST(:item_ids AS VARCHAR[])) AS k(item_id)
 WHERE EXISTS (
     SELECT 1 FROM novaconsole_claims AS c
     WHERE c.handler = :handler AND c.item_id = k.item_id AND c.lease_until >= now()
-      AND NOT COALESCE(
-          c.state = '{DONE}' AND c.finished_at < CAST(:fetched_at AS TIMESTAMPTZ), false
-      )
+      AND NOT (c.state = '{DONE}' AND EXISTS (
+          SELECT 1 FROM novaconsole_claim_ends AS e
+          WHERE e.id = c.ended_by AND e.ended_at < CAST(:fetched_at AS TIMESTAMPTZ)
+      ))
     OFFSET 0
 )
 """)
@@ -172,6 +186,20 @@ DELETE FROM novaconsole_claims WHERE rowid IN (
     SELECT rowid FROM novaconsole_claims
     WHERE (state = '{DONE}' AND finished_at < :before) OR lease_until < :before
     LIMIT {PRUNE_BATCH}
+)
+""")
+# An end outlives the claims it ended (they are pruned by their own earlier ``finished_at``);
+# one pruned first only leaves its claims to be taken again once their lease runs out.
+_PG_PRUNE_ENDS = text(f"""
+DELETE FROM novaconsole_claim_ends WHERE id IN (
+    SELECT id FROM novaconsole_claim_ends
+    WHERE ended_at < now() - make_interval(secs => :keep)
+    LIMIT {PRUNE_BATCH}
+)
+""")
+_SQLITE_PRUNE_ENDS = text(f"""
+DELETE FROM novaconsole_claim_ends WHERE id IN (
+    SELECT id FROM novaconsole_claim_ends WHERE ended_at < :before LIMIT {PRUNE_BATCH}
 )
 """)
 
@@ -199,7 +227,10 @@ async def visibly_taken(
     now = sql_now(connection)
     finished_before_fetch: ColumnElement[bool] = false()
     if fetched_at is not None:
-        finished_before_fetch = and_(claims.c.state == DONE, claims.c.finished_at < fetched_at)
+        ended = select(claim_ends.c.id).where(
+            claim_ends.c.id == claims.c.ended_by, claim_ends.c.ended_at < fetched_at
+        )
+        finished_before_fetch = and_(claims.c.state == DONE, exists(ended))
     query = select(claims.c.item_id).where(
         claims.c.handler == stored_handler(handler),
         claims.c.item_id.in_(list(item_ids)),
@@ -300,32 +331,44 @@ async def release(connection: AsyncConnection, worker_id: str, claims: Sequence[
     return len(freed)
 
 
-async def finish(connection: AsyncConnection, keys: Collection[ClaimKey]) -> set[ClaimKey]:
-    """Mark done the claims whose token is still current; the keys accepted (the others
-    are stale: their worker lost the lease)."""
-    params: dict[str, object] = {}
+async def finish(
+    connection: AsyncConnection, keys: Collection[ClaimKey], ended_by: int
+) -> set[ClaimKey]:
+    """Mark done the claims whose token is still current, ended by the end record
+    ``ended_by`` (see :func:`record_ends`); the keys accepted (the others are stale: their
+    worker lost the lease)."""
+    params: dict[str, object] = {"ended_by": ended_by}
     if not on_postgresql(connection):
-        params["now"] = _micros(_ENDING)
-    else:
-        params["ending"] = _ENDING
+        params["now"] = _micros(datetime.now(UTC))
     return await _update_matching(connection, _PG_FINISH, _SQLITE_FINISH, sorted(keys), params)
 
 
-async def stamp_finished(connection: AsyncConnection, keys: Collection[ClaimKey]) -> None:
-    """Give claims ended by a committed transaction their real end time (see ``_ENDING``)."""
-    params: dict[str, object] = {}
-    if not on_postgresql(connection):
-        params["now"] = _micros(datetime.now(UTC))
-    await _update_matching(connection, _PG_STAMP, _SQLITE_STAMP, sorted(keys), params)
+def new_end() -> int:
+    """A fresh end record id, for the claims one transaction ends."""
+    return secrets.randbits(63)
+
+
+async def record_ends(connection: AsyncConnection, ids: Collection[int]) -> None:
+    """Write the end records ``ids``, each once its transaction is known to be committed:
+    from now on a fetch may take again the claims they ended."""
+    if on_postgresql(connection):
+        await connection.execute(_PG_RECORD_ENDS, {"ids": sorted(ids)})
+    else:
+        now = _micros(datetime.now(UTC))
+        await connection.execute(_SQLITE_RECORD_ENDS, {"ids": json.dumps(sorted(ids)), "now": now})
 
 
 async def prune(connection: AsyncConnection, keep: timedelta) -> int:
-    """Delete up to :data:`PRUNE_BATCH` claims done (or expired) longer than ``keep`` ago."""
+    """Delete up to :data:`PRUNE_BATCH` claims done (or expired) longer than ``keep`` ago, and
+    as many end records older than that."""
     if on_postgresql(connection):
-        result = await connection.execute(_PG_PRUNE, {"keep": keep.total_seconds()})
+        params: dict[str, object] = {"keep": keep.total_seconds()}
+        result = await connection.execute(_PG_PRUNE, params)
+        await connection.execute(_PG_PRUNE_ENDS, params)
     else:
-        before = _micros(datetime.now(UTC) - keep)
-        result = await connection.execute(_SQLITE_PRUNE, {"before": before})
+        params = {"before": _micros(datetime.now(UTC) - keep)}
+        result = await connection.execute(_SQLITE_PRUNE, params)
+        await connection.execute(_SQLITE_PRUNE_ENDS, params)
     return int(result.rowcount)
 
 

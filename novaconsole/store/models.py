@@ -191,11 +191,23 @@ claims = Table(
     Column("lease_until", UtcDateTime(), nullable=False),
     Column("state", String(10), nullable=False),
     Column("finished_at", UtcDateTime()),
+    Column("ended_by", BigInteger),
     Index("ix_novaconsole_claims_state_finished", "state", "finished_at"),
 )
 """A worker's hold on an item (``held`` until ``lease_until``, database clock), or its end
 (``done`` at ``finished_at``, kept a while so a fetch that raced the end cannot take it again).
-``token`` grows by one with every new claim of the row: the fencing token."""
+``token`` grows by one with every new claim of the row: the fencing token. ``ended_by``: the
+:data:`claim_ends` row of the transaction that ended it."""
+
+claim_ends = Table(
+    "novaconsole_claim_ends",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("ended_at", UtcDateTime(), nullable=False),
+)
+"""When a transaction that ended claims was known to be committed (written after its commit,
+see :mod:`novaconsole.store.stamping`): one row for all the claims it ended, not a second
+update of each."""
 
 workers = Table(
     "novaconsole_workers",

@@ -195,8 +195,8 @@ class SqlStore:
         sqlite = self.engine.dialect.name == "sqlite"
         self._direct = SqliteDirect(self.engine) if sqlite and DRIVER_QUEUE else None
         """The writer's own connection for plain batches (one hand-off per transaction)."""
-        self._stamper = ClaimStamper(self.engine)
-        """Ends claims for good after their outcomes' commit (beside the writer on PostgreSQL)."""
+        self._stamper = ClaimStamper(self.engine if sqlite else self._autocommit)
+        """Records claim ends after their outcomes' commit (beside the writer on PostgreSQL)."""
         self._starts = start_marks.PendingMarks()
         """Start marks for the writer's next transaction (admission waits for its commit)."""
         self._items: list[PendingWrites] = []

@@ -87,62 +87,60 @@ async def commit_batch(
     stamper: ClaimStamper,
     direct: SqliteDirect | None = None,
 ) -> list[ItemOutcome]:
-    """See :func:`write_batch`; then, when fenced, the claims ended get their real end time
+    """See :func:`write_batch`; then, when fenced, the claims ended get their end record
     (``stamper``).
     A plain batch (outcomes and start marks only, not fenced) goes through ``direct`` when
     there is one (SQLite)."""
     if direct is not None and not fenced and not (batch.items or batch.states or batch.controls):
         await direct.write(partial(_sqlite_rows, batch.outcomes, batch, worker_id))
         return []
-    rejected = await write_batch(engine, batch, fenced=fenced, worker_id=worker_id)
-    if fenced:
-        ended = [
-            o
-            for o in (*(e.outcome for e in batch.items if e.error is None), *batch.outcomes)
-            if o is not None and o.token is not None
-        ]
+    ending = claim_sql.new_end() if fenced else None
+    rejected = await write_batch(engine, batch, ending=ending, worker_id=worker_id)
+    if ending is not None:
         stale = {id(o) for o in rejected}
-        keys = {
-            (*stored_key(o.handler, str(o.item_id)), o.token)
-            for o in ended
-            if id(o) not in stale and o.token is not None
-        }
-        if keys:
-            await stamper.ended(keys)
+        ended = (*(e.outcome for e in batch.items if e.error is None), *batch.outcomes)
+        if any(o is not None and o.token is not None and id(o) not in stale for o in ended):
+            await stamper.ended(ending)
     return rejected
 
 
 async def write_batch(
-    engine: AsyncEngine, batch: Batch, *, fenced: bool, worker_id: str
+    engine: AsyncEngine, batch: Batch, *, ending: int | None, worker_id: str
 ) -> list[ItemOutcome]:
-    """Write ``batch`` in one transaction; the outcomes rejected as stale (``fenced``: their
-    worker lost the claim). Items whose statements failed get ``error`` set and no outcome
-    row. Raises on a database fault (nothing written)."""
+    """Write ``batch`` in one transaction; the outcomes rejected as stale. With an ``ending``
+    (fenced) the claims it ends get that end record, and an outcome whose worker lost the claim
+    is stale. Items whose statements failed get ``error`` set and no outcome row. Raises on a
+    database fault (nothing written)."""
     for entry in batch.items:
         entry.error = None
     try:
         async with engine.begin() as connection:
-            return await _write(connection, batch, fenced, worker_id, replay=False)
+            return await _write(connection, batch, ending, worker_id, replay=False)
     except Exception as error:
         if not batch.items or is_database_fault(error):
             raise
     async with engine.begin() as connection:
-        return await _write(connection, batch, fenced, worker_id, replay=True)
+        return await _write(connection, batch, ending, worker_id, replay=True)
 
 
 async def _write(
-    connection: AsyncConnection, batch: Batch, fenced: bool, worker_id: str, *, replay: bool
+    connection: AsyncConnection,
+    batch: Batch,
+    ending: int | None,
+    worker_id: str,
+    *,
+    replay: bool,
 ) -> list[ItemOutcome]:
     rejected: list[ItemOutcome] = []
     written: list[ItemOutcome] = []
     if replay:
         for entry in batch.items:
-            await _replay_item(connection, entry, fenced, written, rejected)
+            await _replay_item(connection, entry, ending, written, rejected)
         outcomes = batch.outcomes
     else:
         outcomes = [e.outcome for e in batch.items if e.outcome is not None] + batch.outcomes
-    if outcomes and fenced:
-        outcomes, stale = await _fence(connection, outcomes)
+    if outcomes and ending is not None:
+        outcomes, stale = await _fence(connection, outcomes, ending)
         rejected.extend(stale)
     if not replay:
         stale_ids = {id(o) for o in rejected}
@@ -169,7 +167,7 @@ async def _write(
 async def _replay_item(
     connection: AsyncConnection,
     entry: PendingWrites,
-    fenced: bool,
+    ending: int | None,
     written: list[ItemOutcome],
     rejected: list[ItemOutcome],
 ) -> None:
@@ -177,8 +175,8 @@ async def _replay_item(
     outcome = entry.outcome
     savepoint = await connection.begin_nested()
     try:
-        if outcome is not None and fenced:
-            _, stale = await _fence(connection, [outcome])
+        if outcome is not None and ending is not None:
+            _, stale = await _fence(connection, [outcome], ending)
             if stale:
                 rejected.extend(stale)
                 await savepoint.commit()
@@ -247,10 +245,11 @@ async def _write_states(
 
 
 async def _fence(
-    connection: AsyncConnection, batch: list[ItemOutcome]
+    connection: AsyncConnection, batch: list[ItemOutcome], ending: int
 ) -> tuple[list[ItemOutcome], list[ItemOutcome]]:
-    """Mark done the claims of the batch's outcomes whose token is current; (the outcomes to
-    write, the stale ones). Outcomes without a token (no claim was made) all pass."""
+    """Mark done (ended by ``ending``) the claims of the batch's outcomes whose token is
+    current; (the outcomes to write, the stale ones). Outcomes without a token (no claim was
+    made) all pass."""
     keys = {
         id(o): (*stored_key(o.handler, str(o.item_id)), o.token)
         for o in batch
@@ -258,7 +257,7 @@ async def _fence(
     }
     if not keys:
         return batch, []
-    accepted = await claim_sql.finish(connection, set(keys.values()))
+    accepted = await claim_sql.finish(connection, set(keys.values()), ending)
     if len(accepted) == len(keys):  # every claim current, each once
         return batch, []
     kept: list[ItemOutcome] = []

@@ -19,9 +19,8 @@ from novaconsole.engine.outcomes import ItemOutcome
 from novaconsole.engine.persistence import Controls
 from novaconsole.errors import ConfigError
 from novaconsole.store import SqlStore, open_store
-from novaconsole.store.claims import _ENDING as ENDING
+from novaconsole.store import claims as claim_sql
 from novaconsole.store.coordinator import SqlCoordinator
-from novaconsole.store.models import sqlite_time
 from novaconsole.store.queries import list_workers
 from tests.factories import outcome
 from tests.postgres import throwaway_database
@@ -145,12 +144,31 @@ async def test_a_fetch_that_raced_a_completion_cannot_claim_the_item_again(
     assert again["1"] > tokens["1"]
 
 
-async def test_claims_ended_while_the_writer_runs_are_stamped_by_the_time_it_closes(
+async def test_a_fetch_that_started_before_the_end_was_committed_cannot_claim_the_item(
     store: SqlStore,
 ) -> None:
-    """With the writer running (as in a service) the ended claims are stamped beside it on
-    PostgreSQL, after the commit; whatever the writer's stop interrupts is stamped when the
-    store closes, so that no claim is left ended "later" (taken again only after its lease)
+    """The claim ends inside the transaction that writes the outcome, before its commit: a
+    fetch that starts in between still sees the item pending. Only a fetch that started after
+    the end record (written after the commit) may take the item again."""
+    coordinator = _coordinator(store)
+    token = (await coordinator.claim("a:1", "H", ["1"], LEASE, await coordinator.now()))["1"]
+    ending = claim_sql.new_end()
+    async with store.engine.begin() as connection:
+        assert await claim_sql.finish(connection, {("H", "1", token)}, ending)
+        raced = await coordinator.now()  # a fetch starts: item 1 is still pending for it
+    async with store.engine.begin() as connection:
+        await claim_sql.record_ends(connection, [ending])
+    assert await coordinator.claim("b:2", "H", ["1"], LEASE, raced) == {}
+    again = await coordinator.claim("b:2", "H", ["1"], LEASE, await coordinator.now())
+    assert again["1"] > token
+
+
+async def test_claims_ended_while_the_writer_runs_get_their_end_record_by_the_time_it_closes(
+    store: SqlStore,
+) -> None:
+    """With the writer running (as in a service) the end records are written beside it on
+    PostgreSQL, after the commit; whatever the writer's stop interrupts is recorded when the
+    store closes, so that no claim is left without one (taken again only after its lease)
     and a fetch started after the commit may take each item again."""
     coordinator = _coordinator(store)
     ids = [str(n) for n in range(300)]
@@ -164,11 +182,15 @@ async def test_claims_ended_while_the_writer_runs_are_stamped_by_the_time_it_clo
         group.cancel_scope.cancel()
     await store.close()
     async with store.engine.connect() as connection:
-        later = await connection.scalar(
-            text("SELECT count(*) FROM novaconsole_claims WHERE finished_at >= :ending"),
-            {"ending": ENDING if store.engine.dialect.name != "sqlite" else sqlite_time(ENDING)},
+        unrecorded = await connection.scalar(
+            text(
+                "SELECT count(*) FROM novaconsole_claims AS c WHERE c.state = 'done' AND NOT "
+                "EXISTS (SELECT 1 FROM novaconsole_claim_ends AS e WHERE e.id = c.ended_by)"
+            )
         )
-    assert later == 0
+        ends = await connection.scalar(text("SELECT count(*) FROM novaconsole_claim_ends"))
+    assert unrecorded == 0
+    assert 1 <= ends <= 2, "one end record per transaction, not one per claim"
     again = await coordinator.claim("b:2", "H", ids, LEASE, await coordinator.now())
     assert sorted(again) == sorted(ids)
 

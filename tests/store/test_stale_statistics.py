@@ -39,16 +39,26 @@ async def engine() -> AsyncIterator[AsyncEngine]:
                     await connection.execute(text(f"ANALYZE {table}"))  # empty, it says
                 await connection.execute(
                     text(
-                        "INSERT INTO novaconsole_claims "
-                        "(handler, item_id, worker_id, token, lease_until, state, finished_at) "
+                        "INSERT INTO novaconsole_claim_ends (id, ended_at) VALUES "
+                        "(1, TIMESTAMPTZ '2026-01-01 11:00+00'), "
+                        "(2, TIMESTAMPTZ '2026-01-01 13:00+00')"
+                    )
+                )
+                await connection.execute(
+                    text(
+                        "INSERT INTO novaconsole_claims (handler, item_id, worker_id, token, "
+                        "lease_until, state, finished_at, ended_by) "
                         "SELECT 'Drain', i::text, 'w', 1, now() + interval '1 hour', 'held', "
-                        "NULL FROM generate_series(1, 3000) i UNION ALL VALUES "
-                        "('Drain', 'expired', 'w', 1, now() - interval '1 second', 'held', NULL),"
+                        "NULL, NULL FROM generate_series(1, 3000) i UNION ALL VALUES "
+                        "('Drain', 'expired', 'w', 1, now() - interval '1 second', 'held', NULL, "
+                        " NULL),"
                         "('Drain', 'done-before', 'w', 1, now() + interval '1 hour', 'done', "
-                        " TIMESTAMPTZ '2026-01-01 11:00+00'),"
+                        " TIMESTAMPTZ '2026-01-01 10:00+00', 1),"
                         "('Drain', 'done-after', 'w', 1, now() + interval '1 hour', 'done', "
-                        " TIMESTAMPTZ '2026-01-01 13:00+00'),"
-                        "('Other', 'other', 'w', 1, now() + interval '1 hour', 'held', NULL)"
+                        " TIMESTAMPTZ '2026-01-01 10:00+00', 2),"
+                        "('Drain', 'done-unrecorded', 'w', 1, now() + interval '1 hour', 'done', "
+                        " TIMESTAMPTZ '2026-01-01 10:00+00', 3),"
+                        "('Other', 'other', 'w', 1, now() + interval '1 hour', 'held', NULL, NULL)"
                     )
                 )
                 await connection.execute(
@@ -67,12 +77,15 @@ async def engine() -> AsyncIterator[AsyncEngine]:
 async def test_it_finds_live_claims_and_those_finished_after_the_fetch(
     engine: AsyncEngine,
 ) -> None:
-    asked = ["1", "3000", "3001", "expired", "done-before", "done-after", "other"]
+    """A claim ended is free for a fetch that started after its end record (written after the
+    commit), not after its own ``finished_at`` (before the commit)."""
+    asked = ["1", "3000", "3001", "expired", "other"]
+    asked += ["done-before", "done-after", "done-unrecorded"]
     async with engine.connect() as connection:
         taken = await claim_sql.visibly_taken(connection, "Drain", asked, FETCHED_AT)
         unfetched = await claim_sql.visibly_taken(connection, "Drain", asked, None)
-    assert taken == {"1", "3000", "done-after"}
-    assert unfetched == {"1", "3000", "done-before", "done-after"}
+    assert taken == {"1", "3000", "done-after", "done-unrecorded"}
+    assert unfetched == {"1", "3000", "done-before", "done-after", "done-unrecorded"}
 
 
 async def test_states_are_found_by_stored_id(engine: AsyncEngine) -> None:
