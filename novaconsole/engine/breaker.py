@@ -6,7 +6,10 @@ opens it again for twice as long (up to ``max_cooldown``). An operator can reset
 What counts: every item that fails for good (out of attempts, timeouts included, or given up)
 and every failed fetch adds one; a succeeded item clears the count, and so does a succeeded
 fetch after failed fetches. An attempt that will be retried does not count (the retry policy
-deals with passing trouble), nor does an item an operator retried (a known failure). Items
+deals with passing trouble), nor does an item an operator retried (a known failure), nor one
+that other items succeeded after it first failed: a bad item, not a failing handler. Bad
+items' last attempts come due together (at the end of a drain nothing else is left), and
+tripped a healthy handler with 2% of them. Items
 waiting for their retry stay waiting while the breaker is open; ``run_once`` leaves a tripped
 handler out unless it names it. Each worker keeps its own breakers and shares them through
 the database.
@@ -52,6 +55,8 @@ class Breaker:
     policy: BreakerPolicy
     failures: int = 0
     """Failures in a row (while closed)."""
+    successes: int = 0
+    """Items succeeded so far (see :attr:`Job.failed_since`)."""
     fetch_streak: bool = False
     """The latest counted failure was a fetch's."""
     reason: str | None = None
@@ -139,10 +144,17 @@ class Breakers:
         """An attempt failed; ``final``: the item is out of attempts (or gave up)."""
         rt = job.scope.runtime
         breaker = self.breakers[rt.name]
+        if job.failed_since < 0:
+            job.failed_since = breaker.successes
         if rt.trial_job is job:
             rt.trial_job = None
             self._open(rt, breaker, error, longer=True)
-        elif rt.gate == CLOSED and final and not self._operator_retry(rt, job):
+        elif (
+            rt.gate == CLOSED
+            and final
+            and job.failed_since == breaker.successes
+            and not self._operator_retry(rt, job)
+        ):
             breaker.fetch_streak = False
             self._failed(rt, breaker, error)
 
@@ -156,6 +168,7 @@ class Breakers:
     def item_succeeded(self, job: Job) -> None:
         rt = job.scope.runtime
         breaker = self.breakers[rt.name]
+        breaker.successes += 1
         if rt.trial_job is job:
             rt.trial_job = None
             self._close(rt, breaker, "the trial item succeeded")

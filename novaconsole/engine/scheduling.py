@@ -87,6 +87,8 @@ class Job:
     """Fencing token of this worker's claim, when workers share the database."""
     lost: bool = False
     """The claim's lease went to another worker: not processed (again) here."""
+    failed_since: int = -1
+    """Its handler's breaker's count of succeeded items when it first failed (-1: never)."""
 
 
 @dataclass(eq=False, slots=True)

@@ -228,6 +228,61 @@ async def test_an_attempt_that_is_retried_does_not_count() -> None:
         assert service.snapshot().handlers["A"].state != "tripped"
 
 
+async def test_bad_items_failing_for_good_together_do_not_trip_a_handler_that_succeeds() -> None:
+    """Every fifth item always fails. Their retries come due together once the rest have
+    succeeded, and fail for good one after another: more than the threshold in a row, but
+    each was a bad item among good ones, not a failing handler."""
+    ids = iter(range(40))
+    finished: list[str] = []
+
+    class OneBadInFive:
+        async def fetch_next(self, max_items: int) -> Sequence[Item]:
+            return [Item(i) for _, i in zip(range(max_items), ids, strict=False)]
+
+        async def process(self, item: Item) -> None:
+            if item.id % 5 == 0:
+                raise RuntimeError(f"bad item {item.id}")
+
+    service = (
+        processing(
+            poll_interval=0.01,
+            max_concurrency=2,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.05, max_delay=0.05, jitter=0),
+        )
+        .add_handler(OneBadInFive, name="A", max_items_per_cycle=40, breaker_threshold=3)
+        .build()
+    )
+    events = service.events()
+    async with service.running():
+        while len(finished) < 40:
+            event = await next_event(events, lambda e: isinstance(e, ItemFinished | BreakerTripped))
+            assert isinstance(event, ItemFinished), event
+            finished.append(event.status)
+        assert finished.count("failed") == 8
+        assert finished[-8:] == ["failed"] * 8, "the bad items' last attempts, in a row"
+        assert service.snapshot().handlers["A"].state != "tripped"
+
+
+async def test_a_handler_that_starts_failing_trips_once_its_retries_fail() -> None:
+    feed = Feed(failing=False)
+    service = (
+        processing(
+            poll_interval=0.01,
+            max_concurrency=2,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.02, max_delay=0.02, jitter=0),
+        )
+        .add_handler(feed.handler(), name="A", max_items_per_cycle=4, breaker_threshold=3)
+        .build()
+    )
+    events = service.events()
+    async with service.running():
+        for _ in range(10):
+            await next_event(events, lambda e: isinstance(e, ItemFinished))
+        feed.failing = True
+        event = await next_event(events, tripped)
+        assert isinstance(event, BreakerTripped) and event.failures == 3
+
+
 async def test_threshold_zero_never_trips() -> None:
     feed = Feed()
     service = build(feed, breaker_threshold=0)
