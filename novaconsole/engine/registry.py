@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,6 +66,21 @@ class HandlerRegistration:
 
 
 def _takes_context(factory: Callable[..., Any]) -> bool:
+    """Whether ``factory`` takes the context, read once per factory (a handler is created for
+    every fetch, and ``inspect.signature`` of a class is dear)."""
+    try:
+        known = _TAKES_CONTEXT.get(factory)
+    except TypeError:  # unhashable
+        return _reads_context(factory)
+    if known is None:
+        known = _TAKES_CONTEXT[factory] = _reads_context(factory)
+    return known
+
+
+_TAKES_CONTEXT: weakref.WeakKeyDictionary[Callable[..., Any], bool] = weakref.WeakKeyDictionary()
+
+
+def _reads_context(factory: Callable[..., Any]) -> bool:
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):
