@@ -4,15 +4,25 @@ trial (a fetch of one item, then one attempt of one item) decides: success close
 opens it again for twice as long (up to ``max_cooldown``). An operator can reset it by hand.
 
 What counts: every item that fails for good (out of attempts, timeouts included, or given up)
-and every failed fetch adds one; a succeeded item clears the count, and so does a succeeded
+and every failed fetch adds one; a succeeded item clears the count (when ``process()``
+returns: its ``ctx.write()`` statements may wait for the database), and so does a succeeded
 fetch after failed fetches. An attempt that will be retried does not count (the retry policy
-deals with passing trouble), nor does an item an operator retried (a known failure), nor one
-that other items succeeded after it first failed: a bad item, not a failing handler. Bad
-items' last attempts come due together (at the end of a drain nothing else is left), and
-tripped a healthy handler with 2% of them. Items
-waiting for their retry stay waiting while the breaker is open; ``run_once`` leaves a tripped
-handler out unless it names it. Each worker keeps its own breakers and shares them through
-the database.
+deals with passing trouble), nor does an item an operator retried (a known failure).
+
+Nor does a known bad item: one that other items succeeded after it first failed, or that had
+failed before this run (its attempts came from the store). Bad items' last attempts come due
+together (at the end of a drain nothing else is left; after a restart the bad items a dead
+worker left come back together) and tripped a healthy handler with 2% of them.
+
+The trial is a new item (never tried): the first queued, else the item of a fetch of one;
+when that fetch finds nothing new, its success closes the breaker and the items waiting for
+their retry run. The trial was an item waiting for its retry first, and such an item, if bad,
+failed whatever the handler's health and kept it tripped, twice as long each time, while new
+work waited.
+
+Items waiting for their retry stay waiting while the breaker is open; ``run_once`` leaves a
+tripped handler out unless it names it. Each worker keeps its own breakers and shares them
+through the database.
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from novaconsole import defaults
 from novaconsole.engine.core import EngineCore, log_extra, now, wake
 from novaconsole.engine.events import BreakerClosed, BreakerTripped
 from novaconsole.engine.runtime import HandlerRuntime
-from novaconsole.engine.scheduling import Job
+from novaconsole.engine.scheduling import Job, trial_job
 
 log = logging.getLogger("novaconsole.engine")
 
@@ -135,7 +145,7 @@ class Breakers:
         """A fetch succeeded and its items are admitted."""
         breaker = self.breakers[rt.name]
         if rt.gate == TRIAL:
-            if not rt.queue and rt.trial_job is None:
+            if rt.trial_job is None and trial_job(rt) is None:
                 self._close(rt, breaker, "the trial fetch succeeded with nothing to try")
         elif breaker.fetch_streak:
             breaker.failures, breaker.fetch_streak = 0, False
@@ -144,19 +154,25 @@ class Breakers:
         """An attempt failed; ``final``: the item is out of attempts (or gave up)."""
         rt = job.scope.runtime
         breaker = self.breakers[rt.name]
-        if job.failed_since < 0:
-            job.failed_since = breaker.successes
+        if job.failed_since == -1:  # its first failure here; -2 if it failed before
+            job.failed_since = breaker.successes if job.attempts <= 1 else -2
         if rt.trial_job is job:
             rt.trial_job = None
             self._open(rt, breaker, error, longer=True)
         elif (
             rt.gate == CLOSED
             and final
-            and job.failed_since == breaker.successes
+            and not self._known_bad(breaker, job)
             and not self._operator_retry(rt, job)
         ):
             breaker.fetch_streak = False
             self._failed(rt, breaker, error)
+
+    @staticmethod
+    def _known_bad(breaker: Breaker, job: Job) -> bool:
+        """``job`` failed before other items succeeded, or before this run (its attempts
+        came from the store): a bad item, not news of its handler."""
+        return job.failed_since == -2 or 0 <= job.failed_since < breaker.successes
 
     def _operator_retry(self, rt: HandlerRuntime, job: Job) -> bool:
         """An item an operator retried: a known failure, not news (a group retry of items
@@ -243,15 +259,10 @@ class Breakers:
         self._close(rt, self.breakers[name], f"reset by {by or self.core.worker_id}")
         return True
 
-    def _half_open(self, rt: HandlerRuntime, breaker: Breaker) -> None:
+    def _half_open(self, rt: HandlerRuntime) -> None:
         rt.gate = TRIAL
         log.info("%s breaker half-open: one trial", rt.name, extra=log_extra(rt.name))
-        if breaker.held:  # an item waiting for its retry is the trial
-            job = breaker.held.pop(0)
-            rt.retrying -= 1
-            job.enqueued_at = monotonic()
-            self.core.queue.put(job, front=True)
-        if not rt.busy:
+        if not rt.busy and trial_job(rt) is None:
             rt.next_due = 0.0  # a trial fetch (of one item), at once
         wake(self.core.poll_wake, self.core.work)
 
@@ -274,7 +285,7 @@ class Breakers:
                 if rt.gate != OPEN or rt.trial_job is not None:
                     continue
                 if breaker.retry_at <= at:
-                    self._half_open(rt, breaker)
+                    self._half_open(rt)
                 else:
                     waits.append(breaker.retry_at - at)
             if waits:

@@ -88,7 +88,8 @@ class Job:
     lost: bool = False
     """The claim's lease went to another worker: not processed (again) here."""
     failed_since: int = -1
-    """Its handler's breaker's count of succeeded items when it first failed (-1: never)."""
+    """Its handler's breaker's count of succeeded items when it first failed here (-1: not
+    yet; -2: it had failed before, its attempts read from the store)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -101,6 +102,12 @@ class Slot:
     deadline: float = 0.0
     timed_out: Job | None = None
     """Set by the watchdog just before it cancels ``cancel_scope`` for an overrun item."""
+
+
+def trial_job(runtime: HandlerRuntime) -> Job | None:
+    """The first queued item of ``runtime`` never tried: a circuit breaker's trial (an item
+    that failed before fails again if it is bad, whatever the handler's health)."""
+    return next((job for job in runtime.queue if not job.attempts), None)
 
 
 class FairQueue:
@@ -144,7 +151,10 @@ class FairQueue:
             index = (self._next + offset) % count
             runtime = runtimes[index]
             if not runtime.forced and not (
-                runtime.queue and not self.paused and not runtime.paused and runtime.gate != 1
+                runtime.queue
+                and not self.paused
+                and not runtime.paused
+                and (not runtime.gate or (runtime.gate == 2 and trial_job(runtime) is not None))
             ):
                 continue
             if best is None or runtime.in_flight < best.in_flight:
@@ -156,10 +166,13 @@ class FairQueue:
         self._next = (best_index + 1) % count
         if best.forced:
             job = best.forced.popleft()
+        elif best.gate:  # the circuit breaker's one trial item: the rest wait again
+            trial = trial_job(best)
+            assert trial is not None  # checked above
+            best.queue.remove(trial)
+            best.gate, best.trial_job, job = 1, trial, trial
         else:
             job = best.queue.popleft()
-            if best.gate:  # the circuit breaker's one trial item: the rest wait again
-                best.gate, best.trial_job = 1, job
         self.depth -= 1
         if self.depth < self.capacity:
             self._room.set()

@@ -103,7 +103,10 @@ class SlotRunner:
                         if error is not None:
                             await failures.failed(job, error, timed_out=False)
                         elif writes is not None and writer is not None:
-                            # The slot moves on; the outcome is written with the writes.
+                            # The slot moves on; the outcome is written with the writes. The
+                            # breaker hears of the success now: while the database is away
+                            # only failures (written later too) would reach it.
+                            core.breakers.item_succeeded(job)
                             outcome = reporter.outcome(job, OutcomeStatus.SUCCEEDED, None)
                             core.committing += 1
                             writer.submit_writes(

@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg  # type: ignore[import-untyped]
 import pytest
+from sqlalchemy import Column, Integer, MetaData, Table
 
-from novaconsole import RetryPolicy
+from novaconsole import HandlerContext, RetryPolicy
 from novaconsole.engine.events import (
     BreakerClosed,
     BreakerTripped,
@@ -22,6 +25,7 @@ from novaconsole.engine.events import (
 )
 from novaconsole.errors import ConfigError
 from tests.engine.support import Item, next_event, processing
+from tests.postgres import throwaway_database
 
 pytestmark = pytest.mark.anyio
 
@@ -32,6 +36,8 @@ class Feed:
 
     failing: bool = True
     fetch_failing: bool = False
+    limit: int | None = None
+    """How many items the source has (None: no end)."""
     fetch_sizes: list[int] = field(default_factory=list)
     processed: list[int] = field(default_factory=list)
     ids: count[int] = field(default_factory=count)
@@ -44,7 +50,8 @@ class Feed:
                 feed.fetch_sizes.append(max_items)
                 if feed.fetch_failing:
                     raise ConnectionError("source down")
-                return [Item(next(feed.ids)) for _ in range(max_items)]
+                items = [Item(next(feed.ids)) for _ in range(max_items)]
+                return [i for i in items if feed.limit is None or i.id < feed.limit]
 
             async def process(self, item: Item) -> None:
                 feed.processed.append(item.id)
@@ -281,6 +288,197 @@ async def test_a_handler_that_starts_failing_trips_once_its_retries_fail() -> No
         feed.failing = True
         event = await next_event(events, tripped)
         assert isinstance(event, BreakerTripped) and event.failures == 3
+
+
+def retrying_feed_service(feed: Feed) -> Any:
+    """Items fail three times before they fail for good: when two have, it trips, with
+    others waiting for their retries."""
+    return (
+        processing(
+            poll_interval=0.01,
+            max_concurrency=1,
+            retry=RetryPolicy(max_attempts=3, base_delay=0.02, max_delay=0.02, jitter=0),
+            breaker_cooldown=0.2,
+        )
+        .add_handler(feed.handler(), name="A", max_items_per_cycle=2, breaker_threshold=2)
+        .build()
+    )
+
+
+async def test_the_trial_is_a_new_item_when_the_source_has_one() -> None:
+    feed = Feed()
+    service = retrying_feed_service(feed)
+    events = service.events()
+    async with service.running():
+        await next_event(events, tripped)
+        assert service.snapshot().handlers["A"].retrying
+        feed.failing = False
+        before, seen = len(feed.processed), max(feed.processed)
+        event = await next_event(events, closed)
+        assert isinstance(event, BreakerClosed) and event.why == "the trial item succeeded"
+        assert feed.processed[before] > seen, "a new item, not one waiting for its retry"
+
+
+async def test_with_nothing_new_the_trial_fetch_closes_it_and_the_retries_run() -> None:
+    feed = Feed(limit=4)
+    service = retrying_feed_service(feed)
+    events = service.events()
+    async with service.running():
+        await next_event(events, tripped)  # items 0-3: two failed for good, two wait
+        feed.failing = False
+        event = await next_event(events, closed)
+        assert isinstance(event, BreakerClosed)
+        assert event.why == "the trial fetch succeeded with nothing to try"
+        for _ in range(2):
+            await next_event(
+                events, lambda e: isinstance(e, ItemFinished) and e.status == "succeeded"
+            )
+
+
+async def test_a_trial_is_never_a_known_bad_item() -> None:
+    """Items 0 and 5 always fail; the others succeed. The source goes down and the handler
+    trips while the two wait for their retries. Once the source is back, the trial is a fresh
+    item, not one of the two (it would fail whatever the handler's health, and keep it tripped
+    twice as long each time): the breaker closes, and the two fail for good without tripping
+    it again."""
+    ids = count()
+    source = {"down": False}
+    processed: list[int] = []
+
+    class TwoBad:
+        async def fetch_next(self, max_items: int) -> Sequence[Item]:
+            if source["down"]:
+                raise ConnectionError("source down")
+            return [Item(next(ids)) for _ in range(max_items)]
+
+        async def process(self, item: Item) -> None:
+            processed.append(item.id)
+            if item.id in (0, 5):
+                raise RuntimeError(f"bad item {item.id}")
+
+    service = (
+        processing(
+            poll_interval=0.01,
+            max_concurrency=1,
+            retry=RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.05, jitter=0),
+            breaker_cooldown=0.3,
+        )
+        .add_handler(TwoBad, name="A", max_items_per_cycle=4, breaker_threshold=2)
+        .build()
+    )
+    events = service.events()
+    async with service.running():
+        succeeded = 0
+        while succeeded < 8:  # both bad items failed once, good ones succeeded after them
+            event = await next_event(events, lambda e: isinstance(e, ItemFinished))
+            succeeded += event.status == "succeeded"  # type: ignore[attr-defined]
+        source["down"] = True
+        await next_event(events, tripped)
+        before = len(processed)
+        source["down"] = False
+        event = await next_event(events, lambda e: isinstance(e, BreakerTripped | BreakerClosed))
+        assert isinstance(event, BreakerClosed), event
+        assert processed[before] not in (0, 5), "the trial was a fresh item"
+        failed = []
+        while len(failed) < 2:
+            event = await next_event(
+                events,
+                lambda e: tripped(e) or (isinstance(e, ItemFinished) and e.status == "failed"),
+            )
+            assert isinstance(event, ItemFinished), event
+            failed.append(event.outcome.item_id)
+        assert sorted(failed) == [0, 5]
+
+
+async def test_bad_items_a_restart_brings_back_together_do_not_trip_it(tmp_path: Path) -> None:
+    """A worker stopped while ten bad items waited for their last try. The next run fetches
+    them together and each fails for good at once: ten in a row, each a failure of before
+    this run. The good items after them run as usual."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'restart.db'}"
+    bad = range(10)
+
+    class TenBad:
+        async def fetch_next(self, max_items: int) -> Sequence[Item]:
+            return [Item(i) for i in range(20)]
+
+        async def process(self, item: Item) -> None:
+            if item.id in bad:
+                raise RuntimeError(f"bad item {item.id}")
+
+    def run(retry_delay: float) -> Any:
+        policy = RetryPolicy(max_attempts=2, base_delay=retry_delay, max_delay=retry_delay)
+        return (
+            processing(poll_interval=0.01, max_concurrency=1, retry=policy)
+            .add_handler(TenBad, name="A", max_items_per_cycle=20, breaker_threshold=3)
+            .build(url)
+        )
+
+    first = run(retry_delay=3600)
+    events = first.events()
+    async with first.running():
+        for _ in bad:
+            await next_event(events, lambda e: e.kind == "item_retrying")
+    second = run(retry_delay=0.01)
+    events = second.events()
+    async with second.running():
+        finished = []
+        while len(finished) < 10:
+            event = await next_event(events, lambda e: isinstance(e, ItemFinished | BreakerTripped))
+            assert isinstance(event, ItemFinished), event
+            if event.status == "failed":
+                finished.append(event.outcome.item_id)
+        assert finished == list(bad)
+        assert second.snapshot().handlers["A"].state != "tripped"
+
+
+@pytest.mark.postgres
+async def test_items_whose_writes_wait_for_the_database_count_as_succeeded() -> None:
+    """Every other item fails; the others succeed with ``ctx.write()``, whose commit waits:
+    another session holds the rows locked. Their successes reach the breaker when processed,
+    not when committed, so the failures between them are never in a row."""
+    work = Table("work", MetaData(), Column("id", Integer, primary_key=True))
+
+    class EveryOtherFails:
+        def __init__(self, ctx: HandlerContext) -> None:
+            self.ctx = ctx
+
+        async def fetch_next(self, max_items: int) -> Sequence[Item]:
+            return [Item(i) for i in range(12)]
+
+        async def process(self, item: Item) -> None:
+            if item.id % 2:
+                raise RuntimeError(f"bad item {item.id}")
+            self.ctx.write(work.delete().where(work.c.id == item.id))
+
+    def failed_or_tripped(event: Event) -> bool:
+        return tripped(event) or (isinstance(event, ItemFinished) and event.status == "failed")
+
+    async with throwaway_database("nc_breaker") as url:
+        service = (
+            processing(max_concurrency=1, retry=RetryPolicy(max_attempts=1))
+            .add_handler(EveryOtherFails, name="A", max_items_per_cycle=12, breaker_threshold=3)
+            .build(url)
+        )
+        events = service.events()
+        async with service.running(poll=False):
+            async with service.store.engine.begin() as connection:
+                await connection.run_sync(work.metadata.create_all)
+                await connection.execute(work.insert(), [{"id": i} for i in range(12)])
+            lock = await asyncpg.connect(url.replace("+asyncpg", ""))
+            locked = lock.transaction()
+            await locked.start()
+            await lock.execute("SELECT id FROM work FOR UPDATE")  # the writer waits for it
+            async with anyio.create_task_group() as group:
+                group.start_soon(service.run_once)
+                try:
+                    for _ in range(6):
+                        event = await next_event(events, failed_or_tripped)
+                        assert isinstance(event, ItemFinished), event
+                finally:
+                    await locked.rollback()
+                    await lock.close()
+            assert service.snapshot().succeeded == 6
+            assert service.snapshot().handlers["A"].state != "tripped"
 
 
 async def test_threshold_zero_never_trips() -> None:
