@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import socket
 from collections import deque
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
+from sqlalchemy.exc import StatementError
 
 from novaconsole.engine.events import EventHub, ServiceStateChanged
 from novaconsole.engine.fleet_protocol import Claim, Coordinator, WorkerView
@@ -59,12 +61,25 @@ def now() -> datetime:
 
 
 def describe(error: BaseException) -> str:
-    """``Type: message`` of an error a handler raised, redacted (it is item data)."""
+    """``Type: message`` of an error a handler raised, redacted (it is item data). For a
+    SQLAlchemy statement's error, the driver's first line: not the statement, its parameters
+    (hundreds of ids, or a handler's values) and the link SQLAlchemy adds, which the
+    traceback keeps."""
     try:
-        text = str(error)
+        text = _statement_error(error) if isinstance(error, StatementError) else str(error)
     except Exception:  # its own __str__ raised: the item fails, not the service
         text = "<exception str() failed>"  # what Python's tracebacks print then
     return redact(f"{type(error).__name__}: {text}" if text else type(error).__name__)
+
+
+def _statement_error(error: StatementError) -> str:
+    text = str(error.orig) if error.orig is not None else str(error)
+    text = text.split("\n", 1)[0].split("(Background on this error", 1)[0].strip()
+    return _DRIVER_CLASS.sub("", text, count=1)
+
+
+_DRIVER_CLASS = re.compile(r"^<class '[\w.]+'>: ")
+"""The prefix SQLAlchemy's asyncpg adapter gives the driver's message."""
 
 
 def cancelled_by_us() -> bool:

@@ -1,13 +1,15 @@
 """Logging a failure that repeats (a database that is down fails every poll, heartbeat and
-clock read): the first time in full, with its traceback (none for a lost database connection:
-the message says all there is); then one line at growing intervals saying how often it failed
-meanwhile; and one line when it works again."""
+clock read): the first time in full, with its traceback (none for a database connection lost
+or refused: the message says all there is); then one line at growing intervals saying how
+often it failed meanwhile; and one line when it works again."""
 
 from __future__ import annotations
 
 import logging
 from time import monotonic
 from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 _FIRST_REPEAT = 1.0
 _MAX_REPEAT = 60.0
@@ -64,6 +66,13 @@ class RepeatedFailure:
 
 
 def _connection_lost(error: BaseException | None) -> bool:
-    """SQLAlchemy's mark on an error that found its connection dead (a database restarted, its
-    session ended): the pool replaces its connections, and the traceback tells nothing."""
-    return bool(getattr(error, "connection_invalidated", False))
+    """A database connection lost or refused, whose traceback tells nothing the message does
+    not (a hundred lines of the pool's and the driver's frames): SQLAlchemy's mark on an error
+    that found its connection dead (a database restarted, its session ended), an error it
+    raised while connecting (no statement: the database refuses connections, or does not
+    exist), or nothing listening at the address."""
+    if isinstance(error, ConnectionRefusedError):
+        return True
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or error.statement is None
+    return False

@@ -6,12 +6,14 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+import sqlalchemy
 
-from novaconsole import OutcomeStatus, RetryPolicy
+from novaconsole import HandlerContext, OutcomeStatus, RetryPolicy
 from novaconsole.engine.outcomes import CycleReport
 from novaconsole.engine.registry import ProcessingOptions
 from novaconsole.engine.service import ProcessingService
@@ -226,6 +228,38 @@ async def test_error_text_traceback_and_logged_ids_are_redacted(
     assert "postgresql://app:***@db/x" in (outcome.error or "")
     assert "\\x1b]0;pwned" in (outcome.traceback or "")
     assert any("id\\x1b[2J" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_failed_statement_is_one_line_without_its_sql_or_parameters(
+    tmp_path: Path,
+) -> None:
+    """The error of a handler's failed statement is the driver's first line; the statement
+    and its parameters (item data) stay in the traceback."""
+
+    class BadQuery:
+        def __init__(self, ctx: HandlerContext) -> None:
+            self.ctx = ctx
+
+        async def fetch_next(self, max_items: int) -> Sequence[Any]:
+            return [Item(1)]
+
+        async def process(self, item: Item) -> None:
+            async with self.ctx.session() as session:
+                query = sqlalchemy.text("SELECT nope FROM t WHERE id = :v")
+                await session.execute(query, {"v": "value-7"})
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'bad.db'}"
+    service = (
+        processing(retry=RetryPolicy(max_attempts=1))
+        .add_handler(BadQuery, name="BadQuery")
+        .build(url)
+    )
+    async with service.running(poll=False):
+        async with service.store.engine.begin() as connection:
+            await connection.execute(sqlalchemy.text("CREATE TABLE t (id TEXT)"))
+        (outcome,) = (await service.run_once()).outcomes
+    assert outcome.error == "OperationalError: no such column: nope"
+    assert "SELECT nope FROM t" in (outcome.traceback or "")
 
 
 def test_the_database_shown_never_carries_its_password() -> None:

@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from novaconsole.engine.repeated import RepeatedFailure
 
@@ -53,3 +54,36 @@ def test_a_lost_connection_still_starts_a_streak(caplog: pytest.LogCaptureFixtur
         "coordination failed: connection is closed",
         "coordination failed: works again after 3 failures",
     ]
+
+
+async def connecting_error(url: str) -> BaseException:
+    """What connecting to ``url`` raises."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect():
+            pass
+    except Exception as error:
+        return error
+    finally:
+        await engine.dispose()
+    raise AssertionError(f"{url} accepted a connection")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("postgresql+asyncpg://postgres@127.0.0.1:1/x", id="nothing listens"),
+        pytest.param(
+            "postgresql+asyncpg://postgres@127.0.0.1:5432/novaconsole_no_such_database",
+            id="the server refuses",
+            marks=pytest.mark.postgres,
+        ),
+    ],
+)
+async def test_a_refused_connection_is_one_line(url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger=log.name)
+    error = await connecting_error(url)
+    RepeatedFailure(log, "fetch from A failed").failed(str(error), error)
+    [record] = caplog.records
+    assert record.exc_info is None, type(error)
