@@ -78,6 +78,9 @@ class Breaker:
     """``monotonic()`` time of the next trial while open."""
     held: list[Job] = field(default_factory=list)
     """Items whose retry came due while tripped: they wait for the breaker to close."""
+    early: bool = False
+    """The current trial came before the cool-down's end (the database is back): its failure
+    does not make the next rest longer."""
 
 
 PUBLISH_EVERY = 10.0
@@ -208,11 +211,13 @@ class Breakers:
         base = policy.cooldown.total_seconds()
         if longer:
             cap = policy.max_cooldown.total_seconds()
-            breaker.cooldown = min(max(breaker.cooldown, base) * 2, cap)
+            factor = 1 if breaker.early else 2
+            breaker.cooldown = min(max(breaker.cooldown, base) * factor, cap)
         else:
             breaker.cooldown = base
             breaker.reason = f"breaker: {breaker.failures} failures in a row: {error}"
             breaker.tripped_at = now()
+        breaker.early = False
         if longer:
             breaker.reason = f"breaker: the trial failed: {error}"
         breaker.retry_at = monotonic() + breaker.cooldown
@@ -236,7 +241,7 @@ class Breakers:
         self._changed.add(rt.name)
         breaker.failures, breaker.fetch_streak = 0, False
         breaker.reason, breaker.tripped_at, rt.trial_job = None, None, None
-        breaker.cooldown = 0.0
+        breaker.cooldown, breaker.early = 0.0, False
         core = self.core
         held, breaker.held = breaker.held, []
         for job in held:
@@ -258,6 +263,17 @@ class Breakers:
             return False
         self._close(rt, self.breakers[name], f"reset by {by or self.core.worker_id}")
         return True
+
+    def database_back(self) -> None:
+        """The store's database answers again after failing: every tripped handler gets its
+        trial now, not at the cool-down's end. The outage may be what tripped it (its fetches
+        failed with it): after a 4 s restart of PostgreSQL, two workers otherwise waited out
+        the rest of their 30 s cool-down. If the trial fails, the rest is not made longer."""
+        for name, breaker in self.breakers.items():
+            rt = self.core.runtimes[name]
+            if rt.gate == OPEN and rt.trial_job is None:
+                breaker.early = True
+                self._half_open(rt)
 
     def _half_open(self, rt: HandlerRuntime) -> None:
         rt.gate = TRIAL

@@ -43,6 +43,8 @@ class FleetSync:
             except Exception as error:
                 failures.failed(describe(error), error)
             else:
+                if failures.failing:
+                    self.core.breakers.database_back()
                 failures.succeeded()
 
     async def _coordinate(self, lease: float) -> None:

@@ -55,6 +55,11 @@ class RepeatedFailure:
         self._interval = min(_MAX_REPEAT, self._interval * 2)
         self._next = at + self._interval
 
+    @property
+    def failing(self) -> bool:
+        """It failed last time (a streak is under way)."""
+        return self._streak > 0
+
     def succeeded(self) -> None:
         """It worked: end the streak, saying so if it had been reported."""
         if self._streak > 1:

@@ -482,6 +482,21 @@ async def test_items_whose_writes_wait_for_the_database_count_as_succeeded() -> 
             assert service.snapshot().handlers["A"].state != "tripped"
 
 
+async def test_an_early_trial_that_fails_does_not_make_the_rest_longer() -> None:
+    """When the store's database answers again after failing, tripped handlers get their
+    trial at once; one that fails rests its usual cool-down again, not twice as long."""
+    feed = Feed()
+    service = build(feed, cooldown=60)
+    events = service.events()
+    async with service.running():
+        await next_event(events, tripped)
+        service._core.breakers.database_back()  # what the coordination loop calls
+        event = await next_event(events, tripped)
+        assert isinstance(event, BreakerTripped)
+        assert event.reason.startswith("breaker: the trial failed: ")
+        assert event.cooldown == 60
+
+
 async def test_threshold_zero_never_trips() -> None:
     feed = Feed()
     service = build(feed, breaker_threshold=0)

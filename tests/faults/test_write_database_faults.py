@@ -26,6 +26,7 @@ import pytest
 from sqlalchemy import text
 
 from novaconsole import BackgroundProcessing, HandlerContext, RetryPolicy
+from novaconsole.engine.events import BreakerClosed
 from novaconsole.errors import ConfigError
 from novaconsole.store import open_store
 from tests.pgcluster import private_cluster
@@ -273,6 +274,37 @@ async def test_postgres_stopped_mid_run_holds_the_writes_charges_nothing_and_res
     errors = [r for r in log.records if r.levelno >= logging.ERROR]
     assert len(errors) <= 30, [r.getMessage()[:80] for r in errors]
     assert len([r for r in errors if r.exc_info]) <= 4, "a traceback per failed try"
+
+
+async def test_a_handler_its_fetches_tripped_during_an_outage_is_tried_once_it_is_over() -> None:
+    """The database stops: the handler's fetches fail and trip its breaker (cool-down 10
+    minutes). Once the database answers again, the trial runs at once: the breaker closes and
+    the drain goes on, minutes before the cool-down's end."""
+    import asyncpg
+
+    with private_cluster() as cluster, captured() as log:
+        dsn = cluster.url.replace("+asyncpg", "")
+        admin = await asyncpg.connect(dsn)
+        await admin.execute("CREATE TABLE source (id INTEGER PRIMARY KEY, done INTEGER)")
+        await admin.execute("INSERT INTO source SELECT i, 0 FROM generate_series(0, 99) i")
+        await admin.close()
+        Gate.start, Gate.opened = 10**9, None
+        service = (
+            BackgroundProcessing(poll_interval=0.05, breaker_threshold=2, breaker_cooldown=600)
+            .add_handler(Drain, name="Drain", max_items_per_cycle=10)
+            .build(database_url=cluster.url)
+        )
+        events = service.events()
+        async with service.running():
+            await anyio.to_thread.run_sync(cluster.stop)
+            await until(lambda: service.snapshot().handlers["Drain"].tripped, "a trip")
+            await anyio.to_thread.run_sync(cluster.start)
+            with anyio.fail_after(WITHIN):
+                async for event in events:
+                    if isinstance(event, BreakerClosed):
+                        break
+            await until(lambda: service.snapshot().succeeded == 100, "the rest of the drain")
+    assert log.messages("Drain tripped (breaker: 2 failures in a row: ")
 
 
 # ---------------------------------------------------------------- unreachable at start
