@@ -14,11 +14,12 @@ failed before this run (its attempts came from the store). Bad items' last attem
 together (at the end of a drain nothing else is left; after a restart the bad items a dead
 worker left come back together) and tripped a healthy handler with 2% of them.
 
-The trial is a new item (never tried): the first queued, else the item of a fetch of one;
-when that fetch finds nothing new, its success closes the breaker and the items waiting for
-their retry run. The trial was an item waiting for its retry first, and such an item, if bad,
-failed whatever the handler's health and kept it tripped, twice as long each time, while new
-work waited.
+The trial is a new item (not tried in this run): the first queued, else the item of a fetch
+of one; when that fetch finds nothing new, its success closes the breaker and the items
+waiting for their retry run. A trial that had failed before this run (its attempts came from
+the store) and fails again decides nothing: the next item is tried. The trial was an item
+waiting for its retry first, and such an item, if bad, failed whatever the handler's health
+and kept it tripped, twice as long each time, while new work waited.
 
 Items waiting for their retry stay waiting while the breaker is open; ``run_once`` leaves a
 tripped handler out unless it names it. Each worker keeps its own breakers and shares them
@@ -161,7 +162,10 @@ class Breakers:
             job.failed_since = breaker.successes if job.attempts <= 1 else -2
         if rt.trial_job is job:
             rt.trial_job = None
-            self._open(rt, breaker, error, longer=True)
+            if job.failed_since == -2:  # it failed before this run too: that says nothing
+                self._half_open(rt)
+            else:
+                self._open(rt, breaker, error, longer=True)
         elif (
             rt.gate == CLOSED
             and final

@@ -105,9 +105,11 @@ class Slot:
 
 
 def trial_job(runtime: HandlerRuntime) -> Job | None:
-    """The first queued item of ``runtime`` never tried: a circuit breaker's trial (an item
-    that failed before fails again if it is bad, whatever the handler's health)."""
-    return next((job for job in runtime.queue if not job.attempts), None)
+    """The first queued item of ``runtime`` not tried in this run: a circuit breaker's trial
+    (an item waiting for its retry fails again if it is bad, whatever the handler's health).
+    The items a fetch queued all count as new until they are tried, so a handler not due for
+    a fetch before they are always has one."""
+    return next((job for job in runtime.queue if not job.first_pass_done), None)
 
 
 class FairQueue:

@@ -15,7 +15,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table
 
-from novaconsole import HandlerContext, RetryPolicy
+from novaconsole import GiveUp, HandlerContext, RetryPolicy
 from novaconsole.engine.events import (
     BreakerClosed,
     BreakerTripped,
@@ -495,6 +495,53 @@ async def test_an_early_trial_that_fails_does_not_make_the_rest_longer() -> None
         assert isinstance(event, BreakerTripped)
         assert event.reason.startswith("breaker: the trial failed: ")
         assert event.cooldown == 60
+
+
+async def test_items_a_restart_brought_back_can_be_the_trial(tmp_path: Path) -> None:
+    """A worker stopped while ten items waited for their retry. In the next run they are
+    queued behind two new items that give up, which trip the breaker; the handler is not due
+    for a fetch until the ten have run once. The trial is one of them (it never ran in this
+    run), not nothing. The first, item 0, fails again, which says nothing of the handler (it
+    failed before): item 1 is tried next, and the breaker closes."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'restart.db'}"
+    failing = {"now": True}
+
+    class Restarted:
+        async def fetch_next(self, max_items: int) -> Sequence[Item]:
+            return [Item(i) for i in (10, 11, *range(10))]
+
+        async def process(self, item: Item) -> None:
+            if failing["now"]:
+                if item.id < 10:
+                    raise RuntimeError(f"item {item.id} fails this run")
+            elif item.id >= 10:
+                raise GiveUp(f"new item {item.id} gives up")
+            elif item.id == 0:
+                raise RuntimeError("item 0 fails again")
+
+    def run() -> Any:
+        policy = RetryPolicy(max_attempts=3, base_delay=3600, max_delay=3600)
+        return (
+            processing(poll_interval=3600, max_concurrency=1, retry=policy, breaker_cooldown=0.2)
+            .add_handler(Restarted, name="A", max_items_per_cycle=12, breaker_threshold=2)
+            .build(url)
+        )
+
+    first = run()
+    events = first.events()
+    async with first.running(poll=False), anyio.create_task_group() as group:
+        group.start_soon(first.run_once)
+        for _ in range(10):
+            await next_event(events, lambda e: e.kind == "item_retrying")
+        group.cancel_scope.cancel()
+    failing["now"] = False  # items 10 and 11 succeeded: new again for the next run's fetch
+    second = run()
+    events = second.events()
+    async with second.running():
+        await next_event(events, tripped)
+        event = await next_event(events, lambda e: tripped(e) or closed(e))
+        assert isinstance(event, BreakerClosed), event
+        assert event.why == "the trial item succeeded"
 
 
 async def test_threshold_zero_never_trips() -> None:
