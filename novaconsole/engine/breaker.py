@@ -41,7 +41,7 @@ from novaconsole import defaults
 from novaconsole.engine.core import EngineCore, log_extra, now, wake
 from novaconsole.engine.events import BreakerClosed, BreakerTripped
 from novaconsole.engine.runtime import HandlerRuntime
-from novaconsole.engine.scheduling import Job, trial_job
+from novaconsole.engine.scheduling import FAILED_BEFORE, NOT_FAILED, Job, trial_job
 
 log = logging.getLogger("novaconsole.engine")
 
@@ -158,11 +158,11 @@ class Breakers:
         """An attempt failed; ``final``: the item is out of attempts (or gave up)."""
         rt = job.scope.runtime
         breaker = self.breakers[rt.name]
-        if job.failed_since == -1:  # its first failure here; -2 if it failed before
-            job.failed_since = breaker.successes if job.attempts <= 1 else -2
+        if job.failed_since == NOT_FAILED:
+            job.failed_since = breaker.successes if job.attempts <= 1 else FAILED_BEFORE
         if rt.trial_job is job:
             rt.trial_job = None
-            if job.failed_since == -2:  # it failed before this run too: that says nothing
+            if job.failed_since == FAILED_BEFORE:  # that says nothing of the handler
                 self._half_open(rt)
             else:
                 self._open(rt, breaker, error, longer=True)
@@ -179,7 +179,7 @@ class Breakers:
     def _known_bad(breaker: Breaker, job: Job) -> bool:
         """``job`` failed before other items succeeded, or before this run (its attempts
         came from the store): a bad item, not news of its handler."""
-        return job.failed_since == -2 or 0 <= job.failed_since < breaker.successes
+        return job.failed_since == FAILED_BEFORE or 0 <= job.failed_since < breaker.successes
 
     def _operator_retry(self, rt: HandlerRuntime, job: Job) -> bool:
         """An item an operator retried: a known failure, not news (a group retry of items

@@ -64,6 +64,13 @@ class HandlerScope:
     """True when the poll loop started this fetch (it schedules the handler's next poll)."""
 
 
+NOT_FAILED = -1
+"""``Job.failed_since`` of an item that has not failed in this run."""
+FAILED_BEFORE = -2
+"""``Job.failed_since`` of an item that had failed before this run (its attempts were read
+from the store) and failed again."""
+
+
 @dataclass(eq=False, slots=True)
 class Job:
     """One item on its way through the engine."""
@@ -87,9 +94,9 @@ class Job:
     """Fencing token of this worker's claim, when workers share the database."""
     lost: bool = False
     """The claim's lease went to another worker: not processed (again) here."""
-    failed_since: int = -1
-    """Its handler's breaker's count of succeeded items when it first failed here (-1: not
-    yet; -2: it had failed before, its attempts read from the store)."""
+    failed_since: int = NOT_FAILED
+    """Its handler's breaker's count of succeeded items when it first failed here, or
+    :data:`NOT_FAILED` or :data:`FAILED_BEFORE`."""
 
 
 @dataclass(eq=False, slots=True)
