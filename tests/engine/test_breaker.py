@@ -77,6 +77,30 @@ def build(feed: Feed, **handler: Any) -> Any:
     )
 
 
+def with_retries(
+    handler: type,
+    *,
+    attempts: int,
+    delay: float,
+    threshold: int,
+    batch: int,
+    concurrency: int = 1,
+    cooldown: float = 60,
+) -> Any:
+    """A service polling ``handler`` every 10 ms whose items retry after ``delay`` seconds
+    exactly (no jitter), up to ``attempts`` in all."""
+    return (
+        processing(
+            poll_interval=0.01,
+            max_concurrency=concurrency,
+            retry=RetryPolicy(max_attempts=attempts, base_delay=delay, max_delay=delay, jitter=0),
+            breaker_cooldown=cooldown,
+        )
+        .add_handler(handler, name="A", max_items_per_cycle=batch, breaker_threshold=threshold)
+        .build()
+    )
+
+
 def tripped(event: Event) -> bool:
     return isinstance(event, BreakerTripped)
 
@@ -188,16 +212,7 @@ async def test_reset_by_hand_closes_it_and_fetching_resumes() -> None:
 
 async def test_retries_waiting_stay_waiting_while_tripped_and_run_after_reset() -> None:
     feed = Feed()
-    service = (
-        processing(
-            poll_interval=0.01,
-            max_concurrency=1,
-            retry=RetryPolicy(max_attempts=2, base_delay=0.02, max_delay=0.02, jitter=0),
-            breaker_cooldown=60,
-        )
-        .add_handler(feed.handler(), name="A", max_items_per_cycle=4, breaker_threshold=2)
-        .build()
-    )
+    service = with_retries(feed.handler(), attempts=2, delay=0.02, threshold=2, batch=4)
     events = service.events()
     async with service.running():
         # Items fail once and wait; two of them fail again, for good: it trips.
@@ -250,14 +265,8 @@ async def test_bad_items_failing_for_good_together_do_not_trip_a_handler_that_su
             if item.id % 5 == 0:
                 raise RuntimeError(f"bad item {item.id}")
 
-    service = (
-        processing(
-            poll_interval=0.01,
-            max_concurrency=2,
-            retry=RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=0.5, jitter=0),
-        )
-        .add_handler(OneBadInFive, name="A", max_items_per_cycle=40, breaker_threshold=3)
-        .build()
+    service = with_retries(
+        OneBadInFive, attempts=2, delay=0.5, threshold=3, batch=40, concurrency=2
     )
     events = service.events()
     async with service.running():
@@ -272,14 +281,8 @@ async def test_bad_items_failing_for_good_together_do_not_trip_a_handler_that_su
 
 async def test_a_handler_that_starts_failing_trips_once_its_retries_fail() -> None:
     feed = Feed(failing=False)
-    service = (
-        processing(
-            poll_interval=0.01,
-            max_concurrency=2,
-            retry=RetryPolicy(max_attempts=2, base_delay=0.02, max_delay=0.02, jitter=0),
-        )
-        .add_handler(feed.handler(), name="A", max_items_per_cycle=4, breaker_threshold=3)
-        .build()
+    service = with_retries(
+        feed.handler(), attempts=2, delay=0.02, threshold=3, batch=4, concurrency=2
     )
     events = service.events()
     async with service.running():
@@ -293,16 +296,7 @@ async def test_a_handler_that_starts_failing_trips_once_its_retries_fail() -> No
 def retrying_feed_service(feed: Feed) -> Any:
     """Items fail three times before they fail for good: when two have, it trips, with
     others waiting for their retries."""
-    return (
-        processing(
-            poll_interval=0.01,
-            max_concurrency=1,
-            retry=RetryPolicy(max_attempts=3, base_delay=0.02, max_delay=0.02, jitter=0),
-            breaker_cooldown=0.5,
-        )
-        .add_handler(feed.handler(), name="A", max_items_per_cycle=2, breaker_threshold=2)
-        .build()
-    )
+    return with_retries(feed.handler(), attempts=3, delay=0.02, threshold=2, batch=2, cooldown=0.5)
 
 
 async def test_the_trial_is_a_new_item_when_the_source_has_one() -> None:
@@ -356,16 +350,7 @@ async def test_a_trial_is_never_a_known_bad_item() -> None:
             if item.id in (0, 5):
                 raise RuntimeError(f"bad item {item.id}")
 
-    service = (
-        processing(
-            poll_interval=0.01,
-            max_concurrency=1,
-            retry=RetryPolicy(max_attempts=4, base_delay=0.05, max_delay=0.05, jitter=0),
-            breaker_cooldown=0.5,
-        )
-        .add_handler(TwoBad, name="A", max_items_per_cycle=4, breaker_threshold=2)
-        .build()
-    )
+    service = with_retries(TwoBad, attempts=4, delay=0.05, threshold=2, batch=4, cooldown=0.5)
     events = service.events()
     async with service.running():
         succeeded = 0
