@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import socket
 from collections import deque
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from novaconsole.engine.runtime import HandlerRuntime
 from novaconsole.engine.scheduling import FairQueue, Job, Slot
 from novaconsole.engine.unclaimed import SourceFilter
 from novaconsole.engine.writes import ItemWriter
+from novaconsole.errors import driver_message
 from novaconsole.redaction import redact
 
 if TYPE_CHECKING:
@@ -66,20 +66,10 @@ def describe(error: BaseException) -> str:
     (hundreds of ids, or a handler's values) and the link SQLAlchemy adds, which the
     traceback keeps."""
     try:
-        text = _statement_error(error) if isinstance(error, StatementError) else str(error)
+        text = driver_message(error) if isinstance(error, StatementError) else str(error)
     except Exception:  # its own __str__ raised: the item fails, not the service
         text = "<exception str() failed>"  # what Python's tracebacks print then
     return redact(f"{type(error).__name__}: {text}" if text else type(error).__name__)
-
-
-def _statement_error(error: StatementError) -> str:
-    text = str(error.orig) if error.orig is not None else str(error)
-    text = text.split("\n", 1)[0].split("(Background on this error", 1)[0].strip()
-    return _DRIVER_CLASS.sub("", text, count=1)
-
-
-_DRIVER_CLASS = re.compile(r"^<class '[\w.]+'>: ")
-"""The prefix SQLAlchemy's asyncpg adapter gives the driver's message."""
 
 
 def cancelled_by_us() -> bool:

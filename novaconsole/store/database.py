@@ -37,7 +37,6 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
-    DBAPIError,
     DisconnectionError,
     NoSuchModuleError,
     SQLAlchemyError,
@@ -45,7 +44,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from novaconsole.errors import ConfigError
+from novaconsole.errors import ConfigError, driver_message
 from novaconsole.redaction import mask_secrets
 
 BUSY_TIMEOUT_MS = 5000
@@ -240,11 +239,7 @@ def configure_sqlite(sync_engine: Engine) -> None:
 
 def describe_database_error(error: BaseException, url: URL | None = None) -> str:
     """A short, single-line description of a database error, with no password in it."""
-    cause: BaseException = error
-    if isinstance(error, DBAPIError) and error.orig is not None:
-        cause = error.orig
-    message = str(cause).split("\n", 1)[0].strip() or type(cause).__name__
-    message = message.split("(Background on this error", 1)[0].strip()
+    message = driver_message(error) or type(getattr(error, "orig", None) or error).__name__
     if url is not None and url.password:
         message = message.replace(str(url.password), "***")
     return mask_url(message)
