@@ -110,8 +110,6 @@ class Reporter:
             rt.succeeded += 1
             core.totals["succeeded"] += 1
             rt.last_outcome_failed = False
-            if written is None:  # else the breaker heard when it was processed
-                core.breakers.item_succeeded(job)
             if job.attempts > 1:
                 core.store.set_item_state(rt.name, job.key, None)
         elif status is OutcomeStatus.SKIPPED:

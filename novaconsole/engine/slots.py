@@ -102,18 +102,20 @@ class SlotRunner:
                             )
                         if error is not None:
                             await failures.failed(job, error, timed_out=False)
-                        elif writes is not None and writer is not None:
-                            # The slot moves on; the outcome is written with the writes. The
-                            # breaker hears of the success now: while the database is away
-                            # only failures (written later too) would reach it.
-                            core.breakers.item_succeeded(job)
-                            outcome = reporter.outcome(job, OutcomeStatus.SUCCEEDED, None)
-                            core.committing += 1
-                            writer.submit_writes(
-                                writes, outcome, partial(self._committed, job, outcome)
-                            )
                         else:
-                            reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
+                            # The breaker hears of a success at once, even if the item's
+                            # writes wait for the database: while the database is away it
+                            # would otherwise hear only of failures.
+                            core.breakers.item_succeeded(job)
+                            if writes is not None and writer is not None:
+                                # The slot moves on; the outcome is written with the writes.
+                                outcome = reporter.outcome(job, OutcomeStatus.SUCCEEDED, None)
+                                core.committing += 1
+                                writer.submit_writes(
+                                    writes, outcome, partial(self._committed, job, outcome)
+                                )
+                            else:
+                                reporter.finish(job, OutcomeStatus.SUCCEEDED, None)
                         if monotonic() - yielded > _YIELD_EVERY:
                             await checkpoint()
                             yielded = monotonic()
