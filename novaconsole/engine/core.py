@@ -22,7 +22,7 @@ from anyio.abc import TaskGroup
 from sqlalchemy.exc import StatementError
 
 from novaconsole.engine.events import EventHub, ServiceStateChanged
-from novaconsole.engine.fleet_protocol import Claim, Coordinator, WorkerView
+from novaconsole.engine.fleet_protocol import Claim, Coordinator, WorkerView, alone_in
 from novaconsole.engine.handler import SessionFactory
 from novaconsole.engine.metrics import LatencySamples, Throughput
 from novaconsole.engine.observers import Observer
@@ -182,6 +182,12 @@ class EngineCore:
     @property
     def is_running(self) -> bool:
         return self.state in ("running", "paused", "draining")
+
+    @property
+    def alone(self) -> bool:
+        """Whether no other worker takes this one's items: no coordinator, or the last
+        heartbeat found no other live worker."""
+        return self.coordinator is None or alone_in(self.fleet, self.worker_id)
 
     def set_state(self, state: str) -> None:
         if state != self.state:

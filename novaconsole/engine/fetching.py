@@ -265,7 +265,11 @@ class Fetcher:
         if not forced and admitted and len(items) >= rt.batch_size:
             # A full batch: more is waiting. Fetch again once half of it is through, so the
             # queue never runs dry while the next fetch is under way (not after a poll wait).
-            scope.refill_at = len(admitted) // 2
+            # At once if the fetch left out what is taken, since the next cannot return these
+            # items again, and no other worker is fetching: two workers running the same query
+            # at once take the same rows, and one of them gets nothing for its round trips.
+            at_once = scope.ctx.leaves_out_taken and core.alone
+            scope.refill_at = len(admitted) if at_once else len(admitted) // 2
         if admitted and not forced:
             # A background cycle waits for its scopes, not for each item: cheaper per item.
             scope.cycle = tracker

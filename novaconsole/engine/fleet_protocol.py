@@ -49,6 +49,12 @@ class WorkerView:
     """False when it has been silent for longer than its lease."""
 
 
+def alone_in(fleet: Sequence[WorkerView], worker_id: str) -> bool:
+    """Whether ``fleet`` (the last heartbeat's) has no live worker but ``worker_id``; False
+    before the first heartbeat, when nothing is known."""
+    return bool(fleet) and all(w.worker_id == worker_id or not w.alive for w in fleet)
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """An operator command taken by exactly one worker of the fleet (``run_once``)."""

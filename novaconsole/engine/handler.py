@@ -106,6 +106,10 @@ class HandlerContext(Generic[OptionsT]):
     _open_sessions: set[AsyncSession] = field(default_factory=set, repr=False)
     _sessions_hooked: bool = field(default=False, repr=False)
     _loose_writes: ItemWrites | None = field(default=None, repr=False)
+    leaves_out_taken: bool = field(default=False, init=False, repr=False)
+    """True once the fetch asked what is taken (:meth:`unclaimed`, :meth:`in_flight_ids`):
+    its next fetch cannot return what this one did, so the engine need not wait for part of
+    the batch to be through before fetching again."""
 
     def __post_init__(self) -> None:
         if self.log is None:
@@ -150,6 +154,7 @@ class HandlerContext(Generic[OptionsT]):
         """Ids of this handler's items this worker has queued, running or waiting for a retry,
         as ``fetch_next`` returned them: leave them out of a source outside the store's
         database (an API, another database) so the next fetch brings new work."""
+        self.leaves_out_taken = True
         return list(self.in_flight()) if self.in_flight is not None else []
 
     def unclaimed(self, query: SelectT, id_column: IdColumn) -> SelectT:

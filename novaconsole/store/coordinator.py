@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from novaconsole.engine.fleet_protocol import Claim, Command, WorkerBeat, WorkerView
+from novaconsole.engine.fleet_protocol import Claim, Command, WorkerBeat, WorkerView, alone_in
 from novaconsole.store import claims as claim_sql
 from novaconsole.store import fleet
 from novaconsole.store.clock import engine_now
@@ -117,8 +117,7 @@ class SqlCoordinator:
 
     def _alone(self, worker_id: str) -> bool:
         """Whether the last heartbeat found no other live worker (unknown before it)."""
-        fleet = self._fleet
-        return bool(fleet) and all(w.worker_id == worker_id or not w.alive for w in fleet)
+        return alone_in(self._fleet, worker_id)
 
     async def renew(
         self, worker_id: str, claims: Sequence[Claim], lease: float
