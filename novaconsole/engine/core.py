@@ -161,6 +161,8 @@ class EngineCore:
         self.sequence = count()
         self.coordinator: Coordinator | None = getattr(self.store, "coordinator", None)
         self.source_filter: SourceFilter | None = getattr(self.store, "source_filter", None)
+        self.store_round_trips: bool = getattr(self.store, "round_trips", False)
+        """The store's database is a server (PostgreSQL), not in this process (SQLite)."""
         self.fleet: tuple[WorkerView, ...] = ()
         self.unfinished: list[Claim] = []
         self.started_at = now()

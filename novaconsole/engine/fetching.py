@@ -265,11 +265,7 @@ class Fetcher:
         if not forced and admitted and len(items) >= rt.batch_size:
             # A full batch: more is waiting. Fetch again once half of it is through, so the
             # queue never runs dry while the next fetch is under way (not after a poll wait).
-            # At once if the fetch left out what is taken, since the next cannot return these
-            # items again, and no other worker is fetching: two workers running the same query
-            # at once take the same rows, and one of them gets nothing for its round trips.
-            at_once = scope.ctx.leaves_out_taken and core.alone
-            scope.refill_at = len(admitted) if at_once else len(admitted) // 2
+            scope.refill_at = len(admitted) if self._refill_at_once(scope) else len(admitted) // 2
         if admitted and not forced:
             # A background cycle waits for its scopes, not for each item: cheaper per item.
             scope.cycle = tracker
@@ -411,6 +407,16 @@ class Fetcher:
         rt.dead_items = dead
         rt.dead_returned += dead
         return alive
+
+    def _refill_at_once(self, scope: HandlerScope) -> bool:
+        """Whether to fetch again as soon as a full batch is admitted, not once half of it is
+        through: when the fetch left out what is taken (the next cannot return these items),
+        the store's database is a server (its round trips, the fetch's and the claims', then
+        overlap the processing; SQLite works in this process, where fetching sooner only
+        competes with its writer), and no other worker fetches (two running the same query at
+        once take the same rows, and one of them gets nothing for its round trips)."""
+        core = self.core
+        return scope.ctx.leaves_out_taken and core.store_round_trips and core.alone
 
     def mark_first_pass(self, job: Job) -> None:
         if job.first_pass_done:

@@ -54,9 +54,8 @@ class HandlerScope:
     """Items not yet final nor waiting for a retry (the handler is due again at zero)."""
     refill_at: int = 0
     """The handler is due again once ``first_pass`` is down to this: half of a full batch
-    (more is waiting at the source), all of it when the fetch left out what is taken
-    (:attr:`HandlerContext.leaves_out_taken`) and no other worker fetches, zero for a short
-    one."""
+    (more is waiting at the source), zero for a short one; all of it when the next fetch
+    may start at once (see :meth:`Fetcher._refill_at_once`)."""
     released: bool = False
     """The poll loop has been told this fetch is through (the handler may be fetched again)."""
     closed: bool = False

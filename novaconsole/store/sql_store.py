@@ -230,6 +230,9 @@ class SqlStore:
                 buffered=self._buffered_claims,
                 on_worker=self._set_worker,
             )
+        self.round_trips = self.engine.dialect.name != "sqlite"
+        """Whether the database is a server reached by round trips, not a file this process
+        reads and writes itself (SQLite)."""
         self.source_filter = SqlSourceFilter(
             self.engine.dialect.name, claimed=self.coordinator is not None
         )
