@@ -213,6 +213,8 @@ class SqlStore:
         self._progress: anyio.Event | None = None
         self._writing_batch: list[ItemOutcome] = []
         self._writing_items: list[PendingWrites] = []
+        self._writing_forget: set[StateKey] = set()
+        """Start marks of given-back items the transaction under way removes."""
         self.keep_claims = keep_claims
         self.auto_upgrade = auto_upgrade
         self.rejected_outcomes = 0
@@ -457,11 +459,13 @@ class SqlStore:
                     self._states_in_db = True
                     self._states_generation += 1
                 self._writing_batch, self._writing_items = batch.outcomes, batch.items
+                self._writing_forget = batch.forget
                 try:
                     rejected = await self._write_refusing(batch)
                 finally:
                     self._writing_states, self._writing_controls = {}, []
                     self._writing_batch, self._writing_items = [], []
+                    self._writing_forget = set()
             self._account(batch, rejected)
             written += batch.size
             if written >= todo:
@@ -512,7 +516,7 @@ class SqlStore:
             while pending:
                 group = pending.pop()
                 try:
-                    rejected += await self._write_shielded(_merged_batch(group, batch.marks))
+                    rejected += await self._write_shielded(_merged_batch(group, batch))
                 except Exception as error:
                     if not is_row_refusal(error):
                         raise
@@ -525,8 +529,8 @@ class SqlStore:
                 group = []
         except BaseException:
             left = [*group, *(unit for part in reversed(pending) for unit in part)]
-            self._put_back(_merged_batch(left, batch.marks))
-            self._account(_merged_batch(done, batch.marks), rejected)
+            self._put_back(_merged_batch(left, batch))
+            self._account(_merged_batch(done, batch), rejected)
             raise
         return rejected
 
@@ -577,7 +581,7 @@ class SqlStore:
         states, self._states = self._states, {}
         saved, self._controls = self._controls, []
         forget, self._forget = self._forget, set()
-        return Batch(items, outcomes, states, saved, forget, self._marking)
+        return Batch(items, outcomes, states, saved, forget, self._marking, run_id=self.run_id)
 
     def _put_back(self, batch: Batch) -> None:
         """Keep a batch that could not be written, under anything buffered since."""
@@ -692,8 +696,13 @@ class SqlStore:
         """Mark ``keys`` started by this run, committed before return; the marks other runs
         left on them (crash suspects), whose crashes (one more if left running alone) the new
         marks carry on."""
-        # A removal still queued from an earlier give-back of these items would take the new
-        # marks: they would then run unmarked, and a crash would go uncounted.
+        # A removal from an earlier give-back of these items would take the new marks: they
+        # would then run unmarked, and a crash would go uncounted. One the writer is making
+        # now is waited for (PostgreSQL writes the marks beside the writer, not through it);
+        # one still queued is dropped.
+        if self._writing_forget.intersection((handler, key) for key in keys):
+            async with self._lock:
+                pass
         if self._forget:
             self._forget.difference_update((handler, key) for key in keys)
         if self.engine.dialect.name == "sqlite":  # through the writer (see started.py)
@@ -844,8 +853,9 @@ def _units(batch: Batch) -> list[Batch]:
     return units
 
 
-def _merged_batch(units: Sequence[Batch], marks: bool) -> Batch:
-    merged = Batch(marks=marks)
+def _merged_batch(units: Sequence[Batch], whole: Batch) -> Batch:
+    """``units`` of ``whole`` (see :func:`_units`) as one batch again."""
+    merged = Batch(marks=whole.marks, run_id=whole.run_id)
     for unit in units:
         merged.items += unit.items
         merged.outcomes += unit.outcomes
@@ -853,7 +863,7 @@ def _merged_batch(units: Sequence[Batch], marks: bool) -> Batch:
         merged.controls += unit.controls
         merged.forget |= unit.forget
         if unit.starts:  # a batch holds one taken set of marks at most
-            merged.starts, merged.run_id = unit.starts, unit.run_id
+            merged.starts = unit.starts
     return merged
 
 

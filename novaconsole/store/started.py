@@ -37,11 +37,13 @@ ORDER BY m.handler, m.item_id
 ON CONFLICT (handler, item_id) DO UPDATE SET run_id = excluded.run_id,
     alone = excluded.alone, crashes = excluded.crashes
 """)
-_PG_DELETE = text("""
+_PG_DELETE = """
 DELETE FROM novaconsole_started AS s
 USING unnest(CAST(:handlers AS VARCHAR[]), CAST(:item_ids AS VARCHAR[])) AS k(handler, item_id)
 WHERE s.handler = k.handler AND s.item_id = k.item_id
-""")
+"""
+_PG_DELETE_ANY = text(_PG_DELETE)
+_PG_DELETE_OWN = text(_PG_DELETE + "AND s.run_id = :run_id")
 # PostgreSQL: admission's marks in one statement, in autocommit (one round trip): the marks
 # other runs left on the keys are read, and the keys marked as this run's with those crashes
 # carried on, a mark left running alone counting one more. Every part of a statement sees the
@@ -74,6 +76,9 @@ SQLITE_UPSERT = RowsStatement(
 )
 """The upsert of :func:`upsert_rows` tuples on SQLite."""
 _SQLITE_DELETE_HEAD = "DELETE FROM novaconsole_started WHERE handler = ? AND item_id IN ("
+_SQLITE_DELETE_OWN_HEAD = (
+    "DELETE FROM novaconsole_started WHERE handler = ? AND run_id = ? AND item_id IN ("
+)
 
 
 Marks = dict[tuple[str, str], tuple[bool, int]]
@@ -220,24 +225,34 @@ def key_rows(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [stored_key(handler, key) for handler, key in keys]
 
 
-def sqlite_deletes(stored: Iterable[tuple[str, str]]) -> DriverWrites:
+def sqlite_deletes(stored: Iterable[tuple[str, str]], run_id: str | None = None) -> DriverWrites:
     """Statements removing the marks of stored (handler, item id) pairs on SQLite, one per
-    handler (``item_id IN (...)`` searches the primary key; a row value ``IN`` scans)."""
+    handler (``item_id IN (...)`` searches the primary key; a row value ``IN`` scans); with
+    ``run_id``, only that run's (see :func:`delete`)."""
     by_handler: dict[str, list[tuple[str]]] = {}
     for handler, item_id in stored:
         by_handler.setdefault(handler, []).append((item_id,))
+    head = _SQLITE_DELETE_HEAD if run_id is None else _SQLITE_DELETE_OWN_HEAD
+    lead: tuple[str, ...] = () if run_id is None else (run_id,)
     return [
-        (RowsStatement(_SQLITE_DELETE_HEAD, "?", ")", lead=(handler,)), ids)
+        (RowsStatement(head, "?", ")", lead=(handler, *lead)), ids)
         for handler, ids in by_handler.items()
     ]
 
 
-async def delete(connection: AsyncConnection, keys: Iterable[tuple[str, str]]) -> None:
-    """Remove the marks of (handler, key) pairs: their items are finished or given back,
-    in one statement (PostgreSQL; SQLite: :func:`sqlite_deletes`)."""
+async def delete(
+    connection: AsyncConnection, keys: Iterable[tuple[str, str]], run_id: str | None = None
+) -> None:
+    """Remove the marks of (handler, key) pairs in one statement (PostgreSQL; SQLite:
+    :func:`sqlite_deletes`): of finished items whoever marked them, or with ``run_id`` only
+    that run's, for items it gave back unfinished: another worker may have taken and marked
+    them since."""
     stored = key_rows(keys)
     if stored:
-        await connection.execute(
-            _PG_DELETE,
-            {"handlers": [h for h, _ in stored], "item_ids": [i for _, i in stored]},
-        )
+        params: dict[str, Any] = {
+            "handlers": [h for h, _ in stored],
+            "item_ids": [i for _, i in stored],
+        }
+        if run_id is not None:
+            params["run_id"] = run_id
+        await connection.execute(_PG_DELETE_ANY if run_id is None else _PG_DELETE_OWN, params)

@@ -154,9 +154,10 @@ async def _write(
         await start_marks.upsert_all(connection, batch.starts.marks, batch.run_id)
         if written:
             await _insert_results(connection, written, worker_id)
-        if batch.marks and (written or batch.forget):
-            finished = {(o.handler, str(o.item_id)) for o in written}
-            await start_marks.delete(connection, finished | batch.forget)
+        if batch.marks and written:
+            await start_marks.delete(connection, {(o.handler, str(o.item_id)) for o in written})
+        if batch.marks and batch.forget:
+            await start_marks.delete(connection, batch.forget, run_id=batch.run_id)
     if batch.states:
         await _write_states(connection, batch.states)
     for change in batch.controls:
@@ -284,9 +285,9 @@ def _sqlite_rows(written: list[ItemOutcome], batch: Batch, worker_id: str) -> Dr
     rows = [driver_row(outcome, True, worker_id) for outcome in written]
     writes.append((SQLITE_INSERT, rows))
     if batch.marks:  # a key twice is harmless: the second delete finds nothing
-        keys = [(row[0], row[1]) for row in rows]  # stored (handler, item id)
-        keys += start_marks.key_rows(batch.forget)
-        writes += start_marks.sqlite_deletes(keys)
+        writes += start_marks.sqlite_deletes([(row[0], row[1]) for row in rows])
+        forget = start_marks.key_rows(batch.forget)
+        writes += start_marks.sqlite_deletes(forget, run_id=batch.run_id)
     return writes
 
 

@@ -5,7 +5,7 @@ removed in the transaction that writes their item's outcome."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -169,3 +169,85 @@ async def test_an_item_started_again_keeps_its_new_mark_when_an_earlier_give_bac
     finally:
         await store.close()
     assert found == {"1": StartMark(alone=False, crashes=0)}
+
+
+async def test_a_give_back_removes_only_its_own_runs_mark(url: str) -> None:
+    """Given back by one worker (paused, or stopping), then taken and started by another
+    before the first writes the removal: the removal must leave the other run's mark, or a
+    crash of that run on the item would go uncounted."""
+    first, second = open_store(url, shared=True), open_store(url, shared=True)
+    await first.open()
+    await second.open()
+    try:
+        await first.start_items("Ping", ["1", "2"])
+        first.forget_started("Ping", ["1", "2"])
+        await second.start_items("Ping", ["1"])
+        await first.flush()
+        found = await first.started_items("Ping", ["1", "2"])
+    finally:
+        await first.close()
+        await second.close()
+    assert found == {"1": StartMark(alone=False, crashes=0)}  # the second run's mark
+
+
+async def test_an_item_started_again_waits_for_the_removal_the_writer_is_making() -> None:
+    """PostgreSQL writes admission's marks beside the writer, not through it: an item given
+    back and started again while the writer's transaction removing its mark is under way
+    must be marked after that transaction, or the removal would take the new mark."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    async with throwaway_database("novaconsole_marks") as url:
+        store = open_store(url, shared=False)  # outcomes written unfenced
+        await store.open()
+        locker = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        mark_version = "SELECT xmin::text FROM novaconsole_started WHERE item_id = '1'"
+        try:
+            async with anyio.create_task_group() as group:  # two pooled connections
+                group.start_soon(store.start_items, "Ping", ["1", "2"])
+                group.start_soon(store.start_items, "Ping", ["3"])
+            first_mark = await locker.fetchval(mark_version)
+            store.forget_started("Ping", ["1"])
+            store.record([outcome(2)])
+            # The writer's transaction waits at its results, before it removes the marks.
+            locker_tx = locker.transaction()
+            await locker_tx.start()
+            await locker.execute("LOCK TABLE novaconsole_results IN EXCLUSIVE MODE")
+            async with anyio.create_task_group() as group:
+                group.start_soon(store.flush)
+                await until(lambda: locker.fetchval(LOCK_WAITED))
+                group.start_soon(store.start_items, "Ping", ["1"])
+
+                async def marked_or_waiting() -> bool:
+                    """The new mark committed, or start_items waiting for the writer."""
+                    if store._lock.statistics().tasks_waiting:
+                        return True
+                    return bool(await locker.fetchval(mark_version) != first_mark)
+
+                await until(marked_or_waiting)
+                await locker_tx.commit()
+            other = open_store(url)
+            await other.open()
+            try:
+                found = await other.started_items("Ping", ["1", "2", "3"])
+            finally:
+                await other.close()
+        finally:
+            await locker.close()
+            await store.close()
+    assert set(found) == {"1", "3"}
+
+
+LOCK_WAITED = """
+SELECT count(*) > 0 FROM pg_stat_activity
+WHERE datname = current_database() AND wait_event_type = 'Lock'
+"""
+"""Whether one of the database's other sessions waits for a lock."""
+
+
+async def until(check: Callable[[], Awaitable[object]]) -> None:
+    """Until ``check()`` is true: a condition of another process, looked at every 10 ms."""
+    with anyio.fail_after(10):  # a hang guard, not a measurement
+        while True:
+            if await check():
+                return
+            await anyio.sleep(0.01)
