@@ -206,7 +206,7 @@ claim_ends = Table(
     Column("ended_at", UtcDateTime(), nullable=False),
 )
 """When a transaction that ended claims was known to be committed (written after its commit,
-see :mod:`novaconsole.store.stamping`): one row for all the claims it ended, not a second
+see :mod:`novaconsole.store.end_records`): one row for all the claims it ended, not a second
 update of each."""
 
 workers = Table(

@@ -64,6 +64,7 @@ from novaconsole.store.database import (
     reader,
     uncancelled,
 )
+from novaconsole.store.end_records import EndRecorder
 from novaconsole.store.faults import is_database_fault, is_row_refusal
 from novaconsole.store.models import (
     item_states,
@@ -76,7 +77,6 @@ from novaconsole.store.retention import prune_results
 from novaconsole.store.rows import row_outcome
 from novaconsole.store.schema import ensure_schema
 from novaconsole.store.sqlite_writes import DRIVER_QUEUE, SqliteDirect
-from novaconsole.store.stamping import ClaimStamper
 from novaconsole.store.write_batch import Batch, PendingWrites, StateKey, commit_batch
 from novaconsole.triage import FailedRow
 
@@ -195,7 +195,7 @@ class SqlStore:
         sqlite = self.engine.dialect.name == "sqlite"
         self._direct = SqliteDirect(self.engine) if sqlite and DRIVER_QUEUE else None
         """The writer's own connection for plain batches (one hand-off per transaction)."""
-        self._stamper = ClaimStamper(self.engine if sqlite else self._autocommit)
+        self._end_recorder = EndRecorder(self.engine if sqlite else self._autocommit)
         """Records claim ends after their outcomes' commit (beside the writer on PostgreSQL)."""
         self._starts = start_marks.PendingMarks()
         """Start marks for the writer's next transaction (admission waits for its commit)."""
@@ -336,7 +336,7 @@ class SqlStore:
         """
         async with anyio.create_task_group() as group:
             if self.coordinator is not None and self.engine.dialect.name != "sqlite":
-                group.start_soon(self._stamper.run)  # see novaconsole.store.stamping
+                group.start_soon(self._end_recorder.run)  # see novaconsole.store.end_records
             await self._write_loop()
 
     async def _write_loop(self) -> None:
@@ -385,7 +385,7 @@ class SqlStore:
         try:
             with anyio.CancelScope(shield=True):
                 await self.flush()
-                await self._stamper.flush()
+                await self._end_recorder.flush()
                 if self.coordinator is not None:
                     await self.coordinator.stop()
                 else:
@@ -673,7 +673,7 @@ class SqlStore:
                 batch,
                 fenced=fenced,
                 worker_id=worker_id,
-                stamper=self._stamper,
+                end_recorder=self._end_recorder,
                 direct=self._direct,
             )
 

@@ -25,11 +25,11 @@ from novaconsole.engine.persistence import Controls, ItemState
 from novaconsole.store import claims as claim_sql
 from novaconsole.store import started as start_marks
 from novaconsole.store.control_plane import save_change
+from novaconsole.store.end_records import EndRecorder
 from novaconsole.store.faults import is_database_fault
 from novaconsole.store.models import item_states, results, stored_key
 from novaconsole.store.rows import ROW_COLUMNS, SQLITE_INSERT, driver_row, outcome_row
 from novaconsole.store.sqlite_writes import DriverWrites, SqliteDirect, write_sqlite
-from novaconsole.store.stamping import ClaimStamper
 
 if TYPE_CHECKING:
     from sqlalchemy.sql import Executable
@@ -84,11 +84,11 @@ async def commit_batch(
     *,
     fenced: bool,
     worker_id: str,
-    stamper: ClaimStamper,
+    end_recorder: EndRecorder,
     direct: SqliteDirect | None = None,
 ) -> list[ItemOutcome]:
     """See :func:`write_batch`; then, when fenced, the claims ended get their end record
-    (``stamper``).
+    (``end_recorder``).
     A plain batch (outcomes and start marks only, not fenced) goes through ``direct`` when
     there is one (SQLite)."""
     if direct is not None and not fenced and not (batch.items or batch.states or batch.controls):
@@ -100,7 +100,7 @@ async def commit_batch(
         stale = {id(o) for o in rejected}
         ended = (*(e.outcome for e in batch.items if e.error is None), *batch.outcomes)
         if any(o is not None and o.token is not None and id(o) not in stale for o in ended):
-            await stamper.ended(ending)
+            await end_recorder.ended(ending)
     return rejected
 
 

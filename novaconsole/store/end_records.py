@@ -21,7 +21,7 @@ from novaconsole.store.database import uncancelled
 log = logging.getLogger("novaconsole.store")
 
 
-async def stamp_ended(engine: AsyncEngine, ends: Collection[int]) -> None:
+async def record_ends_now(engine: AsyncEngine, ends: Collection[int]) -> None:
     """Write the end records ``ends`` now; a failure is logged, not raised (their claims are
     then taken again only once their lease runs out)."""
     try:
@@ -31,7 +31,7 @@ async def stamp_ended(engine: AsyncEngine, ends: Collection[int]) -> None:
         log.warning("recording %d claim ends failed: %s", len(ends), error)
 
 
-class ClaimStamper:
+class EndRecorder:
     """Records claim ends beside the writer while :meth:`run` runs, else at once."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -43,7 +43,7 @@ class ClaimStamper:
     async def ended(self, end: int) -> None:
         """The end record of a transaction that ended claims and just committed."""
         if not self._running:
-            await stamp_ended(self.engine, [end])
+            await record_ends_now(self.engine, [end])
             return
         self._ends.add(end)
         self._wake.set()
@@ -65,6 +65,6 @@ class ClaimStamper:
         if not ends:
             return
         try:
-            await uncancelled(lambda: stamp_ended(self.engine, ends))
+            await uncancelled(lambda: record_ends_now(self.engine, ends))
         except TimeoutError as error:  # the database hangs: the writer says so too
             log.warning("recording %d claim ends failed: %s", len(ends), error)
