@@ -30,6 +30,16 @@ def marks(db_path: Path) -> list[tuple[str, str]]:
     return sorted((str(handler), str(item_id)) for handler, item_id in rows)
 
 
+async def marks_a_new_run_finds(url: str, keys: list[str]) -> dict[str, StartMark]:
+    """The marks of ``Ping``'s ``keys`` that the next run, opened now, finds committed."""
+    other = open_store(url)
+    await other.open()
+    try:
+        return dict(await other.started_items("Ping", keys))
+    finally:
+        await other.close()
+
+
 @asynccontextmanager
 async def writing(store: SqlStore) -> AsyncIterator[None]:
     """The store's writer running, as in a running service."""
@@ -92,12 +102,7 @@ async def test_a_later_run_finds_the_marks_of_every_unfinished_item(url: str) ->
     finally:
         await first.close()
 
-    second = open_store(url)
-    await second.open()
-    try:
-        found = await second.started_items("Ping", [*keys, "700"])
-    finally:
-        await second.close()
+    found = await marks_a_new_run_finds(url, [*keys, "700"])
     unfinished = {str(n) for n in range(1, 700, 2)} | {"4"}
     assert set(found) - {long + "a", long + "b"} == unfinished
     assert found["7"] == StartMark(alone=False, crashes=1)
@@ -160,12 +165,7 @@ async def test_an_item_started_again_keeps_its_new_mark_when_an_earlier_give_bac
         store.forget_started("Ping", ["1", "2"])
         await store.start_items("Ping", ["1"])
         await store.flush()
-        other = open_store(url)
-        await other.open()
-        try:
-            found = await other.started_items("Ping", ["1", "2"])
-        finally:
-            await other.close()
+        found = await marks_a_new_run_finds(url, ["1", "2"])
     finally:
         await store.close()
     assert found == {"1": StartMark(alone=False, crashes=0)}
@@ -225,12 +225,7 @@ async def test_an_item_started_again_waits_for_the_removal_the_writer_is_making(
 
                 await until(marked_or_waiting)
                 await locker_tx.commit()
-            other = open_store(url)
-            await other.open()
-            try:
-                found = await other.started_items("Ping", ["1", "2", "3"])
-            finally:
-                await other.close()
+            found = await marks_a_new_run_finds(url, ["1", "2", "3"])
         finally:
             await locker.close()
             await store.close()
