@@ -21,7 +21,7 @@ from novaconsole.engine.handler import HandlerPurpose
 from novaconsole.engine.operator import PauseInfo, ago, describe_pause
 from novaconsole.engine.outcomes import ItemOutcome, OutcomeStatus
 from novaconsole.engine.snapshot import HandlerView, Percentiles, Snapshot
-from novaconsole.redaction import neutralise_controls
+from novaconsole.redaction import neutralise_controls, redact
 
 NOT_OK_STATUSES = frozenset(
     {OutcomeStatus.FAILED, OutcomeStatus.TIMED_OUT, OutcomeStatus.CANCELLED}
@@ -907,7 +907,8 @@ def short_logger_name(name: str) -> str:
 
 
 def log_line(record: logging.LogRecord, tz: tzinfo | None) -> LogLine:
-    """Format a record: time, level, logger, ``[handler item]`` when known, message."""
+    """Format a record: time, level, logger, ``[handler item]`` when known, message; redacted
+    like every line the headless logs write (a handler's message is item data)."""
     moment = datetime.fromtimestamp(record.created, tz).strftime("%H:%M:%S")
     handler = getattr(record, "handler", None)
     item_id = getattr(record, "item_id", None)
@@ -927,7 +928,7 @@ def log_line(record: logging.LogRecord, tz: tzinfo | None) -> LogLine:
         described = describe(error)
         if described not in text:
             text += f" ({described})"
-    return LogLine(level=record.levelname, text=text)
+    return LogLine(level=record.levelname, text=redact(text))
 
 
 def log_lines(records: Sequence[logging.LogRecord], tz: tzinfo | None) -> list[LogLine]:

@@ -272,6 +272,25 @@ def test_log_line_carries_level_logger_handler_and_item() -> None:
     assert log_line(own, UTC).text == "12:00:00 INFO    Ping hi"
 
 
+def test_log_line_masks_secrets_and_neutralises_controls() -> None:
+    """The headless logs redact every line; the console's log pane must too."""
+    record = logging.LogRecord(
+        "novaconsole.handlers.Ping",
+        logging.INFO,
+        __file__,
+        1,
+        "item says %s",
+        ("password=hunter2 \x1b]0;pwned\x07 \x1b[2J postgresql://app:s3cret@db/x",),
+        None,
+    )
+    record.created = T0.timestamp()
+    text = log_line(record, UTC).text
+    assert text == (
+        "12:00:00 INFO    Ping item says password=*** \\x1b]0;pwned\\x07 \\x1b[2J "
+        "postgresql://app:***@db/x"
+    )
+
+
 class _Unprintable(Exception):
     def __str__(self) -> str:
         raise RuntimeError("str() of this error fails too")
