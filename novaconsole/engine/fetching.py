@@ -265,7 +265,8 @@ class Fetcher:
         if not forced and admitted and len(items) >= rt.batch_size:
             # A full batch: more is waiting. Fetch again once half of it is through, so the
             # queue never runs dry while the next fetch is under way (not after a poll wait).
-            scope.refill_at = len(admitted) if self._refill_at_once(scope) else len(admitted) // 2
+            scope.refill_at = len(admitted) // 2
+            scope.refill_early = self._may_refill_early(scope)
         if admitted and not forced:
             # A background cycle waits for its scopes, not for each item: cheaper per item.
             scope.cycle = tracker
@@ -408,15 +409,26 @@ class Fetcher:
         rt.dead_returned += dead
         return alive
 
-    def _refill_at_once(self, scope: HandlerScope) -> bool:
-        """Whether to fetch again as soon as a full batch is admitted, not once half of it is
-        through: when the fetch left out what is taken (the next cannot return these items),
-        the store's database is a server (its round trips, the fetch's and the claims', then
-        overlap the processing; SQLite works in this process, where fetching sooner only
-        competes with its writer), and no other worker fetches (two running the same query at
-        once take the same rows, and one of them gets nothing for its round trips)."""
+    def _may_refill_early(self, scope: HandlerScope) -> bool:
+        """Whether the handler may be fetched again before half of this full batch is through,
+        once a slot finds nothing to take (see :meth:`slot_idle`): when the fetch left out
+        what is taken (the next cannot return these items), the store's database is a server
+        (its round trips, the fetch's and the claims', then overlap the batch's commits;
+        SQLite works in this process, where fetching sooner only competes with its writer),
+        and no other worker fetches (two running the same query at once take the same rows,
+        and one of them gets nothing for its round trips)."""
         core = self.core
         return scope.ctx.leaves_out_taken and core.store_round_trips and core.alone
+
+    def slot_idle(self) -> None:
+        """A slot found nothing to take: the handlers whose batch may be followed early are
+        due now. Only then: a worker whose slots are busy does not fetch ahead and hold
+        claims it cannot start."""
+        for rt in self.core.runtimes.values():
+            for scope in rt.scopes:
+                if scope.refill_early and not scope.released and scope.first_pass:
+                    scope.refill_at = scope.first_pass
+                    self._release_if_through(scope)
 
     def mark_first_pass(self, job: Job) -> None:
         if job.first_pass_done:

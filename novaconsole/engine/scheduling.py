@@ -54,8 +54,10 @@ class HandlerScope:
     """Items not yet final nor waiting for a retry (the handler is due again at zero)."""
     refill_at: int = 0
     """The handler is due again once ``first_pass`` is down to this: half of a full batch
-    (more is waiting at the source), zero for a short one; all of it when the next fetch
-    may start at once (see :meth:`Fetcher._refill_at_once`)."""
+    (more is waiting at the source), zero for a short one."""
+    refill_early: bool = False
+    """A full batch whose handler is due again as soon as a slot finds nothing to take, before
+    half of it is through (see :meth:`Fetcher.slot_idle`)."""
     released: bool = False
     """The poll loop has been told this fetch is through (the handler may be fetched again)."""
     closed: bool = False

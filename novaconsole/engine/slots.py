@@ -76,6 +76,7 @@ class SlotRunner:
                             continue
                         job = queue.take()
                         if job is None:
+                            core.fetcher.slot_idle()
                             if core.work.is_set():
                                 core.work = anyio.Event()
                             await core.work.wait()

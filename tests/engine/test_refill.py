@@ -1,6 +1,6 @@
 """A full batch says more work is waiting: the handler is fetched again once half of the batch
-is through, not after the whole batch and a poll interval (issue 16). At once, as soon as the
-batch is admitted, when the fetch left out what is taken (``ctx.unclaimed()``,
+is through, not after the whole batch and a poll interval (issue 16). Sooner, as soon as a
+slot finds nothing to take, when the fetch left out what is taken (``ctx.unclaimed()``,
 ``ctx.in_flight_ids()``), the store's database is a server, and no other worker fetches."""
 
 from __future__ import annotations
@@ -72,9 +72,13 @@ class Source:
         return Numbers
 
 
-def _worker(source: type, store_url: str | None, name: str) -> ProcessingService:
-    builder = processing(max_concurrency=4, lease_duration=3).add_handler(  # beats every second
-        source, name=source.__name__, max_items_per_cycle=4
+def _worker(
+    source: type, store_url: str | None, name: str, concurrency: int = 4
+) -> ProcessingService:
+    builder = processing(max_concurrency=concurrency, lease_duration=3).add_handler(
+        source,
+        name=source.__name__,
+        max_items_per_cycle=4,  # a heartbeat every second
     )
     if store_url is None:
         return builder.build()
@@ -90,10 +94,12 @@ class Nothing:
 
 
 @asynccontextmanager
-async def _running(source: Source, store: str, tmp_path: Path) -> AsyncIterator[None]:
+async def _running(
+    source: Source, store: str, tmp_path: Path, concurrency: int = 4
+) -> AsyncIterator[None]:
     """The source's worker running on ``store`` (``memory``, ``sqlite``, ``postgresql`` alone,
-    or ``fleet``: on PostgreSQL beside another worker), its fetches let through once its
-    heartbeat has named every worker."""
+    or ``fleet``: on PostgreSQL beside another worker) with ``concurrency`` slots for its
+    batches of 4, its fetches let through once its heartbeat has named every worker."""
     async with AsyncExitStack() as stack:
         url: str | None = None
         if store == "sqlite":
@@ -105,7 +111,7 @@ async def _running(source: Source, store: str, tmp_path: Path) -> AsyncIterator[
             assert url is not None
             workers = 2
             await stack.enter_async_context(_worker(Nothing, url, "other").running())
-        service = _worker(source.handler(), url, "this")
+        service = _worker(source.handler(), url, "this", concurrency)
         await stack.enter_async_context(service.running())
         if url is not None and url.startswith("postgresql"):
             await until(lambda: len(service.snapshot().workers) == workers, "a heartbeat")
@@ -113,11 +119,11 @@ async def _running(source: Source, store: str, tmp_path: Path) -> AsyncIterator[
         yield
 
 
-async def test_a_fetch_that_leaves_out_what_is_taken_is_followed_at_once(
+async def test_a_fetch_that_leaves_out_what_is_taken_is_followed_once_a_slot_idles(
     tmp_path: Path,
 ) -> None:
     source = Source(asks=True)
-    async with _running(source, "postgresql", tmp_path):
+    async with _running(source, "postgresql", tmp_path, concurrency=8):  # 4 slots left idle
         with anyio.fail_after(60):  # a hang guard, not a measurement
             await source.second_fetch.wait()  # only the refill can: an hour between polls
         assert source.fetches[:2] == [[1, 2, 3, 4], [5, 6, 7, 8]]
@@ -127,21 +133,22 @@ async def test_a_fetch_that_leaves_out_what_is_taken_is_followed_at_once(
 
 
 @pytest.mark.parametrize(
-    ("store", "asks"),
+    ("store", "asks", "concurrency"),
     [
-        ("memory", False),  # the source does not ask what is taken
-        ("sqlite", True),  # in this process: fetching sooner competes with the writer
-        ("fleet", True),  # the other worker would fetch the same rows at the same time
+        ("memory", False, 8),  # the source does not ask what is taken
+        ("sqlite", True, 8),  # in this process: fetching sooner competes with the writer
+        ("fleet", True, 8),  # the other worker would fetch the same rows at the same time
+        ("postgresql", True, 4),  # every slot busy: no fetching ahead, no claims held idle
     ],
 )
 async def test_a_full_batch_is_refilled_once_half_of_it_is_through(
-    store: str, asks: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: str, asks: bool, concurrency: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The database's clock read once: a fetch then starts with no round trip, so that one
     # started too soon has called fetch_next by the time every task waits.
     monkeypatch.setattr(fetching, "CLOCK_READ_EVERY", 3600.0)
     source = Source(asks)
-    async with _running(source, store, tmp_path):
+    async with _running(source, store, tmp_path, concurrency):
         with anyio.fail_after(60):  # a hang guard, not a measurement
             await source.all_started.wait()
             await anyio.wait_all_tasks_blocked()
