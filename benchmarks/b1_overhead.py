@@ -14,6 +14,12 @@ CPython's defaults on both sides.
 Where uvloop is installed (``pip install 'novaconsole[peers]'``), each round also runs the
 stream and the engine with its SQLite store on a uvloop event loop (in a thread of its own),
 each against itself on asyncio: the faster loop as an option, measured (issue 16).
+
+Where the engine's time goes with its SQLite store: the CPU of the event loop's thread and of
+the process's other threads (the store's writer, above all) per item, and the share of the
+run the loop spent on the CPU. Less than one core between them, and a loop that is often
+idle, say that the two take turns (the GIL, and admission waiting for its start marks)
+rather than work side by side.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from __future__ import annotations
 import gc
 import importlib.util
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, process_time, thread_time
 from typing import TypeVar
 
 import anyio
@@ -76,20 +83,33 @@ async def bare_stream(total: int) -> float:
     return total / elapsed
 
 
-async def engine(total: int, database: Path | None) -> tuple[float, int]:
-    """Items per second through the engine (SQLite store at ``database``, or in memory), and
-    how many outcomes the store dropped instead of writing."""
+@dataclass(frozen=True, slots=True)
+class EngineRun:
+    """One run of the engine: its rate, the outcomes its store dropped, and the CPU seconds
+    of the event loop's thread and of the process's other threads over ``elapsed``."""
+
+    rate: float
+    dropped: int
+    loop_cpu: float
+    other_cpu: float
+    elapsed: float
+
+
+async def engine(total: int, database: Path | None) -> EngineRun:
+    """``total`` no-op items through the engine (SQLite store at ``database``, or in memory)."""
     counter = Counter(total)
     url = None if database is None else f"sqlite+aiosqlite:///{database}"
     service = no_op_service(counter.handler(), batch=BATCH, concurrency=WORKERS, database_url=url)
-    started = perf_counter()
+    started, loop_started, process_started = perf_counter(), thread_time(), process_time()
     async with service.running():
         await counter.done.wait()
     elapsed = perf_counter() - started
+    loop_cpu = thread_time() - loop_started
+    other_cpu = process_time() - process_started - loop_cpu
     snapshot = service.snapshot()
     assert snapshot.succeeded == total, snapshot.succeeded
     dropped: int = getattr(service.store, "dropped_outcomes", 0)
-    return total / elapsed, dropped
+    return EngineRun(total / elapsed, dropped, loop_cpu, other_cpu, elapsed)
 
 
 async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
@@ -98,6 +118,8 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
     with_store: list[float] = []
     in_memory: list[float] = []
     dropped: list[int] = []
+    store_runs: list[EngineRun] = []
+    memory_runs: list[EngineRun] = []
     stream_tuned: list[float] = []
     store_tuned: list[float] = []
     stream_uv: list[float] = []
@@ -106,31 +128,33 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
         gc.collect()
         stream.append(await bare_stream(total))
         gc.collect()
-        rate, lost = await engine(total, workdir / f"b1-{round_}.db")
-        with_store.append(rate)
-        dropped.append(lost)
+        stored = await engine(total, workdir / f"b1-{round_}.db")
+        store_runs.append(stored)
+        with_store.append(stored.rate)
+        dropped.append(stored.dropped)
         gc.collect()
-        in_memory.append((await engine(total, None))[0])
+        memory_runs.append(await engine(total, None))
+        in_memory.append(memory_runs[-1].rate)
         with tuned_gc():
             stream_tuned.append(await bare_stream(total))
         with tuned_gc():
-            rate, lost = await engine(total, workdir / f"b1-tuned-{round_}.db")
-        store_tuned.append(rate)
-        dropped.append(lost)
+            tuned = await engine(total, workdir / f"b1-tuned-{round_}.db")
+        store_tuned.append(tuned.rate)
+        dropped.append(tuned.dropped)
         uv = ""
         if UVLOOP:
             gc.collect()
             stream_uv.append(await on_uvloop(partial(bare_stream, total)))
             gc.collect()
-            rate_uv, lost_uv = await on_uvloop(
-                partial(engine, total, workdir / f"b1-uv-{round_}.db")
-            )
-            store_uv.append(rate_uv)
-            dropped.append(lost_uv)
-            uv = f"; on uvloop: stream {stream_uv[-1]:,.0f}/s, engine+SQLite {rate_uv:,.0f}/s"
+            on_uv = await on_uvloop(partial(engine, total, workdir / f"b1-uv-{round_}.db"))
+            store_uv.append(on_uv.rate)
+            dropped.append(on_uv.dropped)
+            uv = f"; on uvloop: stream {stream_uv[-1]:,.0f}/s, engine+SQLite {on_uv.rate:,.0f}/s"
         progress(
             f"B1 round {round_ + 1}: stream {stream[-1]:,.0f}/s, engine+SQLite "
-            f"{with_store[-1]:,.0f}/s ({lost} outcomes dropped), engine+memory "
+            f"{stored.rate:,.0f}/s ({stored.dropped} outcomes dropped; CPU per item: loop "
+            f"{_per_item(stored.loop_cpu, total)}, other threads "
+            f"{_per_item(stored.other_cpu, total)}), engine+memory "
             f"{in_memory[-1]:,.0f}/s; the CLI's collector: stream {stream_tuned[-1]:,.0f}/s, "
             f"engine+SQLite {store_tuned[-1]:,.0f}/s{uv}"
         )
@@ -138,6 +162,7 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
     return [
         Row("B1", "bare anyio stream, 1 producer → 8 consumers", best, "items/s"),
         ratio_row("B1", "engine + SQLite store vs bare stream", with_store, stream, _IPS, 1.5),
+        _threads_row(store_runs, memory_runs, total),
         ratio_row("B1", "engine + memory store vs bare stream", in_memory, stream, _IPS, 1.0),
         Row(
             "B1",
@@ -165,6 +190,30 @@ async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
         ),
         *_uvloop_rows(stream_uv, stream, store_uv, with_store),
     ]
+
+
+def _threads_row(store: list[EngineRun], memory: list[EngineRun], total: int) -> Row:
+    """Where the engine's time went with its SQLite store, in its median round by rate, against
+    the event loop's CPU with the memory store."""
+    run, alone = _median(store), _median(memory)
+    busy = run.loop_cpu / run.elapsed if run.elapsed else 0.0
+    return Row(
+        "B1",
+        "  CPU per item with the SQLite store: event loop + other threads (the writer); "
+        "the loop's share of the run (baseline: the loop, memory store)",
+        run.loop_cpu / total * 1e6,
+        "µs",
+        baseline=alone.loop_cpu / total * 1e6,
+        text=f"{_per_item(run.loop_cpu, total)} + {_per_item(run.other_cpu, total)}; {busy:.0%}",
+    )
+
+
+def _median(runs: list[EngineRun]) -> EngineRun:
+    return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+
+
+def _per_item(seconds: float, total: int) -> str:
+    return f"{seconds / total * 1e6:.1f} µs"
 
 
 def _uvloop_rows(

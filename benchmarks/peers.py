@@ -185,8 +185,7 @@ async def _novaconsole(drain: bool, total: int, folder: Path) -> float:
     await anyio.Path(folder).mkdir(parents=True)
     if drain:
         return await b2_sqlite.engine(folder / "work.db", total, write="write")
-    rate, _ = await b1_overhead.engine(total, folder / "store.db")
-    return rate
+    return (await b1_overhead.engine(total, folder / "store.db")).rate
 
 
 async def run(total: int, repeat: int, workdir: Path) -> list[Row]:
