@@ -65,9 +65,12 @@ async def _exactly_once(fleet: Fleet, workers: int, items: int) -> None:
 
 
 async def _kill_9(fleet: Fleet, workers: int, items: int) -> None:
-    # Items of 10 ms: without them one worker on a quick machine ran all 600 between being
-    # seen at 50 and the kill, and the survivors had nothing left to take over.
-    await fleet.setup(items, duration=0.01)
+    # Items of 50 ms: with no-op items, then with items of 10 ms (356-510 of 600 left at the
+    # kill, but once none, on SQLite), the fleet ran them all between a worker being seen at
+    # 50 and the kill. A worker's runs show only when its writer commits, likely in lumps when
+    # two SQLite writers wait for each other's lock. At 50 ms, 480-510 were left: over a
+    # second of the fleet's work.
+    await fleet.setup(items, duration=0.05)
     started = fleet.start(workers, *FAST, *SHORT_LEASE)
     await fleet.ready(started)
 
