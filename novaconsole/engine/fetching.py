@@ -336,6 +336,7 @@ class Fetcher:
             fresh = self._skip_dead(scope, fresh, states, tracker, forced)
         else:
             rt.dead_items = 0
+            rt.wedged_on_dead = False
         keys = [batched[0] for batched in fresh]
         tokens: Mapping[str, int] | None = None
         if core.coordinator is not None and fresh:
@@ -405,6 +406,19 @@ class Fetcher:
                 rt.name,
                 extra=log_extra(rt.name),
             )
+        wedged = not alive and dead >= rt.batch_size
+        if wedged and not rt.wedged_on_dead:
+            log.warning(
+                "%s: all %d items fetch_next returned are out of attempts: it makes no "
+                "progress while its source returns them first; leave them out of the fetch "
+                "(on_failure can mark them at the source) or retry them: novaconsole retry "
+                "%s ITEM_ID",
+                rt.name,
+                dead,
+                rt.name,
+                extra=log_extra(rt.name),
+            )
+        rt.wedged_on_dead = wedged
         rt.dead_items = dead
         rt.dead_returned += dead
         return alive

@@ -44,6 +44,9 @@ class HandlerRuntime:
     """Items out of attempts that the latest fetch returned (skipped, not processed)."""
     dead_returned: int = 0
     """How often fetches returned an item out of attempts since the service started."""
+    wedged_on_dead: bool = False
+    """The latest fetch was a full batch of items out of attempts and nothing else: the
+    handler makes no progress while its source returns them first (warned once a streak)."""
     dead_recorded: dict[str, None] = field(default_factory=dict)
     """Keys of dead items whose ``skipped`` (or final failure) is recorded by this process:
     not recorded again each time the source returns them (oldest forgotten past a bound)."""

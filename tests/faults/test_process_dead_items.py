@@ -85,3 +85,31 @@ async def test_a_dead_item_returned_on_every_poll_is_recorded_once_and_counted(
         view = again.snapshot().handlers["Broken"]
     assert (view.dead_items, view.skipped) == (1, 1)
     assert statuses(db_path) == ["failed", "skipped"]
+
+
+class BrokenPair:
+    """Returns items 1 and 2, a full batch of 2, on every fetch; they always fail."""
+
+    async def fetch_next(self, max_items: int) -> Sequence[Item]:
+        return [Item(1), Item(2)][:max_items]
+
+    async def process(self, item: Item) -> None:
+        raise RuntimeError("broken for good")
+
+
+async def test_a_handler_whose_full_batch_is_all_dead_is_warned_of_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its source returns the same dead items first, batch after batch: the handler makes no
+    progress, and the log says so (once a streak, not at every poll)."""
+    service = (
+        BackgroundProcessing(poll_interval=0.01, retry=RetryPolicy(1, 0, 0))
+        .add_handler(BrokenPair, name="Pair", max_items_per_cycle=2)
+        .build(database_url=f"sqlite+aiosqlite:///{tmp_path / 'pair.db'}")
+    )
+    async with service.running():
+        await until(lambda: service.snapshot().handlers["Pair"].dead_returned >= 20, "polls")
+    warned = [r for r in caplog.records if "makes no progress" in r.getMessage()]
+    assert len(warned) == 1
+    assert warned[0].levelname == "WARNING"
+    assert "novaconsole retry Pair ITEM_ID" in warned[0].getMessage()
