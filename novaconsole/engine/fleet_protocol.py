@@ -84,6 +84,10 @@ class Coordinator(Protocol):
         it finished (``fetched_at``, from :meth:`now`; ``None``: never).
         """
 
+    def renewal_due(self) -> bool:
+        """Whether :meth:`renew` would write now: the caller builds its list of claims only
+        then (the coordination loop runs far more often than leases need renewing)."""
+
     async def renew(
         self, worker_id: str, claims: Sequence[Claim], lease: float
     ) -> Collection[Claim]:

@@ -119,6 +119,10 @@ class SqlCoordinator:
         """Whether the last heartbeat found no other live worker (unknown before it)."""
         return alone_in(self._fleet, worker_id)
 
+    def renewal_due(self) -> bool:
+        """False while leases were renewed (or claimed) less than a quarter lease ago."""
+        return anyio.current_time() >= self._next_renewal
+
     async def renew(
         self, worker_id: str, claims: Sequence[Claim], lease: float
     ) -> Collection[Claim]:

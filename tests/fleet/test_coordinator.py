@@ -85,6 +85,19 @@ async def test_an_item_is_claimed_by_one_worker_until_its_lease_ends(store: SqlS
     assert list(lost) == [Claim("H", "1", first["1"])]
 
 
+async def test_leases_are_renewed_at_most_every_quarter_lease(store: SqlStore) -> None:
+    """The coordination loop runs every poll interval (50 ms); it lists its claims for a
+    renewal only when :meth:`renewal_due` says the renewal would write."""
+    coordinator = _coordinator(store)
+    assert coordinator.renewal_due()
+    tokens = await coordinator.claim("a:1", "H", ["1"], LEASE, await coordinator.now())
+    held = [Claim("H", "1", tokens["1"])]
+    assert not await coordinator.renew("a:1", held, LEASE)
+    assert not coordinator.renewal_due()
+    # Not due: nothing is written, so not even a claim held by another worker is reported.
+    assert not await coordinator.renew("b:2", held, LEASE)
+
+
 async def test_a_renewal_counts_an_item_finished_meanwhile_as_done_not_lost(
     store: SqlStore,
 ) -> None:
