@@ -324,8 +324,8 @@ class Fetcher:
             running = rt.active.get(batched[0])
             if running is not None:
                 # In progress from an earlier fetch: not taken again, but a run-once waits for it.
-                if forced and tracker not in running.trackers:
-                    running.trackers.append(tracker)
+                if forced and tracker not in (running.trackers or ()):
+                    running.track(tracker)
                     tracker.pending += 1
                     if not running.forced:
                         core.queue.force(running)
@@ -358,7 +358,7 @@ class Fetcher:
                 job.token = tokens[key]
             if forced:
                 job.forced = True
-                job.trackers.append(tracker)
+                job.track(tracker)
                 tracker.pending += 1
             admitted.append(job)
         # Their start is on record before any of them runs (a crash counts against them).
@@ -393,7 +393,7 @@ class Fetcher:
             job = Job(item, key, scope, item_id, attempts=state.attempts)
             if forced:
                 job.forced = True
-                job.trackers.append(tracker)
+                job.track(tracker)
                 tracker.pending += 1
             error = f"out of attempts ({state.attempts})"
             self.core.reporter.finish(job, OutcomeStatus.SKIPPED, error, quiet=not recording)

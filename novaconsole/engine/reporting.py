@@ -80,7 +80,7 @@ class Reporter:
             started_at=job.first_started_at or finished_at,
             finished_at=finished_at,
             traceback=tb,
-            history=tuple(job.history),
+            history=job.history,
             wait=max(job.wait, 0.0),
             token=job.token,
         )
@@ -156,7 +156,7 @@ class Reporter:
 
     @staticmethod
     def _tell_trackers(job: Job, outcome: ItemOutcome) -> None:
-        for tracker in job.trackers:
+        for tracker in job.trackers or ():
             tracker.report.outcomes.append(outcome)
             tracker.pending -= 1
             tracker.settle()

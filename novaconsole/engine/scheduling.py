@@ -88,8 +88,10 @@ class Job:
     first_started_at: datetime | None = None
     wait: float = -1.0
     processing: float = 0.0
-    history: list[Attempt] = field(default_factory=list)
-    trackers: list[Tracker] = field(default_factory=list)
+    history: tuple[Attempt, ...] = ()
+    """The tries this process made, oldest first (a tuple: the outcome takes it as it is)."""
+    trackers: list[Tracker] | None = None
+    """The ``run_once()`` cycles waiting for this item (see :meth:`track`)."""
     first_pass_done: bool = False
     forced: bool = False
     """Part of a ``run_once()``: handed out even while the service is paused."""
@@ -100,6 +102,15 @@ class Job:
     failed_since: int = NOT_FAILED
     """Its handler's breaker's count of succeeded items when it first failed here, or
     :data:`NOT_FAILED` or :data:`FAILED_BEFORE`."""
+
+    def track(self, tracker: Tracker) -> None:
+        """Make ``tracker`` wait for this item's outcome."""
+        # No list until one is needed: a job is made for every item, and each container it
+        # allocates counts towards the garbage collector's next collection.
+        if self.trackers is None:
+            self.trackers = [tracker]
+        else:
+            self.trackers.append(tracker)
 
 
 @dataclass(eq=False, slots=True)

@@ -217,7 +217,7 @@ class SlotRunner:
             core.reporter.finish(job, OutcomeStatus.SUCCEEDED, None, written=outcome)
             self.commit_settled()
             return
-        job.history[-1] = replace(job.history[-1], error=describe(error))
+        job.history = (*job.history[:-1], replace(job.history[-1], error=describe(error)))
         if core.task_group is None:  # the service is closing: nothing left to retry on
             core.reporter.finish(job, OutcomeStatus.FAILED, describe(error))
             self.commit_settled()
@@ -260,4 +260,4 @@ def _record_attempt(
     duration = monotonic() - started
     job.processing += duration
     job.attempts += 1
-    job.history.append(Attempt(job.attempts, started_at, duration, error, timed_out))
+    job.history = (*job.history, Attempt(job.attempts, started_at, duration, error, timed_out))
