@@ -55,8 +55,8 @@ class FleetSync:
         coordinator = core.coordinator
         plane = getattr(core.store, "control_plane", None)
         if coordinator is not None and coordinator.renewal_due():
-            # Not built at every tick: every active item, every 50 ms with a short poll
-            # interval, was a third of this loop's CPU in B7's drain.
+            # Not built at every tick: a claim for every active item, every 50 ms with a
+            # short poll interval, was a third of the coordination loop's time in B7's drain.
             held = [
                 Claim(rt.name, job.key, job.token)
                 for rt in core.runtimes.values()

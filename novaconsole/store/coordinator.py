@@ -120,7 +120,7 @@ class SqlCoordinator:
         return alone_in(self._fleet, worker_id)
 
     def renewal_due(self) -> bool:
-        """False while leases were renewed (or claimed) less than a quarter lease ago."""
+        """False while leases were renewed less than a quarter lease (at most a second) ago."""
         return anyio.current_time() >= self._next_renewal
 
     async def renew(
@@ -129,7 +129,7 @@ class SqlCoordinator:
         """Extend leases (also of outcomes waiting to be written); the claims lost."""
         started = anyio.current_time()
         if started < self._next_renewal:
-            return []  # renewed less than a quarter of a lease ago, or claimed since
+            return []  # renewed less than a quarter of a lease (at most a second) ago
         wanted = claim_sql.keys_of(claims)
         everything = [*claims, *self._buffered()]
         if not everything:
