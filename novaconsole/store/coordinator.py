@@ -127,9 +127,9 @@ class SqlCoordinator:
         self, worker_id: str, claims: Sequence[Claim], lease: float
     ) -> Collection[Claim]:
         """Extend leases (also of outcomes waiting to be written); the claims lost."""
+        if not self.renewal_due():
+            return []
         started = anyio.current_time()
-        if started < self._next_renewal:
-            return []  # renewed less than a quarter of a lease (at most a second) ago
         wanted = claim_sql.keys_of(claims)
         everything = [*claims, *self._buffered()]
         if not everything:
