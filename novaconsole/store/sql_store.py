@@ -69,6 +69,7 @@ from novaconsole.store.faults import is_database_fault, is_row_refusal
 from novaconsole.store.models import (
     item_states,
     results,
+    stored_handler,
     stored_item_id,
 )
 from novaconsole.store.outcome_buffer import OutcomeBuffer
@@ -96,6 +97,9 @@ MARK_BUSY_TIMEOUT_MS = BUSY_TIMEOUT_MS
 """How long marking a batch started waits for the writer to commit the marks, as long as any
 write waits for a locked SQLite file (then the engine runs the batch unmarked). Under load a
 writer's transaction of thousands of outcomes can take longer than a second."""
+OTHERS_MARKS_HELD = 100_000
+"""Other runs' marks a store alone on its database keeps in memory (more: it reads the table
+at every admission)."""
 
 
 def _backoff(failures: int) -> float:
@@ -189,8 +193,10 @@ class SqlStore:
         """This run, on its start marks (a mark of another run after a restart: a crash)."""
         self._marking = False
         """Start marks may exist: finishing an item removes its own."""
-        self._others_marks = True
-        """Marks of other runs may exist (the table is looked up at admission)."""
+        self._others_marks: dict[str, set[str]] | None = None
+        """The stored ids other runs marked, by stored handler, read once at start when no other
+        worker shares the database (admission reads the table only for a batch holding one
+        of them); None: look for every batch."""
         self._forget: set[StateKey] = set()
         sqlite = self.engine.dialect.name == "sqlite"
         self._direct = SqliteDirect(self.engine) if sqlite and DRIVER_QUEUE else None
@@ -683,8 +689,14 @@ class SqlStore:
 
     async def started_items(self, handler: str, keys: Sequence[str]) -> Mapping[str, StartMark]:
         """The start marks other runs left on ``keys`` (crash suspects)."""
-        if not self._others_marks or not keys:
+        if not keys:
             return {}
+        if self._others_marks is not None:
+            # A crash can leave marks on items their source never returns again: without
+            # this, every batch after it would read the table for nothing.
+            marked = self._others_marks.get(stored_handler(handler))
+            if not marked or marked.isdisjoint(stored_item_id(key) for key in keys):
+                return {}
 
         async def read() -> dict[str, StartMark]:
             async with self._reader.connect() as connection:
@@ -755,11 +767,11 @@ class SqlStore:
         if self.coordinator is not None:
             return  # other live workers leave marks at any time: always look
 
-        async def any_mark() -> bool:
+        async def marked() -> dict[str, set[str]] | None:
             async with self._reader.connect() as connection:
-                return await start_marks.others_exist(connection, self.run_id)
+                return await start_marks.others(connection, self.run_id, OTHERS_MARKS_HELD)
 
-        self._others_marks = await uncancelled(any_mark)
+        self._others_marks = await uncancelled(marked)
 
     # ------------------------------------------------------------------ reads
 

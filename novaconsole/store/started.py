@@ -212,12 +212,22 @@ async def start(
     return found
 
 
-async def others_exist(connection: AsyncConnection, run_id: str) -> bool:
-    """Whether any run but this one left marks."""
-    found = await connection.scalar(
-        select(started.c.item_id).where(started.c.run_id != run_id).limit(1)
-    )
-    return found is not None
+async def others(connection: AsyncConnection, run_id: str, most: int) -> dict[str, set[str]] | None:
+    """The stored item ids other runs marked, by stored handler name; None if more than
+    ``most`` marks."""
+    rows = (
+        await connection.execute(
+            select(started.c.handler, started.c.item_id)
+            .where(started.c.run_id != run_id)
+            .limit(most + 1)
+        )
+    ).all()
+    if len(rows) > most:
+        return None
+    found: dict[str, set[str]] = {}
+    for handler, item_id in rows:
+        found.setdefault(handler, set()).add(item_id)
+    return found
 
 
 def key_rows(keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:

@@ -246,3 +246,33 @@ async def until(check: Callable[[], Awaitable[object]]) -> None:
             if await check():
                 return
             await anyio.sleep(0.01)
+
+
+async def test_a_run_alone_reads_the_marks_only_for_a_batch_holding_one(db_url: str) -> None:
+    """A crash can leave marks on items their source never returns again. A run alone on its
+    database reads which keys other runs marked when it opens, and looks the table up only
+    for a batch holding one of them, not for every batch after the crash."""
+    first = open_store(db_url)
+    await first.open()
+    try:
+        await first.mark_started("Ping", {"gone": 0, "back": 1})
+    finally:
+        await first.close()
+    second = open_store(db_url)
+    await second.open()
+    looked: list[str] = []
+
+    @event.listens_for(second.engine.sync_engine, "before_cursor_execute")
+    def _seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "novaconsole_started" in statement:
+            looked.append(statement)
+
+    try:
+        assert await second.started_items("Ping", [str(n) for n in range(500)]) == {}
+        assert await second.started_items("Other", ["gone"]) == {}
+        assert looked == [], "no batch held a marked key"
+        found = await second.started_items("Ping", ["1", "back"])
+        assert found == {"back": StartMark(alone=False, crashes=1)}
+        assert len(looked) == 1
+    finally:
+        await second.close()
