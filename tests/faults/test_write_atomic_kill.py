@@ -15,7 +15,7 @@ from tests.faults.write_support import Worker, done, executions, make_source, re
 
 pytestmark = pytest.mark.slow
 
-ROWS = 3000
+ROWS = 12_000
 KILLS = 5
 
 
